@@ -1,0 +1,134 @@
+//! Identifiers. Tenant and model ids are human-readable slugs chosen by the
+//! identity provider or the operator; reservation ids are UUIDs.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::DomainError;
+
+/// Longest slug accepted for a tenant or model id.
+pub const SLUG_LEN_MAX: usize = 64;
+
+fn check_slug(what: &'static str, s: &str) -> Result<(), DomainError> {
+    if s.is_empty() {
+        return Err(DomainError::invalid(what, "must not be empty"));
+    }
+    if s.len() > SLUG_LEN_MAX {
+        return Err(DomainError::invalid(what, format!("longer than {SLUG_LEN_MAX} bytes")));
+    }
+    let first_ok = s.as_bytes()[0].is_ascii_alphanumeric();
+    let all_ok = s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !first_ok || !all_ok {
+        return Err(DomainError::invalid(
+            what,
+            "use ASCII letters, digits, '-', '_' or '.', starting with a letter or digit",
+        ));
+    }
+    Ok(())
+}
+
+macro_rules! slug_id {
+    ($name:ident, $what:literal) => {
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = DomainError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                check_slug($what, s)?;
+                Ok(Self(s.to_owned()))
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = DomainError;
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                check_slug($what, &s)?;
+                Ok(Self(s))
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+slug_id!(TenantId, "tenant id");
+slug_id!(ModelId, "model id");
+
+/// A reservation's id: a UUID, chosen by the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ReservationId(pub uuid::Uuid);
+
+impl ReservationId {
+    /// Time-ordered ids (UUIDv7) keep the primary-key index append-mostly.
+    pub fn new() -> Self {
+        Self(uuid::Uuid::now_v7())
+    }
+}
+
+impl Default for ReservationId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FromStr for ReservationId {
+    type Err = DomainError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        uuid::Uuid::parse_str(s)
+            .map(Self)
+            .map_err(|_| DomainError::invalid("reservation id", "not a UUID"))
+    }
+}
+
+impl fmt::Display for ReservationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_accept_the_usual_names() {
+        for ok in ["acme", "smollm2-135m-instruct", "a", "Tenant_1.eu"] {
+            assert!(ok.parse::<TenantId>().is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn slugs_reject_empty_long_and_odd_bytes() {
+        let long = "a".repeat(SLUG_LEN_MAX + 1);
+        for bad in ["", "-acme", "ac me", "acme\0", "ação", long.as_str(), "a/b"] {
+            assert!(bad.parse::<ModelId>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn serde_validates_ids() {
+        assert!(serde_json::from_str::<TenantId>("\"acme\"").is_ok());
+        assert!(serde_json::from_str::<TenantId>("\"\"").is_err());
+    }
+}

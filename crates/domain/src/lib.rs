@@ -1,0 +1,28 @@
+//! Pure domain types shared by every Reservoir crate and service.
+//!
+//! Nothing here does I/O. Every type validates on construction (`FromStr` /
+//! `new`), so a value of one of these types is always valid: services parse
+//! wire input into these types once, at their edge.
+
+mod ids;
+mod money;
+mod plan;
+mod time;
+
+pub use ids::{ModelId, ReservationId, TenantId};
+pub use money::{Currency, Money};
+pub use plan::{PriorityClass, ReservationStatus, Role, Term, Tier};
+pub use time::{TimeRange, term_end};
+
+/// Every way a domain value can be invalid. Messages are meant for API users.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    #[error("invalid {what}: {reason}")]
+    Invalid { what: &'static str, reason: String },
+}
+
+impl DomainError {
+    pub fn invalid(what: &'static str, reason: impl Into<String>) -> Self {
+        DomainError::Invalid { what, reason: reason.into() }
+    }
+}

@@ -1,0 +1,1 @@
+//! The paged-KV transformer engine (work in progress).
