@@ -4,6 +4,7 @@
 //! `new`), so a value of one of these types is always valid: services parse
 //! wire input into these types once, at their edge.
 
+pub mod capacity;
 mod ids;
 mod money;
 mod plan;

@@ -1,0 +1,210 @@
+//! Paged KV storage and attention that reads K/V through block tables.
+//!
+//! Layout per layer: `[n_blocks][block_size][kv_dim]` for K and for V, so a
+//! token's slot is `block * block_size + offset` and its row is contiguous.
+//! Which blocks belong to whom is the pool's business (`kv.rs`); this file
+//! only stores numbers.
+
+use rayon::prelude::*;
+
+/// K/V tensors for every layer, addressed by slot.
+pub struct KvStore {
+    pub block_size: usize,
+    pub n_blocks: usize,
+    pub kv_dim: usize,
+    k: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+}
+
+impl KvStore {
+    pub fn new(n_layers: usize, n_blocks: usize, block_size: usize, kv_dim: usize) -> Self {
+        let n = n_blocks * block_size * kv_dim;
+        KvStore {
+            block_size,
+            n_blocks,
+            kv_dim,
+            k: (0..n_layers).map(|_| vec![0f32; n]).collect(),
+            v: (0..n_layers).map(|_| vec![0f32; n]).collect(),
+        }
+    }
+
+    /// Bytes one block costs across all layers (K and V, f32).
+    pub fn bytes_per_block(n_layers: usize, block_size: usize, kv_dim: usize) -> usize {
+        n_layers * 2 * block_size * kv_dim * std::mem::size_of::<f32>()
+    }
+
+    /// The slot of position `pos` under `table`, if the table covers it.
+    pub fn slot(&self, table: &[u32], pos: usize) -> Option<usize> {
+        let b = *table.get(pos / self.block_size)? as usize;
+        (b < self.n_blocks).then_some(b * self.block_size + pos % self.block_size)
+    }
+
+    pub fn write(&mut self, layer: usize, slot: usize, k: &[f32], v: &[f32]) {
+        let d = self.kv_dim;
+        self.k[layer][slot * d..(slot + 1) * d].copy_from_slice(k);
+        self.v[layer][slot * d..(slot + 1) * d].copy_from_slice(v);
+    }
+
+    pub fn layer(&self, layer: usize) -> (&[f32], &[f32]) {
+        (&self.k[layer], &self.v[layer])
+    }
+}
+
+/// Shapes for one attention call.
+#[derive(Clone, Copy, Debug)]
+pub struct AttnShape {
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+}
+
+/// Causal attention for a batch of tokens of possibly different sequences.
+/// Token `t` attends to positions `0..=pos[t]` of its sequence, read from the
+/// slots its block table `tables[t]` maps them to. `q` is `[T][n_heads*hd]`,
+/// `out` the same shape. K/V for every attended position must be written.
+pub fn paged_attention(
+    shape: AttnShape,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    block_size: usize,
+    tables: &[&[u32]],
+    pos: &[usize],
+    out: &mut [f32],
+) {
+    let AttnShape { n_heads, n_kv_heads, head_dim: hd } = shape;
+    let group = n_heads / n_kv_heads;
+    let kv_dim = n_kv_heads * hd;
+    let scale = 1.0 / (hd as f32).sqrt();
+    out.par_chunks_mut(hd).enumerate().for_each(|(i, o)| {
+        let (t, h) = (i / n_heads, i % n_heads);
+        let g = h / group;
+        let qh = &q[i * hd..(i + 1) * hd];
+        let table = tables[t];
+        let n_ctx = pos[t] + 1;
+        let row = |p: usize| (table[p / block_size] as usize * block_size + p % block_size) * kv_dim + g * hd;
+        let mut scores = Vec::with_capacity(n_ctx);
+        let mut max = f32::NEG_INFINITY;
+        for p in 0..n_ctx {
+            let r = row(p);
+            let s = dot(qh, &k[r..r + hd]) * scale;
+            max = max.max(s);
+            scores.push(s);
+        }
+        let mut sum = 0f32;
+        for s in scores.iter_mut() {
+            *s = (*s - max).exp();
+            sum += *s;
+        }
+        o.fill(0.0);
+        let inv = 1.0 / sum;
+        for (p, s) in scores.iter().enumerate() {
+            let r = row(p);
+            let w = s * inv;
+            for (acc, x) in o.iter_mut().zip(&v[r..r + hd]) {
+                *acc += w * x;
+            }
+        }
+    });
+}
+
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    // Four accumulators let the compiler vectorize without reassociation flags.
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for (x, y) in ra.iter().zip(rb) {
+        s += x * y;
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::seq::SliceRandom;
+    use rand::{Rng, SeedableRng};
+
+    /// Plain attention over a contiguous `[pos][kv_dim]` cache.
+    fn contiguous(shape: AttnShape, q: &[f32], k: &[f32], v: &[f32], n_ctx: usize) -> Vec<f32> {
+        let AttnShape { n_heads, n_kv_heads, head_dim: hd } = shape;
+        let kv_dim = n_kv_heads * hd;
+        let mut out = vec![0f32; n_heads * hd];
+        for h in 0..n_heads {
+            let g = h / (n_heads / n_kv_heads);
+            let s: Vec<f64> = (0..n_ctx)
+                .map(|p| {
+                    (0..hd).map(|d| (q[h * hd + d] * k[p * kv_dim + g * hd + d]) as f64).sum::<f64>()
+                        / (hd as f64).sqrt()
+                })
+                .collect();
+            let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
+            let z: f64 = e.iter().sum();
+            for d in 0..hd {
+                out[h * hd + d] =
+                    (0..n_ctx).map(|p| e[p] / z * v[p * kv_dim + g * hd + d] as f64).sum::<f64>() as f32;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn paged_attention_equals_contiguous_attention() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(42);
+        for case in 0..60 {
+            let block_size = [1, 2, 3, 4, 8, 16][case % 6];
+            let (n_kv_heads, group) = [(1, 1), (1, 4), (2, 3), (3, 3), (4, 2)][case % 5];
+            let shape = AttnShape { n_heads: n_kv_heads * group, n_kv_heads, head_dim: [4, 8, 16][case % 3] };
+            let kv_dim = n_kv_heads * shape.head_dim;
+            let n_seqs = 1 + case % 3;
+            let lens: Vec<usize> = (0..n_seqs).map(|_| rng.random_range(1..70)).collect();
+            let total_blocks: usize = lens.iter().map(|l| l.div_ceil(block_size)).sum::<usize>() + 5;
+            let mut free: Vec<u32> = (0..total_blocks as u32).collect();
+            free.shuffle(&mut rng);
+            let mut store = KvStore::new(1, total_blocks, block_size, kv_dim);
+            let mut tables = Vec::new();
+            let mut conts = Vec::new();
+            for &len in &lens {
+                let table: Vec<u32> = (0..len.div_ceil(block_size)).map(|_| free.pop().unwrap()).collect();
+                let kc: Vec<f32> = (0..len * kv_dim).map(|_| rng.random_range(-1.0..1.0)).collect();
+                let vc: Vec<f32> = (0..len * kv_dim).map(|_| rng.random_range(-1.0..1.0)).collect();
+                for p in 0..len {
+                    let slot = store.slot(&table, p).unwrap();
+                    store.write(0, slot, &kc[p * kv_dim..(p + 1) * kv_dim], &vc[p * kv_dim..(p + 1) * kv_dim]);
+                }
+                tables.push(table);
+                conts.push((kc, vc));
+            }
+            // One query per sequence at a random position, plus the last one.
+            let qd = shape.n_heads * shape.head_dim;
+            let mut pos = Vec::new();
+            let mut tref: Vec<&[u32]> = Vec::new();
+            let mut owners = Vec::new();
+            for (s, &len) in lens.iter().enumerate() {
+                for p in [rng.random_range(0..len), len - 1] {
+                    pos.push(p);
+                    tref.push(&tables[s]);
+                    owners.push(s);
+                }
+            }
+            let q: Vec<f32> = (0..pos.len() * qd).map(|_| rng.random_range(-2.0..2.0)).collect();
+            let mut out = vec![0f32; q.len()];
+            let (k, v) = store.layer(0);
+            paged_attention(shape, &q, k, v, block_size, &tref, &pos, &mut out);
+            for (t, (&p, &s)) in pos.iter().zip(&owners).enumerate() {
+                let want = contiguous(shape, &q[t * qd..(t + 1) * qd], &conts[s].0, &conts[s].1, p + 1);
+                for (a, b) in want.iter().zip(&out[t * qd..(t + 1) * qd]) {
+                    assert!((a - b).abs() < 1e-4, "case {case}: {a} vs {b}");
+                }
+            }
+        }
+    }
+}

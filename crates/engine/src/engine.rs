@@ -1,0 +1,320 @@
+//! The step API: sequences, their block tables, and one forward pass per
+//! step over a batch that mixes prefill chunks and decode tokens.
+//!
+//! Policy (who runs when, chunk sizes, preemption) belongs to the scheduler;
+//! the engine only executes what it is given and reports out-of-blocks as
+//! an ordinary `Err` before touching any state of the step.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::attention::KvStore;
+use crate::error::EngineError;
+use crate::kv::{BlockId, BlockKey, BlockPool};
+use crate::model::Model;
+
+pub type SeqId = u64;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineConfig {
+    /// Tokens per KV block.
+    pub block_size: usize,
+    /// Memory for K/V across all layers; the pool gets as many blocks as fit.
+    pub kv_budget_bytes: usize,
+    pub prefix_caching: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig { block_size: 16, kv_budget_bytes: 256 << 20, prefix_caching: true }
+    }
+}
+
+/// Which logits an entry wants back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logits {
+    None,
+    /// Only the entry's last token (decode, end of a prompt).
+    Last,
+    /// Every token of the entry (perplexity, scoring).
+    All,
+}
+
+/// One sequence's share of a step: its next tokens (a prefill chunk or one
+/// decode token), placed after the tokens it already has in cache.
+#[derive(Debug, Clone)]
+pub struct StepEntry {
+    pub seq: SeqId,
+    pub tokens: Vec<u32>,
+    pub logits: Logits,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct StepBatch {
+    pub entries: Vec<StepEntry>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SeqLogits {
+    pub seq: SeqId,
+    /// `[n][vocab]`: one row for `Logits::Last`, one per token for `All`.
+    pub logits: Vec<f32>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct StepOutput {
+    pub outputs: Vec<SeqLogits>,
+    pub n_tokens: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineStats {
+    pub total_blocks: usize,
+    pub free_blocks: usize,
+    pub cached_blocks: usize,
+    pub block_size: usize,
+    pub live_sequences: usize,
+    /// Allocated-but-unfilled slots / allocated slots, over live sequences.
+    pub kv_waste: f64,
+    /// Prompt blocks served from the prefix cache / full prompt blocks looked up.
+    pub prefix_hit_rate: f64,
+}
+
+struct Sequence {
+    /// Tokens whose K/V are in the cache, in order.
+    tokens: Vec<u32>,
+    table: Vec<BlockId>,
+    /// Chain hash at the end of each full block (prefix caching).
+    hashes: Vec<u64>,
+}
+
+pub struct Engine {
+    model: Arc<Model>,
+    cfg: EngineConfig,
+    pool: BlockPool,
+    store: KvStore,
+    seqs: HashMap<SeqId, Sequence>,
+    lookup_blocks: u64,
+    hit_blocks: u64,
+}
+
+impl Engine {
+    pub fn new(model: Arc<Model>, cfg: EngineConfig) -> Result<Self, EngineError> {
+        let c = &model.config;
+        if cfg.block_size == 0 || cfg.block_size > 1024 {
+            return Err(EngineError::InvalidArgument("block_size must be in 1..=1024".into()));
+        }
+        let per_block = KvStore::bytes_per_block(c.n_layers, cfg.block_size, c.kv_dim());
+        let n_blocks = cfg.kv_budget_bytes / per_block;
+        if n_blocks == 0 {
+            return Err(EngineError::InvalidArgument(format!(
+                "KV budget {} bytes is below one block ({per_block} bytes)",
+                cfg.kv_budget_bytes
+            )));
+        }
+        let store = KvStore::new(c.n_layers, n_blocks, cfg.block_size, c.kv_dim());
+        Ok(Engine {
+            pool: BlockPool::new(n_blocks),
+            store,
+            model,
+            cfg,
+            seqs: HashMap::new(),
+            lookup_blocks: 0,
+            hit_blocks: 0,
+        })
+    }
+
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+
+    /// Registers a sequence whose prompt is `prompt`. With prefix caching,
+    /// full blocks of the prompt already in cache are attached (never the
+    /// last prompt token: its logits must be computed). Returns how many
+    /// prompt tokens are cached; the caller prefills `prompt[cached..]`.
+    pub fn add_sequence(&mut self, id: SeqId, prompt: &[u32]) -> Result<usize, EngineError> {
+        if self.seqs.contains_key(&id) {
+            return Err(EngineError::DuplicateSequence(id));
+        }
+        let mut seq = Sequence { tokens: Vec::new(), table: Vec::new(), hashes: Vec::new() };
+        if self.cfg.prefix_caching && !prompt.is_empty() {
+            let bs = self.cfg.block_size;
+            let n_full = (prompt.len() - 1) / bs;
+            self.lookup_blocks += n_full as u64;
+            let mut parent = 0u64;
+            for chunk in prompt.chunks_exact(bs).take(n_full) {
+                let key = BlockKey::new(parent, chunk);
+                let Some(b) = self.pool.lookup(&key) else { break };
+                self.pool.retain(b);
+                seq.table.push(b);
+                seq.hashes.push(key.hash);
+                seq.tokens.extend_from_slice(chunk);
+                parent = key.hash;
+                self.hit_blocks += 1;
+            }
+        }
+        let cached = seq.tokens.len();
+        self.seqs.insert(id, seq);
+        Ok(cached)
+    }
+
+    /// Frees the sequence's blocks (cached full blocks stay reusable until evicted).
+    pub fn remove_sequence(&mut self, id: SeqId) -> Result<(), EngineError> {
+        let seq = self.seqs.remove(&id).ok_or(EngineError::UnknownSequence(id))?;
+        // Deepest blocks first, so LRU evicts prefix tails before prefix roots.
+        for &b in seq.table.iter().rev() {
+            self.pool.release(b);
+        }
+        Ok(())
+    }
+
+    pub fn has_sequence(&self, id: SeqId) -> bool {
+        self.seqs.contains_key(&id)
+    }
+
+    /// Tokens of the sequence with K/V in cache.
+    pub fn sequence_len(&self, id: SeqId) -> Result<usize, EngineError> {
+        self.seqs.get(&id).map(|s| s.tokens.len()).ok_or(EngineError::UnknownSequence(id))
+    }
+
+    /// Blocks needed so that `n_more` tokens fit after what `id` holds.
+    pub fn blocks_needed(&self, id: SeqId, n_more: usize) -> Result<usize, EngineError> {
+        let s = self.seqs.get(&id).ok_or(EngineError::UnknownSequence(id))?;
+        let need = (s.tokens.len() + n_more).div_ceil(self.cfg.block_size);
+        Ok(need.saturating_sub(s.table.len()))
+    }
+
+    /// Ensures room for `n_more` tokens; all-or-nothing.
+    pub fn allocate(&mut self, id: SeqId, n_more: usize) -> Result<(), EngineError> {
+        let n = self.blocks_needed(id, n_more)?;
+        let blocks = self.pool.allocate_n(n)?;
+        if let Some(s) = self.seqs.get_mut(&id) {
+            s.table.extend(blocks);
+        }
+        Ok(())
+    }
+
+    /// Runs one forward pass over all entries' tokens. Blocks are allocated
+    /// as needed; if they do not all fit, nothing runs and `OutOfBlocks`
+    /// comes back with the pool as it was.
+    pub fn step(&mut self, batch: &StepBatch) -> Result<StepOutput, EngineError> {
+        let ctx_len = self.model.config.ctx_len;
+        let mut seen = HashSet::new();
+        let mut need = 0usize;
+        for e in &batch.entries {
+            if !seen.insert(e.seq) {
+                return Err(EngineError::InvalidBatch(format!("sequence {} twice in one step", e.seq)));
+            }
+            if e.tokens.is_empty() {
+                return Err(EngineError::InvalidBatch(format!("sequence {} has no tokens", e.seq)));
+            }
+            let len = self.sequence_len(e.seq)?;
+            if len + e.tokens.len() > ctx_len {
+                return Err(EngineError::ContextOverflow { seq: e.seq, pos: len + e.tokens.len(), max: ctx_len });
+            }
+            need += self.blocks_needed(e.seq, e.tokens.len())?;
+        }
+        if need > self.pool.n_free() {
+            return Err(EngineError::OutOfBlocks { needed: need, free: self.pool.n_free() });
+        }
+        for e in &batch.entries {
+            self.allocate(e.seq, e.tokens.len())?;
+        }
+
+        let n_tokens: usize = batch.entries.iter().map(|e| e.tokens.len()).sum();
+        let mut tokens = Vec::with_capacity(n_tokens);
+        let mut pos = Vec::with_capacity(n_tokens);
+        let mut tables: Vec<&[u32]> = Vec::with_capacity(n_tokens);
+        let mut logit_rows = Vec::new();
+        for e in &batch.entries {
+            let s = &self.seqs[&e.seq];
+            let base = s.tokens.len();
+            let first_row = tokens.len();
+            tokens.extend_from_slice(&e.tokens);
+            pos.extend(base..base + e.tokens.len());
+            tables.extend(std::iter::repeat_n(s.table.as_slice(), e.tokens.len()));
+            match e.logits {
+                Logits::None => {}
+                Logits::Last => logit_rows.push(tokens.len() - 1),
+                Logits::All => logit_rows.extend(first_row..tokens.len()),
+            }
+        }
+        let logits = self.model.forward(&tokens, &pos, &tables, &mut self.store, &logit_rows)?;
+
+        let vocab = self.model.config.vocab_size;
+        let mut outputs = Vec::new();
+        let mut row = 0usize;
+        for e in &batch.entries {
+            let n = match e.logits {
+                Logits::None => 0,
+                Logits::Last => 1,
+                Logits::All => e.tokens.len(),
+            };
+            if n > 0 {
+                outputs.push(SeqLogits { seq: e.seq, logits: logits[row * vocab..(row + n) * vocab].to_vec() });
+            }
+            row += n;
+            self.commit_tokens(e.seq, &e.tokens);
+        }
+        Ok(StepOutput { outputs, n_tokens })
+    }
+
+    /// Appends computed tokens and publishes newly filled blocks to the prefix cache.
+    fn commit_tokens(&mut self, id: SeqId, new: &[u32]) {
+        let bs = self.cfg.block_size;
+        let Some(s) = self.seqs.get_mut(&id) else { return };
+        s.tokens.extend_from_slice(new);
+        while (s.hashes.len() + 1) * bs <= s.tokens.len() {
+            let i = s.hashes.len();
+            let parent = if i == 0 { 0 } else { s.hashes[i - 1] };
+            let key = BlockKey::new(parent, &s.tokens[i * bs..(i + 1) * bs]);
+            s.hashes.push(key.hash);
+            if self.cfg.prefix_caching {
+                self.pool.register(s.table[i], key);
+            }
+        }
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        let bs = self.cfg.block_size;
+        let (mut alloc, mut used) = (0usize, 0usize);
+        for s in self.seqs.values() {
+            alloc += s.table.len() * bs;
+            used += s.tokens.len();
+        }
+        EngineStats {
+            total_blocks: self.pool.n_total(),
+            free_blocks: self.pool.n_free(),
+            cached_blocks: self.pool.n_cached(),
+            block_size: bs,
+            live_sequences: self.seqs.len(),
+            kv_waste: if alloc == 0 { 0.0 } else { (alloc - used.min(alloc)) as f64 / alloc as f64 },
+            prefix_hit_rate: if self.lookup_blocks == 0 {
+                0.0
+            } else {
+                self.hit_blocks as f64 / self.lookup_blocks as f64
+            },
+        }
+    }
+
+    /// Pool invariants (tests and debug endpoints).
+    pub fn check_invariants(&self) -> Result<(), String> {
+        self.pool.check_invariants()?;
+        let mut refs: HashMap<BlockId, u32> = HashMap::new();
+        for s in self.seqs.values() {
+            for &b in &s.table {
+                *refs.entry(b).or_default() += 1;
+            }
+        }
+        for (&b, &n) in &refs {
+            if self.pool.ref_count(b) != n {
+                return Err(format!("block {b}: {n} table references, ref count {}", self.pool.ref_count(b)));
+            }
+        }
+        let used = self.pool.n_total() - self.pool.n_free();
+        if used != refs.len() {
+            return Err(format!("{used} used blocks but {} referenced", refs.len()));
+        }
+        Ok(())
+    }
+}

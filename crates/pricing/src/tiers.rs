@@ -1,0 +1,591 @@
+//! Tier tables: graduated and volume pricing as Stripe and Lago define them
+//! (the semantics are documented on [`TierTable`]).
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::PricingError;
+use crate::amount::{INTERNAL_SCALE, add, mul, sub, within_scale};
+
+/// Most tiers a table may have: real price lists have a handful, and a bound
+/// keeps pricing O(small) whatever an admin uploads.
+pub const TIERS_MAX: usize = 32;
+
+/// Tokens in the "million tokens" unit of per-token prices.
+const TOKENS_PER_MILLION_SCALE: u32 = 6;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TierMode {
+    /// Each unit priced in its own tier.
+    Graduated,
+    /// All units priced at the tier the total quantity falls in.
+    Volume,
+}
+
+/// One tier of a table. Serialized with decimals as strings:
+/// `{"up_to": "100", "unit_price": "0.0100", "flat_fee": "0"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceTier {
+    /// Inclusive upper bound of the tier; `None` for the open last tier.
+    #[serde(default)]
+    pub up_to: Option<Decimal>,
+    /// Price of one unit in this tier.
+    pub unit_price: Decimal,
+    /// Charged once when the quantity enters this tier (graduated) or falls
+    /// in it (volume).
+    #[serde(default)]
+    pub flat_fee: Decimal,
+}
+
+impl PriceTier {
+    /// A bounded tier without flat fee.
+    pub fn up_to(bound: Decimal, unit_price: Decimal) -> Self {
+        Self {
+            up_to: Some(bound),
+            unit_price,
+            flat_fee: Decimal::ZERO,
+        }
+    }
+
+    /// The open last tier, without flat fee.
+    pub fn open(unit_price: Decimal) -> Self {
+        Self {
+            up_to: None,
+            unit_price,
+            flat_fee: Decimal::ZERO,
+        }
+    }
+
+    pub fn with_flat_fee(self, flat_fee: Decimal) -> Self {
+        Self { flat_fee, ..self }
+    }
+}
+
+/// A tiered price list: graduated or volume pricing as Stripe and Lago define them.
+///
+/// A table is a list of tiers with inclusive upper bounds; tier `i` covers the
+/// quantities in `(up_to[i-1], up_to[i]]` (the first tier starts above 0),
+/// and the last tier is open. Quantities are non-negative decimals and may be
+/// fractional (millions of tokens), so bounds are continuous, not `n + 1`.
+///
+/// - Graduated: each unit is priced in its own tier; a tier's flat fee is
+///   charged once, when the quantity enters that tier (is above the previous
+///   tier's bound). `price(1500)` on `100 @ 0.01, 1000 @ 0.009, open @ 0.008`
+///   is `100 x 0.01 + 900 x 0.009 + 500 x 0.008`.
+/// - Volume: every unit is priced at the unit price of the tier the total
+///   quantity falls in, plus that tier's flat fee. Totals may drop when the
+///   quantity crosses a bound (`1000 x 0.05 = 50` but `1001 x 0.04 = 40.04`):
+///   that cliff is what volume pricing means.
+///
+/// Zero quantity charges nothing in both modes, flat fees included, and has
+/// no lines. (Billing systems differ here, some charge the first tier's flat
+/// fee on zero units; Reservoir prices usage, and a period without usage must
+/// be a zero line.)
+///
+/// Amounts follow the crate's rounding rule: exact, at most 12 places.
+///
+/// Fields are public so the admin API can build and edit tables;
+/// [`TierTable::validate`] states the rules, and [`TierTable::price`] checks
+/// them before pricing anything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierTable {
+    pub mode: TierMode,
+    pub tiers: Vec<PriceTier>,
+}
+
+/// How much of the quantity one tier priced, for a charge's breakdown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TierLine {
+    /// Index of the tier in the table, from 0.
+    pub tier_index: usize,
+    /// The tier's inclusive upper bound, `None` for the open tier.
+    pub up_to: Option<Decimal>,
+    /// Units priced in this tier (graduated) or all units (volume).
+    pub quantity: Decimal,
+    pub unit_price: Decimal,
+    pub flat_fee: Decimal,
+    /// `quantity x unit_price + flat_fee`, exact.
+    pub amount: Decimal,
+}
+
+/// The price of a quantity: the exact total and the lines that make it up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TieredCharge {
+    pub mode: TierMode,
+    pub quantity: Decimal,
+    /// Graduated: one line per tier entered, in order. Volume: one line.
+    /// Zero quantity: no lines.
+    pub lines: Vec<TierLine>,
+    /// Sum of the lines' amounts, exact.
+    pub total: Decimal,
+}
+
+impl TierTable {
+    /// A graduated table, validated.
+    pub fn graduated(tiers: Vec<PriceTier>) -> Result<Self, PricingError> {
+        let table = Self {
+            mode: TierMode::Graduated,
+            tiers,
+        };
+        table.validate()?;
+        Ok(table)
+    }
+
+    /// A volume table, validated.
+    pub fn volume(tiers: Vec<PriceTier>) -> Result<Self, PricingError> {
+        let table = Self {
+            mode: TierMode::Volume,
+            tiers,
+        };
+        table.validate()?;
+        Ok(table)
+    }
+
+    /// Rules: 1 to [`TIERS_MAX`] tiers; every tier but the last has an
+    /// `up_to`, the last has none (so every quantity has a price); bounds are
+    /// positive and strictly increasing; prices and fees are not negative;
+    /// every number has at most [`INTERNAL_SCALE`] decimal places.
+    pub fn validate(&self) -> Result<(), PricingError> {
+        self.check()
+            .map_err(|reason| PricingError::InvalidTable { reason })
+    }
+
+    /// The reason a table is invalid, for callers that add their own context.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        let count = self.tiers.len();
+        if count == 0 {
+            return Err("a table needs at least one tier".into());
+        }
+        if count > TIERS_MAX {
+            return Err(format!(
+                "a table has at most {TIERS_MAX} tiers, this one has {count}"
+            ));
+        }
+        let last = count - 1;
+        let mut previous_bound: Option<Decimal> = None;
+        for (i, tier) in self.tiers.iter().enumerate() {
+            for (field, value) in [("unit_price", tier.unit_price), ("flat_fee", tier.flat_fee)] {
+                if value < Decimal::ZERO {
+                    return Err(format!(
+                        "tiers[{i}].{field} must not be negative, got {value}"
+                    ));
+                }
+                check_scale(i, field, value)?;
+            }
+            match (tier.up_to, i == last) {
+                (None, true) => {}
+                (None, false) => {
+                    return Err(format!(
+                        "tiers[{i}] has no up_to: only the last tier may be open"
+                    ));
+                }
+                (Some(_), true) => {
+                    return Err(format!(
+                        "the last tier (tiers[{i}]) must be open (no up_to) so that every quantity has a price"
+                    ));
+                }
+                (Some(bound), false) => {
+                    check_scale(i, "up_to", bound)?;
+                    if bound <= Decimal::ZERO {
+                        return Err(format!(
+                            "tiers[{i}].up_to must be greater than 0, got {bound}"
+                        ));
+                    }
+                    if let Some(prev) = previous_bound
+                        && bound <= prev
+                    {
+                        return Err(format!(
+                            "tiers[{i}].up_to ({bound}) must be greater than tiers[{}].up_to ({prev})",
+                            i - 1
+                        ));
+                    }
+                    previous_bound = Some(bound);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Prices `quantity` (non-negative, at most 12 decimal places) with this
+    /// table. Validates the table first, so an invalid table never prices.
+    pub fn price(&self, quantity: Decimal) -> Result<TieredCharge, PricingError> {
+        self.validate()?;
+        if quantity < Decimal::ZERO {
+            return Err(PricingError::InvalidQuantity {
+                quantity,
+                reason: "must not be negative",
+            });
+        }
+        if !within_scale(quantity) {
+            return Err(PricingError::InvalidQuantity {
+                quantity,
+                reason: "has more than 12 decimal places",
+            });
+        }
+        // Canonical text in the breakdown: `150` for 150,000,000 tokens, not
+        // `150.000000`, and `0` for `-0`.
+        let quantity = quantity.normalize();
+        let lines = if quantity.is_zero() {
+            Vec::new()
+        } else {
+            match self.mode {
+                TierMode::Graduated => self.graduated_lines(quantity)?,
+                TierMode::Volume => vec![self.volume_line(quantity)?],
+            }
+        };
+        let mut total = Decimal::ZERO;
+        for line in &lines {
+            total = add(total, line.amount, "tiered total")?;
+        }
+        Ok(TieredCharge {
+            mode: self.mode,
+            quantity,
+            lines,
+            total,
+        })
+    }
+
+    /// Needs a valid table and `quantity > 0`.
+    fn graduated_lines(&self, quantity: Decimal) -> Result<Vec<TierLine>, PricingError> {
+        let mut lines = Vec::with_capacity(self.tiers.len());
+        // Exclusive lower bound of the current tier: the previous tier's up_to.
+        let mut lower = Decimal::ZERO;
+        for (index, tier) in self.tiers.iter().enumerate() {
+            if quantity <= lower {
+                break; // The quantity does not enter this tier: no units, no flat fee.
+            }
+            let upper = tier.up_to.map_or(quantity, |bound| bound.min(quantity));
+            let in_tier = sub(upper, lower, "tier quantity")?;
+            lines.push(line(index, tier, in_tier)?);
+            match tier.up_to {
+                Some(bound) => lower = bound,
+                None => break,
+            }
+        }
+        Ok(lines)
+    }
+
+    /// Needs a valid table and `quantity > 0`.
+    fn volume_line(&self, quantity: Decimal) -> Result<TierLine, PricingError> {
+        let (index, tier) = self
+            .tiers
+            .iter()
+            .enumerate()
+            .find(|(_, tier)| tier.up_to.is_none_or(|bound| quantity <= bound))
+            // Unreachable for a validated table (its last tier is open); an
+            // error rather than a panic keeps that promise checked.
+            .ok_or_else(|| PricingError::InvalidTable {
+                reason: "the last tier must be open".into(),
+            })?;
+        line(index, tier, quantity)
+    }
+}
+
+fn line(tier_index: usize, tier: &PriceTier, quantity: Decimal) -> Result<TierLine, PricingError> {
+    let units = mul(quantity, tier.unit_price, "tier amount")?;
+    let amount = add(units, tier.flat_fee, "tier amount")?;
+    Ok(TierLine {
+        tier_index,
+        up_to: tier.up_to,
+        quantity,
+        unit_price: tier.unit_price,
+        flat_fee: tier.flat_fee,
+        amount,
+    })
+}
+
+fn check_scale(i: usize, field: &str, value: Decimal) -> Result<(), String> {
+    if within_scale(value) {
+        Ok(())
+    } else {
+        Err(format!(
+            "tiers[{i}].{field} ({value}) has more than {INTERNAL_SCALE} decimal places"
+        ))
+    }
+}
+
+/// Prices `tokens` with a per-million-tokens table (on-demand or spot): the
+/// quantity is `tokens / 1,000,000`, exact (a scale-6 decimal, no division).
+pub fn price_tokens(table: &TierTable, tokens: u64) -> Result<TieredCharge, PricingError> {
+    let millions = Decimal::try_from_i128_with_scale(i128::from(tokens), TOKENS_PER_MILLION_SCALE)
+        .map_err(|_| PricingError::Overflow {
+            what: "token count",
+        })?;
+    table.price(millions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+
+    /// The built-in reservation table: 100 @ 0.0100, 1000 @ 0.0090, open @ 0.0080.
+    fn reservation() -> TierTable {
+        TierTable::graduated(vec![
+            PriceTier::up_to(dec!(100), dec!(0.0100)),
+            PriceTier::up_to(dec!(1000), dec!(0.0090)),
+            PriceTier::open(dec!(0.0080)),
+        ])
+        .unwrap()
+    }
+
+    /// The built-in spot table: 1000 @ 0.05, open @ 0.04 (volume).
+    fn spot() -> TierTable {
+        TierTable::volume(vec![
+            PriceTier::up_to(dec!(1000), dec!(0.05)),
+            PriceTier::open(dec!(0.04)),
+        ])
+        .unwrap()
+    }
+
+    fn amounts(charge: &TieredCharge) -> Vec<(usize, Decimal, Decimal)> {
+        charge
+            .lines
+            .iter()
+            .map(|l| (l.tier_index, l.quantity, l.amount))
+            .collect()
+    }
+
+    #[test]
+    fn graduated_inside_the_first_tier() {
+        // 50 x 0.0100 = 0.5
+        let c = reservation().price(dec!(50)).unwrap();
+        assert_eq!(amounts(&c), vec![(0, dec!(50), dec!(0.5))]);
+        assert_eq!(c.total, dec!(0.5));
+    }
+
+    #[test]
+    fn graduated_exactly_at_a_bound_stays_in_that_tier() {
+        // 100 x 0.0100 = 1.00; tier 1 is not entered.
+        let c = reservation().price(dec!(100)).unwrap();
+        assert_eq!(amounts(&c), vec![(0, dec!(100), dec!(1))]);
+        // 100 x 0.0100 + 900 x 0.0090 = 1 + 8.1 = 9.1; tier 2 is not entered.
+        let c = reservation().price(dec!(1000)).unwrap();
+        assert_eq!(
+            amounts(&c),
+            vec![(0, dec!(100), dec!(1)), (1, dec!(900), dec!(8.1))]
+        );
+        assert_eq!(c.total, dec!(9.1));
+    }
+
+    #[test]
+    fn graduated_just_above_a_bound_enters_the_next_tier() {
+        // 100 x 0.0100 + 1 x 0.0090 = 1.009
+        let c = reservation().price(dec!(101)).unwrap();
+        assert_eq!(
+            amounts(&c),
+            vec![(0, dec!(100), dec!(1)), (1, dec!(1), dec!(0.009))]
+        );
+        assert_eq!(c.total, dec!(1.009));
+        // Fractional: 100 x 0.0100 + 0.5 x 0.0090 = 1 + 0.0045 = 1.0045
+        assert_eq!(
+            reservation().price(dec!(100.5)).unwrap().total,
+            dec!(1.0045)
+        );
+        // Smallest step above the bound: 0.000000000001 x 0.0090 = 9e-15, which
+        // rounds to 0 at 12 places; the tier is still entered (a line of 0).
+        let c = reservation().price(dec!(100.000000000001)).unwrap();
+        assert_eq!(c.lines.len(), 2);
+        assert_eq!(c.total, dec!(1));
+    }
+
+    #[test]
+    fn graduated_across_all_tiers() {
+        // 100 x 0.0100 + 900 x 0.0090 + 500 x 0.0080 = 1 + 8.1 + 4 = 13.1
+        let c = reservation().price(dec!(1500)).unwrap();
+        assert_eq!(
+            amounts(&c),
+            vec![
+                (0, dec!(100), dec!(1)),
+                (1, dec!(900), dec!(8.1)),
+                (2, dec!(500), dec!(4))
+            ]
+        );
+        assert_eq!(c.total, dec!(13.1));
+        assert_eq!(c.lines[2].up_to, None);
+    }
+
+    #[test]
+    fn graduated_flat_fees_are_charged_once_per_tier_entered() {
+        let table = TierTable::graduated(vec![
+            PriceTier::up_to(dec!(10), dec!(1)).with_flat_fee(dec!(5)),
+            PriceTier::open(dec!(0.5)).with_flat_fee(dec!(20)),
+        ])
+        .unwrap();
+        // 10 x 1 + 5 = 15; tier 1 not entered, its fee not charged.
+        assert_eq!(table.price(dec!(10)).unwrap().total, dec!(15));
+        // 15 + (1 x 0.5 + 20) = 35.5
+        assert_eq!(table.price(dec!(11)).unwrap().total, dec!(35.5));
+        // 0.1 x 1 + 5 = 5.1
+        assert_eq!(table.price(dec!(0.1)).unwrap().total, dec!(5.1));
+        // Zero enters no tier: no fee at all.
+        let zero = table.price(dec!(0)).unwrap();
+        assert_eq!(zero.total, dec!(0));
+        assert!(zero.lines.is_empty());
+    }
+
+    #[test]
+    fn volume_prices_all_units_at_the_tier_of_the_total() {
+        // At the bound: 1000 x 0.05 = 50
+        let c = spot().price(dec!(1000)).unwrap();
+        assert_eq!(amounts(&c), vec![(0, dec!(1000), dec!(50))]);
+        // Just above: 1001 x 0.04 = 40.04 (the volume cliff)
+        let c = spot().price(dec!(1001)).unwrap();
+        assert_eq!(amounts(&c), vec![(1, dec!(1001), dec!(40.04))]);
+        // 2.5 x 0.05 = 0.125
+        assert_eq!(spot().price(dec!(2.5)).unwrap().total, dec!(0.125));
+    }
+
+    #[test]
+    fn volume_adds_the_flat_fee_of_its_tier_only() {
+        let table = TierTable::volume(vec![
+            PriceTier::up_to(dec!(10), dec!(2)).with_flat_fee(dec!(3)),
+            PriceTier::open(dec!(1)).with_flat_fee(dec!(7)),
+        ])
+        .unwrap();
+        // 10 x 2 + 3 = 23
+        assert_eq!(table.price(dec!(10)).unwrap().total, dec!(23));
+        // 10.5 x 1 + 7 = 17.5
+        assert_eq!(table.price(dec!(10.5)).unwrap().total, dec!(17.5));
+        // Zero charges nothing, not even the first tier's fee (see module docs).
+        let zero = table.price(dec!(0)).unwrap();
+        assert_eq!((zero.total, zero.lines.len()), (dec!(0), 0));
+        assert_eq!(table.price(dec!(-0)).unwrap().quantity.to_string(), "0");
+    }
+
+    #[test]
+    fn huge_quantities_overflow_into_an_error() {
+        let open = |mode| TierTable {
+            mode,
+            tiers: vec![PriceTier::open(dec!(2))],
+        };
+        for mode in [TierMode::Graduated, TierMode::Volume] {
+            assert_eq!(
+                open(mode).price(Decimal::MAX),
+                Err(PricingError::Overflow {
+                    what: "tier amount"
+                })
+            );
+        }
+        // Each line fits, their sum does not.
+        let table = TierTable::graduated(vec![
+            PriceTier::up_to(dec!(50000000000000000000000000000), dec!(1)),
+            PriceTier::open(dec!(2)),
+        ])
+        .unwrap();
+        assert_eq!(
+            table.price(Decimal::MAX),
+            Err(PricingError::Overflow {
+                what: "tiered total"
+            })
+        );
+        // A flat fee at the edge of Decimal overflows too.
+        let table =
+            TierTable::graduated(vec![PriceTier::open(dec!(1)).with_flat_fee(Decimal::MAX)])
+                .unwrap();
+        assert!(matches!(
+            table.price(dec!(1)),
+            Err(PricingError::Overflow { .. })
+        ));
+    }
+
+    #[test]
+    fn tokens_are_priced_in_exact_millions() {
+        let on_demand = TierTable::graduated(vec![
+            PriceTier::up_to(dec!(100), dec!(0.20)),
+            PriceTier::up_to(dec!(1000), dec!(0.15)),
+            PriceTier::open(dec!(0.10)),
+        ])
+        .unwrap();
+        // 1 token = 0.000001 M x 0.20 = 0.0000002
+        let c = price_tokens(&on_demand, 1).unwrap();
+        assert_eq!(
+            price_tokens(&on_demand, 150_000_000)
+                .unwrap()
+                .quantity
+                .to_string(),
+            "150"
+        );
+        assert_eq!((c.quantity, c.total), (dec!(0.000001), dec!(0.0000002)));
+        // 150,000,000 tokens = 150 M: 100 x 0.20 + 50 x 0.15 = 20 + 7.5 = 27.5
+        assert_eq!(
+            price_tokens(&on_demand, 150_000_000).unwrap().total,
+            dec!(27.5)
+        );
+        // u64::MAX tokens = 18446744073709.551615 M:
+        // 20 + 900 x 0.15 + (18446744073709.551615 - 1000) x 0.10
+        // = 20 + 135 + 1844674407270.9551615 = 1844674407425.9551615
+        let c = price_tokens(&on_demand, u64::MAX).unwrap();
+        assert_eq!(c.total, dec!(1844674407425.9551615));
+        assert_eq!(price_tokens(&on_demand, 0).unwrap().total, dec!(0));
+    }
+
+    fn table_error(mode: TierMode, tiers: Vec<PriceTier>) -> String {
+        match (TierTable { mode, tiers }).validate() {
+            Err(PricingError::InvalidTable { reason }) => reason,
+            other => panic!("expected an invalid table, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn invalid_tables_are_refused_with_the_offending_tier() {
+        let g = TierMode::Graduated;
+        assert!(table_error(g, vec![]).contains("at least one tier"));
+        let many = vec![PriceTier::open(dec!(1)); TIERS_MAX + 1];
+        assert!(table_error(g, many).contains("at most 32"));
+        let open_middle = vec![PriceTier::open(dec!(1)), PriceTier::open(dec!(1))];
+        assert!(table_error(g, open_middle).contains("tiers[0] has no up_to"));
+        let closed_last = vec![PriceTier::up_to(dec!(10), dec!(1))];
+        assert!(table_error(g, closed_last).contains("must be open"));
+        let equal = vec![
+            PriceTier::up_to(dec!(10), dec!(1)),
+            PriceTier::up_to(dec!(10.0), dec!(1)),
+            PriceTier::open(dec!(1)),
+        ];
+        assert!(
+            table_error(g, equal)
+                .contains("tiers[1].up_to (10.0) must be greater than tiers[0].up_to (10)")
+        );
+        let decreasing = vec![
+            PriceTier::up_to(dec!(10), dec!(1)),
+            PriceTier::up_to(dec!(5), dec!(1)),
+            PriceTier::open(dec!(1)),
+        ];
+        assert!(table_error(g, decreasing).contains("tiers[1].up_to"));
+        let zero_bound = vec![PriceTier::up_to(dec!(0), dec!(1)), PriceTier::open(dec!(1))];
+        assert!(table_error(g, zero_bound).contains("greater than 0"));
+        let negative_price = vec![PriceTier::open(dec!(-0.01))];
+        assert!(
+            table_error(TierMode::Volume, negative_price)
+                .contains("tiers[0].unit_price must not be negative")
+        );
+        let negative_fee = vec![PriceTier::open(dec!(1)).with_flat_fee(dec!(-1))];
+        assert!(table_error(g, negative_fee).contains("tiers[0].flat_fee must not be negative"));
+        let too_precise = vec![PriceTier::open(dec!(0.0000000000001))];
+        assert!(table_error(g, too_precise).contains("more than 12 decimal places"));
+        // A negative zero price is a zero price.
+        assert!(TierTable::graduated(vec![PriceTier::open(dec!(-0))]).is_ok());
+    }
+
+    #[test]
+    fn pricing_refuses_invalid_tables_and_quantities() {
+        let bad = TierTable {
+            mode: TierMode::Volume,
+            tiers: vec![],
+        };
+        assert!(matches!(
+            bad.price(dec!(1)),
+            Err(PricingError::InvalidTable { .. })
+        ));
+        let err = reservation().price(dec!(-1)).unwrap_err();
+        assert_eq!(err.to_string(), "invalid quantity -1: must not be negative");
+        let err = reservation().price(dec!(0.0000000000001)).unwrap_err();
+        assert!(
+            err.to_string().contains("more than 12 decimal places"),
+            "{err}"
+        );
+    }
+}

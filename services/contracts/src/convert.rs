@@ -1,0 +1,96 @@
+//! Proto <-> domain conversions: the only place proto types are looked at.
+//! Validation happens here, once; errors name the offending field.
+
+use chrono::{DateTime, Utc};
+use prost_types::Timestamp;
+use reservoir_proto::v1 as pb;
+use rust_decimal::Decimal;
+
+use crate::error::{ContractsError, Result};
+use crate::models::Model;
+use crate::reservations::Reservation;
+use crate::tenants::Tenant;
+
+pub fn timestamp(t: DateTime<Utc>) -> Timestamp {
+    Timestamp { seconds: t.timestamp(), nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0) }
+}
+
+pub fn instant(field: &str, t: &Timestamp) -> Result<DateTime<Utc>> {
+    u32::try_from(t.nanos)
+        .ok()
+        .and_then(|nanos| DateTime::from_timestamp(t.seconds, nanos))
+        .ok_or_else(|| ContractsError::Invalid(format!("{field} is not a valid instant")))
+}
+
+pub fn optional_instant(field: &str, t: Option<&Timestamp>) -> Result<Option<DateTime<Utc>>> {
+    t.map(|t| instant(field, t)).transpose()
+}
+
+pub fn parse<T: std::str::FromStr<Err = reservoir_domain::DomainError>>(s: &str) -> Result<T> {
+    Ok(s.parse::<T>()?)
+}
+
+/// Empty strings mean "not given" in proto3.
+pub fn optional<T: std::str::FromStr<Err = reservoir_domain::DomainError>>(s: &str) -> Result<Option<T>> {
+    if s.is_empty() { Ok(None) } else { parse(s).map(Some) }
+}
+
+pub fn decimal(field: &str, s: &str) -> Result<Decimal> {
+    s.parse::<Decimal>()
+        .map_err(|_| ContractsError::Invalid(format!("{field} must be a decimal number such as \"0.25\"")))
+}
+
+pub fn optional_decimal(field: &str, s: Option<&str>) -> Result<Option<Decimal>> {
+    match s {
+        None | Some("") => Ok(None),
+        Some(s) => decimal(field, s).map(Some),
+    }
+}
+
+pub fn uuid(field: &str, s: &str) -> Result<uuid::Uuid> {
+    uuid::Uuid::parse_str(s).map_err(|_| ContractsError::NotFound(format!("{field} {s:?}")))
+}
+
+impl From<Tenant> for pb::Tenant {
+    fn from(t: Tenant) -> Self {
+        pb::Tenant { id: t.id.to_string(), currency: t.currency.to_string(), created_at: Some(timestamp(t.created_at)) }
+    }
+}
+
+impl From<Model> for pb::Model {
+    fn from(m: Model) -> Self {
+        pb::Model {
+            sellable_tokens_per_s: m.sellable_tokens_per_s(),
+            id: m.id.to_string(),
+            capacity_tokens_per_s: m.capacity_tokens_per_s,
+            headroom: m.headroom.normalize().to_string(),
+            prompt_weight: m.prompt_weight.normalize().to_string(),
+            completion_weight: m.completion_weight.normalize().to_string(),
+            updated_at: Some(timestamp(m.updated_at)),
+        }
+    }
+}
+
+pub fn reservation(r: Reservation, now: DateTime<Utc>) -> pb::Reservation {
+    pb::Reservation {
+        status: r.status(now).to_string(),
+        id: r.id.to_string(),
+        tenant_id: r.tenant.to_string(),
+        model: r.model.to_string(),
+        rate_tokens_per_s: r.rate_tokens_per_s,
+        tier: r.tier.to_string(),
+        term: r.term.to_string(),
+        starts_at: Some(timestamp(r.starts_at)),
+        ends_at: r.ends_at.map(timestamp),
+        catalog_version: r.catalog_version,
+        currency: r.currency,
+        price_per_hour: r.price_per_hour.to_string(),
+        total_for_term: r.total_for_term.map(|t| t.to_string()),
+        idempotency_key: r.idempotency_key.unwrap_or_default(),
+        created_at: Some(timestamp(r.created_at)),
+        cancelled_at: r.cancelled_at.map(timestamp),
+        cancel_reason: r.cancel_reason.unwrap_or_default(),
+        cancelled_by: r.cancelled_by.unwrap_or_default(),
+        allow_burst: r.allow_burst,
+    }
+}

@@ -1,0 +1,68 @@
+//! The contracts service: tenants, models and their pool capacity, the price
+//! catalog, reservations, and the capacity ledger that never oversells.
+//!
+//! `build` binds the listener (port 0 in tests) and returns a `Server`;
+//! `run_until_stopped` serves until the shutdown token fires.
+
+mod catalog;
+mod convert;
+mod error;
+mod ledger;
+mod models;
+mod reservations;
+mod service;
+mod tenants;
+
+use std::net::SocketAddr;
+
+use reservoir_domain::{Currency, ModelId};
+use reservoir_proto::v1::contract_service_server::{ContractServiceServer, SERVICE_NAME};
+use reservoir_runtime::Shutdown;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tonic::service::Routes;
+
+pub use error::ContractsError;
+pub use models::ModelChange;
+
+#[derive(Debug, Clone)]
+pub struct ContractsSettings {
+    pub listen: SocketAddr,
+    pub default_currency: Currency,
+}
+
+pub struct Server {
+    listener: TcpListener,
+    contracts: service::Contracts,
+}
+
+/// Binds the service's port; call `run_until_stopped` to serve.
+pub async fn build(settings: &ContractsSettings, pool: PgPool) -> anyhow::Result<Server> {
+    let listener = TcpListener::bind(settings.listen).await?;
+    Ok(Server { listener, contracts: service::Contracts { pool, default_currency: settings.default_currency } })
+}
+
+impl Server {
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let routes = Routes::new(ContractServiceServer::new(self.contracts));
+        reservoir_runtime::grpc::serve(self.listener, routes, &[SERVICE_NAME], shutdown).await
+    }
+}
+
+/// Seeds a model with a configured capacity unless it exists already (the
+/// engine's calibration replaces the figure once it can measure the pool).
+pub async fn seed_model(pool: &PgPool, id: &ModelId, capacity_tokens_per_s: u32, headroom: rust_decimal::Decimal) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO contracts.models (id, capacity_tokens_per_s, headroom) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(id.as_str())
+    .bind(i32::try_from(capacity_tokens_per_s)?)
+    .bind(headroom)
+    .execute(pool)
+    .await?;
+    Ok(())
+}

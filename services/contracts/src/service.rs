@@ -1,0 +1,224 @@
+//! The gRPC face of the contracts service: convert, call, convert back.
+
+use chrono::{Duration, Utc};
+use reservoir_domain::capacity::reserved_steps;
+use reservoir_domain::{Currency, ModelId, TenantId, TimeRange};
+use reservoir_proto::v1 as pb;
+use reservoir_proto::v1::contract_service_server::ContractService;
+use sqlx::PgPool;
+use tonic::{Request, Response, Status};
+
+use crate::convert::{self, instant, optional, optional_decimal, optional_instant, parse};
+use crate::error::ContractsError;
+use crate::models::ModelChange;
+use crate::reservations::{self, Cancellation, ListFilter, NewReservation};
+use crate::{catalog, ledger, models, tenants};
+
+/// Longest window `GetCapacity` answers for.
+const CAPACITY_WINDOW_MAX: Duration = Duration::days(3 * 366);
+
+#[derive(Debug, Clone)]
+pub struct Contracts {
+    pub pool: PgPool,
+    pub default_currency: Currency,
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+fn new_reservation(r: &pb::CreateReservationRequest) -> Result<NewReservation, ContractsError> {
+    Ok(NewReservation {
+        tenant: parse(&r.tenant_id)?,
+        model: parse(&r.model)?,
+        rate_tokens_per_s: r.rate_tokens_per_s,
+        tier: parse(&r.tier)?,
+        term: parse(&r.term)?,
+        starts_at: optional_instant("starts_at", r.starts_at.as_ref())?,
+        ends_at: optional_instant("ends_at", r.ends_at.as_ref())?,
+        allow_burst: r.allow_burst,
+        idempotency_key: Some(r.idempotency_key.clone()).filter(|k| !k.is_empty()),
+    })
+}
+
+#[tonic::async_trait]
+impl ContractService for Contracts {
+    async fn ensure_tenant(&self, req: Request<pb::EnsureTenantRequest>) -> Reply<pb::Tenant> {
+        let id: TenantId = parse(&req.get_ref().id)?;
+        Ok(Response::new(tenants::ensure(&self.pool, &id, self.default_currency).await?.into()))
+    }
+
+    async fn create_tenant(&self, req: Request<pb::CreateTenantRequest>) -> Reply<pb::Tenant> {
+        let r = req.get_ref();
+        let id: TenantId = parse(&r.id)?;
+        let currency = optional::<Currency>(&r.currency)?.unwrap_or(self.default_currency);
+        Ok(Response::new(tenants::create(&self.pool, &id, currency).await?.into()))
+    }
+
+    async fn list_tenants(&self, _: Request<pb::ListTenantsRequest>) -> Reply<pb::ListTenantsResponse> {
+        let tenants = tenants::list(&self.pool).await?.into_iter().map(Into::into).collect();
+        Ok(Response::new(pb::ListTenantsResponse { tenants }))
+    }
+
+    async fn create_model(&self, req: Request<pb::CreateModelRequest>) -> Reply<pb::Model> {
+        let r = req.get_ref();
+        let id: ModelId = parse(&r.id)?;
+        let settings = ModelChange {
+            capacity_tokens_per_s: Some(r.capacity_tokens_per_s),
+            headroom: optional_decimal("headroom", Some(&r.headroom))?,
+            prompt_weight: optional_decimal("prompt_weight", Some(&r.prompt_weight))?,
+            completion_weight: optional_decimal("completion_weight", Some(&r.completion_weight))?,
+        };
+        Ok(Response::new(models::create(&self.pool, &id, &settings).await?.into()))
+    }
+
+    async fn update_model(&self, req: Request<pb::UpdateModelRequest>) -> Reply<pb::Model> {
+        let r = req.get_ref();
+        let id: ModelId = parse(&r.id)?;
+        let change = ModelChange {
+            capacity_tokens_per_s: r.capacity_tokens_per_s,
+            headroom: optional_decimal("headroom", r.headroom.as_deref())?,
+            prompt_weight: optional_decimal("prompt_weight", r.prompt_weight.as_deref())?,
+            completion_weight: optional_decimal("completion_weight", r.completion_weight.as_deref())?,
+        };
+        Ok(Response::new(models::update(&self.pool, &id, &change).await?.into()))
+    }
+
+    async fn get_model(&self, req: Request<pb::GetModelRequest>) -> Reply<pb::Model> {
+        let id: ModelId = parse(&req.get_ref().id)?;
+        Ok(Response::new(models::get(&self.pool, &id).await?.into()))
+    }
+
+    async fn list_models(&self, _: Request<pb::ListModelsRequest>) -> Reply<pb::ListModelsResponse> {
+        let models = models::list(&self.pool).await?.into_iter().map(Into::into).collect();
+        Ok(Response::new(pb::ListModelsResponse { models }))
+    }
+
+    async fn get_catalog(&self, req: Request<pb::GetCatalogRequest>) -> Reply<pb::Catalog> {
+        let version = Some(req.get_ref().version).filter(|v| *v != 0);
+        let mut conn = self.pool.acquire().await.map_err(ContractsError::from)?;
+        Ok(Response::new(catalog_reply(catalog::get(&mut conn, version).await?)?))
+    }
+
+    async fn publish_catalog(&self, req: Request<pb::PublishCatalogRequest>) -> Reply<pb::Catalog> {
+        let r = req.get_ref();
+        let document: reservoir_pricing::Catalog = serde_json::from_str(&r.document_json)
+            .map_err(|e| ContractsError::Invalid(format!("catalog document: {e}")))?;
+        Ok(Response::new(catalog_reply(catalog::publish(&self.pool, document, &r.published_by).await?)?))
+    }
+
+    async fn quote(&self, req: Request<pb::QuoteRequest>) -> Reply<pb::QuoteResponse> {
+        let r = req.get_ref();
+        let wanted = NewReservation {
+            tenant: parse(&r.tenant_id)?,
+            model: parse(&r.model)?,
+            rate_tokens_per_s: r.rate_tokens_per_s,
+            tier: parse(&r.tier)?,
+            term: parse(&r.term)?,
+            starts_at: optional_instant("starts_at", r.starts_at.as_ref())?,
+            ends_at: optional_instant("ends_at", r.ends_at.as_ref())?,
+            allow_burst: None,
+            idempotency_key: None,
+        };
+        let mut conn = self.pool.acquire().await.map_err(ContractsError::from)?;
+        // Quoting an unknown model is a 404, as reserving it would be.
+        models::get_with(&mut conn, &wanted.model, false).await?;
+        let quote = reservations::quote(&mut conn, &wanted, Utc::now()).await?;
+        let quote_json =
+            serde_json::to_string(&quote).map_err(|e| ContractsError::Internal(format!("quote: {e}")))?;
+        Ok(Response::new(pb::QuoteResponse { quote_json, catalog_version: quote.catalog_version }))
+    }
+
+    async fn create_reservation(&self, req: Request<pb::CreateReservationRequest>) -> Reply<pb::Reservation> {
+        let wanted = new_reservation(req.get_ref())?;
+        let created = reservations::create(&self.pool, &wanted).await?;
+        Ok(Response::new(convert::reservation(created, Utc::now())))
+    }
+
+    async fn get_reservation(&self, req: Request<pb::GetReservationRequest>) -> Reply<pb::Reservation> {
+        let r = req.get_ref();
+        let id = convert::uuid("reservation", &r.id)?;
+        let tenant = optional::<TenantId>(&r.tenant_id)?;
+        let found = reservations::get(&self.pool, id, tenant.as_ref()).await?;
+        Ok(Response::new(convert::reservation(found, Utc::now())))
+    }
+
+    async fn list_reservations(
+        &self,
+        req: Request<pb::ListReservationsRequest>,
+    ) -> Reply<pb::ListReservationsResponse> {
+        let r = req.get_ref();
+        let filter = ListFilter {
+            tenant: optional(&r.tenant_id)?,
+            model: optional(&r.model)?,
+            status: optional(&r.status)?,
+            active_at: optional_instant("active_at", r.active_at.as_ref())?,
+            limit: Some(r.limit).filter(|l| *l > 0),
+        };
+        let now = Utc::now();
+        let reservations = reservations::list(&self.pool, &filter)
+            .await?
+            .into_iter()
+            .map(|r| convert::reservation(r, now))
+            .collect();
+        Ok(Response::new(pb::ListReservationsResponse { reservations }))
+    }
+
+    async fn cancel_reservation(&self, req: Request<pb::CancelReservationRequest>) -> Reply<pb::Reservation> {
+        let r = req.get_ref();
+        let cancellation = Cancellation {
+            id: convert::uuid("reservation", &r.id)?,
+            tenant: optional(&r.tenant_id)?,
+            by_admin: r.by_admin,
+            reason: Some(r.reason.clone()).filter(|s| !s.is_empty()),
+            cancelled_by: if r.cancelled_by.is_empty() { r.tenant_id.clone() } else { r.cancelled_by.clone() },
+        };
+        let cancelled = reservations::cancel(&self.pool, &cancellation).await?;
+        Ok(Response::new(convert::reservation(cancelled, Utc::now())))
+    }
+
+    async fn get_capacity(&self, req: Request<pb::GetCapacityRequest>) -> Reply<pb::GetCapacityResponse> {
+        let r = req.get_ref();
+        let model_id: ModelId = parse(&r.model)?;
+        let now = Utc::now();
+        let from = optional_instant("from", r.from.as_ref())?.unwrap_or(now);
+        let to = match r.to.as_ref() {
+            Some(t) => instant("to", t)?,
+            None => from + Duration::days(31),
+        };
+        if to - from > CAPACITY_WINDOW_MAX {
+            return Err(ContractsError::Invalid("the window may span at most three years".into()).into());
+        }
+        let window = TimeRange::new(from, Some(to)).map_err(ContractsError::from)?;
+        let mut conn = self.pool.acquire().await.map_err(ContractsError::from)?;
+        let model = models::get_with(&mut conn, &model_id, false).await?;
+        let holdings: Vec<_> =
+            ledger::holdings(&mut conn, &model_id, window).await?.into_iter().map(|h| h.holding).collect();
+        let sellable = model.sellable_tokens_per_s();
+        let steps = reserved_steps(&holdings, window)
+            .into_iter()
+            .map(|s| {
+                let reserved = u32::try_from(s.reserved_tokens_per_s).unwrap_or(u32::MAX);
+                pb::CapacityStep {
+                    from: Some(convert::timestamp(s.from)),
+                    to: s.to.map(convert::timestamp),
+                    reserved_tokens_per_s: reserved,
+                    free_tokens_per_s: sellable.saturating_sub(reserved),
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::GetCapacityResponse {
+            model: model_id.to_string(),
+            sellable_tokens_per_s: sellable,
+            steps,
+        }))
+    }
+}
+
+fn catalog_reply(v: catalog::CatalogVersion) -> Result<pb::Catalog, ContractsError> {
+    Ok(pb::Catalog {
+        version: v.catalog.version,
+        document_json: serde_json::to_string(&v.catalog)
+            .map_err(|e| ContractsError::Internal(format!("catalog to JSON: {e}")))?,
+        created_at: Some(convert::timestamp(v.created_at)),
+        created_by: v.created_by,
+    })
+}

@@ -1,0 +1,160 @@
+//! Layered configuration: built-in defaults, then a TOML file
+//! (`reservoir.toml`, or the file named by `RESERVOIR_CONFIG`), then
+//! environment variables `RESERVOIR__SECTION__KEY` (for example
+//! `RESERVOIR__GATEWAY__LISTEN=0.0.0.0:8080`). `DATABASE_URL` is honoured too.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use reservoir_domain::Currency;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Config {
+    /// PostgreSQL connection string; `DATABASE_URL` when not set here.
+    pub database_url: Option<String>,
+    pub database_max_connections: u32,
+    pub log: LogConfig,
+    pub contracts: ContractsConfig,
+    pub gateway: GatewayConfig,
+    pub auth: AuthConfig,
+    /// Where `reservoir up` writes `endpoints.json`, the secret and the models.
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info,sqlx=warn`; `RUST_LOG` wins when set.
+    pub filter: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContractsConfig {
+    pub listen: SocketAddr,
+    pub default_currency: Currency,
+    /// The model `reservoir up` seeds until the engine measures the pool.
+    pub default_model: DefaultModel,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DefaultModel {
+    pub id: String,
+    pub capacity_tokens_per_s: u32,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub headroom: Decimal,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GatewayConfig {
+    pub listen: SocketAddr,
+    /// Where the gateway reaches the contracts service.
+    pub contracts_url: String,
+    /// Largest request body accepted, in bytes (413 beyond).
+    pub body_limit_bytes: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuthConfig {
+    /// Required `aud` claim of every token.
+    pub audience: String,
+    /// Required `iss` claim of every token.
+    pub issuer: String,
+    /// HS256 shared secret. When unset, the secret is read from
+    /// `hs256_secret_file`, which `reservoir up` and `reservoir token` create
+    /// with random content on first use.
+    pub hs256_secret: Option<String>,
+    pub hs256_secret_file: PathBuf,
+    /// RS256: when a public key is set, tokens are verified with it instead
+    /// of the HS256 secret. The private key is only needed by `reservoir token`.
+    pub rs256_public_key_pem_file: Option<PathBuf>,
+    pub rs256_private_key_pem_file: Option<PathBuf>,
+    /// Lifetime of tokens minted by `reservoir token`.
+    pub token_ttl_s: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        Config {
+            database_url: None,
+            database_max_connections: 16,
+            log: LogConfig { format: LogFormat::Text, filter: "info,sqlx=warn,h2=warn,tower=warn".into() },
+            contracts: ContractsConfig {
+                listen: loopback(50051),
+                default_currency: Currency::USD,
+                default_model: DefaultModel {
+                    id: "smollm2-135m-instruct".into(),
+                    capacity_tokens_per_s: 1000,
+                    headroom: Decimal::new(10, 2),
+                },
+            },
+            gateway: GatewayConfig {
+                listen: loopback(8080),
+                contracts_url: "http://127.0.0.1:50051".into(),
+                body_limit_bytes: 256 * 1024,
+            },
+            auth: AuthConfig {
+                audience: "reservoir".into(),
+                issuer: "reservoir".into(),
+                hs256_secret: None,
+                hs256_secret_file: PathBuf::from(".reservoir/jwt-secret"),
+                rs256_public_key_pem_file: None,
+                rs256_private_key_pem_file: None,
+                token_ttl_s: 24 * 3600,
+            },
+            state_dir: PathBuf::from(".reservoir"),
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then the config file, then `RESERVOIR__*` and `DATABASE_URL`.
+    pub fn load() -> anyhow::Result<Config> {
+        let file = std::env::var("RESERVOIR_CONFIG").unwrap_or_else(|_| "reservoir.toml".into());
+        Self::figment(&file).extract().map_err(|e| anyhow::anyhow!("configuration: {e}"))
+    }
+
+    fn figment(file: &str) -> Figment {
+        Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file(file))
+            .merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database_url".into()))
+            .merge(Env::prefixed("RESERVOIR__").split("__"))
+    }
+
+    pub fn database_url(&self) -> anyhow::Result<&str> {
+        self.database_url
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("no database: set DATABASE_URL or database_url in the config"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_overrides_file_overrides_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("r.toml", "[gateway]\nlisten = \"127.0.0.1:9000\"\nbody_limit_bytes = 10\n")?;
+            jail.set_env("RESERVOIR__GATEWAY__LISTEN", "127.0.0.1:9001");
+            jail.set_env("DATABASE_URL", "postgres://x/y");
+            let c: Config = Config::figment("r.toml").extract()?;
+            assert_eq!(c.gateway.listen.port(), 9001);
+            assert_eq!(c.gateway.body_limit_bytes, 10);
+            assert_eq!(c.database_url.as_deref(), Some("postgres://x/y"));
+            assert_eq!(c.contracts.listen.port(), 50051);
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,40 @@
+//! Serving a gRPC service the Reservoir way: next to it `grpc.health.v1`
+//! (reporting SERVING for the named services) and server reflection, so that
+//! `grpcurl` works against every service; graceful shutdown on the token.
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::Routes;
+
+use crate::Shutdown;
+
+/// Serves `routes` plus health and reflection on `listener` until `shutdown`.
+/// `service_names` are the fully qualified names reported as SERVING.
+pub async fn serve(
+    listener: TcpListener,
+    routes: Routes,
+    service_names: &[&str],
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    for name in service_names {
+        reporter.set_service_status(*name, tonic_health::ServingStatus::Serving).await;
+    }
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(reservoir_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let routes = routes.add_service(health).add_service(reflection);
+    let names: Vec<String> = service_names.iter().map(|s| (*s).to_owned()).collect();
+    tonic::transport::Server::builder()
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            shutdown.wait().await;
+            // Tell health checkers first, so balancers stop sending new work.
+            for name in &names {
+                reporter.set_service_status(name, tonic_health::ServingStatus::NotServing).await;
+            }
+        })
+        .await?;
+    Ok(())
+}
