@@ -9,3 +9,18 @@ pub mod v1 {
 
 /// The descriptor set of every Reservoir proto, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/reservoir_descriptor.bin"));
+
+/// `google.protobuf.Timestamp` <-> `chrono::DateTime<Utc>`.
+pub mod time {
+    use chrono::{DateTime, Utc};
+    use prost_types::Timestamp;
+
+    pub fn timestamp(t: DateTime<Utc>) -> Timestamp {
+        Timestamp { seconds: t.timestamp(), nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0) }
+    }
+
+    /// `None` when the timestamp is outside chrono's range or malformed.
+    pub fn instant(t: &Timestamp) -> Option<DateTime<Utc>> {
+        u32::try_from(t.nanos).ok().and_then(|nanos| DateTime::from_timestamp(t.seconds, nanos))
+    }
+}

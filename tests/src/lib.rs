@@ -1,1 +1,153 @@
+//! The test harness: the real services, started in-process on port 0
+//! against a database of the test's own (`#[sqlx::test]` creates one per
+//! test and applies the migrations), talked to over real HTTP and gRPC.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use reservoir_domain::{ModelId, Role};
+use reservoir_runtime::Shutdown;
+use reservoir_runtime::config::{AuthConfig, Config};
+use rust_decimal::Decimal;
+use sqlx::PgPool;
+
+pub use reservoir_runtime::db::MIGRATOR;
+
+/// The model every test platform starts with.
+pub const MODEL: &str = "smollm2-135m-instruct";
+/// Its pool capacity; with the default headroom of 10%, 900 are sellable.
+pub const MODEL_CAPACITY: u32 = 1000;
+pub const MODEL_SELLABLE: u32 = 900;
+
+/// A secret for test tokens only.
+pub const TEST_SECRET: &str = "test-secret-that-is-long-enough-for-hs256-0123456789";
+
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+}
+
+pub fn hs256_auth() -> AuthConfig {
+    AuthConfig { hs256_secret: Some(TEST_SECRET.into()), ..Config::default().auth }
+}
+
+pub fn rs256_auth() -> AuthConfig {
+    AuthConfig {
+        rs256_public_key_pem_file: Some(fixture("rs256-test-public.pem")),
+        rs256_private_key_pem_file: Some(fixture("rs256-test-private.pem")),
+        ..Config::default().auth
+    }
+}
+
+pub struct Options {
+    pub auth: AuthConfig,
+    pub body_limit_bytes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { auth: hs256_auth(), body_limit_bytes: Config::default().gateway.body_limit_bytes }
+    }
+}
+
+/// Contracts and gateway, running until dropped.
+pub struct Platform {
+    pub gateway: String,
+    pub contracts: String,
+    pub auth: AuthConfig,
+    pub pool: PgPool,
+    pub http: reqwest::Client,
+    shutdown: Shutdown,
+}
+
+impl Platform {
+    pub async fn start(pool: PgPool) -> Platform {
+        Self::start_with(pool, Options::default()).await
+    }
+
+    pub async fn start_with(pool: PgPool, options: Options) -> Platform {
+        let model: ModelId = MODEL.parse().expect("model id");
+        reservoir_contracts::seed_model(&pool, &model, MODEL_CAPACITY, Decimal::new(10, 2)).await.expect("seed model");
+        let shutdown = Shutdown::new();
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let contracts = reservoir_contracts::build(
+            &reservoir_contracts::ContractsSettings { listen: loopback, default_currency: Default::default() },
+            pool.clone(),
+        )
+        .await
+        .expect("contracts");
+        let contracts_url = format!("http://127.0.0.1:{}", contracts.port());
+        let gateway = reservoir_gateway::build(&reservoir_gateway::GatewaySettings {
+            listen: loopback,
+            contracts_url: contracts_url.clone(),
+            body_limit_bytes: options.body_limit_bytes,
+            auth: options.auth.clone(),
+        })
+        .await
+        .expect("gateway");
+        let gateway_url = format!("http://127.0.0.1:{}", gateway.port());
+        tokio::spawn(contracts.run_until_stopped(shutdown.clone()));
+        tokio::spawn(gateway.run_until_stopped(shutdown.clone()));
+        Platform {
+            gateway: gateway_url,
+            contracts: contracts_url,
+            auth: options.auth,
+            pool,
+            http: reqwest::Client::new(),
+            shutdown,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.gateway, path)
+    }
+
+    pub fn tenant_token(&self, tenant: &str) -> String {
+        reservoir_gateway::auth::mint(&self.auth, tenant, Role::Tenant).expect("mint tenant token")
+    }
+
+    pub fn admin_token(&self) -> String {
+        reservoir_gateway::auth::mint(&self.auth, "ops", Role::Admin).expect("mint admin token")
+    }
+
+    /// A gRPC client of the contracts service.
+    pub async fn contracts_client(
+        &self,
+    ) -> reservoir_proto::v1::contract_service_client::ContractServiceClient<tonic::transport::Channel> {
+        reservoir_proto::v1::contract_service_client::ContractServiceClient::connect(self.contracts.clone())
+            .await
+            .expect("connect to contracts")
+    }
+
+    /// Sends a JSON request with a bearer token; answers status and JSON body
+    /// (`Null` when the body is empty or not JSON).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = self.http.request(method, self.url(path)).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.expect("body read");
+        (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+    }
+}
+
+/// Asserts the uniform error shape and answers the error's code.
+pub fn error_code(body: &serde_json::Value) -> &str {
+    let error = &body["error"];
+    assert!(error["message"].is_string(), "error body without a message: {body}");
+    assert!(error.get("details").is_some(), "error body without details: {body}");
+    error["code"].as_str().unwrap_or_else(|| panic!("error body without a code: {body}"))
+}

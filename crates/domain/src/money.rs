@@ -15,6 +15,7 @@ use crate::DomainError;
 
 /// An ISO 4217 currency code such as `USD`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String, example = "USD"))]
 #[serde(try_from = "String", into = "String")]
 pub struct Currency([u8; 3]);
 
@@ -75,7 +76,10 @@ impl fmt::Display for Currency {
 
 /// An exact amount in one currency. Serialized as `{"amount": "12.34", "currency": "USD"}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Money {
+    /// Exact decimal amount as a string.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "12.34"))]
     pub amount: Decimal,
     pub currency: Currency,
 }

@@ -156,6 +156,15 @@ impl Tokenizer {
         self.tokens.len()
     }
 
+    /// Whether every byte of `text` has a byte-level token. SmolLM2's vocab
+    /// lacks 21 byte values (e.g. 0x04, 0xC0, 0xF1): text containing them
+    /// cannot round-trip; those bytes are dropped on encode, as HF does with
+    /// no unknown token configured.
+    pub fn can_encode(&self, text: &str) -> bool {
+        let mut buf = [0u8; 4];
+        text.bytes().all(|b| self.token_to_id.contains_key(self.byte_to_char[b as usize].encode_utf8(&mut buf) as &str))
+    }
+
     pub fn token_id(&self, s: &str) -> Option<u32> {
         self.token_to_id.get(s).copied()
     }

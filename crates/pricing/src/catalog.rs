@@ -21,7 +21,7 @@ use reservoir_domain::{Currency, ModelId, Term, Tier};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::amount::{INTERNAL_SCALE, within_scale};
+use crate::amount::check_number;
 use crate::{PriceTier, PricingError, TierMode, TierTable};
 
 /// The model the built-in catalog prices.
@@ -29,6 +29,7 @@ pub const BUILTIN_MODEL: &str = "smollm2-135m-instruct";
 
 /// Prices of one model. Units are in each field's name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ModelPrices {
     /// Graduated volume discount on the reserved rate: unit price per
@@ -124,9 +125,12 @@ fn default_term_discounts() -> BTreeMap<Term, Decimal> {
 /// A versioned price catalog. Deserializing does not validate: call
 /// [`Catalog::validate`] on a parsed document ([`crate::quote`] does).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Catalog {
-    /// Positive, increasing with every change.
+    /// Positive, increasing with every change. Assigned by the service that
+    /// stores catalogs, so a document sent for publishing may leave it out.
+    #[serde(default)]
     pub version: i64,
     pub currency: Currency,
     /// Price multiplier per SLA tier; every tier must be listed.
@@ -135,6 +139,7 @@ pub struct Catalog {
     /// Discount per term as a fraction in `[0, 1)`; every term must be listed.
     #[serde(default = "default_term_discounts")]
     pub term_discounts: BTreeMap<Term, Decimal>,
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, ModelPrices>))]
     pub models: BTreeMap<ModelId, ModelPrices>,
 }
 
@@ -183,7 +188,7 @@ impl Catalog {
                     "tier_multipliers.{tier} must be greater than 0, got {m}"
                 ));
             }
-            check_scale("tier_multipliers", tier.as_str(), *m)?;
+            check_number(&format!("tier_multipliers.{tier}"), *m)?;
         }
         for term in Term::ALL {
             let d = self
@@ -195,7 +200,7 @@ impl Catalog {
                     "term_discounts.{term} must be a fraction from 0 up to (not including) 1, got {d}"
                 ));
             }
-            check_scale("term_discounts", term.as_str(), *d)?;
+            check_number(&format!("term_discounts.{term}"), *d)?;
         }
         for (model, prices) in &self.models {
             prices
@@ -291,16 +296,6 @@ impl Catalog {
             version,
             ..self.clone()
         })
-    }
-}
-
-fn check_scale(map: &str, key: &str, value: Decimal) -> Result<(), String> {
-    if within_scale(value) {
-        Ok(())
-    } else {
-        Err(format!(
-            "{map}.{key} ({value}) has more than {INTERNAL_SCALE} decimal places"
-        ))
     }
 }
 

@@ -34,7 +34,7 @@ pub enum PricingError {
     #[error("invalid {field}: {reason}")]
     InvalidRequest { field: &'static str, reason: String },
 
-    /// An amount does not fit in a `Decimal` (about 7.9 x 10^28).
+    /// An amount reaches [`crate::AMOUNT_LIMIT`] (10^16).
     #[error("the {what} is too large to compute exactly")]
     Overflow { what: &'static str },
 

@@ -17,12 +17,16 @@
 //!    catalogs priced to 6 decimal places or fewer and the quantities the
 //!    platform uses (whole tokens/s, tokens / 1,000,000) products never need
 //!    more than 12 places, so tier charges and hourly prices are exact; only
-//!    proration (a division by 3,600 seconds) ever rounds.
+//!    proration (a division by 3,600 seconds) ever rounds. Computed amounts
+//!    carry no trailing zeros (`26.2`); catalog numbers echoed in a
+//!    breakdown keep the text they were written with (`0.0100`).
 //! 3. Amounts are rounded to the currency's minor unit, half to even
 //!    ([`reservoir_domain::Money::rounded`]), only where a line is presented
 //!    as a total (`*_rounded` fields of a [`Quote`]; invoice lines in billing).
-//! 4. Every operation is checked: an amount too large for `Decimal` is
-//!    [`PricingError::Overflow`], never a panic and never a wrapped value.
+//! 4. Every amount, quantity and catalog number stays below [`AMOUNT_LIMIT`]
+//!    (10^16): with 12 places that is the 28 digits `Decimal` holds, so sums
+//!    of amounts never round. Every operation is checked: reaching the limit
+//!    is [`PricingError::Overflow`], never a panic and never a wrapped value.
 //!
 //! Proration splits a period so that consecutive parts add up exactly to the
 //! whole: see [`prorate_span`] for the approach, and [`TierTable`] for the
@@ -38,8 +42,8 @@ mod prorate;
 mod quote;
 mod tiers;
 
-pub use amount::INTERNAL_SCALE;
-pub use catalog::{Catalog, ModelPrices};
+pub use amount::{AMOUNT_LIMIT, INTERNAL_SCALE};
+pub use catalog::{BUILTIN_MODEL, Catalog, ModelPrices};
 pub use error::PricingError;
 pub use prorate::{
     SECONDS_PER_HOUR, prorate, prorate_elapsed, prorate_span, prorate_span_to_scale,

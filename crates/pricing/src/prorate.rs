@@ -4,7 +4,7 @@
 use rust_decimal::Decimal;
 
 use crate::PricingError;
-use crate::amount::{INTERNAL_SCALE, fix_at};
+use crate::amount::{INTERNAL_SCALE, fix_at, within_limit};
 
 pub const SECONDS_PER_HOUR: i64 = 3600;
 
@@ -17,30 +17,37 @@ fn cumulative(
     t: i64,
     scale: u32,
 ) -> Result<Decimal, PricingError> {
-    let round = |d: Decimal| fix_at(d, scale);
-    if t == 0 {
-        return Ok(Decimal::ZERO);
-    }
-    if t == period_seconds {
-        return Ok(round(total));
-    }
-    let overflow = PricingError::Overflow {
+    let overflow = || PricingError::Overflow {
         what: "prorated amount",
     };
-    let share = total
-        .checked_mul(Decimal::from(t))
-        .ok_or(overflow.clone())?;
-    let share = share
-        .checked_div(Decimal::from(period_seconds))
-        .ok_or(overflow)?;
-    Ok(round(share))
+    if !within_limit(total) {
+        return Err(overflow());
+    }
+    let share = if t == 0 {
+        Decimal::ZERO
+    } else if t == period_seconds {
+        fix_at(total, scale)
+    } else {
+        let whole_times_t = total.checked_mul(Decimal::from(t)).ok_or_else(overflow)?;
+        let share = whole_times_t
+            .checked_div(Decimal::from(period_seconds))
+            .ok_or_else(overflow)?;
+        fix_at(share, scale)
+    };
+    // Within a period |share| <= |total|; an open-ended hourly contract can
+    // run past the limit.
+    if within_limit(share) {
+        Ok(share)
+    } else {
+        Err(overflow())
+    }
 }
 
 fn span_error(reason: String) -> PricingError {
     PricingError::request("proration span", reason)
 }
 
-/// The part of `total` (for a period of `period_seconds`) that falls in the
+/// The part of `total` (below [`crate::AMOUNT_LIMIT`]; for a period of `period_seconds`) that falls in the
 /// seconds `[from_second, to_second)` of the period, at [`INTERNAL_SCALE`]
 /// places. Consecutive parts add up exactly to `total` (a `total` with more
 /// than 12 places adds up to `total` rounded to 12).
@@ -251,7 +258,11 @@ mod tests {
                 what: "prorated amount"
             })
         );
-        // Pinned ends keep the whole exact even where total x period would not fit.
-        assert_eq!(prorate_span(Decimal::MAX, 10, 0, 10).unwrap(), Decimal::MAX);
+        assert!(prorate_elapsed(dec!(9000000000000000), 0, 7200).is_err());
+        // The largest total: its x t needs more than 28 digits, so Decimal
+        // rounds the share; pinned ends and exact differences still add up.
+        let big = dec!(9999999999999999.999999999999);
+        let parts = [(0, 3), (3, 5), (5, 7)].map(|(a, b)| prorate_span(big, 7, a, b).unwrap());
+        assert_eq!(parts.iter().sum::<Decimal>(), big);
     }
 }

@@ -24,8 +24,10 @@ use crate::{Catalog, PricingError, TierLine, prorate};
 
 /// What a tenant asks to reserve.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct QuoteRequest {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "smollm2-135m-instruct"))]
     pub model: ModelId,
     /// Reserved throughput in weighted tokens per second; at least 1.
     pub rate_tokens_per_s: u32,
@@ -40,9 +42,11 @@ pub struct QuoteRequest {
 
 /// A priced reservation with its breakdown. Decimals serialize as strings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Quote {
     pub catalog_version: i64,
     pub currency: Currency,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "smollm2-135m-instruct"))]
     pub model: ModelId,
     pub rate_tokens_per_s: u32,
     pub tier: Tier,
@@ -330,6 +334,18 @@ mod tests {
             serde_json::from_str(&serde_json::to_string(&catalog).unwrap()).unwrap();
         let b = serde_json::to_string(&quote(&reparsed, &r).unwrap()).unwrap();
         assert_eq!(a, b);
+    }
+
+    /// The REST API documents decimals as strings, as they are sent.
+    #[cfg(feature = "openapi")]
+    #[test]
+    fn openapi_schemas_show_decimals_as_strings() {
+        let schema = serde_json::to_value(<Quote as utoipa::PartialSchema>::schema()).unwrap();
+        let props = &schema["properties"];
+        assert_eq!(props["price_per_hour"]["type"], "string", "{schema}");
+        assert_eq!(props["model"]["type"], "string", "{schema}");
+        let schema = serde_json::to_value(<Catalog as utoipa::PartialSchema>::schema()).unwrap();
+        assert_eq!(schema["properties"]["models"]["type"], "object", "{schema}");
     }
 
     #[test]

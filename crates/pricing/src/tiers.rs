@@ -5,7 +5,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::PricingError;
-use crate::amount::{INTERNAL_SCALE, add, mul, sub, within_scale};
+use crate::amount::{add, check_number, mul, sub, within_limit, within_scale};
 
 /// Most tiers a table may have: real price lists have a handful, and a bound
 /// keeps pricing O(small) whatever an admin uploads.
@@ -15,6 +15,7 @@ pub const TIERS_MAX: usize = 32;
 const TOKENS_PER_MILLION_SCALE: u32 = 6;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TierMode {
     /// Each unit priced in its own tier.
@@ -26,6 +27,7 @@ pub enum TierMode {
 /// One tier of a table. Serialized with decimals as strings:
 /// `{"up_to": "100", "unit_price": "0.0100", "flat_fee": "0"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PriceTier {
     /// Inclusive upper bound of the tier; `None` for the open last tier.
@@ -90,6 +92,7 @@ impl PriceTier {
 /// [`TierTable::validate`] states the rules, and [`TierTable::price`] checks
 /// them before pricing anything.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TierTable {
     pub mode: TierMode,
@@ -98,6 +101,7 @@ pub struct TierTable {
 
 /// How much of the quantity one tier priced, for a charge's breakdown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TierLine {
     /// Index of the tier in the table, from 0.
     pub tier_index: usize,
@@ -113,6 +117,7 @@ pub struct TierLine {
 
 /// The price of a quantity: the exact total and the lines that make it up.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TieredCharge {
     pub mode: TierMode,
     pub quantity: Decimal,
@@ -147,7 +152,8 @@ impl TierTable {
     /// Rules: 1 to [`TIERS_MAX`] tiers; every tier but the last has an
     /// `up_to`, the last has none (so every quantity has a price); bounds are
     /// positive and strictly increasing; prices and fees are not negative;
-    /// every number has at most [`INTERNAL_SCALE`] decimal places.
+    /// every number has at most [`crate::INTERNAL_SCALE`] decimal places and is
+    /// below [`crate::AMOUNT_LIMIT`] (10^16).
     pub fn validate(&self) -> Result<(), PricingError> {
         self.check()
             .map_err(|reason| PricingError::InvalidTable { reason })
@@ -173,7 +179,7 @@ impl TierTable {
                         "tiers[{i}].{field} must not be negative, got {value}"
                     ));
                 }
-                check_scale(i, field, value)?;
+                check_number(&format!("tiers[{i}].{field}"), value)?;
             }
             match (tier.up_to, i == last) {
                 (None, true) => {}
@@ -188,7 +194,7 @@ impl TierTable {
                     ));
                 }
                 (Some(bound), false) => {
-                    check_scale(i, "up_to", bound)?;
+                    check_number(&format!("tiers[{i}].up_to"), bound)?;
                     if bound <= Decimal::ZERO {
                         return Err(format!(
                             "tiers[{i}].up_to must be greater than 0, got {bound}"
@@ -209,7 +215,7 @@ impl TierTable {
         Ok(())
     }
 
-    /// Prices `quantity` (non-negative, at most 12 decimal places) with this
+    /// Prices `quantity` (non-negative, below 10^16, at most 12 places) with this
     /// table. Validates the table first, so an invalid table never prices.
     pub fn price(&self, quantity: Decimal) -> Result<TieredCharge, PricingError> {
         self.validate()?;
@@ -223,6 +229,12 @@ impl TierTable {
             return Err(PricingError::InvalidQuantity {
                 quantity,
                 reason: "has more than 12 decimal places",
+            });
+        }
+        if !within_limit(quantity) {
+            return Err(PricingError::InvalidQuantity {
+                quantity,
+                reason: "must be below 10^16",
             });
         }
         // Canonical text in the breakdown: `150` for 150,000,000 tokens, not
@@ -295,16 +307,6 @@ fn line(tier_index: usize, tier: &PriceTier, quantity: Decimal) -> Result<TierLi
         flat_fee: tier.flat_fee,
         amount,
     })
-}
-
-fn check_scale(i: usize, field: &str, value: Decimal) -> Result<(), String> {
-    if within_scale(value) {
-        Ok(())
-    } else {
-        Err(format!(
-            "tiers[{i}].{field} ({value}) has more than {INTERNAL_SCALE} decimal places"
-        ))
-    }
 }
 
 /// Prices `tokens` with a per-million-tokens table (on-demand or spot): the
@@ -457,37 +459,46 @@ mod tests {
     }
 
     #[test]
-    fn huge_quantities_overflow_into_an_error() {
+    fn huge_quantities_are_errors_not_panics() {
         let open = |mode| TierTable {
             mode,
             tiers: vec![PriceTier::open(dec!(2))],
         };
         for mode in [TierMode::Graduated, TierMode::Volume] {
+            // Beyond the limit (and beyond what Decimal multiplies): refused.
+            let err = open(mode).price(Decimal::MAX).unwrap_err();
+            assert!(err.to_string().ends_with("must be below 10^16"), "{err}");
+            // 6e15 x 2 = 1.2e16 reaches the limit: overflow.
             assert_eq!(
-                open(mode).price(Decimal::MAX),
+                open(mode).price(dec!(6000000000000000)),
                 Err(PricingError::Overflow {
                     what: "tier amount"
                 })
             );
+            // 4e15 x 2 = 8e15 is fine, and exact.
+            assert_eq!(
+                open(mode).price(dec!(4000000000000000)).unwrap().total,
+                dec!(8000000000000000)
+            );
         }
-        // Each line fits, their sum does not.
+        // Each line fits, their sum does not: 6e15 x 1 + 3e15 x 2 = 1.2e16.
         let table = TierTable::graduated(vec![
-            PriceTier::up_to(dec!(50000000000000000000000000000), dec!(1)),
+            PriceTier::up_to(dec!(6000000000000000), dec!(1)),
             PriceTier::open(dec!(2)),
         ])
         .unwrap();
         assert_eq!(
-            table.price(Decimal::MAX),
+            table.price(dec!(9000000000000000)),
             Err(PricingError::Overflow {
                 what: "tiered total"
             })
         );
-        // A flat fee at the edge of Decimal overflows too.
+        // A flat fee near the limit: 9.9e15 + 1e15 x 1 overflows.
+        let fee = dec!(9900000000000000);
         let table =
-            TierTable::graduated(vec![PriceTier::open(dec!(1)).with_flat_fee(Decimal::MAX)])
-                .unwrap();
+            TierTable::graduated(vec![PriceTier::open(dec!(1)).with_flat_fee(fee)]).unwrap();
         assert!(matches!(
-            table.price(dec!(1)),
+            table.price(dec!(1000000000000000)),
             Err(PricingError::Overflow { .. })
         ));
     }
@@ -566,6 +577,12 @@ mod tests {
         assert!(table_error(g, negative_fee).contains("tiers[0].flat_fee must not be negative"));
         let too_precise = vec![PriceTier::open(dec!(0.0000000000001))];
         assert!(table_error(g, too_precise).contains("more than 12 decimal places"));
+        let too_big = vec![PriceTier::open(Decimal::MAX)];
+        assert!(
+            table_error(g, too_big).contains(
+                "tiers[0].unit_price (79228162514264337593543950335) must be below 10^16"
+            )
+        );
         // A negative zero price is a zero price.
         assert!(TierTable::graduated(vec![PriceTier::open(dec!(-0))]).is_ok());
     }

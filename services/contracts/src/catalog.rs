@@ -42,8 +42,13 @@ pub async fn get(conn: &mut PgConnection, version: Option<i64>) -> Result<Catalo
 }
 
 /// Publishes `catalog` as the next version, after validating it whole.
-pub async fn publish(pool: &PgPool, catalog: Catalog, published_by: &str) -> Result<CatalogVersion> {
+pub async fn publish(pool: &PgPool, mut catalog: Catalog, published_by: &str) -> Result<CatalogVersion> {
+    // The version is assigned below; validate everything else first.
+    catalog.version = 1;
     catalog.validate()?;
+    if serde_json::to_string(&catalog).is_ok_and(|json| json.contains("\\u0000")) {
+        return Err(ContractsError::Invalid("the catalog contains a NUL character".into()));
+    }
     if published_by.is_empty() || published_by.len() > 200 {
         return Err(ContractsError::Invalid("publisher must be 1 to 200 bytes".into()));
     }

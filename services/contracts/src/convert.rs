@@ -11,15 +11,10 @@ use crate::models::Model;
 use crate::reservations::Reservation;
 use crate::tenants::Tenant;
 
-pub fn timestamp(t: DateTime<Utc>) -> Timestamp {
-    Timestamp { seconds: t.timestamp(), nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0) }
-}
+pub use reservoir_proto::time::timestamp;
 
 pub fn instant(field: &str, t: &Timestamp) -> Result<DateTime<Utc>> {
-    u32::try_from(t.nanos)
-        .ok()
-        .and_then(|nanos| DateTime::from_timestamp(t.seconds, nanos))
-        .ok_or_else(|| ContractsError::Invalid(format!("{field} is not a valid instant")))
+    reservoir_proto::time::instant(t).ok_or_else(|| ContractsError::Invalid(format!("{field} is not a valid instant")))
 }
 
 pub fn optional_instant(field: &str, t: Option<&Timestamp>) -> Result<Option<DateTime<Utc>>> {

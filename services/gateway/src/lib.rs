@@ -1,1 +1,106 @@
+//! The gateway: the tenant REST API, the admin API, JWT authentication and
+//! the OpenAPI document with an offline API explorer at `/docs`. It holds no
+//! data of its own: every call goes to the gRPC services behind it.
 
+pub mod api;
+pub mod auth;
+pub mod error;
+mod extract;
+mod openapi;
+mod routes;
+mod state;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, patch, post};
+use reservoir_proto::v1::contract_service_client::ContractServiceClient;
+use reservoir_runtime::Shutdown;
+use reservoir_runtime::config::AuthConfig;
+use tokio::net::TcpListener;
+use tonic::transport::{Channel, Endpoint};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+pub use openapi::ApiDoc;
+pub use state::AppState;
+
+use crate::error::ApiError;
+
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    pub listen: SocketAddr,
+    pub contracts_url: String,
+    pub body_limit_bytes: usize,
+    pub auth: AuthConfig,
+}
+
+pub struct Server {
+    listener: TcpListener,
+    router: Router,
+}
+
+/// Binds the gateway's port and connects (lazily) to the services behind it.
+pub async fn build(settings: &GatewaySettings) -> anyhow::Result<Server> {
+    let verifier = auth::Verifier::from_config(&settings.auth)?;
+    let channel = Endpoint::from_shared(settings.contracts_url.clone())
+        .context("gateway.contracts_url")?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30))
+        .connect_lazy();
+    let state = AppState::new(ContractServiceClient::new(channel.clone()), channel, verifier);
+    let listener = TcpListener::bind(settings.listen).await?;
+    Ok(Server { listener, router: router(state, settings.body_limit_bytes) })
+}
+
+pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
+    use routes::{admin, health, tenant};
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/v1/reservations/quote", post(tenant::quote))
+        .route("/v1/reservations", post(tenant::create).get(tenant::list))
+        .route("/v1/reservations/{id}", get(tenant::get))
+        .route("/v1/reservations/{id}/cancel", post(tenant::cancel))
+        .route("/v1/capacity", get(tenant::capacity))
+        .route("/v1/catalog", get(tenant::catalog))
+        .route("/admin/tenants", get(admin::list_tenants).post(admin::create_tenant))
+        .route("/admin/models", get(admin::list_models).post(admin::create_model))
+        .route("/admin/models/{id}", patch(admin::update_model))
+        .route("/admin/catalog", get(admin::get_catalog).put(admin::publish_catalog))
+        .route("/admin/reservations", get(admin::list_reservations))
+        .route("/admin/reservations/{id}/cancel", post(admin::cancel_reservation))
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed")
+        })
+        .with_state(state)
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+        .layer(DefaultBodyLimit::max(body_limit_bytes))
+        .layer(CatchPanicLayer::custom(|_| {
+            use axum::response::IntoResponse;
+            tracing::error!("a request handler panicked");
+            ApiError::internal().into_response()
+        }))
+        .layer(TraceLayer::new_for_http())
+}
+
+impl Server {
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// Serves until `shutdown`, then finishes the requests in flight.
+    pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        axum::serve(self.listener, self.router).with_graceful_shutdown(async move { shutdown.wait().await }).await?;
+        Ok(())
+    }
+}
+
+/// The client the gateway uses, for tools and tests.
+pub type ContractsClient = ContractServiceClient<Channel>;

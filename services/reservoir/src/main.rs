@@ -1,1 +1,106 @@
-fn main() {}
+//! The one Reservoir binary.
+//!
+//! - `reservoir up`: every service in this process against one database, with
+//!   the endpoints printed and written to `.reservoir/endpoints.json`;
+//! - `reservoir serve <service>`: one service (one container each);
+//! - `reservoir token`: a signed JWT for local use;
+//! - `reservoir migrate`: apply the database migrations.
+
+mod up;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use reservoir_domain::Role;
+use reservoir_runtime::{Config, Shutdown, db, telemetry};
+
+#[derive(Parser)]
+#[command(name = "reservoir", version, about = "Reserved LLM inference throughput")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole platform in this process (needs DATABASE_URL; `scripts/up` provides one).
+    Up,
+    /// Run one service.
+    Serve {
+        #[arg(value_enum)]
+        service: Service,
+    },
+    /// Print a signed token for local use (the token is the last line).
+    Token {
+        /// The tenant the token speaks for (for admin tokens: the operator's name).
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long, value_enum, default_value = "tenant")]
+        role: TokenRole,
+    },
+    /// Apply the database migrations and exit.
+    Migrate,
+}
+
+/// The services `serve` can run (names as in docker-compose.yml).
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Service {
+    Contracts,
+    Gateway,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum TokenRole {
+    Tenant,
+    Admin,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::load()?;
+    telemetry::init(&config.log);
+    match cli.command {
+        Command::Up => up::run(config).await,
+        Command::Serve { service } => serve(config, service).await,
+        Command::Token { tenant, role } => token(&config, tenant, role),
+        Command::Migrate => {
+            let pool = db::connect(config.database_url()?, 2).await?;
+            db::migrate(&pool).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+    }
+}
+
+fn token(config: &Config, tenant: Option<String>, role: TokenRole) -> anyhow::Result<()> {
+    let (subject, role) = match role {
+        TokenRole::Tenant => {
+            let tenant = tenant.ok_or_else(|| anyhow::anyhow!("--tenant is required for tenant tokens"))?;
+            tenant.parse::<reservoir_domain::TenantId>()?;
+            (tenant, Role::Tenant)
+        }
+        TokenRole::Admin => (tenant.unwrap_or_else(|| "admin".into()), Role::Admin),
+    };
+    let token = reservoir_gateway::auth::mint(&config.auth, &subject, role)?;
+    eprintln!("{role} token for {subject:?}, valid {} s:", config.auth.token_ttl_s);
+    println!("{token}");
+    Ok(())
+}
+
+async fn serve(config: Config, service: Service) -> anyhow::Result<()> {
+    let shutdown = Shutdown::new();
+    shutdown.trigger_on_signals();
+    match service {
+        Service::Contracts => {
+            let pool = db::connect(config.database_url()?, config.database_max_connections).await?;
+            db::migrate(&pool).await?;
+            let server = reservoir_contracts::build(&up::contracts_settings(&config), pool).await?;
+            tracing::info!(port = server.port(), "contracts service listening");
+            server.run_until_stopped(shutdown).await
+        }
+        Service::Gateway => {
+            let server = reservoir_gateway::build(&up::gateway_settings(&config, &config.gateway.contracts_url)).await?;
+            tracing::info!(port = server.port(), "gateway listening");
+            server.run_until_stopped(shutdown).await
+        }
+    }
+}

@@ -68,22 +68,35 @@ impl Level {
 }
 
 pub type DotFn = fn(&[u8], &[BlockQ8]) -> f32;
+pub type Dot4Fn = fn(&[u8], [&[BlockQ8]; 4]) -> [f32; 4];
 
-/// The dot kernel for a quantized weight type at a level; a level the CPU
-/// lacks falls back to scalar, so the returned function is always safe to call.
-pub fn dot_fn(level: Level, ty: GgmlType) -> Option<DotFn> {
+/// Dot kernels for one weight type: one token, or four tokens sharing each
+/// unpacked weight block.
+#[derive(Clone, Copy)]
+pub struct Dot {
+    pub one: DotFn,
+    pub four: Dot4Fn,
+}
+
+/// The dot kernels for a quantized weight type at a level; a level the CPU
+/// lacks falls back to scalar, so the returned functions are always safe to call.
+pub fn dot_fn(level: Level, ty: GgmlType) -> Option<Dot> {
     let level = if level.is_available() { level } else { Level::Scalar };
     #[cfg(target_arch = "x86_64")]
     {
         // The wrappers are only reachable after the feature check above.
         macro_rules! wrap {
             ($m:ident :: $f:ident) => {{
-                fn w(a: &[u8], b: &[BlockQ8]) -> f32 {
+                fn one(a: &[u8], b: &[BlockQ8]) -> f32 {
                     // SAFETY: `dot_fn` returns this wrapper only when
                     // `Level::is_available` confirmed the CPU features.
-                    unsafe { x86::$m::$f(a, b) }
+                    unsafe { x86::$m::$f::<1>(a, [b])[0] }
                 }
-                w as DotFn
+                fn four(a: &[u8], b: [&[BlockQ8]; 4]) -> [f32; 4] {
+                    // SAFETY: as above.
+                    unsafe { x86::$m::$f::<4>(a, b) }
+                }
+                Dot { one, four }
             }};
         }
         match (level, ty) {
@@ -96,10 +109,18 @@ pub fn dot_fn(level: Level, ty: GgmlType) -> Option<DotFn> {
             _ => {}
         }
     }
+    macro_rules! scalar4 {
+        ($f:path) => {{
+            fn four(a: &[u8], b: [&[BlockQ8]; 4]) -> [f32; 4] {
+                b.map(|x| $f(a, x))
+            }
+            Dot { one: $f, four }
+        }};
+    }
     match ty {
-        GgmlType::Q4_0 => Some(scalar::dot_q4_0),
-        GgmlType::Q4_1 => Some(scalar::dot_q4_1),
-        GgmlType::Q8_0 => Some(scalar::dot_q8_0),
+        GgmlType::Q4_0 => Some(scalar4!(scalar::dot_q4_0)),
+        GgmlType::Q4_1 => Some(scalar4!(scalar::dot_q4_1)),
+        GgmlType::Q8_0 => Some(scalar4!(scalar::dot_q8_0)),
         GgmlType::F32 | GgmlType::F16 => None,
     }
 }
@@ -165,22 +186,13 @@ impl Weight {
         let chunk = rows.div_ceil(rayon::current_num_threads() * 8).clamp(4, 256);
         // Each worker fills rows [r0, r0 + n) for all tokens, laid out row-major
         // in `tmp` (token-major `out` would interleave writers), then we transpose.
-        let compute = |row_fn: &(dyn Fn(usize, usize) -> f32 + Sync), dst: &mut [f32]| {
-            if t == 1 {
-                dst.par_chunks_mut(chunk).enumerate().for_each(|(ci, o)| {
-                    for (j, v) in o.iter_mut().enumerate() {
-                        *v = row_fn(ci * chunk + j, 0);
-                    }
-                });
-            } else {
-                dst.par_chunks_mut(chunk * t).enumerate().for_each(|(ci, o)| {
-                    for (j, orow) in o.chunks_exact_mut(t).enumerate() {
-                        for (tt, v) in orow.iter_mut().enumerate() {
-                            *v = row_fn(ci * chunk + j, tt);
-                        }
-                    }
-                });
-            }
+        // `row_fn(r, out_row)` fills the `t` outputs of weight row `r`.
+        let compute = |row_fn: &(dyn Fn(usize, &mut [f32]) + Sync), dst: &mut [f32]| {
+            dst.par_chunks_mut(chunk * t).enumerate().for_each(|(ci, o)| {
+                for (j, orow) in o.chunks_exact_mut(t).enumerate() {
+                    row_fn(ci * chunk + j, orow);
+                }
+            });
         };
         let mut tmp = if t == 1 { Vec::new() } else { vec![0f32; rows * t] };
         let dst: &mut [f32] = if t == 1 { out } else { &mut tmp };
@@ -193,14 +205,31 @@ impl Weight {
                     .for_each(|(q, xs)| quantize_row_q8(xs, q));
                 let rb = self.ty.row_bytes(cols);
                 let w = b.as_slice();
-                let dot = dot_fn(level, self.ty).unwrap_or(scalar::dot_q8_0);
-                compute(&|r, tt| dot(&w[r * rb..(r + 1) * rb], &xq[tt * nb..(tt + 1) * nb]), dst);
+                let Some(dot) = dot_fn(level, self.ty) else { return };
+                let xr = |tt: usize| &xq[tt * nb..(tt + 1) * nb];
+                compute(
+                    &|r, orow| {
+                        let wr = &w[r * rb..(r + 1) * rb];
+                        let mut tt = 0;
+                        while tt + 4 <= t {
+                            let v = (dot.four)(wr, [xr(tt), xr(tt + 1), xr(tt + 2), xr(tt + 3)]);
+                            orow[tt..tt + 4].copy_from_slice(&v);
+                            tt += 4;
+                        }
+                        for (k, o) in orow.iter_mut().enumerate().skip(tt) {
+                            *o = (dot.one)(wr, xr(k));
+                        }
+                    },
+                    dst,
+                );
             }
             WeightData::Dense(v) => {
                 compute(
-                    &|r, tt| {
+                    &|r, orow| {
                         let wr = &v[r * cols..(r + 1) * cols];
-                        wr.iter().zip(&x[tt * cols..(tt + 1) * cols]).map(|(a, b)| a * b).sum()
+                        for (tt, o) in orow.iter_mut().enumerate() {
+                            *o = wr.iter().zip(&x[tt * cols..(tt + 1) * cols]).map(|(a, b)| a * b).sum();
+                        }
                     },
                     dst,
                 );
@@ -235,12 +264,22 @@ mod tests {
                     let w = quantize(ty, &rand_vec(&mut rng, nb * QK));
                     let mut xq = vec![BlockQ8::default(); nb];
                     quantize_row_q8(&rand_vec(&mut rng, nb * QK), &mut xq);
-                    let want = dot_fn(Level::Scalar, ty).unwrap()(&w, &xq);
-                    let got = dot_fn(level, ty).unwrap()(&w, &xq);
+                    let want = (dot_fn(Level::Scalar, ty).unwrap().one)(&w, &xq);
+                    let got = (dot_fn(level, ty).unwrap().one)(&w, &xq);
                     assert!(
                         (want - got).abs() <= 1e-4 * want.abs().max(1.0),
                         "{level:?} {ty:?} nb={nb}: {want} vs {got}"
                     );
+                    // The 4-token kernel must agree with the 1-token one per token.
+                    let mut xs = vec![vec![BlockQ8::default(); nb]; 4];
+                    for x in xs.iter_mut() {
+                        quantize_row_q8(&rand_vec(&mut rng, nb * QK), x);
+                    }
+                    let four = (dot_fn(level, ty).unwrap().four)(&w, [&xs[0], &xs[1], &xs[2], &xs[3]]);
+                    for (x, got) in xs.iter().zip(four) {
+                        let want = (dot_fn(Level::Scalar, ty).unwrap().one)(&w, x);
+                        assert!((want - got).abs() <= 1e-4 * want.abs().max(1.0), "{level:?} {ty:?} x4");
+                    }
                 }
             }
         }
@@ -254,17 +293,19 @@ mod tests {
             let wf = rand_vec(&mut rng, rows * cols);
             let w = Weight::new(ty, rows, cols, Bytes::from_vec(quantize(ty, &wf))).unwrap();
             let mut wd = vec![0f32; cols];
-            for t in [1usize, 5] {
+            for t in [1usize, 5, 8] {
                 let x = rand_vec(&mut rng, t * cols);
                 let mut out = vec![0f32; t * rows];
                 w.matmul(&x, t, &mut out);
                 for tt in 0..t {
                     for r in 0..rows {
                         w.row_f32(r, &mut wd);
-                        let exact: f32 =
-                            wd.iter().zip(&x[tt * cols..(tt + 1) * cols]).map(|(a, b)| a * b).sum();
+                        let xs = &x[tt * cols..(tt + 1) * cols];
+                        let exact: f32 = wd.iter().zip(xs).map(|(a, b)| a * b).sum();
+                        // Q8 activations carry ~1/254 relative error per element.
+                        let tol = 1e-4 + 0.01 * wd.iter().zip(xs).map(|(a, b)| (a * b).abs()).sum::<f32>();
                         let got = out[tt * rows + r];
-                        assert!((exact - got).abs() < 0.15, "{ty:?} t={t} r={r}: {exact} vs {got}");
+                        assert!((exact - got).abs() < tol, "{ty:?} t={t} r={r}: {exact} vs {got}");
                     }
                 }
             }

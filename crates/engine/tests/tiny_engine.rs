@@ -1,0 +1,186 @@
+//! Engine behaviour on tiny random models built in memory (fast, no file).
+
+use std::sync::Arc;
+
+use reservoir_engine::test_support::{TinySpec, tiny_model};
+use reservoir_engine::*;
+
+fn engine(model: &Arc<Model>, budget_blocks: usize, block_size: usize) -> Engine {
+    let c = &model.config;
+    let per_block = c.n_layers * 2 * block_size * c.kv_dim() * 4;
+    let cfg = EngineConfig { block_size, kv_budget_bytes: budget_blocks * per_block, prefix_caching: true };
+    Engine::new(model.clone(), cfg).unwrap()
+}
+
+fn argmax(l: &[f32]) -> u32 {
+    reservoir_engine::sampler::argmax(l)
+}
+
+/// Greedy generation of `n` tokens for one sequence, one step per token.
+fn generate_alone(eng: &mut Engine, id: SeqId, prompt: &[u32], n: usize) -> Vec<u32> {
+    let cached = eng.add_sequence(id, prompt).unwrap();
+    let mut out = Vec::new();
+    let mut next = prompt[cached..].to_vec();
+    for _ in 0..n {
+        let o = eng.step(&StepBatch { entries: vec![StepEntry { seq: id, tokens: next, logits: Logits::Last }] }).unwrap();
+        let t = argmax(&o.outputs[0].logits);
+        out.push(t);
+        next = vec![t];
+    }
+    eng.remove_sequence(id).unwrap();
+    eng.check_invariants().unwrap();
+    out
+}
+
+fn prompts(vocab: u32) -> Vec<Vec<u32>> {
+    (0..6u32).map(|i| (0..(3 + i * 7)).map(|j| (i * 31 + j * 17 + 5) % vocab).collect()).collect()
+}
+
+#[test]
+fn batched_generation_equals_generating_each_alone() {
+    for (spec, bs) in [
+        (TinySpec::default(), 16),
+        (TinySpec { n_heads: 6, n_kv_heads: 2, weight_type: reservoir_engine::quant::GgmlType::Q8_0, seed: 5, ..TinySpec::default() }, 4),
+        (TinySpec { n_heads: 2, n_kv_heads: 2, head_dim: 32, weight_type: reservoir_engine::quant::GgmlType::F32, seed: 9, ..TinySpec::default() }, 3),
+    ] {
+        let model = tiny_model(&spec).unwrap();
+        let ps = prompts(spec.vocab as u32);
+        let n_gen = 12;
+        let mut eng = engine(&model, 200, bs);
+        let alone: Vec<Vec<u32>> = ps.iter().enumerate().map(|(i, p)| generate_alone(&mut eng, 100 + i as u64, p, n_gen)).collect();
+
+        // Mixed steps: sequences join at different steps, prefill in chunks of
+        // 5 tokens while others decode, all in one forward pass per step.
+        let mut eng = engine(&model, 200, bs);
+        let mut got: Vec<Vec<u32>> = vec![Vec::new(); ps.len()];
+        let mut fed = vec![0usize; ps.len()];
+        let mut next: Vec<Option<u32>> = vec![None; ps.len()];
+        let mut step_no = 0;
+        while got.iter().any(|g| g.len() < n_gen) {
+            let mut entries = Vec::new();
+            for (i, p) in ps.iter().enumerate() {
+                if step_no < i || got[i].len() >= n_gen {
+                    continue;
+                }
+                let id = i as u64;
+                if step_no == i {
+                    assert_eq!(eng.add_sequence(id, p).unwrap(), 0);
+                }
+                if fed[i] < p.len() {
+                    let end = (fed[i] + 5).min(p.len());
+                    let last = end == p.len();
+                    entries.push(StepEntry { seq: id, tokens: p[fed[i]..end].to_vec(), logits: if last { Logits::Last } else { Logits::None } });
+                    fed[i] = end;
+                } else if let Some(t) = next[i] {
+                    entries.push(StepEntry { seq: id, tokens: vec![t], logits: Logits::Last });
+                }
+            }
+            let out = eng.step(&StepBatch { entries }).unwrap();
+            for o in out.outputs {
+                let i = o.seq as usize;
+                let t = argmax(&o.logits);
+                got[i].push(t);
+                next[i] = Some(t);
+            }
+            eng.check_invariants().unwrap();
+            step_no += 1;
+        }
+        assert_eq!(got, alone, "spec {spec:?}");
+        // The generations should not be degenerate (all the same token).
+        assert!(alone.iter().flatten().collect::<std::collections::HashSet<_>>().len() > 3);
+    }
+}
+
+#[test]
+fn prefix_cache_hit_gives_the_same_tokens_as_a_miss() {
+    let spec = TinySpec { seed: 3, ..TinySpec::default() };
+    let model = tiny_model(&spec).unwrap();
+    let prompt: Vec<u32> = (0..45u32).map(|j| (j * 7 + 3) % 96).collect();
+    let mut cold = engine(&model, 100, 8);
+    cold.add_sequence(1, &[0]).unwrap(); // unrelated, to shift block ids
+    cold.step(&StepBatch { entries: vec![StepEntry { seq: 1, tokens: vec![0; 9], logits: Logits::None }] }).unwrap();
+    let miss = generate_alone(&mut cold, 2, &prompt, 10);
+
+    let mut eng = engine(&model, 100, 8);
+    let first = generate_alone(&mut eng, 1, &prompt, 10);
+    assert_eq!(first, miss);
+    // 44 tokens can be reused at most (the last prompt token is recomputed): 5 full blocks.
+    assert_eq!(eng.add_sequence(2, &prompt).unwrap(), 40);
+    eng.remove_sequence(2).unwrap();
+    let hit = generate_alone(&mut eng, 3, &prompt, 10);
+    assert_eq!(hit, miss);
+    let s = eng.stats();
+    assert!(s.prefix_hit_rate > 0.6, "{s:?}");
+    // A prompt sharing only the first 2 blocks reuses exactly those.
+    let mut other = prompt.clone();
+    other[20] = (other[20] + 1) % 96;
+    assert_eq!(eng.add_sequence(4, &other).unwrap(), 16);
+    eng.check_invariants().unwrap();
+}
+
+#[test]
+fn running_out_of_blocks_is_an_error_and_leaves_the_pool_consistent() {
+    let model = tiny_model(&TinySpec::default()).unwrap();
+    let mut eng = engine(&model, 5, 4);
+    assert_eq!(eng.stats().total_blocks, 5);
+    eng.add_sequence(1, &[1, 2, 3]).unwrap();
+    eng.add_sequence(2, &[4, 5, 6]).unwrap();
+    eng.allocate(1, 12).unwrap(); // 3 blocks
+    assert!(matches!(eng.allocate(2, 12), Err(EngineError::OutOfBlocks { needed: 3, free: 2 })));
+    eng.check_invariants().unwrap();
+    assert_eq!(eng.stats().free_blocks, 2);
+    // A step that needs more than is free runs nothing.
+    let batch = StepBatch {
+        entries: vec![
+            StepEntry { seq: 1, tokens: vec![1; 4], logits: Logits::Last },
+            StepEntry { seq: 2, tokens: vec![2; 9], logits: Logits::Last },
+        ],
+    };
+    assert!(matches!(eng.step(&batch), Err(EngineError::OutOfBlocks { .. })));
+    assert_eq!(eng.sequence_len(1).unwrap(), 0);
+    assert_eq!(eng.stats().free_blocks, 2);
+    eng.check_invariants().unwrap();
+    // After freeing, the same step fits.
+    eng.remove_sequence(1).unwrap();
+    eng.add_sequence(1, &[1]).unwrap();
+    let out = eng.step(&batch).unwrap();
+    assert_eq!(out.outputs.len(), 2);
+    assert_eq!(out.n_tokens, 13);
+    let s = eng.stats();
+    // Seq 1: 4 tokens in 1 block; seq 2: 9 tokens in 3 blocks (3 slots unused of 16).
+    assert!((s.kv_waste - 3.0 / 16.0).abs() < 1e-9, "{s:?}");
+    eng.check_invariants().unwrap();
+}
+
+#[test]
+fn invalid_batches_are_errors() {
+    let model = tiny_model(&TinySpec { ctx_len: 32, ..TinySpec::default() }).unwrap();
+    let mut eng = engine(&model, 20, 4);
+    eng.add_sequence(1, &[1]).unwrap();
+    let e = |seq, tokens: Vec<u32>| StepEntry { seq, tokens, logits: Logits::Last };
+    assert!(matches!(eng.step(&StepBatch { entries: vec![e(9, vec![1])] }), Err(EngineError::UnknownSequence(9))));
+    assert!(matches!(eng.step(&StepBatch { entries: vec![e(1, vec![])] }), Err(EngineError::InvalidBatch(_))));
+    assert!(matches!(eng.step(&StepBatch { entries: vec![e(1, vec![1]), e(1, vec![2])] }), Err(EngineError::InvalidBatch(_))));
+    assert!(matches!(eng.step(&StepBatch { entries: vec![e(1, vec![5000])] }), Err(EngineError::BadToken(5000))));
+    assert!(matches!(eng.step(&StepBatch { entries: vec![e(1, vec![1; 33])] }), Err(EngineError::ContextOverflow { .. })));
+    assert!(matches!(eng.add_sequence(1, &[1]), Err(EngineError::DuplicateSequence(1))));
+    eng.check_invariants().unwrap();
+}
+
+#[test]
+fn generation_iterator_respects_max_tokens_and_frees_blocks() {
+    let model = tiny_model(&TinySpec::default()).unwrap();
+    let tokens: Vec<String> = (0..96).map(|i| format!("<t{i}>")).collect();
+    let tok = Tokenizer::new(tokens, &[], &vec![1; 96], None, Some(95), false).unwrap();
+    let mut eng = engine(&model, 50, 16);
+    let params = SamplingParams { temperature: 0.8, seed: 4, max_tokens: 7, ..Default::default() };
+    let run = |eng: &mut Engine| {
+        let g = Generation::new(eng, &tok, 1, &[1, 2, 3], params.clone()).unwrap();
+        g.map(|t| t.unwrap().id).collect::<Vec<_>>()
+    };
+    let a = run(&mut eng);
+    assert!(a.len() <= 7);
+    assert_eq!(eng.stats().live_sequences, 0);
+    assert_eq!(run(&mut eng), a, "same seed, same tokens");
+    eng.check_invariants().unwrap();
+}

@@ -1,0 +1,317 @@
+//! The REST API's request and response bodies. Amounts are decimal strings
+//! with their currency; instants are RFC 3339; unknown fields are refused so
+//! that a typo is an error rather than a silently ignored setting.
+
+use chrono::{DateTime, Utc};
+use reservoir_domain::{Money, ReservationStatus, Term, Tier};
+use reservoir_proto::time::instant;
+use reservoir_proto::v1 as pb;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::ApiError;
+
+/// What a tenant asks for when quoting or reserving throughput.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReservationRequest {
+    /// Model id, e.g. `smollm2-135m-instruct`.
+    pub model: String,
+    /// Reserved throughput in weighted tokens per second (integer > 0).
+    #[schema(minimum = 1, maximum = 2147483647)]
+    pub rate: u32,
+    pub tier: Tier,
+    pub term: Term,
+    /// Start of the term (RFC 3339); now when omitted.
+    pub starts_at: Option<DateTime<Utc>>,
+    /// End of the term (RFC 3339). Month and half_year: omit it (taken from
+    /// the term) or give exactly the term's end. Hourly: omit it for an
+    /// open-ended contract.
+    pub ends_at: Option<DateTime<Utc>>,
+    /// Whether usage above the rate may spill over as burst (billed on demand). Default true.
+    pub allow_burst: Option<bool>,
+}
+
+/// The price of a reservation.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Price {
+    /// Exact price per hour.
+    pub per_hour: Money,
+    /// Exact price of the whole term; `null` for an open-ended hourly contract.
+    pub total_for_term: Option<Money>,
+    /// The catalog version that priced it.
+    pub catalog_version: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Reservation {
+    pub id: uuid::Uuid,
+    pub tenant: String,
+    pub model: String,
+    /// Reserved weighted tokens per second.
+    pub rate: u32,
+    pub tier: Tier,
+    pub term: Term,
+    pub starts_at: DateTime<Utc>,
+    /// `null` for an open-ended hourly contract.
+    pub ends_at: Option<DateTime<Utc>>,
+    pub status: ReservationStatus,
+    pub allow_burst: bool,
+    pub price: Price,
+    pub idempotency_key: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    pub cancel_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReservationList {
+    pub reservations: Vec<Reservation>,
+}
+
+fn missing(field: &str) -> ApiError {
+    tracing::error!(field, "a service answered without a required field");
+    ApiError::internal()
+}
+
+fn parse_stored<T: std::str::FromStr>(field: &str, s: &str) -> Result<T, ApiError> {
+    s.parse().map_err(|_| missing(field))
+}
+
+fn money(field: &str, amount: &str, currency: reservoir_domain::Currency) -> Result<Money, ApiError> {
+    Ok(Money::new(parse_stored(field, amount)?, currency))
+}
+
+impl TryFrom<pb::Reservation> for Reservation {
+    type Error = ApiError;
+
+    fn try_from(r: pb::Reservation) -> Result<Self, ApiError> {
+        let currency = parse_stored("currency", &r.currency)?;
+        Ok(Reservation {
+            id: parse_stored("id", &r.id)?,
+            tenant: r.tenant_id,
+            model: r.model,
+            rate: r.rate_tokens_per_s,
+            tier: parse_stored("tier", &r.tier)?,
+            term: parse_stored("term", &r.term)?,
+            starts_at: r.starts_at.as_ref().and_then(instant).ok_or_else(|| missing("starts_at"))?,
+            ends_at: r.ends_at.as_ref().and_then(instant),
+            status: parse_stored("status", &r.status)?,
+            allow_burst: r.allow_burst,
+            price: Price {
+                per_hour: money("price_per_hour", &r.price_per_hour, currency)?,
+                total_for_term: r.total_for_term.as_deref().map(|t| money("total_for_term", t, currency)).transpose()?,
+                catalog_version: r.catalog_version,
+            },
+            idempotency_key: Some(r.idempotency_key).filter(|k| !k.is_empty()),
+            created_at: r.created_at.as_ref().and_then(instant).ok_or_else(|| missing("created_at"))?,
+            cancelled_at: r.cancelled_at.as_ref().and_then(instant),
+            cancel_reason: Some(r.cancel_reason).filter(|k| !k.is_empty()),
+        })
+    }
+}
+
+/// Filters of a tenant's reservation list.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ReservationFilter {
+    pub model: Option<String>,
+    pub status: Option<ReservationStatus>,
+    /// At most this many, newest first (1 to 1000; default 1000).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+}
+
+/// Optional body of a tenant's cancellation.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelRequest {
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct CapacityQuery {
+    pub model: String,
+    /// Start of the window (RFC 3339); now when omitted.
+    pub from: Option<DateTime<Utc>>,
+    /// End of the window (RFC 3339); 31 days after `from` when omitted.
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// Free sellable capacity over time, as a step function.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Capacity {
+    pub model: String,
+    /// Capacity on sale: pool capacity less headroom, weighted tokens/s.
+    pub sellable: u32,
+    pub steps: Vec<CapacityStep>,
+}
+
+/// A constant piece of the step function, from `from` (inclusive) to `to` (exclusive).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CapacityStep {
+    pub from: DateTime<Utc>,
+    pub to: Option<DateTime<Utc>>,
+    pub reserved: u32,
+    pub free: u32,
+}
+
+impl From<pb::GetCapacityResponse> for Capacity {
+    fn from(c: pb::GetCapacityResponse) -> Self {
+        Capacity {
+            model: c.model,
+            sellable: c.sellable_tokens_per_s,
+            steps: c
+                .steps
+                .into_iter()
+                .filter_map(|s| {
+                    Some(CapacityStep {
+                        from: s.from.as_ref().and_then(instant)?,
+                        to: s.to.as_ref().and_then(instant),
+                        reserved: s.reserved_tokens_per_s,
+                        free: s.free_tokens_per_s,
+                    })
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A version of the price catalog.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CatalogVersion {
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+    pub catalog: reservoir_pricing::Catalog,
+}
+
+impl TryFrom<pb::Catalog> for CatalogVersion {
+    type Error = ApiError;
+    fn try_from(c: pb::Catalog) -> Result<Self, ApiError> {
+        Ok(CatalogVersion {
+            version: c.version,
+            created_at: c.created_at.as_ref().and_then(instant).ok_or_else(|| missing("created_at"))?,
+            created_by: c.created_by,
+            catalog: serde_json::from_str(&c.document_json).map_err(|_| missing("document_json"))?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Tenant {
+    pub id: String,
+    pub currency: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<pb::Tenant> for Tenant {
+    fn from(t: pb::Tenant) -> Self {
+        Tenant {
+            id: t.id,
+            currency: t.currency,
+            created_at: t.created_at.as_ref().and_then(instant).unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TenantList {
+    pub tenants: Vec<Tenant>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTenant {
+    pub id: String,
+    /// ISO 4217 code; the platform's default currency when omitted.
+    pub currency: Option<String>,
+}
+
+/// A model and its pool capacity.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Model {
+    pub id: String,
+    /// Measured pool capacity, weighted tokens/s.
+    pub capacity: u32,
+    /// Share of capacity held back from sale, decimal string.
+    pub headroom: String,
+    /// Capacity on sale: floor(capacity x (1 - headroom)).
+    pub sellable: u32,
+    pub prompt_weight: String,
+    pub completion_weight: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<pb::Model> for Model {
+    fn from(m: pb::Model) -> Self {
+        Model {
+            id: m.id,
+            capacity: m.capacity_tokens_per_s,
+            headroom: m.headroom,
+            sellable: m.sellable_tokens_per_s,
+            prompt_weight: m.prompt_weight,
+            completion_weight: m.completion_weight,
+            updated_at: m.updated_at.as_ref().and_then(instant).unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ModelList {
+    pub models: Vec<Model>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewModel {
+    pub id: String,
+    /// Pool capacity, weighted tokens/s.
+    #[schema(minimum = 0, maximum = 2147483647)]
+    pub capacity: u32,
+    /// Decimal string in [0, 1); default "0.10".
+    pub headroom: Option<String>,
+    /// Decimal string; default "0.25".
+    pub prompt_weight: Option<String>,
+    /// Decimal string; default "1".
+    pub completion_weight: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPatch {
+    #[schema(minimum = 0, maximum = 2147483647)]
+    pub capacity: Option<u32>,
+    pub headroom: Option<String>,
+    pub prompt_weight: Option<String>,
+    pub completion_weight: Option<String>,
+}
+
+/// Filters of the admin's reservation list.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AdminReservationFilter {
+    pub tenant: Option<String>,
+    pub model: Option<String>,
+    pub status: Option<ReservationStatus>,
+    /// Reservations holding capacity at this instant (RFC 3339).
+    pub active_at: Option<DateTime<Utc>>,
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+}
+
+/// An admin's cancellation: a reason is required.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdminCancelRequest {
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+}

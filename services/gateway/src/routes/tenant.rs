@@ -1,0 +1,245 @@
+//! The tenant API: quote, reserve, read and cancel reservations; capacity
+//! and catalog. A tenant only ever sees its own reservations: another
+//! tenant's id answers 404, for reads and cancels alike.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use reservoir_proto::time::timestamp;
+use reservoir_proto::v1 as pb;
+
+use crate::api::{
+    CancelRequest, Capacity, CapacityQuery, CatalogVersion, Reservation, ReservationFilter, ReservationList,
+    ReservationRequest,
+};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{JsonBody, OptionalJsonBody, PathParam, QueryParams};
+use crate::state::{AppState, AuthTenant};
+
+/// Longest `Idempotency-Key` accepted.
+const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
+
+/// Quote a reservation: the price with its breakdown, nothing reserved.
+#[utoipa::path(post, path = "/v1/reservations/quote", tag = "reservations",
+    request_body = ReservationRequest,
+    responses(
+        (status = 200, description = "The quote with its breakdown", body = reservoir_pricing::Quote),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Not a tenant token", body = ErrorBody),
+        (status = 404, description = "Unknown model", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "Invalid field", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn quote(
+    State(state): State<AppState>,
+    AuthTenant(tenant): AuthTenant,
+    JsonBody(body): JsonBody<ReservationRequest>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let reply = state
+        .contracts
+        .clone()
+        .quote(pb::QuoteRequest {
+            tenant_id: tenant.to_string(),
+            model: body.model,
+            rate_tokens_per_s: body.rate,
+            tier: body.tier.to_string(),
+            term: body.term.to_string(),
+            starts_at: body.starts_at.map(timestamp),
+            ends_at: body.ends_at.map(timestamp),
+        })
+        .await?
+        .into_inner();
+    let quote: serde_json::Value = serde_json::from_str(&reply.quote_json).map_err(|_| ApiError::internal())?;
+    Ok(Json(quote))
+}
+
+/// Reserve throughput. Send an `Idempotency-Key` header to make retries safe:
+/// the same key and body answer the same reservation; the same key with
+/// another body is refused with 409.
+#[utoipa::path(post, path = "/v1/reservations", tag = "reservations",
+    request_body = ReservationRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Client-chosen key that makes retries safe (1 to 255 printable ASCII characters)")),
+    responses(
+        (status = 201, description = "The reservation", body = Reservation),
+        (status = 400, description = "Malformed JSON or header", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Not a tenant token", body = ErrorBody),
+        (status = 404, description = "Unknown model", body = ErrorBody),
+        (status = 409, description = "Not enough capacity (details say what is free), or the key was used with another body", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "Invalid field", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    AuthTenant(tenant): AuthTenant,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<ReservationRequest>,
+) -> ApiResult<(StatusCode, Json<Reservation>)> {
+    let key = match headers.get("idempotency-key") {
+        None => String::new(),
+        Some(v) => {
+            let key = v.to_str().map_err(|_| ApiError::bad_request("Idempotency-Key must be printable ASCII"))?;
+            if key.is_empty() || key.len() > IDEMPOTENCY_KEY_LEN_MAX {
+                return Err(ApiError::bad_request("Idempotency-Key must be 1 to 255 characters"));
+            }
+            key.to_owned()
+        }
+    };
+    let created = state
+        .contracts
+        .clone()
+        .create_reservation(pb::CreateReservationRequest {
+            tenant_id: tenant.to_string(),
+            model: body.model,
+            rate_tokens_per_s: body.rate,
+            tier: body.tier.to_string(),
+            term: body.term.to_string(),
+            starts_at: body.starts_at.map(timestamp),
+            ends_at: body.ends_at.map(timestamp),
+            idempotency_key: key,
+            allow_burst: body.allow_burst,
+        })
+        .await?
+        .into_inner();
+    Ok((StatusCode::CREATED, Json(created.try_into()?)))
+}
+
+/// The tenant's reservations, newest first.
+#[utoipa::path(get, path = "/v1/reservations", tag = "reservations",
+    params(ReservationFilter),
+    responses(
+        (status = 200, description = "The tenant's reservations", body = ReservationList),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Not a tenant token", body = ErrorBody),
+        (status = 422, description = "Invalid filter", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    AuthTenant(tenant): AuthTenant,
+    QueryParams(filter): QueryParams<ReservationFilter>,
+) -> ApiResult<Json<ReservationList>> {
+    let reply = state
+        .contracts
+        .clone()
+        .list_reservations(pb::ListReservationsRequest {
+            tenant_id: tenant.to_string(),
+            model: filter.model.unwrap_or_default(),
+            status: filter.status.map(|s| s.to_string()).unwrap_or_default(),
+            active_at: None,
+            limit: filter.limit.unwrap_or(0),
+        })
+        .await?
+        .into_inner();
+    let reservations = reply.reservations.into_iter().map(TryInto::try_into).collect::<ApiResult<_>>()?;
+    Ok(Json(ReservationList { reservations }))
+}
+
+/// One of the tenant's reservations.
+#[utoipa::path(get, path = "/v1/reservations/{id}", tag = "reservations",
+    params(("id" = String, Path, description = "Reservation id")),
+    responses(
+        (status = 200, description = "The reservation", body = Reservation),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Not a tenant token", body = ErrorBody),
+        (status = 404, description = "No such reservation for this tenant", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    AuthTenant(tenant): AuthTenant,
+    PathParam(id): PathParam<String>,
+) -> ApiResult<Json<Reservation>> {
+    let found = state
+        .contracts
+        .clone()
+        .get_reservation(pb::GetReservationRequest { id, tenant_id: tenant.to_string() })
+        .await?
+        .into_inner();
+    Ok(Json(found.try_into()?))
+}
+
+/// Cancel a reservation: hourly contracts any time; month and half_year
+/// contracts cannot be cancelled before their end (409).
+#[utoipa::path(post, path = "/v1/reservations/{id}/cancel", tag = "reservations",
+    params(("id" = String, Path, description = "Reservation id")),
+    request_body(content = Option<CancelRequest>, description = "Optional reason"),
+    responses(
+        (status = 200, description = "The cancelled reservation", body = Reservation),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Not a tenant token", body = ErrorBody),
+        (status = 404, description = "No such reservation for this tenant", body = ErrorBody),
+        (status = 409, description = "Committed term, or already cancelled or expired", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 422, description = "Invalid field", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    AuthTenant(tenant): AuthTenant,
+    PathParam(id): PathParam<String>,
+    OptionalJsonBody(body): OptionalJsonBody<CancelRequest>,
+) -> ApiResult<Json<Reservation>> {
+    let reason = body.and_then(|b| b.reason);
+    let cancelled = state
+        .contracts
+        .clone()
+        .cancel_reservation(pb::CancelReservationRequest {
+            id,
+            tenant_id: tenant.to_string(),
+            by_admin: false,
+            reason: reason.unwrap_or_default(),
+            cancelled_by: tenant.to_string(),
+        })
+        .await?
+        .into_inner();
+    Ok(Json(cancelled.try_into()?))
+}
+
+/// Free sellable capacity of a model over time, as a step function.
+#[utoipa::path(get, path = "/v1/capacity", tag = "capacity",
+    params(CapacityQuery),
+    responses(
+        (status = 200, description = "Reserved and free capacity over the window", body = Capacity),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Not a tenant token", body = ErrorBody),
+        (status = 404, description = "Unknown model", body = ErrorBody),
+        (status = 422, description = "Invalid window", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn capacity(
+    State(state): State<AppState>,
+    AuthTenant(_tenant): AuthTenant,
+    QueryParams(q): QueryParams<CapacityQuery>,
+) -> ApiResult<Json<Capacity>> {
+    let reply = state
+        .contracts
+        .clone()
+        .get_capacity(pb::GetCapacityRequest {
+            model: q.model,
+            from: q.from.map(timestamp),
+            to: q.to.map(timestamp),
+        })
+        .await?
+        .into_inner();
+    Ok(Json(reply.into()))
+}
+
+/// The current price catalog.
+#[utoipa::path(get, path = "/v1/catalog", tag = "catalog",
+    responses(
+        (status = 200, description = "The newest catalog version", body = CatalogVersion),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Not a tenant token", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn catalog(State(state): State<AppState>, AuthTenant(_tenant): AuthTenant) -> ApiResult<Json<CatalogVersion>> {
+    let reply = state.contracts.clone().get_catalog(pb::GetCatalogRequest { version: 0 }).await?.into_inner();
+    Ok(Json(reply.try_into()?))
+}

@@ -1,0 +1,91 @@
+//! Shared state of the gateway and the authentication extractors.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use reservoir_domain::TenantId;
+use reservoir_proto::v1::EnsureTenantRequest;
+use reservoir_proto::v1::contract_service_client::ContractServiceClient;
+use tonic::transport::Channel;
+
+use crate::auth::{Caller, Verifier};
+use crate::error::ApiError;
+
+/// Tenants this process has already provisioned; past this many it simply
+/// forgets them (provisioning is idempotent, so forgetting costs one call).
+const KNOWN_TENANTS_MAX: usize = 100_000;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub contracts: ContractServiceClient<Channel>,
+    pub verifier: Arc<Verifier>,
+    /// The channel to the contracts service, for its health checks.
+    pub channel: Channel,
+    known_tenants: Arc<Mutex<HashSet<TenantId>>>,
+}
+
+impl AppState {
+    pub fn new(contracts: ContractServiceClient<Channel>, channel: Channel, verifier: Verifier) -> Self {
+        Self { contracts, channel, verifier: Arc::new(verifier), known_tenants: Arc::default() }
+    }
+
+    /// Provisions a tenant the first time its valid token is seen: the
+    /// identity provider is the authority on who the tenants are.
+    async fn provision(&self, tenant: &TenantId) -> Result<(), ApiError> {
+        let known = self.known_tenants.lock().map(|set| set.contains(tenant)).unwrap_or(false);
+        if known {
+            return Ok(());
+        }
+        self.contracts.clone().ensure_tenant(EnsureTenantRequest { id: tenant.to_string() }).await?;
+        if let Ok(mut set) = self.known_tenants.lock() {
+            if set.len() >= KNOWN_TENANTS_MAX {
+                set.clear();
+            }
+            set.insert(tenant.clone());
+        }
+        Ok(())
+    }
+}
+
+fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    let header = parts
+        .headers
+        .get(AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <token>"))?;
+    let value = header.to_str().map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .ok_or_else(|| ApiError::unauthorized("expected Authorization: Bearer <token>"))?;
+    Ok(token.trim())
+}
+
+/// A caller holding a valid tenant token; the tenant exists once this is built.
+pub struct AuthTenant(pub TenantId);
+
+impl FromRequestParts<AppState> for AuthTenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let caller = state.verifier.verify(bearer(parts)?)?;
+        let tenant = caller.tenant()?;
+        state.provision(&tenant).await?;
+        Ok(AuthTenant(tenant))
+    }
+}
+
+/// A caller holding a valid admin token.
+pub struct AuthAdmin(pub Caller);
+
+impl FromRequestParts<AppState> for AuthAdmin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let caller = state.verifier.verify(bearer(parts)?)?;
+        caller.require_admin()?;
+        Ok(AuthAdmin(caller))
+    }
+}
