@@ -198,11 +198,17 @@ fn add(x: &mut [f32], y: &[f32]) {
 
 /// RMSNorm of each `w.len()`-sized row: x * w / sqrt(mean(x^2) + eps).
 pub fn rms_norm(x: &mut [f32], w: &[f32], eps: f32) {
-    x.par_chunks_mut(w.len()).for_each(|row| {
+    let norm = |row: &mut [f32]| {
         let ms = row.iter().map(|v| v * v).sum::<f32>() / row.len() as f32;
         let s = 1.0 / (ms + eps).sqrt();
         row.iter_mut().zip(w).for_each(|(a, b)| *a = *a * s * b);
-    });
+    };
+    // Forking costs more than normalizing a few rows.
+    if x.len() < 64 * w.len() {
+        x.chunks_mut(w.len()).for_each(norm);
+    } else {
+        x.par_chunks_mut(w.len()).for_each(norm);
+    }
 }
 
 /// Rotates consecutive pairs of every head in `x` (heads of `2 * cos.len()`).
@@ -277,17 +283,26 @@ impl Model {
             }
         }
         let lay = BatchLayout { pos, tables, slots: &slots, cos, sin };
+        // Run the whole pass on a rayon worker: every nested parallel loop then
+        // forks from inside the pool instead of paying a cross-thread
+        // injection and wake-up each (hundreds per step).
+        Ok(rayon::scope(|_| self.forward_inner(tokens, &lay, kv, logit_rows)))
+    }
+
+    fn forward_inner(&self, tokens: &[u32], lay: &BatchLayout, kv: &mut KvStore, logit_rows: &[usize]) -> Vec<f32> {
+        let c = &self.config;
+        let t = tokens.len();
         let mut x = vec![0f32; t * c.dim];
         for (row, &id) in x.chunks_exact_mut(c.dim).zip(tokens) {
             self.embed.row_f32(id as usize, row);
         }
         for (i, b) in self.blocks.iter().enumerate() {
-            b.forward(c, i, &mut x, &lay, kv);
+            b.forward(c, i, &mut x, lay, kv);
         }
         let mut h: Vec<f32> = logit_rows.iter().flat_map(|&r| x[r * c.dim..(r + 1) * c.dim].iter().copied()).collect();
         rms_norm(&mut h, &self.out_norm, c.rms_eps);
         let mut logits = vec![0f32; logit_rows.len() * c.vocab_size];
         self.output.matmul(&h, logit_rows.len(), &mut logits);
-        Ok(logits)
+        logits
     }
 }

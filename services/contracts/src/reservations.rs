@@ -47,7 +47,7 @@ impl NewReservation {
         hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
     }
 
-    fn validate(&self) -> Result<()> {
+    pub fn validate(&self) -> Result<()> {
         if self.rate_tokens_per_s == 0 || i32::try_from(self.rate_tokens_per_s).is_err() {
             return Err(ContractsError::Invalid(format!("rate must be between 1 and {}", i32::MAX)));
         }
@@ -235,8 +235,8 @@ pub async fn cancel(pool: &PgPool, c: &Cancellation) -> Result<Reservation> {
     if c.by_admin && c.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
         return Err(ContractsError::Invalid("an admin cancellation needs a reason".into()));
     }
-    if c.reason.as_ref().is_some_and(|r| r.len() > 2000) {
-        return Err(ContractsError::Invalid("reason is longer than 2000 bytes".into()));
+    if c.reason.as_ref().is_some_and(|r| r.len() > 2000 || r.contains('\0')) {
+        return Err(ContractsError::Invalid("reason must be at most 2000 bytes of text without NUL".into()));
     }
     ledger::in_serializable_tx(pool, |tx| {
         let c = c.clone();

@@ -118,6 +118,7 @@ impl ContractService for Contracts {
             allow_burst: None,
             idempotency_key: None,
         };
+        wanted.validate()?;
         let mut conn = self.pool.acquire().await.map_err(ContractsError::from)?;
         // Quoting an unknown model is a 404, as reserving it would be.
         models::get_with(&mut conn, &wanted.model, false).await?;

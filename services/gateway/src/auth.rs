@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 
+/// Longest `sub` claim accepted.
+const SUBJECT_LEN_MAX: usize = 200;
+
 /// Claims of a Reservoir token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
@@ -72,6 +75,10 @@ impl Verifier {
         })?;
         let role: Role =
             data.claims.role.parse().map_err(|_| ApiError::unauthorized("the token's role is unknown"))?;
+        let sub = &data.claims.sub;
+        if sub.is_empty() || sub.len() > SUBJECT_LEN_MAX || sub.chars().any(char::is_control) {
+            return Err(ApiError::unauthorized("the token's subject must be 1 to 200 printable characters"));
+        }
         Ok(Caller { subject: data.claims.sub, role })
     }
 }

@@ -200,9 +200,13 @@ impl Weight {
             WeightData::Quant(b) => {
                 let nb = cols / QK;
                 let mut xq = vec![BlockQ8::default(); t * nb];
-                xq.par_chunks_mut(nb)
-                    .zip(x.par_chunks(cols))
-                    .for_each(|(q, xs)| quantize_row_q8(xs, q));
+                if t < 16 {
+                    xq.chunks_mut(nb).zip(x.chunks(cols)).for_each(|(q, xs)| quantize_row_q8(xs, q));
+                } else {
+                    xq.par_chunks_mut(nb)
+                        .zip(x.par_chunks(cols))
+                        .for_each(|(q, xs)| quantize_row_q8(xs, q));
+                }
                 let rb = self.ty.row_bytes(cols);
                 let w = b.as_slice();
                 let Some(dot) = dot_fn(level, self.ty) else { return };
