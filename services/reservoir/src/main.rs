@@ -6,6 +6,7 @@
 //! - `reservoir token`: a signed JWT for local use;
 //! - `reservoir migrate`: apply the database migrations.
 
+mod healthcheck;
 mod up;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -38,6 +39,14 @@ enum Command {
     },
     /// Apply the database migrations and exit.
     Migrate,
+    /// Exit 0 when a service answers its health check (for container health checks).
+    Healthcheck {
+        /// `http://host:port/path` of an HTTP service, or `http://host:port` of a gRPC one.
+        url: String,
+        /// Check this gRPC service with `grpc.health.v1` instead of an HTTP GET.
+        #[arg(long)]
+        grpc: Option<String>,
+    },
 }
 
 /// The services `serve` can run (names as in docker-compose.yml).
@@ -62,6 +71,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Up => up::run(config).await,
         Command::Serve { service } => serve(config, service).await,
         Command::Token { tenant, role } => token(&config, tenant, role),
+        Command::Healthcheck { url, grpc } => healthcheck::run(&url, grpc.as_deref()).await,
         Command::Migrate => {
             let pool = db::connect(config.database_url()?, 2).await?;
             db::migrate(&pool).await?;
