@@ -45,8 +45,8 @@ impl KvStore {
         self.v[layer][slot * d..(slot + 1) * d].copy_from_slice(v);
     }
 
-    pub fn layer(&self, layer: usize) -> (&[f32], &[f32]) {
-        (&self.k[layer], &self.v[layer])
+    pub fn layer(&self, layer: usize) -> KvView<'_> {
+        KvView { k: &self.k[layer], v: &self.v[layer], block_size: self.block_size }
     }
 }
 
@@ -58,6 +58,14 @@ pub struct AttnShape {
     pub head_dim: usize,
 }
 
+/// One layer's K/V storage as attention reads it.
+#[derive(Clone, Copy)]
+pub struct KvView<'a> {
+    pub k: &'a [f32],
+    pub v: &'a [f32],
+    pub block_size: usize,
+}
+
 /// Causal attention for a batch of tokens of possibly different sequences.
 /// Token `t` attends to positions `0..=pos[t]` of its sequence, read from the
 /// slots its block table `tables[t]` maps them to. `q` is `[T][n_heads*hd]`,
@@ -65,52 +73,89 @@ pub struct AttnShape {
 pub fn paged_attention(
     shape: AttnShape,
     q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    block_size: usize,
+    kv: KvView,
     tables: &[&[u32]],
     pos: &[usize],
     out: &mut [f32],
 ) {
     let AttnShape { n_heads, n_kv_heads, head_dim: hd } = shape;
     let group = n_heads / n_kv_heads;
-    let kv_dim = n_kv_heads * hd;
-    let scale = 1.0 / (hd as f32).sqrt();
+    #[cfg(target_arch = "x86_64")]
+    let wide = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
     out.par_chunks_mut(hd).enumerate().for_each(|(i, o)| {
-        let (t, h) = (i / n_heads, i % n_heads);
-        let g = h / group;
-        let qh = &q[i * hd..(i + 1) * hd];
-        let table = tables[t];
-        let n_ctx = pos[t] + 1;
-        let row = |p: usize| (table[p / block_size] as usize * block_size + p % block_size) * kv_dim + g * hd;
-        let mut scores = Vec::with_capacity(n_ctx);
-        let mut max = f32::NEG_INFINITY;
-        for p in 0..n_ctx {
-            let r = row(p);
-            let s = dot(qh, &k[r..r + hd]) * scale;
-            max = max.max(s);
-            scores.push(s);
+        let t = i / n_heads;
+        let job = HeadJob {
+            q: &q[i * hd..(i + 1) * hd],
+            kv,
+            table: tables[t],
+            kv_offset: (i % n_heads) / group * hd,
+            kv_dim: n_kv_heads * hd,
+            n_ctx: pos[t] + 1,
+        };
+        #[cfg(target_arch = "x86_64")]
+        if wide {
+            // SAFETY: AVX2 and FMA were detected above.
+            return unsafe { attend_head_avx2(&job, o) };
         }
-        let mut sum = 0f32;
-        for s in scores.iter_mut() {
-            *s = (*s - max).exp();
-            sum += *s;
-        }
-        o.fill(0.0);
-        let inv = 1.0 / sum;
-        for (p, s) in scores.iter().enumerate() {
-            let r = row(p);
-            let w = s * inv;
-            for (acc, x) in o.iter_mut().zip(&v[r..r + hd]) {
-                *acc += w * x;
-            }
-        }
+        attend_head(&job, o)
     });
 }
 
-#[inline]
+/// One (token, head) pair of `paged_attention`.
+struct HeadJob<'a> {
+    q: &'a [f32],
+    kv: KvView<'a>,
+    table: &'a [u32],
+    /// Offset of this head's KV group inside a K/V row.
+    kv_offset: usize,
+    kv_dim: usize,
+    n_ctx: usize,
+}
+
+/// The portable body compiled with AVX2, so the dot products and the
+/// weighted sum of V run 8 wide instead of baseline SSE2's 4.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn attend_head_avx2(job: &HeadJob, o: &mut [f32]) {
+    attend_head(job, o)
+}
+
+#[inline(always)]
+fn attend_head(job: &HeadJob, o: &mut [f32]) {
+    let hd = job.q.len();
+    let bs = job.kv.block_size;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let row = |p: usize| (job.table[p / bs] as usize * bs + p % bs) * job.kv_dim + job.kv_offset;
+    let mut scores = Vec::with_capacity(job.n_ctx);
+    let mut max = f32::NEG_INFINITY;
+    for p in 0..job.n_ctx {
+        let r = row(p);
+        let s = dot(job.q, &job.kv.k[r..r + hd]) * scale;
+        max = max.max(s);
+        scores.push(s);
+    }
+    let mut sum = 0f32;
+    for s in scores.iter_mut() {
+        *s = (*s - max).exp();
+        sum += *s;
+    }
+    o.fill(0.0);
+    let inv = 1.0 / sum;
+    for (p, s) in scores.iter().enumerate() {
+        let r = row(p);
+        let w = s * inv;
+        for (acc, x) in o.iter_mut().zip(&job.kv.v[r..r + hd]) {
+            *acc += w * x;
+        }
+    }
+}
+
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // Four accumulators let the compiler vectorize without reassociation flags.
+    // Eight independent lanes let the compiler vectorize without reassociation flags.
     let mut acc = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let (ra, rb) = (ca.remainder(), cb.remainder());
@@ -127,6 +172,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use rand::seq::SliceRandom;
@@ -197,8 +243,7 @@ mod tests {
             }
             let q: Vec<f32> = (0..pos.len() * qd).map(|_| rng.random_range(-2.0..2.0)).collect();
             let mut out = vec![0f32; q.len()];
-            let (k, v) = store.layer(0);
-            paged_attention(shape, &q, k, v, block_size, &tref, &pos, &mut out);
+            paged_attention(shape, &q, store.layer(0), &tref, &pos, &mut out);
             for (t, (&p, &s)) in pos.iter().zip(&owners).enumerate() {
                 let want = contiguous(shape, &q[t * qd..(t + 1) * qd], &conts[s].0, &conts[s].1, p + 1);
                 for (a, b) in want.iter().zip(&out[t * qd..(t + 1) * qd]) {

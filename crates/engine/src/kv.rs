@@ -233,11 +233,10 @@ impl BlockPool {
             if m.ref_count == 0 && !seen[i] {
                 return Err(format!("block {i} unreferenced but not free"));
             }
-            if let Some(k) = &m.key {
-                if self.cached.get(&k.hash) != Some(&(i as u32)) {
+            if let Some(k) = &m.key
+                && self.cached.get(&k.hash) != Some(&(i as u32)) {
                     return Err(format!("block {i} key not in map"));
                 }
-            }
         }
         for (h, &b) in &self.cached {
             if self.blocks[b as usize].key.as_ref().map(|k| k.hash) != Some(*h) {
@@ -249,6 +248,7 @@ impl BlockPool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

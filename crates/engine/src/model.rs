@@ -58,7 +58,7 @@ impl Config {
             n_kv_heads: u("attention.head_count_kv").unwrap_or(n_heads),
             dim,
             ffn_dim: u("feed_forward_length")?,
-            head_dim: if n_heads > 0 { dim / n_heads } else { 0 },
+            head_dim: dim.checked_div(n_heads).unwrap_or(0),
             rope_base: fl("rope.freq_base", 10000.0),
             rms_eps: fl("attention.layer_norm_rms_epsilon", 1e-5),
             ctx_len: u("context_length")?,
@@ -73,13 +73,13 @@ impl Config {
         if self.n_layers == 0 || self.n_heads == 0 || self.n_kv_heads == 0 || self.dim == 0 {
             return bad("zero-sized dimension");
         }
-        if self.dim % self.n_heads != 0 || self.head_dim * self.n_heads != self.dim || self.head_dim % 2 != 0 {
+        if !self.dim.is_multiple_of(self.n_heads) || self.head_dim * self.n_heads != self.dim || !self.head_dim.is_multiple_of(2) {
             return bad("embedding dim must split into even-sized heads");
         }
-        if self.n_heads % self.n_kv_heads != 0 {
+        if !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return bad("head count must be a multiple of KV head count");
         }
-        if self.dim % 32 != 0 || self.ffn_dim % 32 != 0 || self.ffn_dim == 0 {
+        if !self.dim.is_multiple_of(32) || !self.ffn_dim.is_multiple_of(32) || self.ffn_dim == 0 {
             return bad("dims must be multiples of 32");
         }
         if self.vocab_size == 0 || self.ctx_len == 0 {
@@ -172,9 +172,8 @@ impl Block {
             kv.write(layer, lay.slots[tt], &k[tt * kvd..(tt + 1) * kvd], &v[tt * kvd..(tt + 1) * kvd]);
         }
         let shape = AttnShape { n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: hd };
-        let (kc, vc) = kv.layer(layer);
         // `h` is reused as the attention output.
-        paged_attention(shape, &q, kc, vc, kv.block_size, lay.tables, lay.pos, &mut h);
+        paged_attention(shape, &q, kv.layer(layer), lay.tables, lay.pos, &mut h);
         self.wo.matmul(&h, t, &mut q);
         add(x, &q);
 
@@ -269,7 +268,12 @@ impl Model {
             if *p >= c.ctx_len {
                 return Err(EngineError::InvalidBatch(format!("position {p} beyond context {}", c.ctx_len)));
             }
-            // Attention reads 0..=p through the table, so it must cover p.
+            // Attention reads 0..=p through the table: every block up to p's
+            // must exist in the store.
+            let used = table.get(..=*p / kv.block_size).unwrap_or(&[]);
+            if used.len() <= *p / kv.block_size || used.iter().any(|&b| b as usize >= kv.n_blocks) {
+                return Err(EngineError::InvalidBatch("block table too short or out of range".into()));
+            }
             slots.push(kv.slot(table, *p).ok_or_else(|| EngineError::InvalidBatch("block table too short".into()))?);
         }
         let half = c.head_dim / 2;

@@ -89,13 +89,12 @@ impl Sampler {
         if p.repetition_penalty != 1.0 {
             let mut seen = vec![false; l.len()];
             for &t in history {
-                if let Some(s) = seen.get_mut(t as usize) {
-                    if !*s {
+                if let Some(s) = seen.get_mut(t as usize)
+                    && !*s {
                         *s = true;
                         let v = &mut l[t as usize];
                         *v = if *v > 0.0 { *v / p.repetition_penalty } else { *v * p.repetition_penalty };
                     }
-                }
             }
         }
         let token = if p.temperature == 0.0 {
@@ -163,6 +162,7 @@ pub fn find_stop(text: &str, stops: &[String]) -> Option<usize> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -133,7 +133,7 @@ impl Tokenizer {
                 specials.push((t.clone(), i as u32));
             }
         }
-        specials.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        specials.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
         let byte_to_char = bytes_to_unicode();
         let char_to_byte = byte_to_char.iter().enumerate().map(|(b, c)| (*c, b as u8)).collect();
         let regex = Regex::new(GPT2_PATTERN).map_err(|e| EngineError::Tokenizer(e.to_string()))?;
@@ -315,6 +315,7 @@ impl Tokenizer {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

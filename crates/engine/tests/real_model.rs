@@ -1,5 +1,6 @@
 //! Tests against the real SmolLM2-135M-Instruct Q4_1 model. `scripts/fetch-model`
 //! puts it in `.reservoir/models/`; these tests fail (never skip) without it.
+#![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -102,8 +103,17 @@ fn greedy_reply(question: &str) -> String {
     g.map(|t| t.unwrap().text).collect()
 }
 
+/// Greedy output flips on near-ties between the top two logits, so the
+/// pinned questions are ones whose greedy path keeps a wide margin (smallest
+/// top-1/top-2 logit gap along the reply, measured here: 0.94, 0.69, 0.41);
+/// near-tie prompts such as "What is 2 + 2?" (gap 0.06) change with kernel
+/// summation order and are deliberately not pinned.
 #[test]
 fn greedy_chat_replies_are_pinned() {
-    assert_eq!(greedy_reply("What is 2 + 2?"), "The answer is 4.");
-    assert_eq!(greedy_reply("Name three colors."), "1. Red\n2. Blue\n3. Green");
+    assert_eq!(greedy_reply("What is the capital of Japan?"), "The capital of Japan is Tokyo.");
+    assert_eq!(greedy_reply("How many days are in a week?"), "A week is approximately 7 days.");
+    assert_eq!(
+        greedy_reply("Write one sentence about cats."),
+        "A cat is a majestic creature with a fluffy coat, a playful personality, and a loyal companion."
+    );
 }

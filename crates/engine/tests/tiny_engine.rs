@@ -1,4 +1,5 @@
 //! Engine behaviour on tiny random models built in memory (fast, no file).
+#![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
 
@@ -183,4 +184,121 @@ fn generation_iterator_respects_max_tokens_and_frees_blocks() {
     assert_eq!(eng.stats().live_sequences, 0);
     assert_eq!(run(&mut eng), a, "same seed, same tokens");
     eng.check_invariants().unwrap();
+}
+
+#[test]
+fn loader_rejects_other_architectures_and_broken_models() {
+    use reservoir_engine::gguf::{Bytes, GgufFile, GgufWriter, Value};
+    let mut w = GgufWriter::default();
+    w.kv("general.architecture", Value::Str("gpt2".into()));
+    let f = GgufFile::parse(Bytes::from_vec(w.to_bytes())).unwrap();
+    assert!(matches!(Model::load(&f), Err(EngineError::UnsupportedArchitecture(a)) if a == "gpt2"));
+
+    // A valid tiny model with its last tensor cut short fails to parse.
+    let bytes = reservoir_engine::test_support::tiny_gguf(&TinySpec::default());
+    let cut = bytes[..bytes.len() - 40].to_vec();
+    assert!(GgufFile::parse(Bytes::from_vec(cut)).is_err());
+
+    // Missing metadata is reported by name.
+    let mut w = GgufWriter::default();
+    w.kv("general.architecture", Value::Str("llama".into()));
+    let f = GgufFile::parse(Bytes::from_vec(w.to_bytes())).unwrap();
+    assert!(matches!(Model::load(&f), Err(EngineError::MissingMetadata(_))));
+}
+
+#[test]
+fn shared_types_are_thread_safe() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Model>();
+    send_sync::<Tokenizer>();
+    send_sync::<LoadedModel>();
+    send::<Engine>();
+}
+
+/// A tokenizer whose token i is the single letter `a + i % 26` (no merges).
+fn letter_tokenizer(vocab: usize) -> Tokenizer {
+    let tokens: Vec<String> = (0..vocab).map(|i| ((b'a' + (i % 26) as u8) as char).to_string() + &"_".repeat(i / 26)).collect();
+    Tokenizer::new(tokens, &[], &vec![1; vocab], None, None, false).unwrap()
+}
+
+#[test]
+fn stop_strings_cut_the_text_and_streamed_pieces_add_up() {
+    let model = tiny_model(&TinySpec::default()).unwrap();
+    let tok = letter_tokenizer(96);
+    let mut eng = engine(&model, 50, 16);
+    // First learn what greedy produces, then stop on a 2-char string inside it.
+    let params = SamplingParams { max_tokens: 20, ..Default::default() };
+    let full: String = Generation::new(&mut eng, &tok, 1, &[1, 2, 3], params.clone())
+        .unwrap()
+        .map(|t| t.unwrap().text)
+        .collect();
+    assert!(full.len() >= 6, "{full:?}");
+    let stop = full[4..6].to_string();
+    let at = full.find(&stop).unwrap();
+    let params = SamplingParams { stop_strings: vec![stop.clone()], ..params };
+    let mut g = Generation::new(&mut eng, &tok, 2, &[1, 2, 3], params).unwrap();
+    let mut streamed = String::new();
+    for t in g.by_ref() {
+        streamed.push_str(&t.unwrap().text);
+    }
+    assert_eq!(g.finish, Some(FinishReason::Stop));
+    assert_eq!(g.text(), &full[..at]);
+    assert_eq!(streamed, &full[..at]);
+    drop(g);
+    assert_eq!(eng.stats().live_sequences, 0);
+    eng.check_invariants().unwrap();
+}
+
+mod random_ops {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+        /// Random add / step / remove sequences on a small pool: every call
+        /// returns Ok or an Err (out of blocks, unknown sequence, context
+        /// overflow), never panics, and the pool stays consistent.
+        #[test]
+        fn engine_never_panics_and_stays_consistent(
+            ops in proptest::collection::vec((0u8..4, 0u64..5, 1usize..12), 1..40)
+        ) {
+            let model = tiny_model(&TinySpec { ctx_len: 48, n_layers: 1, ..TinySpec::default() }).unwrap();
+            let mut eng = engine(&model, 8, 4);
+            for (op, seq, n) in ops {
+                let tokens: Vec<u32> = (0..n as u32).map(|i| (i * 5 + seq as u32) % 8).collect();
+                match op {
+                    0 => { let _ = eng.add_sequence(seq, &tokens); }
+                    1 | 2 => {
+                        let batch = StepBatch { entries: vec![StepEntry { seq, tokens, logits: Logits::Last }] };
+                        let before = eng.stats();
+                        match eng.step(&batch) {
+                            Ok(out) => prop_assert_eq!(out.outputs.len(), 1),
+                            Err(EngineError::OutOfBlocks { .. }) => prop_assert_eq!(eng.stats().free_blocks, before.free_blocks),
+                            Err(EngineError::UnknownSequence(_) | EngineError::ContextOverflow { .. }) => {}
+                            Err(e) => prop_assert!(false, "unexpected error {e}"),
+                        }
+                    }
+                    _ => { let _ = eng.remove_sequence(seq); }
+                }
+                prop_assert_eq!(eng.check_invariants(), Ok(()));
+            }
+        }
+    }
+}
+
+#[test]
+fn model_forward_rejects_bad_block_tables() {
+    use reservoir_engine::attention::KvStore;
+    let model = tiny_model(&TinySpec::default()).unwrap();
+    let c = &model.config;
+    let mut kv = KvStore::new(c.n_layers, 4, 4, c.kv_dim());
+    let bad: &[u32] = &[9, 0];
+    let short: &[u32] = &[0];
+    for table in [bad, short] {
+        let r = model.forward(&[1], &[5], &[table], &mut kv, &[0]);
+        assert!(matches!(r, Err(EngineError::InvalidBatch(_))), "{table:?}");
+    }
+    let ok: &[u32] = &[3, 1];
+    assert_eq!(model.forward(&[1], &[5], &[ok], &mut kv, &[0]).unwrap().len(), c.vocab_size);
 }

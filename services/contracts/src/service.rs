@@ -25,7 +25,10 @@ pub struct Contracts {
 
 type Reply<T> = Result<Response<T>, Status>;
 
-fn new_reservation(r: &pb::CreateReservationRequest) -> Result<NewReservation, ContractsError> {
+/// What a quote or a reservation asks for. Fields left out stay `None` here:
+/// defaults are applied after the request's fingerprint is taken.
+fn order(r: Option<&pb::QuoteRequest>) -> Result<NewReservation, ContractsError> {
+    let r = r.ok_or_else(|| ContractsError::Invalid("order is required".into()))?;
     Ok(NewReservation {
         tenant: parse(&r.tenant_id)?,
         model: parse(&r.model)?,
@@ -34,8 +37,8 @@ fn new_reservation(r: &pb::CreateReservationRequest) -> Result<NewReservation, C
         term: parse(&r.term)?,
         starts_at: optional_instant("starts_at", r.starts_at.as_ref())?,
         ends_at: optional_instant("ends_at", r.ends_at.as_ref())?,
-        allow_burst: r.allow_burst,
-        idempotency_key: Some(r.idempotency_key.clone()).filter(|k| !k.is_empty()),
+        allow_burst: None,
+        idempotency_key: None,
     })
 }
 
@@ -106,18 +109,7 @@ impl ContractService for Contracts {
     }
 
     async fn quote(&self, req: Request<pb::QuoteRequest>) -> Reply<pb::QuoteResponse> {
-        let r = req.get_ref();
-        let wanted = NewReservation {
-            tenant: parse(&r.tenant_id)?,
-            model: parse(&r.model)?,
-            rate_tokens_per_s: r.rate_tokens_per_s,
-            tier: parse(&r.tier)?,
-            term: parse(&r.term)?,
-            starts_at: optional_instant("starts_at", r.starts_at.as_ref())?,
-            ends_at: optional_instant("ends_at", r.ends_at.as_ref())?,
-            allow_burst: None,
-            idempotency_key: None,
-        };
+        let wanted = order(Some(req.get_ref()))?;
         wanted.validate()?;
         let mut conn = self.pool.acquire().await.map_err(ContractsError::from)?;
         // Quoting an unknown model is a 404, as reserving it would be.
@@ -129,7 +121,12 @@ impl ContractService for Contracts {
     }
 
     async fn create_reservation(&self, req: Request<pb::CreateReservationRequest>) -> Reply<pb::Reservation> {
-        let wanted = new_reservation(req.get_ref())?;
+        let r = req.get_ref();
+        let wanted = NewReservation {
+            allow_burst: r.allow_burst,
+            idempotency_key: Some(r.idempotency_key.clone()).filter(|k| !k.is_empty()),
+            ..order(r.order.as_ref())?
+        };
         let created = reservations::create(&self.pool, &wanted).await?;
         Ok(Response::new(convert::reservation(created, Utc::now())))
     }

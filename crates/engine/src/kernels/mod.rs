@@ -69,6 +69,9 @@ impl Level {
 
 pub type DotFn = fn(&[u8], &[BlockQ8]) -> f32;
 pub type Dot4Fn = fn(&[u8], [&[BlockQ8]; 4]) -> [f32; 4];
+/// One weight row against 8 tokens, given their per-block scales token-major
+/// (`dx[block][token]`, `sx[block][token]`, see `BlockQ8`).
+pub type GroupFn = fn(&[u8], [&[BlockQ8]; 8], &[[f32; 8]], &[[f32; 8]]) -> [f32; 8];
 
 /// Dot kernels for one weight type: one token, or four tokens sharing each
 /// unpacked weight block.
@@ -76,6 +79,7 @@ pub type Dot4Fn = fn(&[u8], [&[BlockQ8]; 4]) -> [f32; 4];
 pub struct Dot {
     pub one: DotFn,
     pub four: Dot4Fn,
+    pub eight: GroupFn,
 }
 
 /// The dot kernels for a quantized weight type at a level; a level the CPU
@@ -86,7 +90,7 @@ pub fn dot_fn(level: Level, ty: GgmlType) -> Option<Dot> {
     {
         // The wrappers are only reachable after the feature check above.
         macro_rules! wrap {
-            ($m:ident :: $f:ident) => {{
+            ($m:ident :: $f:ident, $g:ident) => {{
                 fn one(a: &[u8], b: &[BlockQ8]) -> f32 {
                     // SAFETY: `dot_fn` returns this wrapper only when
                     // `Level::is_available` confirmed the CPU features.
@@ -96,16 +100,20 @@ pub fn dot_fn(level: Level, ty: GgmlType) -> Option<Dot> {
                     // SAFETY: as above.
                     unsafe { x86::$m::$f::<4>(a, b) }
                 }
-                Dot { one, four }
+                fn eight(a: &[u8], b: [&[BlockQ8]; 8], dx: &[[f32; 8]], sx: &[[f32; 8]]) -> [f32; 8] {
+                    // SAFETY: as above.
+                    unsafe { x86::$m::$g(a, b, dx, sx) }
+                }
+                Dot { one, four, eight }
             }};
         }
         match (level, ty) {
-            (Level::Avx2, GgmlType::Q4_0) => return Some(wrap!(avx2::dot_q4_0)),
-            (Level::Avx2, GgmlType::Q4_1) => return Some(wrap!(avx2::dot_q4_1)),
-            (Level::Avx2, GgmlType::Q8_0) => return Some(wrap!(avx2::dot_q8_0)),
-            (Level::Avx512Vnni, GgmlType::Q4_0) => return Some(wrap!(vnni::dot_q4_0)),
-            (Level::Avx512Vnni, GgmlType::Q4_1) => return Some(wrap!(vnni::dot_q4_1)),
-            (Level::Avx512Vnni, GgmlType::Q8_0) => return Some(wrap!(vnni::dot_q8_0)),
+            (Level::Avx2, GgmlType::Q4_0) => return Some(wrap!(avx2::dot_q4_0, group_q4_0)),
+            (Level::Avx2, GgmlType::Q4_1) => return Some(wrap!(avx2::dot_q4_1, group_q4_1)),
+            (Level::Avx2, GgmlType::Q8_0) => return Some(wrap!(avx2::dot_q8_0, group_q8_0)),
+            (Level::Avx512Vnni, GgmlType::Q4_0) => return Some(wrap!(vnni::dot_q4_0, group_q4_0)),
+            (Level::Avx512Vnni, GgmlType::Q4_1) => return Some(wrap!(vnni::dot_q4_1, group_q4_1)),
+            (Level::Avx512Vnni, GgmlType::Q8_0) => return Some(wrap!(vnni::dot_q8_0, group_q8_0)),
             _ => {}
         }
     }
@@ -114,7 +122,10 @@ pub fn dot_fn(level: Level, ty: GgmlType) -> Option<Dot> {
             fn four(a: &[u8], b: [&[BlockQ8]; 4]) -> [f32; 4] {
                 b.map(|x| $f(a, x))
             }
-            Dot { one: $f, four }
+            fn eight(a: &[u8], b: [&[BlockQ8]; 8], _: &[[f32; 8]], _: &[[f32; 8]]) -> [f32; 8] {
+                b.map(|x| $f(a, x))
+            }
+            Dot { one: $f, four, eight }
         }};
     }
     match ty {
@@ -145,7 +156,7 @@ enum WeightData {
 impl Weight {
     /// `bytes` must hold exactly `rows * ty.row_bytes(cols)` bytes.
     pub fn new(ty: GgmlType, rows: usize, cols: usize, bytes: Bytes) -> Option<Weight> {
-        if cols % ty.block_len() != 0 || bytes.len() != rows.checked_mul(ty.row_bytes(cols))? {
+        if !cols.is_multiple_of(ty.block_len()) || bytes.len() != rows.checked_mul(ty.row_bytes(cols))? {
             return None;
         }
         let data = match ty {
@@ -154,7 +165,7 @@ impl Weight {
                 dequantize_row(ty, bytes.as_slice(), &mut v);
                 WeightData::Dense(v)
             }
-            _ if cols % QK != 0 => return None,
+            _ if !cols.is_multiple_of(QK) => return None,
             _ => WeightData::Quant(bytes),
         };
         Some(Weight { ty, rows, cols, data })
@@ -211,10 +222,27 @@ impl Weight {
                 let w = b.as_slice();
                 let Some(dot) = dot_fn(level, self.ty) else { return };
                 let xr = |tt: usize| &xq[tt * nb..(tt + 1) * nb];
+                // Token-major scales for the 8-token group kernel.
+                let groups = t / 8;
+                let mut dx = vec![[0f32; 8]; groups * nb];
+                let mut sx = vec![[0f32; 8]; groups * nb];
+                for g in 0..groups {
+                    for n in 0..8 {
+                        for (i, blk) in xr(g * 8 + n).iter().enumerate() {
+                            dx[g * nb + i][n] = blk.d;
+                            sx[g * nb + i][n] = blk.s;
+                        }
+                    }
+                }
                 compute(
                     &|r, orow| {
                         let wr = &w[r * rb..(r + 1) * rb];
-                        let mut tt = 0;
+                        for g in 0..groups {
+                            let (lo, hi) = (g * nb, (g + 1) * nb);
+                            let v = (dot.eight)(wr, std::array::from_fn(|k| xr(g * 8 + k)), &dx[lo..hi], &sx[lo..hi]);
+                            orow[g * 8..g * 8 + 8].copy_from_slice(&v);
+                        }
+                        let mut tt = groups * 8;
                         while tt + 4 <= t {
                             let v = (dot.four)(wr, [xr(tt), xr(tt + 1), xr(tt + 2), xr(tt + 3)]);
                             orow[tt..tt + 4].copy_from_slice(&v);
@@ -240,9 +268,16 @@ impl Weight {
             }
         }
         if t > 1 {
-            for (r, col) in tmp.chunks_exact(t).enumerate() {
-                for (tt, v) in col.iter().enumerate() {
-                    out[tt * rows + r] = *v;
+            // Tiled transpose: a 64-row tile of `tmp` (64 * t floats) stays in
+            // cache while each token's 64 outputs are written contiguously.
+            const TILE: usize = 64;
+            for r0 in (0..rows).step_by(TILE) {
+                let r1 = (r0 + TILE).min(rows);
+                for tt in 0..t {
+                    let dst = &mut out[tt * rows + r0..tt * rows + r1];
+                    for (k, o) in dst.iter_mut().enumerate() {
+                        *o = tmp[(r0 + k) * t + tt];
+                    }
                 }
             }
         }
@@ -250,6 +285,7 @@ impl Weight {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::quant::quantize;
@@ -274,6 +310,18 @@ mod tests {
                         (want - got).abs() <= 1e-4 * want.abs().max(1.0),
                         "{level:?} {ty:?} nb={nb}: {want} vs {got}"
                     );
+                    // The 8-token group kernel too, given token-major scales.
+                    let mut xs8 = vec![vec![BlockQ8::default(); nb]; 8];
+                    for x in xs8.iter_mut() {
+                        quantize_row_q8(&rand_vec(&mut rng, nb * QK), x);
+                    }
+                    let dx: Vec<[f32; 8]> = (0..nb).map(|i| std::array::from_fn(|n| xs8[n][i].d)).collect();
+                    let sx: Vec<[f32; 8]> = (0..nb).map(|i| std::array::from_fn(|n| xs8[n][i].s)).collect();
+                    let eight = (dot_fn(level, ty).unwrap().eight)(&w, std::array::from_fn(|k| xs8[k].as_slice()), &dx, &sx);
+                    for (x, got) in xs8.iter().zip(eight) {
+                        let want = (dot_fn(Level::Scalar, ty).unwrap().one)(&w, x);
+                        assert!((want - got).abs() <= 1e-4 * want.abs().max(1.0), "{level:?} {ty:?} x8: {want} vs {got}");
+                    }
                     // The 4-token kernel must agree with the 1-token one per token.
                     let mut xs = vec![vec![BlockQ8::default(); nb]; 4];
                     for x in xs.iter_mut() {
@@ -297,7 +345,7 @@ mod tests {
             let wf = rand_vec(&mut rng, rows * cols);
             let w = Weight::new(ty, rows, cols, Bytes::from_vec(quantize(ty, &wf))).unwrap();
             let mut wd = vec![0f32; cols];
-            for t in [1usize, 5, 8] {
+            for t in [1usize, 5, 8, 21] {
                 let x = rand_vec(&mut rng, t * cols);
                 let mut out = vec![0f32; t * rows];
                 w.matmul(&x, t, &mut out);

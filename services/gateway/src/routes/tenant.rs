@@ -5,6 +5,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use reservoir_domain::TenantId;
 use reservoir_proto::time::timestamp;
 use reservoir_proto::v1 as pb;
 
@@ -18,6 +19,19 @@ use crate::state::{AppState, AuthTenant};
 
 /// Longest `Idempotency-Key` accepted.
 const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
+
+/// The gRPC form of what a tenant asks for.
+fn order(tenant: &TenantId, body: ReservationRequest) -> pb::QuoteRequest {
+    pb::QuoteRequest {
+        tenant_id: tenant.to_string(),
+        model: body.model,
+        rate_tokens_per_s: body.rate,
+        tier: body.tier.to_string(),
+        term: body.term.to_string(),
+        starts_at: body.starts_at.map(timestamp),
+        ends_at: body.ends_at.map(timestamp),
+    }
+}
 
 /// Quote a reservation: the price with its breakdown, nothing reserved.
 #[utoipa::path(post, path = "/v1/reservations/quote", tag = "reservations",
@@ -38,20 +52,7 @@ pub async fn quote(
     AuthTenant(tenant): AuthTenant,
     JsonBody(body): JsonBody<ReservationRequest>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let reply = state
-        .contracts
-        .clone()
-        .quote(pb::QuoteRequest {
-            tenant_id: tenant.to_string(),
-            model: body.model,
-            rate_tokens_per_s: body.rate,
-            tier: body.tier.to_string(),
-            term: body.term.to_string(),
-            starts_at: body.starts_at.map(timestamp),
-            ends_at: body.ends_at.map(timestamp),
-        })
-        .await?
-        .into_inner();
+    let reply = state.contracts.clone().quote(order(&tenant, body)).await?.into_inner();
     let quote: serde_json::Value = serde_json::from_str(&reply.quote_json).map_err(|_| ApiError::internal())?;
     Ok(Json(quote))
 }
@@ -94,15 +95,9 @@ pub async fn create(
         .contracts
         .clone()
         .create_reservation(pb::CreateReservationRequest {
-            tenant_id: tenant.to_string(),
-            model: body.model,
-            rate_tokens_per_s: body.rate,
-            tier: body.tier.to_string(),
-            term: body.term.to_string(),
-            starts_at: body.starts_at.map(timestamp),
-            ends_at: body.ends_at.map(timestamp),
-            idempotency_key: key,
             allow_burst: body.allow_burst,
+            order: Some(order(&tenant, body)),
+            idempotency_key: key,
         })
         .await?
         .into_inner();

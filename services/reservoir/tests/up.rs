@@ -1,0 +1,95 @@
+//! `reservoir up` as a user runs it: the real binary against a database of
+//! its own; it writes the endpoints file, prints a token and a curl that work,
+//! and stops cleanly on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn database_url() -> String {
+    std::env::var("DATABASE_URL").expect("DATABASE_URL: run the tests with ./scripts/test")
+}
+
+/// The server URL with another database name.
+fn with_database(url: &str, name: &str) -> String {
+    let base = url.rsplit_once('/').map(|(b, _)| b).unwrap_or(url);
+    format!("{base}/{name}")
+}
+
+#[tokio::test]
+async fn up_serves_prints_a_working_example_and_stops_on_sigterm() {
+    let admin_url = database_url();
+    let name = format!("up_{}", uuid::Uuid::new_v4().simple());
+    let admin = sqlx::PgPool::connect(&admin_url).await.expect("connect");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.expect("create db");
+    let state = std::env::temp_dir().join(&name);
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_reservoir"))
+        .arg("up")
+        .env("DATABASE_URL", with_database(&admin_url, &name))
+        .env("RESERVOIR__GATEWAY__LISTEN", "127.0.0.1:0")
+        .env("RESERVOIR__CONTRACTS__LISTEN", "127.0.0.1:0")
+        .env("RESERVOIR__STATE_DIR", &state)
+        .env("RESERVOIR__AUTH__HS256_SECRET_FILE", state.join("jwt-secret"))
+        .env("RESERVOIR_CONFIG", state.join("none.toml"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn reservoir up");
+    let stdout = child.stdout.take().expect("stdout");
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+
+    let mut banner = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !banner.iter().any(|l: &String| l.contains("Press Ctrl-C")) {
+        let line = lines_rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("banner in time");
+        banner.push(line);
+    }
+    let token = banner
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("export TOKEN="))
+        .expect("a tenant token in the banner")
+        .to_owned();
+    assert!(banner.iter().any(|l| l.contains("curl -s -X POST")), "a curl example in the banner");
+
+    let endpoints: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state.join("endpoints.json")).expect("endpoints.json")).expect("json");
+    let gateway = endpoints["gateway"].as_str().expect("gateway url").to_owned();
+    assert!(endpoints["contracts"].as_str().is_some_and(|c| c.starts_with("http://127.0.0.1:")));
+
+    // The banner's example, as a user would paste it.
+    let response = reqwest::Client::new()
+        .post(format!("{gateway}/v1/reservations"))
+        .bearer_auth(&token)
+        .header("Idempotency-Key", "first-try")
+        .json(&serde_json::json!({"model": "smollm2-135m-instruct", "rate": 50, "tier": "standard", "term": "hourly"}))
+        .send()
+        .await
+        .expect("reserve");
+    assert_eq!(response.status().as_u16(), 201);
+    let ready = reqwest::get(format!("{gateway}/readyz")).await.expect("readyz");
+    assert_eq!(ready.status().as_u16(), 200);
+
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "reservoir up did not stop within 20 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "clean exit: {status}");
+    let rest: Vec<String> = lines_rx.try_iter().collect();
+    assert!(rest.iter().any(|l| l.contains("Reservoir stopped")), "{rest:?}");
+
+    let _ = std::fs::remove_dir_all(&state);
+    // The child's connections are closed: the database can go.
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&admin).await.expect("drop db");
+}
