@@ -41,11 +41,15 @@ pub fn rs256_auth() -> AuthConfig {
 pub struct Options {
     pub auth: AuthConfig,
     pub body_limit_bytes: usize,
+    pub rate_limit: reservoir_runtime::config::RateLimit,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { auth: hs256_auth(), body_limit_bytes: Config::default().gateway.body_limit_bytes }
+        let gateway = Config::default().gateway;
+        // Tests send bursts of thousands of requests; the limit has its own test.
+        let rate_limit = reservoir_runtime::config::RateLimit { requests_per_s: 100_000, burst: 100_000 };
+        Options { auth: hs256_auth(), body_limit_bytes: gateway.body_limit_bytes, rate_limit }
     }
 }
 
@@ -80,6 +84,7 @@ impl Platform {
             listen: loopback,
             contracts_url: contracts_url.clone(),
             body_limit_bytes: options.body_limit_bytes,
+            rate_limit: options.rate_limit,
             auth: options.auth.clone(),
         })
         .await

@@ -111,3 +111,23 @@ async fn rs256_tokens_verify_with_the_public_key(pool: PgPool) {
     let hs = hs256(&claims("acme", "tenant", "reservoir", now() + 600), TEST_SECRET);
     assert_eq!(status_and_code(&p, "/v1/reservations", &hs).await, (401, "unauthorized".to_owned()));
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn callers_over_their_rate_get_429_with_retry_after(pool: PgPool) {
+    // One request a second with a burst of three: the fourth at once is refused.
+    let rate_limit = reservoir_runtime::config::RateLimit { requests_per_s: 1, burst: 3 };
+    let p = Platform::start_with(pool, Options { rate_limit, ..Options::default() }).await;
+    let token = p.tenant_token("eager");
+    for _ in 0..3 {
+        let (status, _) = p.call(Method::GET, "/v1/reservations", &token, None).await;
+        assert_eq!(status, 200);
+    }
+    let response = p.http.get(p.url("/v1/reservations")).bearer_auth(&token).send().await.expect("sent");
+    assert_eq!(response.status().as_u16(), 429);
+    let retry_after: u64 = response.headers()["retry-after"].to_str().expect("ascii").parse().expect("seconds");
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    assert_eq!(error_code(&response.json().await.expect("json")), "rate_limited");
+    // Another caller has its own allowance.
+    let (status, _) = p.call(Method::GET, "/v1/reservations", &p.tenant_token("patient"), None).await;
+    assert_eq!(status, 200);
+}

@@ -145,7 +145,7 @@ impl Engine {
             for chunk in prompt.chunks_exact(bs).take(n_full) {
                 let key = BlockKey::new(parent, chunk);
                 let Some(b) = self.pool.lookup(&key) else { break };
-                self.pool.retain(b);
+                self.pool.retain(b)?;
                 seq.table.push(b);
                 seq.hashes.push(key.hash);
                 seq.tokens.extend_from_slice(chunk);
@@ -162,10 +162,15 @@ impl Engine {
     pub fn remove_sequence(&mut self, id: SeqId) -> Result<(), EngineError> {
         let seq = self.seqs.remove(&id).ok_or(EngineError::UnknownSequence(id))?;
         // Deepest blocks first, so LRU evicts prefix tails before prefix roots.
+        // Tables only hold blocks this engine retained, so release cannot fail;
+        // keep going on error so one bad entry cannot leak the others.
+        let mut result = Ok(());
         for &b in seq.table.iter().rev() {
-            self.pool.release(b);
+            if let Err(e) = self.pool.release(b) {
+                result = Err(e);
+            }
         }
-        Ok(())
+        result
     }
 
     pub fn has_sequence(&self, id: SeqId) -> bool {

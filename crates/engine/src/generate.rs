@@ -34,6 +34,22 @@ pub fn load(path: &Path) -> Result<LoadedModel, EngineError> {
     Ok(LoadedModel { model, tokenizer })
 }
 
+/// Encodes chat messages with the model's chat template (SmolLM2's ChatML).
+pub fn chat_prompt(tokenizer: &Tokenizer, messages: &[crate::tokenizer::ChatMessage]) -> Vec<u32> {
+    tokenizer.encode(&Tokenizer::apply_chat_template(messages), true)
+}
+
+/// Starts generating for one prompt on `engine` (see `Generation`).
+pub fn generate<'a>(
+    engine: &'a mut Engine,
+    tokenizer: &'a Tokenizer,
+    seq: SeqId,
+    prompt: &[u32],
+    params: SamplingParams,
+) -> Result<Generation<'a>, EngineError> {
+    Generation::new(engine, tokenizer, seq, prompt, params)
+}
+
 /// Prompt tokens fed per step while prefilling in `Generation`.
 const PREFILL_CHUNK: usize = 512;
 

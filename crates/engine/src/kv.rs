@@ -158,17 +158,23 @@ impl BlockPool {
     }
 
     /// Adds a reference (a prefix-cache hit may revive a free cached block).
-    pub fn retain(&mut self, b: BlockId) {
+    pub fn retain(&mut self, b: BlockId) -> Result<(), EngineError> {
+        if b as usize >= self.blocks.len() {
+            return Err(EngineError::InvalidArgument(format!("block {b} out of range")));
+        }
         if self.blocks[b as usize].ref_count == 0 {
             self.unlink(b);
         }
         self.blocks[b as usize].ref_count += 1;
+        Ok(())
     }
 
     /// Drops a reference; at zero the block becomes free (cached content kept).
-    pub fn release(&mut self, b: BlockId) {
-        let m = &mut self.blocks[b as usize];
-        assert!(m.ref_count > 0, "release of a free block {b}");
+    /// Releasing a free or unknown block is an error and changes nothing.
+    pub fn release(&mut self, b: BlockId) -> Result<(), EngineError> {
+        let Some(m) = self.blocks.get_mut(b as usize).filter(|m| m.ref_count > 0) else {
+            return Err(EngineError::InvalidArgument(format!("release of free or unknown block {b}")));
+        };
         m.ref_count -= 1;
         if m.ref_count == 0 {
             if m.key.is_some() {
@@ -177,6 +183,7 @@ impl BlockPool {
                 self.push_head(b);
             }
         }
+        Ok(())
     }
 
     /// The cached block holding exactly this content, if any.
@@ -263,13 +270,15 @@ mod tests {
         assert_eq!(p.allocate_n(2), Err(EngineError::OutOfBlocks { needed: 2, free: 1 }));
         p.check_invariants().unwrap();
         assert_eq!(p.n_free(), 1);
-        p.retain(a[1]);
-        p.release(a[1]);
+        p.retain(a[1]).unwrap();
+        p.release(a[1]).unwrap();
         assert_eq!(p.ref_count(a[1]), 1);
         for b in a {
-            p.release(b);
+            p.release(b).unwrap();
         }
         assert_eq!(p.n_free(), 4);
+        assert!(p.release(0).is_err(), "double release");
+        assert!(p.release(99).is_err() && p.retain(99).is_err());
         p.check_invariants().unwrap();
     }
 
@@ -280,16 +289,16 @@ mod tests {
         let (k0, k1) = (BlockKey::new(0, &[1, 2]), BlockKey::new(7, &[3, 4]));
         p.register(a[0], k0.clone());
         p.register(a[1], k1.clone());
-        p.release(a[0]); // cached, released first: evicted first
-        p.release(a[1]); // cached
-        p.release(a[2]); // plain: handed out first
+        p.release(a[0]).unwrap(); // cached, released first: evicted first
+        p.release(a[1]).unwrap(); // cached
+        p.release(a[2]).unwrap(); // plain: handed out first
         p.check_invariants().unwrap();
         assert_eq!(p.lookup(&k0), Some(a[0]));
         assert_eq!(p.allocate_n(1).unwrap(), vec![a[2]]);
         assert_eq!(p.allocate_n(1).unwrap(), vec![a[0]]);
         assert_eq!(p.lookup(&k0), None, "evicted");
         assert_eq!(p.lookup(&k1), Some(a[1]));
-        p.retain(a[1]); // hit on a free cached block revives it
+        p.retain(a[1]).unwrap(); // hit on a free cached block revives it
         assert_eq!(p.n_free(), 0);
         p.check_invariants().unwrap();
         // Same hash but different content is not a hit.
@@ -313,7 +322,7 @@ mod tests {
                     }
                     1 if !held.is_empty() => {
                         let b = held.swap_remove(arg % held.len());
-                        p.release(b);
+                        p.release(b).unwrap();
                     }
                     2 if !held.is_empty() => {
                         let b = held[arg % held.len()];
@@ -321,7 +330,7 @@ mod tests {
                     }
                     3 => {
                         if let Some(b) = p.lookup(&BlockKey::new(arg as u64, &[arg as u32 % 6])) {
-                            p.retain(b);
+                            p.retain(b).unwrap();
                             held.push(b);
                         }
                     }

@@ -23,7 +23,9 @@ pub mod tokenizer;
 
 pub use engine::{Engine, EngineConfig, EngineStats, Logits, SeqId, SeqLogits, StepBatch, StepEntry, StepOutput};
 pub use error::EngineError;
-pub use generate::{FinishReason, GeneratedToken, Generation, LoadedModel, default_model_path, load, perplexity};
+pub use generate::{
+    FinishReason, GeneratedToken, Generation, LoadedModel, chat_prompt, default_model_path, generate, load, perplexity,
+};
 pub use model::{Config, Model};
 pub use sampler::{Sampled, Sampler, SamplingParams};
 pub use tokenizer::{ChatMessage, Tokenizer};

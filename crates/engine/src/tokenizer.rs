@@ -35,7 +35,28 @@ impl ChatMessage {
     }
 }
 
+/// Pre-tokenizer variants (GGUF `tokenizer.ggml.pre`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PreTokenizer {
+    /// GPT-2's regex alone (`gpt-2` and GGUFs without the key).
+    Gpt2,
+    /// Every numeric char split out first, then GPT-2's regex (`smollm`,
+    /// StarCoder-family vocabularies; llama.cpp's LLAMA_VOCAB_PRE_TYPE_SMOLLM).
+    DigitsThenGpt2,
+}
+
+impl PreTokenizer {
+    pub fn from_gguf_name(name: Option<&str>) -> Result<Self, EngineError> {
+        match name {
+            None | Some("gpt-2" | "gpt2" | "default") => Ok(PreTokenizer::Gpt2),
+            Some("smollm" | "starcoder" | "refact" | "codeshell") => Ok(PreTokenizer::DigitsThenGpt2),
+            Some(other) => Err(EngineError::Tokenizer(format!("unsupported pre-tokenizer {other:?}"))),
+        }
+    }
+}
+
 pub struct Tokenizer {
+    pre: PreTokenizer,
     tokens: Vec<String>,
     token_to_id: HashMap<String, u32>,
     /// (left, right) -> (rank, merged id)
@@ -93,10 +114,22 @@ impl Tokenizer {
         };
         let id = |k: &str| f.get(k).and_then(Value::as_u64).map(|v| v as u32);
         let add_bos = f.get("tokenizer.ggml.add_bos_token").and_then(Value::as_bool).unwrap_or(false);
-        Self::new(tokens, &merges, &types, id("tokenizer.ggml.bos_token_id"), id("tokenizer.ggml.eos_token_id"), add_bos)
+        let pre = PreTokenizer::from_gguf_name(f.get("tokenizer.ggml.pre").and_then(Value::as_str))?;
+        Ok(Self::new(tokens, &merges, &types, id("tokenizer.ggml.bos_token_id"), id("tokenizer.ggml.eos_token_id"), add_bos)?
+            .with_pre_tokenizer(pre))
     }
 
-    /// Builds a tokenizer from raw vocabulary parts (`merges` as "a b").
+    pub fn with_pre_tokenizer(mut self, pre: PreTokenizer) -> Self {
+        self.pre = pre;
+        self
+    }
+
+    pub fn pre_tokenizer(&self) -> PreTokenizer {
+        self.pre
+    }
+
+    /// Builds a tokenizer from raw vocabulary parts (`merges` as "a b"),
+    /// with the plain GPT-2 pre-tokenizer (see `with_pre_tokenizer`).
     pub fn new(
         tokens: Vec<String>,
         merges: &[String],
@@ -138,6 +171,7 @@ impl Tokenizer {
         let char_to_byte = byte_to_char.iter().enumerate().map(|(b, c)| (*c, b as u8)).collect();
         let regex = Regex::new(GPT2_PATTERN).map_err(|e| EngineError::Tokenizer(e.to_string()))?;
         Ok(Tokenizer {
+            pre: PreTokenizer::Gpt2,
             tokens,
             token_to_id,
             merges: merge_map,
@@ -205,6 +239,9 @@ impl Tokenizer {
     }
 
     fn encode_ordinary(&self, text: &str, out: &mut Vec<u32>) {
+        if self.pre == PreTokenizer::Gpt2 {
+            return self.encode_regex_pieces(text, out);
+        }
         // Digits(individual_digits): every numeric char is its own piece.
         let mut start = 0;
         for (i, c) in text.char_indices() {
@@ -327,6 +364,19 @@ mod tests {
         assert_eq!(m[b'A' as usize], 'A');
         assert_eq!(m[b' ' as usize], 'Ġ');
         assert_eq!(m[b'\n' as usize], 'Ċ');
+    }
+
+    #[test]
+    fn digit_splitting_follows_the_pre_tokenizer() {
+        // Byte-level vocab plus "12" so that a merge could join the digits.
+        let m = bytes_to_unicode();
+        let mut tokens: Vec<String> = m.iter().map(|c| c.to_string()).collect();
+        tokens.push("12".into());
+        let t = Tokenizer::new(tokens, &["1 2".to_string()], &[], None, None, false).unwrap();
+        assert_eq!(t.encode("12", false), vec![256]);
+        let t = t.with_pre_tokenizer(PreTokenizer::DigitsThenGpt2);
+        assert_eq!(t.encode("12", false), vec![b'1' as u32 - 33, b'2' as u32 - 33]);
+        assert!(PreTokenizer::from_gguf_name(Some("llama-bpe")).is_err());
     }
 
     #[test]

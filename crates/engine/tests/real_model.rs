@@ -48,6 +48,7 @@ fn config_matches_smollm2_135m() {
     assert_eq!(c.rope_base, 100000.0);
     let t = &model().tokenizer;
     assert_eq!((t.bos_id, t.eos_id, t.add_bos), (Some(1), Some(2), false));
+    assert_eq!(t.pre_tokenizer(), tokenizer::PreTokenizer::DigitsThenGpt2, "tokenizer.ggml.pre = smollm");
 }
 
 #[test]
@@ -90,16 +91,16 @@ fn perplexity_on_english_paragraph() {
     assert_eq!(toks.len(), 325);
     let bos = if m.tokenizer.add_bos { m.tokenizer.bos_id } else { None };
     let ppl = perplexity(&m.model, &toks, 128, bos).unwrap();
+    eprintln!("perplexity at ctx 128: {ppl:.4}");
     assert!((ppl / 15.344 - 1.0).abs() < 0.02, "perplexity {ppl}");
 }
 
 fn greedy_reply(question: &str) -> String {
     let m = model();
-    let prompt = Tokenizer::apply_chat_template(&[ChatMessage::new("user", question)]);
-    let ids = m.tokenizer.encode(&prompt, true);
+    let ids = chat_prompt(&m.tokenizer, &[ChatMessage::new("user", question)]);
     let mut eng = Engine::new(m.model.clone(), EngineConfig::default()).unwrap();
     let params = SamplingParams { max_tokens: 48, ..Default::default() };
-    let g = Generation::new(&mut eng, &m.tokenizer, 1, &ids, params).unwrap();
+    let g = generate(&mut eng, &m.tokenizer, 1, &ids, params).unwrap();
     g.map(|t| t.unwrap().text).collect()
 }
 

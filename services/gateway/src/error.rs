@@ -15,6 +15,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub details: serde_json::Value,
+    /// Seconds after which a retry may succeed (sent as `Retry-After`).
+    pub retry_after_s: Option<u64>,
 }
 
 /// The body of every error answer.
@@ -36,7 +38,7 @@ pub struct ErrorDetail {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), details: serde_json::Value::Null }
+        Self { status, code, message: message.into(), details: serde_json::Value::Null, retry_after_s: None }
     }
 
     pub fn with_details(mut self, details: serde_json::Value) -> Self {
@@ -79,6 +81,9 @@ impl IntoResponse for ApiError {
             error: ErrorDetail { code: self.code.to_owned(), message: self.message, details: self.details },
         };
         let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after_s {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }

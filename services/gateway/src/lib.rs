@@ -19,7 +19,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, patch, post};
 use reservoir_proto::v1::contract_service_client::ContractServiceClient;
 use reservoir_runtime::Shutdown;
-use reservoir_runtime::config::AuthConfig;
+use reservoir_runtime::config::{AuthConfig, RateLimit};
 use tokio::net::TcpListener;
 use tonic::transport::{Channel, Endpoint};
 use tower_http::catch_panic::CatchPanicLayer;
@@ -37,6 +37,7 @@ pub struct GatewaySettings {
     pub listen: SocketAddr,
     pub contracts_url: String,
     pub body_limit_bytes: usize,
+    pub rate_limit: RateLimit,
     pub auth: AuthConfig,
 }
 
@@ -53,7 +54,8 @@ pub async fn build(settings: &GatewaySettings) -> anyhow::Result<Server> {
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30))
         .connect_lazy();
-    let state = AppState::new(ContractServiceClient::new(channel.clone()), channel, verifier);
+    let limiter = state::CallerLimiter::new(settings.rate_limit)?;
+    let state = AppState::new(ContractServiceClient::new(channel.clone()), channel, verifier, limiter);
     let listener = TcpListener::bind(settings.listen).await?;
     Ok(Server { listener, router: router(state, settings.body_limit_bytes) })
 }

@@ -1,7 +1,10 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations. The
 //! committed copy at `openapi/openapi.json` is checked against it by a test.
 
+use utoipa::openapi::header::Header;
+use utoipa::openapi::schema::{Object, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{admin, health, tenant};
@@ -35,5 +38,23 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
         );
+        // Every authenticated operation is rate limited per caller.
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete];
+            for operation in operations.into_iter().flatten() {
+                if operation.security.is_some() {
+                    operation.responses.responses.insert("429".into(), too_many_requests());
+                }
+            }
+        }
     }
+}
+
+fn too_many_requests() -> RefOr<Response> {
+    ResponseBuilder::new()
+        .description("Too many requests from this caller; retry after the Retry-After header's seconds")
+        .header("Retry-After", Header::new(Object::with_type(Type::Integer)))
+        .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build())
+        .build()
+        .into()
 }

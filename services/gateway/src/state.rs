@@ -4,7 +4,13 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::FromRequestParts;
+use std::num::NonZeroU32;
+
+use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use reservoir_runtime::config::RateLimit;
 use axum::http::request::Parts;
 use reservoir_domain::TenantId;
 use reservoir_proto::v1::EnsureTenantRequest;
@@ -18,6 +24,36 @@ use crate::error::ApiError;
 /// forgets them (provisioning is idempotent, so forgetting costs one call).
 const KNOWN_TENANTS_MAX: usize = 100_000;
 
+/// Per-caller request rate limit, keyed by the token's subject.
+pub struct CallerLimiter {
+    limiter: DefaultKeyedRateLimiter<String>,
+}
+
+/// Past this many remembered callers, idle ones are forgotten.
+const LIMITER_KEYS_MAX: usize = 100_000;
+
+impl CallerLimiter {
+    pub fn new(limit: RateLimit) -> anyhow::Result<Self> {
+        let per_second = NonZeroU32::new(limit.requests_per_s)
+            .ok_or_else(|| anyhow::anyhow!("gateway.rate_limit.requests_per_s must be at least 1"))?;
+        let burst = NonZeroU32::new(limit.burst)
+            .ok_or_else(|| anyhow::anyhow!("gateway.rate_limit.burst must be at least 1"))?;
+        Ok(Self { limiter: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)) })
+    }
+
+    fn check(&self, caller: &str) -> Result<(), ApiError> {
+        if self.limiter.len() > LIMITER_KEYS_MAX {
+            self.limiter.retain_recent();
+        }
+        self.limiter.check_key(&caller.to_owned()).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            let mut error = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests; slow down");
+            error.retry_after_s = Some(wait.as_secs() + 1);
+            error
+        })
+    }
+}
+
 #[derive(Clone)]
 pub struct AppState {
     pub contracts: ContractServiceClient<Channel>,
@@ -25,11 +61,17 @@ pub struct AppState {
     /// The channel to the contracts service, for its health checks.
     pub channel: Channel,
     known_tenants: Arc<Mutex<HashSet<TenantId>>>,
+    limiter: Arc<CallerLimiter>,
 }
 
 impl AppState {
-    pub fn new(contracts: ContractServiceClient<Channel>, channel: Channel, verifier: Verifier) -> Self {
-        Self { contracts, channel, verifier: Arc::new(verifier), known_tenants: Arc::default() }
+    pub fn new(
+        contracts: ContractServiceClient<Channel>,
+        channel: Channel,
+        verifier: Verifier,
+        limiter: CallerLimiter,
+    ) -> Self {
+        Self { contracts, channel, verifier: Arc::new(verifier), known_tenants: Arc::default(), limiter: Arc::new(limiter) }
     }
 
     /// Provisions a tenant the first time its valid token is seen: the
@@ -71,6 +113,7 @@ impl FromRequestParts<AppState> for AuthTenant {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let caller = state.verifier.verify(bearer(parts)?)?;
+        state.limiter.check(&caller.subject)?;
         let tenant = caller.tenant()?;
         state.provision(&tenant).await?;
         Ok(AuthTenant(tenant))
@@ -85,6 +128,7 @@ impl FromRequestParts<AppState> for AuthAdmin {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let caller = state.verifier.verify(bearer(parts)?)?;
+        state.limiter.check(&caller.subject)?;
         caller.require_admin()?;
         Ok(AuthAdmin(caller))
     }

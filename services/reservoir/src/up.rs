@@ -18,6 +18,7 @@ pub fn gateway_settings(config: &Config, contracts_url: &str) -> GatewaySettings
         listen: config.gateway.listen,
         contracts_url: contracts_url.to_owned(),
         body_limit_bytes: config.gateway.body_limit_bytes,
+        rate_limit: config.gateway.rate_limit,
         auth: config.auth.clone(),
     }
 }

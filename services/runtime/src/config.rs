@@ -62,6 +62,16 @@ pub struct GatewayConfig {
     pub contracts_url: String,
     /// Largest request body accepted, in bytes (413 beyond).
     pub body_limit_bytes: usize,
+    /// Requests per second each authenticated caller may send (429 beyond).
+    pub rate_limit: RateLimit,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct RateLimit {
+    /// Sustained requests per second per caller.
+    pub requests_per_s: u32,
+    /// Requests a caller may send at once after a quiet spell.
+    pub burst: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -103,6 +113,7 @@ impl Default for Config {
                 listen: loopback(8080),
                 contracts_url: "http://127.0.0.1:50051".into(),
                 body_limit_bytes: 256 * 1024,
+                rate_limit: RateLimit { requests_per_s: 100, burst: 200 },
             },
             auth: AuthConfig {
                 audience: "reservoir".into(),

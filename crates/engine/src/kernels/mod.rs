@@ -11,11 +11,14 @@
 mod x86;
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use rayon::prelude::*;
 
 use crate::gguf::Bytes;
 use crate::quant::{BlockQ8, GgmlType, QK, dequantize_row, quantize_row_q8, scalar};
+
+static OVERRIDE: AtomicU8 = AtomicU8::new(0);
 
 /// SIMD instruction set used by the dot-product kernels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,8 +50,15 @@ impl Level {
         }
     }
 
-    /// The best level this CPU supports (detected once).
+    /// The level `Weight::matmul` uses: the override if one is set and
+    /// available, else the best this CPU supports (detected once).
     pub fn best() -> Level {
+        match OVERRIDE.load(Ordering::Relaxed) {
+            1 => return Level::Scalar,
+            2 if Level::Avx2.is_available() => return Level::Avx2,
+            3 if Level::Avx512Vnni.is_available() => return Level::Avx512Vnni,
+            _ => {}
+        }
         static BEST: OnceLock<Level> = OnceLock::new();
         *BEST.get_or_init(|| {
             [Level::Avx512Vnni, Level::Avx2]
@@ -56,6 +66,18 @@ impl Level {
                 .find(|l| l.is_available())
                 .unwrap_or(Level::Scalar)
         })
+    }
+
+    /// Forces a level process-wide (`None` restores detection). For tests
+    /// and benchmarks that compare kernels on the real model.
+    pub fn set_override(level: Option<Level>) {
+        let v = match level {
+            None => 0,
+            Some(Level::Scalar) => 1,
+            Some(Level::Avx2) => 2,
+            Some(Level::Avx512Vnni) => 3,
+        };
+        OVERRIDE.store(v, Ordering::Relaxed);
     }
 
     /// All levels usable here (tests compare each against `Scalar`).
