@@ -15,7 +15,7 @@ use crate::DomainError;
 
 /// An ISO 4217 currency code such as `USD`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String, example = "USD"))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String, pattern = r"^[A-Z]{3}$", example = "USD"))]
 #[serde(try_from = "String", into = "String")]
 pub struct Currency([u8; 3]);
 

@@ -2,9 +2,14 @@
 //!
 //! Layout per layer: `[n_blocks][block_size][kv_dim]` for K and for V, so a
 //! token's slot is `block * block_size + offset` and its row is contiguous.
+//! Values are stored as f16 (llama.cpp's default cache type): half the
+//! memory per token, so twice the sequences per KV budget; rows are widened
+//! to f32 (F16C when present) as attention reads them.
 //! Which blocks belong to whom is the pool's business (`kv.rs`); this file
 //! only stores numbers.
 
+use half::f16;
+use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 
 /// K/V tensors for every layer, addressed by slot.
@@ -12,8 +17,8 @@ pub struct KvStore {
     pub block_size: usize,
     pub n_blocks: usize,
     pub kv_dim: usize,
-    k: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
+    k: Vec<Vec<f16>>,
+    v: Vec<Vec<f16>>,
 }
 
 impl KvStore {
@@ -23,14 +28,14 @@ impl KvStore {
             block_size,
             n_blocks,
             kv_dim,
-            k: (0..n_layers).map(|_| vec![0f32; n]).collect(),
-            v: (0..n_layers).map(|_| vec![0f32; n]).collect(),
+            k: (0..n_layers).map(|_| vec![f16::ZERO; n]).collect(),
+            v: (0..n_layers).map(|_| vec![f16::ZERO; n]).collect(),
         }
     }
 
-    /// Bytes one block costs across all layers (K and V, f32).
+    /// Bytes one block costs across all layers (K and V, f16).
     pub fn bytes_per_block(n_layers: usize, block_size: usize, kv_dim: usize) -> usize {
-        n_layers * 2 * block_size * kv_dim * std::mem::size_of::<f32>()
+        n_layers * 2 * block_size * kv_dim * std::mem::size_of::<f16>()
     }
 
     /// The slot of position `pos` under `table`, if the table covers it.
@@ -41,8 +46,8 @@ impl KvStore {
 
     pub fn write(&mut self, layer: usize, slot: usize, k: &[f32], v: &[f32]) {
         let d = self.kv_dim;
-        self.k[layer][slot * d..(slot + 1) * d].copy_from_slice(k);
-        self.v[layer][slot * d..(slot + 1) * d].copy_from_slice(v);
+        self.k[layer][slot * d..(slot + 1) * d].convert_from_f32_slice(k);
+        self.v[layer][slot * d..(slot + 1) * d].convert_from_f32_slice(v);
     }
 
     pub fn layer(&self, layer: usize) -> KvView<'_> {
@@ -61,8 +66,8 @@ pub struct AttnShape {
 /// One layer's K/V storage as attention reads it.
 #[derive(Clone, Copy)]
 pub struct KvView<'a> {
-    pub k: &'a [f32],
-    pub v: &'a [f32],
+    pub k: &'a [f16],
+    pub v: &'a [f16],
     pub block_size: usize,
 }
 
@@ -78,10 +83,25 @@ pub fn paged_attention(
     pos: &[usize],
     out: &mut [f32],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    let wide = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c");
+    #[cfg(not(target_arch = "x86_64"))]
+    let wide = false;
+    attention_impl(wide, shape, q, kv, tables, pos, out)
+}
+
+/// `wide` selects the AVX2/F16C row kernels; callers check the features.
+fn attention_impl(
+    wide: bool,
+    shape: AttnShape,
+    q: &[f32],
+    kv: KvView,
+    tables: &[&[u32]],
+    pos: &[usize],
+    out: &mut [f32],
+) {
     let AttnShape { n_heads, n_kv_heads, head_dim: hd } = shape;
     let group = n_heads / n_kv_heads;
-    #[cfg(target_arch = "x86_64")]
-    let wide = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
     out.par_chunks_mut(hd).enumerate().for_each(|(i, o)| {
         let t = i / n_heads;
         let job = HeadJob {
@@ -94,10 +114,10 @@ pub fn paged_attention(
         };
         #[cfg(target_arch = "x86_64")]
         if wide {
-            // SAFETY: AVX2 and FMA were detected above.
+            // SAFETY: `wide` is only true when AVX2, FMA and F16C were detected.
             return unsafe { attend_head_avx2(&job, o) };
         }
-        attend_head(&job, o)
+        attend_head_portable(&job, o)
     });
 }
 
@@ -112,19 +132,81 @@ struct HeadJob<'a> {
     n_ctx: usize,
 }
 
-/// The portable body compiled with AVX2, so the dot products and the
-/// weighted sum of V run 8 wide instead of baseline SSE2's 4.
+/// Attention with F16C widening fused into 8-wide FMA dot products and
+/// V accumulation.
 ///
 /// # Safety
-/// The CPU must support AVX2 and FMA.
+/// The CPU must support AVX2, FMA and F16C.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn attend_head_avx2(job: &HeadJob, o: &mut [f32]) {
-    attend_head(job, o)
+    use std::arch::x86_64::*;
+    let dot = |q: &[f32], k: &[f16]| {
+        let n = q.len().min(k.len());
+        let mut acc = _mm256_setzero_ps();
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: i + 8 <= n bounds both 8-element loads.
+            let (kv, qv) = unsafe {
+                (
+                    _mm256_cvtph_ps(_mm_loadu_si128(k.as_ptr().add(i) as *const __m128i)),
+                    _mm256_loadu_ps(q.as_ptr().add(i)),
+                )
+            };
+            acc = _mm256_fmadd_ps(qv, kv, acc);
+            i += 8;
+        }
+        let h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+        let h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        let mut sum = _mm_cvtss_f32(_mm_add_ss(h, _mm_shuffle_ps(h, h, 1)));
+        for j in i..n {
+            sum += q[j] * k[j].to_f32();
+        }
+        sum
+    };
+    let axpy = |o: &mut [f32], w: f32, v: &[f16]| {
+        let n = o.len().min(v.len());
+        let wv = _mm256_set1_ps(w);
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: i + 8 <= n bounds the loads and the store.
+            unsafe {
+                let vv = _mm256_cvtph_ps(_mm_loadu_si128(v.as_ptr().add(i) as *const __m128i));
+                let ov = _mm256_loadu_ps(o.as_ptr().add(i));
+                _mm256_storeu_ps(o.as_mut_ptr().add(i), _mm256_fmadd_ps(wv, vv, ov));
+            }
+            i += 8;
+        }
+        for j in i..n {
+            o[j] += w * v[j].to_f32();
+        }
+    };
+    attend_head(job, o, dot, axpy)
 }
 
+fn attend_head_portable(job: &HeadJob, o: &mut [f32]) {
+    let mut buf = vec![0f32; job.q.len()];
+    let mut buf2 = vec![0f32; job.q.len()];
+    let dot = |q: &[f32], k: &[f16]| {
+        k.convert_to_f32_slice(&mut buf);
+        dot(q, &buf)
+    };
+    let axpy = |o: &mut [f32], w: f32, v: &[f16]| {
+        v.convert_to_f32_slice(&mut buf2);
+        o.iter_mut().zip(&buf2).for_each(|(a, x)| *a += w * x);
+    };
+    attend_head(job, o, dot, axpy)
+}
+
+/// Softmax attention of one query head over its sequence's positions, with
+/// the f16 row kernels passed in (SIMD or portable).
 #[inline(always)]
-fn attend_head(job: &HeadJob, o: &mut [f32]) {
+fn attend_head(
+    job: &HeadJob,
+    o: &mut [f32],
+    mut dot: impl FnMut(&[f32], &[f16]) -> f32,
+    mut axpy: impl FnMut(&mut [f32], f32, &[f16]),
+) {
     let hd = job.q.len();
     let bs = job.kv.block_size;
     let scale = 1.0 / (hd as f32).sqrt();
@@ -146,10 +228,7 @@ fn attend_head(job: &HeadJob, o: &mut [f32]) {
     let inv = 1.0 / sum;
     for (p, s) in scores.iter().enumerate() {
         let r = row(p);
-        let w = s * inv;
-        for (acc, x) in o.iter_mut().zip(&job.kv.v[r..r + hd]) {
-            *acc += w * x;
-        }
+        axpy(o, s * inv, &job.kv.v[r..r + hd]);
     }
 }
 
@@ -220,8 +299,10 @@ mod tests {
             let mut conts = Vec::new();
             for &len in &lens {
                 let table: Vec<u32> = (0..len.div_ceil(block_size)).map(|_| free.pop().unwrap()).collect();
-                let kc: Vec<f32> = (0..len * kv_dim).map(|_| rng.random_range(-1.0..1.0)).collect();
-                let vc: Vec<f32> = (0..len * kv_dim).map(|_| rng.random_range(-1.0..1.0)).collect();
+                // The store keeps f16: the reference uses the same rounded values.
+                let r16 = |x: f32| f16::from_f32(x).to_f32();
+                let kc: Vec<f32> = (0..len * kv_dim).map(|_| r16(rng.random_range(-1.0..1.0))).collect();
+                let vc: Vec<f32> = (0..len * kv_dim).map(|_| r16(rng.random_range(-1.0..1.0))).collect();
                 for p in 0..len {
                     let slot = store.slot(&table, p).unwrap();
                     store.write(0, slot, &kc[p * kv_dim..(p + 1) * kv_dim], &vc[p * kv_dim..(p + 1) * kv_dim]);
@@ -242,12 +323,20 @@ mod tests {
                 }
             }
             let q: Vec<f32> = (0..pos.len() * qd).map(|_| rng.random_range(-2.0..2.0)).collect();
-            let mut out = vec![0f32; q.len()];
-            paged_attention(shape, &q, store.layer(0), &tref, &pos, &mut out);
-            for (t, (&p, &s)) in pos.iter().zip(&owners).enumerate() {
-                let want = contiguous(shape, &q[t * qd..(t + 1) * qd], &conts[s].0, &conts[s].1, p + 1);
-                for (a, b) in want.iter().zip(&out[t * qd..(t + 1) * qd]) {
-                    assert!((a - b).abs() < 1e-4, "case {case}: {a} vs {b}");
+            #[cfg(target_arch = "x86_64")]
+            let wide = is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("f16c");
+            #[cfg(not(target_arch = "x86_64"))]
+            let wide = false;
+            for use_wide in [false, wide] {
+                let mut out = vec![0f32; q.len()];
+                attention_impl(use_wide, shape, &q, store.layer(0), &tref, &pos, &mut out);
+                for (t, (&p, &s)) in pos.iter().zip(&owners).enumerate() {
+                    let want = contiguous(shape, &q[t * qd..(t + 1) * qd], &conts[s].0, &conts[s].1, p + 1);
+                    for (a, b) in want.iter().zip(&out[t * qd..(t + 1) * qd]) {
+                        assert!((a - b).abs() < 1e-4, "case {case} wide={use_wide}: {a} vs {b}");
+                    }
                 }
             }
         }

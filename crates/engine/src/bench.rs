@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::attention::KvStore;
 use crate::engine::{Engine, EngineConfig, Logits, StepBatch, StepEntry};
 use crate::error::EngineError;
 use crate::model::Model;
@@ -31,9 +32,9 @@ pub fn run(
     let prompt_len = 16usize;
     let max_batch = batches.iter().copied().max().unwrap_or(1);
     let c = &model.config;
-    let per_token = c.n_layers * 2 * c.kv_dim() * 4;
+    let per_token = KvStore::bytes_per_block(c.n_layers, 1, c.kv_dim());
     let need_tokens = (prefill_tokens + 16).max(max_batch * (prompt_len + decode_steps + 16));
-    let cfg = EngineConfig { block_size: 16, kv_budget_bytes: need_tokens * per_token + (64 << 20), prefix_caching: false };
+    let cfg = EngineConfig { block_size: 16, kv_budget_bytes: need_tokens * per_token + (64 << 20), prefix_caching: false, ..EngineConfig::default() };
     let mut eng = Engine::new(model.clone(), cfg)?;
 
     let prompt: Vec<u32> = (0..prefill_tokens as u32).map(|i| (i * 7919 + 13) % vocab).collect();

@@ -22,11 +22,14 @@ pub struct EngineConfig {
     /// Memory for K/V across all layers; the pool gets as many blocks as fit.
     pub kv_budget_bytes: usize,
     pub prefix_caching: bool,
+    /// Upper bound on tokens in one step: activations scale with it
+    /// (about 30 KiB per token for SmolLM2-135M), so a step is refused above it.
+    pub max_batch_tokens: usize,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { block_size: 16, kv_budget_bytes: 256 << 20, prefix_caching: true }
+        EngineConfig { block_size: 16, kv_budget_bytes: 256 << 20, prefix_caching: true, max_batch_tokens: 8192 }
     }
 }
 
@@ -204,6 +207,13 @@ impl Engine {
     /// comes back with the pool as it was.
     pub fn step(&mut self, batch: &StepBatch) -> Result<StepOutput, EngineError> {
         let ctx_len = self.model.config.ctx_len;
+        let total: usize = batch.entries.iter().map(|e| e.tokens.len()).sum();
+        if total > self.cfg.max_batch_tokens {
+            return Err(EngineError::InvalidBatch(format!(
+                "{total} tokens exceed max_batch_tokens {}",
+                self.cfg.max_batch_tokens
+            )));
+        }
         let mut seen = HashSet::new();
         let mut need = 0usize;
         for e in &batch.entries {

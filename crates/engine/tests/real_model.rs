@@ -67,13 +67,21 @@ fn tokenizer_matches_reference_table() {
     }
 }
 
+/// Arbitrary strings with the chars the vocab cannot encode removed (see
+/// `Tokenizer::can_encode`: SmolLM2 lacks 21 byte tokens, e.g. the UTF-8
+/// lead bytes of planes 4-11), so no case is rejected.
+fn encodable_text() -> impl Strategy<Value = String> {
+    "\\PC*|[ \\t\\n0-9a-z<|>_]*|.*".prop_map(|s: String| {
+        let t = &model().tokenizer;
+        s.chars().filter(|c| t.can_encode(c.encode_utf8(&mut [0u8; 4]))).collect()
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
     #[test]
-    fn encode_decode_roundtrips_any_utf8(s in "\\PC*|[ \\t\\n0-9a-z<|>_]*|.*") {
+    fn encode_decode_roundtrips_any_utf8(s in encodable_text()) {
         let t = &model().tokenizer;
-        // Only text made of bytes the vocab has can round-trip (see `can_encode`).
-        prop_assume!(t.can_encode(&s));
         prop_assert_eq!(t.decode(&t.encode(&s, false)), s);
     }
 }

@@ -28,6 +28,9 @@ fn scalar_kernels_agree_with_simd_on_the_real_model() {
     let reply: String = Generation::new(&mut eng, &m.tokenizer, 1, &ids, params).unwrap().map(|t| t.unwrap().text).collect();
     Level::set_override(None);
 
-    assert!((simd / scalar - 1.0).abs() < 0.02, "simd {simd} vs scalar {scalar}");
+    // Only 31 tokens are scored, and Q8 activation rounding makes perplexity
+    // move ~2% with summation order alone; a real kernel bug (nibble order,
+    // scales) moves it by orders of magnitude.
+    assert!((simd / scalar - 1.0).abs() < 0.04, "simd {simd} vs scalar {scalar}");
     assert_eq!(reply, "The capital of Japan is Tokyo.");
 }

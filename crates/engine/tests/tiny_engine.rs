@@ -8,8 +8,8 @@ use reservoir_engine::*;
 
 fn engine(model: &Arc<Model>, budget_blocks: usize, block_size: usize) -> Engine {
     let c = &model.config;
-    let per_block = c.n_layers * 2 * block_size * c.kv_dim() * 4;
-    let cfg = EngineConfig { block_size, kv_budget_bytes: budget_blocks * per_block, prefix_caching: true };
+    let per_block = reservoir_engine::attention::KvStore::bytes_per_block(c.n_layers, block_size, c.kv_dim());
+    let cfg = EngineConfig { block_size, kv_budget_bytes: budget_blocks * per_block, prefix_caching: true, ..EngineConfig::default() };
     Engine::new(model.clone(), cfg).unwrap()
 }
 
@@ -165,6 +165,9 @@ fn invalid_batches_are_errors() {
     assert!(matches!(eng.step(&StepBatch { entries: vec![e(1, vec![5000])] }), Err(EngineError::BadToken(5000))));
     assert!(matches!(eng.step(&StepBatch { entries: vec![e(1, vec![1; 33])] }), Err(EngineError::ContextOverflow { .. })));
     assert!(matches!(eng.add_sequence(1, &[1]), Err(EngineError::DuplicateSequence(1))));
+    let mut small = Engine::new(model.clone(), EngineConfig { max_batch_tokens: 4, ..EngineConfig::default() }).unwrap();
+    small.add_sequence(1, &[1]).unwrap();
+    assert!(matches!(small.step(&StepBatch { entries: vec![e(1, vec![1; 5])] }), Err(EngineError::InvalidBatch(_))));
     eng.check_invariants().unwrap();
 }
 
@@ -198,6 +201,9 @@ fn loader_rejects_other_architectures_and_broken_models() {
     let bytes = reservoir_engine::test_support::tiny_gguf(&TinySpec::default());
     let cut = bytes[..bytes.len() - 40].to_vec();
     assert!(GgufFile::parse(Bytes::from_vec(cut)).is_err());
+
+    // A missing file is an I/O error, not a panic.
+    assert!(matches!(load(std::path::Path::new("/nonexistent/model.gguf")), Err(EngineError::Io(_))));
 
     // Missing metadata is reported by name.
     let mut w = GgufWriter::default();

@@ -135,9 +135,11 @@ pub struct Catalog {
     pub currency: Currency,
     /// Price multiplier per SLA tier; every tier must be listed.
     #[serde(default = "default_tier_multipliers")]
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::TierMultipliers))]
     pub tier_multipliers: BTreeMap<Tier, Decimal>,
     /// Discount per term as a fraction in `[0, 1)`; every term must be listed.
     #[serde(default = "default_term_discounts")]
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::TermDiscounts))]
     pub term_discounts: BTreeMap<Term, Decimal>,
     #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, ModelPrices>))]
     pub models: BTreeMap<ModelId, ModelPrices>,

@@ -35,6 +35,8 @@
 // In tests a failed unwrap is a failed test, with the value in the message.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+#[cfg(feature = "openapi")]
+mod schema;
 mod amount;
 mod catalog;
 mod error;

@@ -30,11 +30,19 @@ pub fn optional<T: std::str::FromStr<Err = reservoir_domain::DomainError>>(s: &s
     if s.is_empty() { Ok(None) } else { parse(s).map(Some) }
 }
 
+/// A non-negative decimal written plainly: digits, optionally a point and
+/// more digits (no sign, exponent or spaces), as the API documents.
 pub fn decimal(field: &str, s: &str) -> Result<Decimal> {
-    s.parse::<Decimal>()
-        .map_err(|_| ContractsError::Invalid(format!("{field} must be a decimal number such as \"0.25\"")))
+    let invalid = || ContractsError::Invalid(format!("{field} must be a decimal number such as \"0.25\""));
+    let (whole, fraction) = s.split_once('.').unwrap_or((s, "0"));
+    let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || !digits(fraction) {
+        return Err(invalid());
+    }
+    s.parse::<Decimal>().map_err(|_| invalid())
 }
 
+/// `None` and (proto3's "not given") the empty string are both absent.
 pub fn optional_decimal(field: &str, s: Option<&str>) -> Result<Option<Decimal>> {
     match s {
         None | Some("") => Ok(None),

@@ -235,8 +235,8 @@ pub async fn cancel(pool: &PgPool, c: &Cancellation) -> Result<Reservation> {
     if c.by_admin && c.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
         return Err(ContractsError::Invalid("an admin cancellation needs a reason".into()));
     }
-    if c.reason.as_ref().is_some_and(|r| r.len() > 2000 || r.contains('\0')) {
-        return Err(ContractsError::Invalid("reason must be at most 2000 bytes of text without NUL".into()));
+    if c.reason.as_ref().is_some_and(|r| r.chars().count() > 2000 || r.contains('\0')) {
+        return Err(ContractsError::Invalid("reason must be at most 2000 characters of text without NUL".into()));
     }
     ledger::in_serializable_tx(pool, |tx| {
         let c = c.clone();

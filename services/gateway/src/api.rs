@@ -16,9 +16,11 @@ use crate::error::ApiError;
 #[serde(deny_unknown_fields)]
 pub struct ReservationRequest {
     /// Model id, e.g. `smollm2-135m-instruct`.
+    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub model: String,
     /// Reserved throughput in weighted tokens per second (integer > 0).
     #[schema(minimum = 1, maximum = 2147483647)]
+    #[serde(deserialize_with = "whole_number")]
     pub rate: u32,
     pub tier: Tier,
     pub term: Term,
@@ -69,6 +71,34 @@ pub struct ReservationList {
     pub reservations: Vec<Reservation>,
 }
 
+/// A JSON number with an integral value that fits in u32: JSON Schema counts
+/// `1.0` as the integer 1, so the API does too.
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    use serde::de::Error;
+    let n = serde_json::Number::deserialize(d)?;
+    let whole = n.as_u64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= f64::from(u32::MAX)).map(|f| f as u64));
+    whole.and_then(|w| u32::try_from(w).ok()).ok_or_else(|| D::Error::custom(format!("expected a whole number from 0 to {}, got {n}", u32::MAX)))
+}
+
+fn optional_whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    #[derive(Deserialize)]
+    struct Whole(#[serde(deserialize_with = "whole_number")] u32);
+    Ok(Option::<Whole>::deserialize(d)?.map(|w| w.0))
+}
+
+/// An optional field that, when given, must not be empty.
+pub fn present(field: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(v) if v.is_empty() => Err(ApiError::invalid(format!("{field} must not be empty"))),
+        v => Ok(v),
+    }
+}
+
+/// `present`, with the proto convention that an empty string means "not given".
+pub fn non_empty(field: &str, value: Option<String>) -> Result<String, ApiError> {
+    Ok(present(field, value)?.unwrap_or_default())
+}
+
 fn missing(field: &str) -> ApiError {
     tracing::error!(field, "a service answered without a required field");
     ApiError::internal()
@@ -116,6 +146,7 @@ impl TryFrom<pb::Reservation> for Reservation {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ReservationFilter {
+    #[param(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub model: Option<String>,
     pub status: Option<ReservationStatus>,
     /// At most this many, newest first (1 to 1000; default 1000).
@@ -127,6 +158,7 @@ pub struct ReservationFilter {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelRequest {
+    #[schema(max_length = 2000, pattern = r"^[^\x00]*$")]
     pub reason: Option<String>,
 }
 
@@ -134,6 +166,7 @@ pub struct CancelRequest {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct CapacityQuery {
+    #[param(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub model: String,
     /// Start of the window (RFC 3339); now when omitted.
     pub from: Option<DateTime<Utc>>,
@@ -226,8 +259,10 @@ pub struct TenantList {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTenant {
+    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub id: String,
     /// ISO 4217 code; the platform's default currency when omitted.
+    #[schema(pattern = r"^[A-Z]{3}$")]
     pub currency: Option<String>,
 }
 
@@ -268,15 +303,20 @@ pub struct ModelList {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewModel {
+    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub id: String,
     /// Pool capacity, weighted tokens/s.
     #[schema(minimum = 0, maximum = 2147483647)]
+    #[serde(deserialize_with = "whole_number")]
     pub capacity: u32,
     /// Decimal string in [0, 1); default "0.10".
+    #[schema(pattern = r"^0(\.[0-9]{1,5})?$")]
     pub headroom: Option<String>,
     /// Decimal string; default "0.25".
+    #[schema(pattern = r"^[0-9]{1,3}(\.[0-9]{1,6})?$")]
     pub prompt_weight: Option<String>,
     /// Decimal string; default "1".
+    #[schema(pattern = r"^[0-9]{1,3}(\.[0-9]{1,6})?$")]
     pub completion_weight: Option<String>,
 }
 
@@ -284,9 +324,13 @@ pub struct NewModel {
 #[serde(deny_unknown_fields)]
 pub struct ModelPatch {
     #[schema(minimum = 0, maximum = 2147483647)]
+    #[serde(default, deserialize_with = "optional_whole_number")]
     pub capacity: Option<u32>,
+    #[schema(pattern = r"^0(\.[0-9]{1,5})?$")]
     pub headroom: Option<String>,
+    #[schema(pattern = r"^[0-9]{1,3}(\.[0-9]{1,6})?$")]
     pub prompt_weight: Option<String>,
+    #[schema(pattern = r"^[0-9]{1,3}(\.[0-9]{1,6})?$")]
     pub completion_weight: Option<String>,
 }
 
@@ -295,7 +339,9 @@ pub struct ModelPatch {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AdminReservationFilter {
+    #[param(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub tenant: Option<String>,
+    #[param(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub model: Option<String>,
     pub status: Option<ReservationStatus>,
     /// Reservations holding capacity at this instant (RFC 3339).
@@ -308,7 +354,17 @@ pub struct AdminReservationFilter {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdminCancelRequest {
+    #[schema(min_length = 1, max_length = 2000, pattern = r"^[^\x00]*\S[^\x00]*$")]
     pub reason: String,
+}
+
+/// A list limit: 1 to 1000, 1000 when left out.
+pub fn list_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    match limit {
+        None => Ok(1000),
+        Some(l @ 1..=1000) => Ok(l),
+        Some(_) => Err(ApiError::invalid("limit must be between 1 and 1000")),
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

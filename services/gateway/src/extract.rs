@@ -90,7 +90,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJsonBody<T>
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJsonBody(None));
         }
-        serde_json::from_slice(&bytes).map(|v| OptionalJsonBody(Some(v))).map_err(|e| {
+        // JSON `null` is no body too.
+        serde_json::from_slice::<Option<T>>(&bytes).map(OptionalJsonBody).map_err(|e| {
             if e.is_data() { ApiError::invalid(e.to_string()) } else { ApiError::bad_request(e.to_string()) }
         })
     }

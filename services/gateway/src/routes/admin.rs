@@ -8,6 +8,7 @@ use reservoir_proto::time::timestamp;
 use reservoir_proto::v1 as pb;
 
 use crate::api::{
+    list_limit, non_empty, present,
     AdminCancelRequest, AdminReservationFilter, CatalogVersion, Model, ModelList, ModelPatch, NewModel, NewTenant,
     Reservation, ReservationList, Tenant, TenantList,
 };
@@ -50,7 +51,7 @@ pub async fn create_tenant(
     let tenant = state
         .contracts
         .clone()
-        .create_tenant(pb::CreateTenantRequest { id: body.id, currency: body.currency.unwrap_or_default() })
+        .create_tenant(pb::CreateTenantRequest { id: body.id, currency: non_empty("currency", body.currency)? })
         .await?
         .into_inner();
     Ok((StatusCode::CREATED, Json(tenant.into())))
@@ -94,9 +95,9 @@ pub async fn create_model(
         .create_model(pb::CreateModelRequest {
             id: body.id,
             capacity_tokens_per_s: body.capacity,
-            headroom: body.headroom.unwrap_or_default(),
-            prompt_weight: body.prompt_weight.unwrap_or_default(),
-            completion_weight: body.completion_weight.unwrap_or_default(),
+            headroom: non_empty("headroom", body.headroom)?,
+            prompt_weight: non_empty("prompt_weight", body.prompt_weight)?,
+            completion_weight: non_empty("completion_weight", body.completion_weight)?,
         })
         .await?
         .into_inner();
@@ -106,7 +107,7 @@ pub async fn create_model(
 /// Change a model's capacity, headroom or weights. Lowering sellable capacity
 /// below what is already sold is refused with the reservations in the way.
 #[utoipa::path(patch, path = "/admin/models/{id}", tag = "admin",
-    params(("id" = String, Path, description = "Model id")),
+    params(("id" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description = "Model id")),
     request_body = ModelPatch,
     responses(
         (status = 200, description = "The model", body = Model),
@@ -132,9 +133,9 @@ pub async fn update_model(
         .update_model(pb::UpdateModelRequest {
             id,
             capacity_tokens_per_s: body.capacity,
-            headroom: body.headroom,
-            prompt_weight: body.prompt_weight,
-            completion_weight: body.completion_weight,
+            headroom: present("headroom", body.headroom)?,
+            prompt_weight: present("prompt_weight", body.prompt_weight)?,
+            completion_weight: present("completion_weight", body.completion_weight)?,
         })
         .await?
         .into_inner();
@@ -201,11 +202,11 @@ pub async fn list_reservations(
         .contracts
         .clone()
         .list_reservations(pb::ListReservationsRequest {
-            tenant_id: filter.tenant.unwrap_or_default(),
-            model: filter.model.unwrap_or_default(),
+            tenant_id: non_empty("tenant", filter.tenant)?,
+            model: non_empty("model", filter.model)?,
             status: filter.status.map(|s| s.to_string()).unwrap_or_default(),
             active_at: filter.active_at.map(timestamp),
-            limit: filter.limit.unwrap_or(0),
+            limit: list_limit(filter.limit)?,
         })
         .await?
         .into_inner();

@@ -10,6 +10,7 @@ use reservoir_proto::time::timestamp;
 use reservoir_proto::v1 as pb;
 
 use crate::api::{
+    list_limit, non_empty,
     CancelRequest, Capacity, CapacityQuery, CatalogVersion, Reservation, ReservationFilter, ReservationList,
     ReservationRequest,
 };
@@ -62,10 +63,10 @@ pub async fn quote(
 /// another body is refused with 409.
 #[utoipa::path(post, path = "/v1/reservations", tag = "reservations",
     request_body = ReservationRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Client-chosen key that makes retries safe (1 to 255 printable ASCII characters)")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]{1,255}$", description = "Client-chosen key that makes retries safe (1 to 255 visible ASCII characters)")),
     responses(
         (status = 201, description = "The reservation", body = Reservation),
-        (status = 400, description = "Malformed JSON or header", body = ErrorBody),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 403, description = "Not a tenant token", body = ErrorBody),
         (status = 404, description = "Unknown model", body = ErrorBody),
@@ -84,9 +85,10 @@ pub async fn create(
     let key = match headers.get("idempotency-key") {
         None => String::new(),
         Some(v) => {
-            let key = v.to_str().map_err(|_| ApiError::bad_request("Idempotency-Key must be printable ASCII"))?;
-            if key.is_empty() || key.len() > IDEMPOTENCY_KEY_LEN_MAX {
-                return Err(ApiError::bad_request("Idempotency-Key must be 1 to 255 characters"));
+            let key = v.to_str().unwrap_or_default();
+            let visible = key.bytes().all(|b| b.is_ascii_graphic());
+            if key.is_empty() || key.len() > IDEMPOTENCY_KEY_LEN_MAX || !visible {
+                return Err(ApiError::invalid("Idempotency-Key must be 1 to 255 visible ASCII characters"));
             }
             key.to_owned()
         }
@@ -124,10 +126,10 @@ pub async fn list(
         .clone()
         .list_reservations(pb::ListReservationsRequest {
             tenant_id: tenant.to_string(),
-            model: filter.model.unwrap_or_default(),
+            model: non_empty("model", filter.model)?,
             status: filter.status.map(|s| s.to_string()).unwrap_or_default(),
             active_at: None,
-            limit: filter.limit.unwrap_or(0),
+            limit: list_limit(filter.limit)?,
         })
         .await?
         .into_inner();
