@@ -67,6 +67,8 @@ async fn each_catalog_edit_is_a_new_version_that_quotes(pool: PgPool) {
     let token = p.tenant_token("acme");
     let (status, current) = p.call(Method::GET, "/v1/catalog", &token, None).await;
     assert_eq!((status, current["version"].as_i64()), (200, Some(1)));
+    let builtin = serde_json::to_value(reservoir_pricing::Catalog::builtin_default()).expect("json");
+    assert_eq!(current["catalog"], builtin, "the migration seeds the pricing crate's default catalog");
 
     let mut edited = current["catalog"].clone();
     edited["tier_multipliers"]["premium"] = json!("2.0");
