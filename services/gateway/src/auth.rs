@@ -140,8 +140,12 @@ fn read_or_create_secret(path: &Path) -> anyhow::Result<String> {
         std::fs::create_dir_all(dir)?;
     }
     let secret = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
-    write_private(path, &secret).with_context(|| format!("writing {}", path.display()))?;
-    Ok(secret)
+    match write_private(path, &secret) {
+        Ok(()) => Ok(secret),
+        // Another process created it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_or_create_secret(path),
+        Err(e) => Err(e).with_context(|| format!("writing {}", path.display())),
+    }
 }
 
 #[cfg(unix)]
