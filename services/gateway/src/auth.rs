@@ -143,7 +143,10 @@ fn read_or_create_secret(path: &Path) -> anyhow::Result<String> {
     match write_private(path, &secret) {
         Ok(()) => Ok(secret),
         // Another process created it first: use theirs.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_or_create_secret(path),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let theirs = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            Ok(theirs.trim().to_owned())
+        }
         Err(e) => Err(e).with_context(|| format!("writing {}", path.display())),
     }
 }
