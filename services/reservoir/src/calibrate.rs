@@ -1,0 +1,41 @@
+//! Measuring the pool: a short run of the engine on this machine tells how
+//! many weighted tokens/s one worker serves, so what is sold matches what
+//! the workers can serve.
+//!
+//! The figure is aggregate greedy decode throughput at a batch of 32
+//! sequences: completion tokens carry weight 1, and decode dominates the cost
+//! of serving (prompt tokens are prefilled several times faster, hence their
+//! lower default weight).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+/// Sequences decoded together while measuring.
+const CALIBRATION_BATCH: usize = 32;
+/// Decode steps timed (after one warm-up prefill).
+const CALIBRATION_STEPS: usize = 8;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Calibration {
+    /// Weighted tokens/s one worker sustains, rounded down.
+    pub tokens_per_s: u32,
+}
+
+/// Runs the engine briefly on the model at `path`. Blocking: call it from a
+/// blocking thread. Takes a few seconds.
+pub fn measure(path: &Path) -> anyhow::Result<Calibration> {
+    let loaded = reservoir_engine::load(path).with_context(|| format!("loading {}", path.display()))?;
+    let model: Arc<_> = loaded.model;
+    let report = reservoir_engine::bench::run(&model, 64, &[CALIBRATION_BATCH], CALIBRATION_STEPS)
+        .context("calibration run")?;
+    let decode = report
+        .decode_tok_per_s
+        .first()
+        .map(|(_, tps)| *tps)
+        .ok_or_else(|| anyhow::anyhow!("calibration produced no figure"))?;
+    anyhow::ensure!(decode.is_finite() && decode >= 1.0, "calibration measured {decode} tokens/s");
+    // Truncation is the rounding wanted: never sell more than was measured.
+    Ok(Calibration { tokens_per_s: decode.min(f64::from(u32::MAX)) as u32 })
+}
