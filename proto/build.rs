@@ -11,6 +11,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .filter(|p| p.extension().is_some_and(|x| x == "proto"))
         .collect();
     protos.sort();
+    // The folder too, so that a new .proto file rebuilds the crate.
+    println!("cargo:rerun-if-changed=reservoir/v1");
     for p in &protos {
         println!("cargo:rerun-if-changed={}", p.display());
     }

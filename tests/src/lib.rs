@@ -57,6 +57,7 @@ impl Default for Options {
 pub struct Platform {
     pub gateway: String,
     pub contracts: String,
+    pub scheduler: String,
     pub auth: AuthConfig,
     pub pool: PgPool,
     pub http: reqwest::Client,
@@ -80,9 +81,15 @@ impl Platform {
         .await
         .expect("contracts");
         let contracts_url = format!("http://127.0.0.1:{}", contracts.port());
+        let scheduler =
+            reservoir_scheduler::build(&reservoir_scheduler::SchedulerSettings { listen: loopback }, pool.clone())
+                .await
+                .expect("scheduler");
+        let scheduler_url = format!("http://127.0.0.1:{}", scheduler.port());
         let gateway = reservoir_gateway::build(&reservoir_gateway::GatewaySettings {
             listen: loopback,
             contracts_url: contracts_url.clone(),
+            scheduler_url: scheduler_url.clone(),
             body_limit_bytes: options.body_limit_bytes,
             rate_limit: options.rate_limit,
             auth: options.auth.clone(),
@@ -91,10 +98,12 @@ impl Platform {
         .expect("gateway");
         let gateway_url = format!("http://127.0.0.1:{}", gateway.port());
         tokio::spawn(contracts.run_until_stopped(shutdown.clone()));
+        tokio::spawn(scheduler.run_until_stopped(shutdown.clone()));
         tokio::spawn(gateway.run_until_stopped(shutdown.clone()));
         Platform {
             gateway: gateway_url,
             contracts: contracts_url,
+            scheduler: scheduler_url,
             auth: options.auth,
             pool,
             http: reqwest::Client::new(),

@@ -36,6 +36,7 @@ use crate::error::ApiError;
 pub struct GatewaySettings {
     pub listen: SocketAddr,
     pub contracts_url: String,
+    pub scheduler_url: String,
     pub body_limit_bytes: usize,
     pub rate_limit: RateLimit,
     pub auth: AuthConfig,
@@ -54,14 +55,19 @@ pub async fn build(settings: &GatewaySettings) -> anyhow::Result<Server> {
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30))
         .connect_lazy();
+    let scheduler = Endpoint::from_shared(settings.scheduler_url.clone())
+        .context("gateway.scheduler_url")?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30))
+        .connect_lazy();
     let limiter = state::CallerLimiter::new(settings.rate_limit)?;
-    let state = AppState::new(ContractServiceClient::new(channel.clone()), channel, verifier, limiter);
+    let state = AppState::new(state::Downstream { contracts: channel, scheduler }, verifier, limiter);
     let listener = TcpListener::bind(settings.listen).await?;
     Ok(Server { listener, router: router(state, settings.body_limit_bytes) })
 }
 
 pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
-    use routes::{admin, health, tenant};
+    use routes::{admin, health, tenant, usage};
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -71,6 +77,7 @@ pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
         .route("/v1/reservations/{id}/cancel", post(tenant::cancel))
         .route("/v1/capacity", get(tenant::capacity))
         .route("/v1/catalog", get(tenant::catalog))
+        .route("/v1/usage", get(usage::usage))
         .route("/admin/tenants", get(admin::list_tenants).post(admin::create_tenant))
         .route("/admin/models", get(admin::list_models).post(admin::create_model))
         .route("/admin/models/{id}", patch(admin::update_model))

@@ -7,7 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, health, tenant};
+use crate::routes::{admin, health, tenant, usage};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -15,6 +15,7 @@ use crate::routes::{admin, health, tenant};
     paths(
         health::healthz, health::readyz,
         tenant::quote, tenant::create, tenant::list, tenant::get, tenant::cancel, tenant::capacity, tenant::catalog,
+        usage::usage,
         admin::list_tenants, admin::create_tenant, admin::list_models, admin::create_model, admin::update_model,
         admin::get_catalog, admin::publish_catalog, admin::list_reservations, admin::cancel_reservation,
     ),
@@ -23,6 +24,7 @@ use crate::routes::{admin, health, tenant};
         (name = "reservations", description = "Reserve throughput"),
         (name = "capacity", description = "Free capacity over time"),
         (name = "catalog", description = "Prices"),
+        (name = "usage", description = "What a tenant used"),
         (name = "admin", description = "Operators (role admin)"),
         (name = "health", description = "Liveness and readiness"),
     )

@@ -15,6 +15,7 @@ use axum::http::request::Parts;
 use reservoir_domain::TenantId;
 use reservoir_proto::v1::EnsureTenantRequest;
 use reservoir_proto::v1::contract_service_client::ContractServiceClient;
+use reservoir_proto::v1::metering_service_client::MeteringServiceClient;
 use tonic::transport::Channel;
 
 use crate::auth::{Caller, Verifier};
@@ -54,24 +55,33 @@ impl CallerLimiter {
     }
 }
 
+/// Channels to the services behind the gateway.
+pub struct Downstream {
+    pub contracts: Channel,
+    pub scheduler: Channel,
+}
+
 #[derive(Clone)]
 pub struct AppState {
     pub contracts: ContractServiceClient<Channel>,
     pub verifier: Arc<Verifier>,
-    /// The channel to the contracts service, for its health checks.
-    pub channel: Channel,
+    pub metering: MeteringServiceClient<Channel>,
+    /// The channels, for health checks.
+    pub channels: Arc<Downstream>,
     known_tenants: Arc<Mutex<HashSet<TenantId>>>,
     limiter: Arc<CallerLimiter>,
 }
 
 impl AppState {
-    pub fn new(
-        contracts: ContractServiceClient<Channel>,
-        channel: Channel,
-        verifier: Verifier,
-        limiter: CallerLimiter,
-    ) -> Self {
-        Self { contracts, channel, verifier: Arc::new(verifier), known_tenants: Arc::default(), limiter: Arc::new(limiter) }
+    pub fn new(downstream: Downstream, verifier: Verifier, limiter: CallerLimiter) -> Self {
+        Self {
+            contracts: ContractServiceClient::new(downstream.contracts.clone()),
+            metering: MeteringServiceClient::new(downstream.scheduler.clone()),
+            channels: Arc::new(downstream),
+            verifier: Arc::new(verifier),
+            known_tenants: Arc::default(),
+            limiter: Arc::new(limiter),
+        }
     }
 
     /// Provisions a tenant the first time its valid token is seen: the

@@ -13,10 +13,15 @@ pub fn contracts_settings(config: &Config) -> ContractsSettings {
     ContractsSettings { listen: config.contracts.listen, default_currency: config.contracts.default_currency }
 }
 
-pub fn gateway_settings(config: &Config, contracts_url: &str) -> GatewaySettings {
+pub fn scheduler_settings(config: &Config) -> reservoir_scheduler::SchedulerSettings {
+    reservoir_scheduler::SchedulerSettings { listen: config.scheduler.listen }
+}
+
+pub fn gateway_settings(config: &Config) -> GatewaySettings {
     GatewaySettings {
         listen: config.gateway.listen,
-        contracts_url: contracts_url.to_owned(),
+        contracts_url: config.gateway.contracts_url.clone(),
+        scheduler_url: config.gateway.scheduler_url.clone(),
         body_limit_bytes: config.gateway.body_limit_bytes,
         rate_limit: config.gateway.rate_limit,
         auth: config.auth.clone(),
@@ -28,6 +33,7 @@ pub fn gateway_settings(config: &Config, contracts_url: &str) -> GatewaySettings
 struct Endpoints {
     gateway: String,
     contracts: String,
+    scheduler: String,
     database: String,
 }
 
@@ -51,6 +57,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     let model_id: ModelId = default_model.id.parse().context("contracts.default_model.id")?;
     reservoir_contracts::seed_model(&pool, &model_id, default_model.capacity_tokens_per_s, default_model.headroom)
         .await?;
+    let capacity_note = if default_model.calibrate { calibrate_pool(&config, &pool, &model_id).await } else { "configured".to_owned() };
 
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();
@@ -58,11 +65,21 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     config.contracts.listen = free_if_taken(config.contracts.listen);
     let contracts = reservoir_contracts::build(&contracts_settings(&config), pool.clone()).await?;
     let contracts_url = format!("http://{}:{}", config.contracts.listen.ip(), contracts.port());
+    config.scheduler.listen = free_if_taken(config.scheduler.listen);
+    let scheduler = reservoir_scheduler::build(&scheduler_settings(&config), pool.clone()).await?;
+    let scheduler_url = format!("http://{}:{}", config.scheduler.listen.ip(), scheduler.port());
+    config.gateway.contracts_url = contracts_url.clone();
+    config.gateway.scheduler_url = scheduler_url.clone();
     config.gateway.listen = free_if_taken(config.gateway.listen);
-    let gateway = reservoir_gateway::build(&gateway_settings(&config, &contracts_url)).await?;
+    let gateway = reservoir_gateway::build(&gateway_settings(&config)).await?;
     let gateway_url = format!("http://{}:{}", config.gateway.listen.ip(), gateway.port());
 
-    let endpoints = Endpoints { gateway: gateway_url.clone(), contracts: contracts_url.clone(), database: redact(&database_url) };
+    let endpoints = Endpoints {
+        gateway: gateway_url.clone(),
+        contracts: contracts_url.clone(),
+        scheduler: scheduler_url.clone(),
+        database: redact(&database_url),
+    };
     std::fs::create_dir_all(&config.state_dir)?;
     let endpoints_path = config.state_dir.join("endpoints.json");
     std::fs::write(&endpoints_path, serde_json::to_string_pretty(&endpoints)?)?;
@@ -73,7 +90,9 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         "\nReservoir is up.\n\
          \n  gateway    {gateway_url}   (API explorer: {gateway_url}/docs)\
          \n  contracts  {contracts_url}   (gRPC, health and reflection: grpcurl -plaintext {host} list)\
+         \n  scheduler  {scheduler_url}   (gRPC metering)\
          \n  endpoints  {endpoints}\
+         \n  pool       {model}: capacity {capacity_note}\
          \n\nA tenant token for \"acme\" (more with: reservoir token --tenant NAME):\
          \n\n  export TOKEN={tenant_token}\
          \n\nReserve 50 weighted tokens/s for an hour-by-hour contract:\
@@ -88,13 +107,45 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     );
 
     let contracts_task = tokio::spawn(contracts.run_until_stopped(shutdown.clone()));
+    let scheduler_task = tokio::spawn(scheduler.run_until_stopped(shutdown.clone()));
     let gateway_task = tokio::spawn(gateway.run_until_stopped(shutdown.clone()));
-    let (contracts_result, gateway_result) = tokio::join!(contracts_task, gateway_task);
+    let (contracts_result, scheduler_result, gateway_result) = tokio::join!(contracts_task, scheduler_task, gateway_task);
     pool.close().await;
     contracts_result??;
+    scheduler_result??;
     gateway_result??;
     println!("Reservoir stopped.");
     Ok(())
+}
+
+/// Measures one worker's throughput on this machine and records it as the
+/// model's capacity; says what happened, for the banner. A failure keeps the
+/// configured capacity: the platform still starts.
+async fn calibrate_pool(config: &Config, pool: &sqlx::PgPool, model: &ModelId) -> String {
+    let path = config.worker.model_path.clone();
+    if !path.exists() {
+        tracing::warn!(path = %path.display(), "model file missing; keeping the configured capacity (run scripts/fetch-model)");
+        return "configured (model file missing)".into();
+    }
+    let measured = tokio::task::spawn_blocking(move || crate::calibrate::measure(&path)).await;
+    let calibration = match measured {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "calibration failed; keeping the configured capacity");
+            return "configured (calibration failed)".into();
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "calibration panicked; keeping the configured capacity");
+            return "configured (calibration failed)".into();
+        }
+    };
+    match reservoir_contracts::record_measured_capacity(pool, model, calibration.tokens_per_s).await {
+        Ok(()) => format!("{} weighted tokens/s, measured on start", calibration.tokens_per_s),
+        Err(e) => {
+            tracing::warn!(error = %e, measured = calibration.tokens_per_s, "measured capacity not recorded");
+            format!("kept: measured {} weighted tokens/s but {e}", calibration.tokens_per_s)
+        }
+    }
 }
 
 /// The database URL without its password, for the endpoints file.

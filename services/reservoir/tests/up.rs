@@ -32,6 +32,10 @@ async fn up_serves_prints_a_working_example_and_stops_on_sigterm() {
         .env("RESERVOIR__STATE_DIR", &state)
         .env("RESERVOIR__AUTH__HS256_SECRET_FILE", state.join("jwt-secret"))
         .env("RESERVOIR_CONFIG", state.join("none.toml"))
+        .env(
+            "RESERVOIR__WORKER__MODEL_PATH",
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.reservoir/models/SmolLM2-135M-Instruct.Q4_1.gguf"),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -56,6 +60,8 @@ async fn up_serves_prints_a_working_example_and_stops_on_sigterm() {
         .expect("a tenant token in the banner")
         .to_owned();
     assert!(banner.iter().any(|l| l.contains("curl -s -X POST")), "a curl example in the banner");
+    let pool_line = banner.iter().find(|l| l.trim_start().starts_with("pool")).expect("a pool line in the banner");
+    assert!(pool_line.contains("measured on start"), "the pool is calibrated on start: {pool_line}");
 
     let endpoints: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(state.join("endpoints.json")).expect("endpoints.json")).expect("json");

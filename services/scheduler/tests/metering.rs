@@ -66,7 +66,7 @@ async fn records_are_stored_once_and_totalled_exactly(pool: PgPool) {
     assert_eq!(retry.into_inner().inserted, 0, "a retried write never counts twice");
 
     let totals = client
-        .usage_totals(pb::UsageTotalsRequest { tenant_id: "acme".into(), from: Some(timestamp(at(0, 0))), to: Some(timestamp(at(59, 0))) })
+        .usage_totals(pb::UsageTotalsRequest { tenant_id: "acme".into(), from: Some(timestamp(at(0, 0))), to: Some(timestamp(at(59, 0))), by_day: false })
         .await
         .expect("totals")
         .into_inner()

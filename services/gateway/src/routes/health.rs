@@ -17,7 +17,8 @@ pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok".into() })
 }
 
-/// Ready: the contracts service answers its health check and reaches its database.
+/// Ready: the contracts and scheduler services answer their health checks
+/// and the contracts service reaches its database.
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses(
         (status = 200, description = "Every dependency is reachable", body = Health),
@@ -25,14 +26,19 @@ pub async fn healthz() -> Json<Health> {
     ))]
 pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Health>> {
     let not_ready = |what: &str| ApiError::unavailable(format!("not ready: {what}"));
-    let mut health = tonic_health::pb::health_client::HealthClient::new(state.channel.clone());
-    let serving = health
-        .check(HealthCheckRequest { service: "reservoir.v1.ContractService".into() })
-        .await
-        .map(|r| r.into_inner().status == ServingStatus::Serving as i32)
-        .unwrap_or(false);
-    if !serving {
-        return Err(not_ready("the contracts service is not serving"));
+    let checks = [
+        (&state.channels.contracts, "reservoir.v1.ContractService", "the contracts service is not serving"),
+        (&state.channels.scheduler, "reservoir.v1.MeteringService", "the metering service is not serving"),
+    ];
+    for (channel, service, failure) in checks {
+        let serving = tonic_health::pb::health_client::HealthClient::new(channel.clone())
+            .check(HealthCheckRequest { service: service.into() })
+            .await
+            .map(|r| r.into_inner().status == ServingStatus::Serving as i32)
+            .unwrap_or(false);
+        if !serving {
+            return Err(not_ready(failure));
+        }
     }
     // Listing models reads the contracts database.
     state

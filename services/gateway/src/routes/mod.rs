@@ -1,3 +1,4 @@
 pub mod admin;
 pub mod health;
 pub mod tenant;
+pub mod usage;

@@ -44,7 +44,7 @@ impl MeteringService for Metering {
         let r = req.get_ref();
         let (from, to) = window(r.from.as_ref(), r.to.as_ref())?;
         let tenant = Some(r.tenant_id.as_str()).filter(|t| !t.is_empty());
-        let totals = store::totals(&self.pool, tenant, from, to)
+        let totals = store::totals(&self.pool, tenant, from, to, r.by_day)
             .await?
             .into_iter()
             .map(|t| pb::UsageTotal {
@@ -57,6 +57,7 @@ impl MeteringService for Metering {
                 cached_prompt_tokens: u64::try_from(t.cached_prompt_tokens).unwrap_or(0),
                 completion_tokens: u64::try_from(t.completion_tokens).unwrap_or(0),
                 weighted_tokens: t.weighted_tokens.to_string(),
+                day: t.day.map(timestamp),
             })
             .collect();
         Ok(Response::new(pb::UsageTotalsResponse { totals }))

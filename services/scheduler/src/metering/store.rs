@@ -61,6 +61,8 @@ pub struct Total {
     pub cached_prompt_tokens: i64,
     pub completion_tokens: i64,
     pub weighted_tokens: Decimal,
+    /// Midnight UTC of the day, when grouped by day.
+    pub day: Option<DateTime<Utc>>,
 }
 
 /// Totals over `[from, to)` by finish time, per tenant, contract, class and model.
@@ -69,21 +71,25 @@ pub async fn totals(
     tenant: Option<&str>,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
+    by_day: bool,
 ) -> Result<Vec<Total>, MeteringError> {
+    // `$4` switches the day grouping on; without it every row's day is NULL.
     Ok(sqlx::query_as(
         "SELECT tenant_id, contract_id, class, model_id, count(*) AS requests, \
            COALESCE(sum(prompt_tokens), 0)::int8 AS prompt_tokens, \
            COALESCE(sum(cached_prompt_tokens), 0)::int8 AS cached_prompt_tokens, \
            COALESCE(sum(completion_tokens), 0)::int8 AS completion_tokens, \
-           COALESCE(sum(weighted_tokens), 0) AS weighted_tokens \
+           COALESCE(sum(weighted_tokens), 0) AS weighted_tokens, \
+           CASE WHEN $4 THEN date_trunc('day', finished_at, 'UTC') END AS day \
          FROM metering.usage_records \
          WHERE ($1::text IS NULL OR tenant_id = $1) AND finished_at >= $2 AND finished_at < $3 \
-         GROUP BY tenant_id, contract_id, class, model_id \
-         ORDER BY tenant_id, contract_id NULLS LAST, class, model_id",
+         GROUP BY tenant_id, contract_id, class, model_id, day \
+         ORDER BY day NULLS FIRST, tenant_id, contract_id NULLS LAST, class, model_id",
     )
     .bind(tenant)
     .bind(from)
     .bind(to)
+    .bind(by_day)
     .fetch_all(pool)
     .await?)
 }
