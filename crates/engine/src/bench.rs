@@ -3,7 +3,9 @@
 //! Prefill: one sequence, `prefill_tokens` prompt tokens in one step.
 //! Decode: `batch` sequences with a short distinct prompt each, prefilled
 //! together, then `decode_steps` steps of one greedy token per sequence;
-//! aggregate tok/s = batch * decode_steps / decode time.
+//! aggregate tok/s = batch * decode_steps / decode time. Each decode point
+//! also records per-step times and the KV waste (allocated but unfilled
+//! slots) at the end of its run, so the CLI can report them.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,6 +22,20 @@ pub struct BenchReport {
     pub prefill_tok_per_s: f64,
     /// (batch size, aggregate decode tok/s)
     pub decode_tok_per_s: Vec<(usize, f64)>,
+    /// Wall time of the single prefill step.
+    pub prefill_ms: f64,
+    /// One entry per batch size, same order as `decode_tok_per_s`.
+    pub decode: Vec<DecodePoint>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodePoint {
+    pub batch: usize,
+    pub tok_per_s: f64,
+    pub step_ms_mean: f64,
+    pub step_ms_max: f64,
+    /// `EngineStats::kv_waste` with all `batch` sequences live after the last step.
+    pub kv_waste: f64,
 }
 
 pub fn run(
@@ -41,10 +57,12 @@ pub fn run(
     eng.add_sequence(0, &prompt)?;
     let t0 = Instant::now();
     eng.step(&StepBatch { entries: vec![StepEntry { seq: 0, tokens: prompt, logits: Logits::Last }] })?;
-    let prefill_tok_per_s = prefill_tokens as f64 / t0.elapsed().as_secs_f64();
+    let prefill_s = t0.elapsed().as_secs_f64();
+    let prefill_tok_per_s = prefill_tokens as f64 / prefill_s;
     eng.remove_sequence(0)?;
 
     let mut decode = Vec::new();
+    let mut points = Vec::new();
     for &b in batches {
         let ids: Vec<u64> = (1..=b as u64).collect();
         let mut entries = Vec::new();
@@ -55,18 +73,36 @@ pub fn run(
         }
         let mut out = eng.step(&StepBatch { entries })?;
         let t0 = Instant::now();
+        let mut step_ms_max = 0f64;
         for _ in 0..decode_steps {
+            let t_step = Instant::now();
             let entries = out
                 .outputs
                 .iter()
                 .map(|o| StepEntry { seq: o.seq, tokens: vec![argmax(&o.logits)], logits: Logits::Last })
                 .collect();
             out = eng.step(&StepBatch { entries })?;
+            step_ms_max = step_ms_max.max(t_step.elapsed().as_secs_f64() * 1e3);
         }
-        decode.push((b, (b * decode_steps) as f64 / t0.elapsed().as_secs_f64()));
+        let decode_s = t0.elapsed().as_secs_f64();
+        let tok_per_s = (b * decode_steps) as f64 / decode_s;
+        decode.push((b, tok_per_s));
+        points.push(DecodePoint {
+            batch: b,
+            tok_per_s,
+            step_ms_mean: decode_s * 1e3 / decode_steps.max(1) as f64,
+            step_ms_max,
+            kv_waste: eng.stats().kv_waste,
+        });
         for id in ids {
             eng.remove_sequence(id)?;
         }
     }
-    Ok(BenchReport { prefill_tokens, prefill_tok_per_s, decode_tok_per_s: decode })
+    Ok(BenchReport {
+        prefill_tokens,
+        prefill_tok_per_s,
+        decode_tok_per_s: decode,
+        prefill_ms: prefill_s * 1e3,
+        decode: points,
+    })
 }

@@ -4,8 +4,13 @@
 //!   the endpoints printed and written to `.reservoir/endpoints.json`;
 //! - `reservoir serve <service>`: one service (one container each);
 //! - `reservoir token`: a signed JWT for local use;
-//! - `reservoir migrate`: apply the database migrations.
+//! - `reservoir migrate`: apply the database migrations;
+//! - `reservoir generate`, `reservoir perplexity`: the engine on a local model;
+//! - `reservoir bench <what>`: measurements (`bench engine`).
 
+mod bench;
+mod engine_cli;
+mod calibrate;
 mod healthcheck;
 mod up;
 
@@ -47,6 +52,15 @@ enum Command {
         #[arg(long)]
         grpc: Option<String>,
     },
+    /// Generate a chat reply with the engine, streamed to stdout as it is generated.
+    Generate(engine_cli::GenerateArgs),
+    /// Perplexity of a text file, computed as llama.cpp's perplexity tool does.
+    Perplexity(engine_cli::PerplexityArgs),
+    /// Benchmarks (`bench engine`): figures for people, then one JSON line.
+    Bench {
+        #[command(subcommand)]
+        what: bench::BenchCommand,
+    },
 }
 
 /// The services `serve` can run (names as in docker-compose.yml).
@@ -54,6 +68,8 @@ enum Command {
 pub enum Service {
     Contracts,
     Gateway,
+    Scheduler,
+    Worker,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -72,6 +88,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve { service } => serve(config, service).await,
         Command::Token { tenant, role } => token(&config, tenant, role),
         Command::Healthcheck { url, grpc } => healthcheck::run(&url, grpc.as_deref()).await,
+        // Blocking CPU work; nothing else runs on the runtime meanwhile.
+        Command::Generate(args) => engine_cli::generate(&args),
+        Command::Perplexity(args) => engine_cli::perplexity(&args),
+        Command::Bench { what } => bench::run(&what),
         Command::Migrate => {
             let pool = db::connect(config.database_url()?, 2).await?;
             db::migrate(&pool).await?;
@@ -107,8 +127,23 @@ async fn serve(config: Config, service: Service) -> anyhow::Result<()> {
             tracing::info!(port = server.port(), "contracts service listening");
             server.run_until_stopped(shutdown).await
         }
+        Service::Scheduler => {
+            let pool = db::connect(config.database_url()?, config.database_max_connections).await?;
+            db::migrate(&pool).await?;
+            let server = reservoir_scheduler::build(&up::scheduler_settings(&config), pool).await?;
+            tracing::info!(port = server.port(), "scheduler service listening");
+            server.run_until_stopped(shutdown).await
+        }
+        Service::Worker => {
+            let worker = config.worker.clone();
+            let backend = tokio::task::spawn_blocking(move || reservoir_worker::load_backend(&worker)).await??;
+            let settings = reservoir_worker::WorkerSettings::from_config(&config.worker)?;
+            let server = reservoir_worker::build(&settings, backend).await?;
+            tracing::info!(port = server.port(), model = %settings.model_id, "worker listening");
+            server.run_until_stopped(shutdown).await
+        }
         Service::Gateway => {
-            let server = reservoir_gateway::build(&up::gateway_settings(&config, &config.gateway.contracts_url)).await?;
+            let server = reservoir_gateway::build(&up::gateway_settings(&config)).await?;
             tracing::info!(port = server.port(), "gateway listening");
             server.run_until_stopped(shutdown).await
         }

@@ -20,6 +20,8 @@ pub struct Config {
     pub log: LogConfig,
     pub contracts: ContractsConfig,
     pub gateway: GatewayConfig,
+    pub worker: WorkerConfig,
+    pub scheduler: SchedulerConfig,
     pub auth: AuthConfig,
     /// Where `reservoir up` writes `endpoints.json`, the secret and the models.
     pub state_dir: PathBuf,
@@ -53,6 +55,31 @@ pub struct DefaultModel {
     pub capacity_tokens_per_s: u32,
     #[serde(with = "rust_decimal::serde::str")]
     pub headroom: Decimal,
+    /// Whether `reservoir up` measures the pool with a short engine run on
+    /// start and records the figure as the model's capacity.
+    pub calibrate: bool,
+}
+
+/// The scheduler service (metering for now).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SchedulerConfig {
+    pub listen: SocketAddr,
+}
+
+/// One inference worker: a model behind the engine's step loop.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerConfig {
+    pub listen: SocketAddr,
+    /// GGUF file of the model (`scripts/fetch-model` puts SmolLM2 there).
+    pub model_path: PathBuf,
+    /// The model's id in the catalog, reported by `Stats`.
+    pub model_id: String,
+    /// Memory for the KV cache; the block pool gets as many blocks as fit.
+    pub kv_budget_bytes: usize,
+    /// Requests in the worker at once, queued or running (RESOURCE_EXHAUSTED beyond).
+    pub queue_capacity: usize,
+    /// Tokens one engine step carries at most (prefill chunks and decodes).
+    pub step_token_budget: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -60,6 +87,8 @@ pub struct GatewayConfig {
     pub listen: SocketAddr,
     /// Where the gateway reaches the contracts service.
     pub contracts_url: String,
+    /// Where the gateway reaches the scheduler (metering) service.
+    pub scheduler_url: String,
     /// Largest request body accepted, in bytes (413 beyond).
     pub body_limit_bytes: usize,
     /// Requests per second each authenticated caller may send (429 beyond).
@@ -107,11 +136,13 @@ impl Default for Config {
                     id: "smollm2-135m-instruct".into(),
                     capacity_tokens_per_s: 1000,
                     headroom: Decimal::new(10, 2),
+                    calibrate: true,
                 },
             },
             gateway: GatewayConfig {
                 listen: loopback(8080),
                 contracts_url: "http://127.0.0.1:50051".into(),
+                scheduler_url: "http://127.0.0.1:50071".into(),
                 body_limit_bytes: 256 * 1024,
                 rate_limit: RateLimit { requests_per_s: 100, burst: 200 },
             },
@@ -123,6 +154,15 @@ impl Default for Config {
                 rs256_public_key_pem_file: None,
                 rs256_private_key_pem_file: None,
                 token_ttl_s: 24 * 3600,
+            },
+            scheduler: SchedulerConfig { listen: loopback(50071) },
+            worker: WorkerConfig {
+                listen: loopback(50061),
+                model_path: PathBuf::from(".reservoir/models/SmolLM2-135M-Instruct.Q4_1.gguf"),
+                model_id: "smollm2-135m-instruct".into(),
+                kv_budget_bytes: 256 << 20,
+                queue_capacity: 256,
+                step_token_budget: 512,
             },
             state_dir: PathBuf::from(".reservoir"),
         }
