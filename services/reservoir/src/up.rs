@@ -9,6 +9,8 @@ use reservoir_gateway::GatewaySettings;
 use reservoir_runtime::{Config, Shutdown, db};
 use serde::Serialize;
 
+use crate::workers::{self, WorkerEndpoint};
+
 pub fn contracts_settings(config: &Config) -> ContractsSettings {
     ContractsSettings { listen: config.contracts.listen, default_currency: config.contracts.default_currency }
 }
@@ -29,12 +31,21 @@ pub fn gateway_settings(config: &Config) -> GatewaySettings {
 }
 
 /// Where scripts find the services.
-#[derive(Serialize)]
+#[derive(Serialize, Clone)]
 struct Endpoints {
     gateway: String,
     contracts: String,
     scheduler: String,
     database: String,
+    workers: Vec<WorkerEndpoint>,
+}
+
+/// Written to a temporary file and renamed, so readers never see half a file.
+fn write_endpoints(path: &std::path::Path, endpoints: &Endpoints) -> anyhow::Result<()> {
+    let partial = path.with_extension("json.partial");
+    std::fs::write(&partial, serde_json::to_string_pretty(endpoints)?)?;
+    std::fs::rename(&partial, path)?;
+    Ok(())
 }
 
 /// A port that is taken is no reason to fail a local run: take a free one
@@ -49,7 +60,7 @@ fn free_if_taken(addr: SocketAddr) -> SocketAddr {
     }
 }
 
-pub async fn run(mut config: Config) -> anyhow::Result<()> {
+pub async fn run(mut config: Config, worker_count: usize) -> anyhow::Result<()> {
     let database_url = config.database_url()?.to_owned();
     let pool = db::connect(&database_url, config.database_max_connections).await?;
     db::migrate(&pool).await?;
@@ -79,10 +90,24 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         contracts: contracts_url.clone(),
         scheduler: scheduler_url.clone(),
         database: redact(&database_url),
+        workers: Vec::new(),
     };
     std::fs::create_dir_all(&config.state_dir)?;
     let endpoints_path = config.state_dir.join("endpoints.json");
-    std::fs::write(&endpoints_path, serde_json::to_string_pretty(&endpoints)?)?;
+    write_endpoints(&endpoints_path, &endpoints)?;
+    let (worker_table, worker_tasks) = {
+        let (path, base) = (endpoints_path.clone(), endpoints.clone());
+        workers::spawn_all(worker_count, &shutdown, move |workers| {
+            let current = Endpoints { workers: workers.to_vec(), ..base.clone() };
+            if let Err(e) = write_endpoints(&path, &current) {
+                tracing::warn!(error = %e, "cannot update endpoints.json");
+            }
+        })?
+    };
+    let worker_lines: String = worker_table
+        .lock()
+        .map(|w| w.iter().map(|w| format!("\n  {:<10} {}   (gRPC WorkerService)", w.id, w.addr)).collect())
+        .unwrap_or_default();
 
     let tenant_token = reservoir_gateway::auth::mint(&config.auth, "acme", Role::Tenant)?;
     let admin_token = reservoir_gateway::auth::mint(&config.auth, "admin", Role::Admin)?;
@@ -90,7 +115,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         "\nReservoir is up.\n\
          \n  gateway    {gateway_url}   (API explorer: {gateway_url}/docs)\
          \n  contracts  {contracts_url}   (gRPC, health and reflection: grpcurl -plaintext {host} list)\
-         \n  scheduler  {scheduler_url}   (gRPC metering)\
+         \n  scheduler  {scheduler_url}   (gRPC metering){worker_lines}\
          \n  endpoints  {endpoints}\
          \n  pool       {model}: capacity {capacity_note}\
          \n\nA tenant token for \"acme\" (more with: reservoir token --tenant NAME):\
@@ -111,6 +136,9 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     let gateway_task = tokio::spawn(gateway.run_until_stopped(shutdown.clone()));
     let (contracts_result, scheduler_result, gateway_result) = tokio::join!(contracts_task, scheduler_task, gateway_task);
     pool.close().await;
+    for task in worker_tasks {
+        task.await?;
+    }
     contracts_result??;
     scheduler_result??;
     gateway_result??;

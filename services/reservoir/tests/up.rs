@@ -25,7 +25,7 @@ async fn up_serves_prints_a_working_example_and_stops_on_sigterm() {
     let state = std::env::temp_dir().join(&name);
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_reservoir"))
-        .arg("up")
+        .args(["up", "--workers", "2"])
         .env("DATABASE_URL", with_database(&admin_url, &name))
         .env("RESERVOIR__GATEWAY__LISTEN", "127.0.0.1:0")
         .env("RESERVOIR__CONTRACTS__LISTEN", "127.0.0.1:0")
@@ -63,8 +63,10 @@ async fn up_serves_prints_a_working_example_and_stops_on_sigterm() {
     let pool_line = banner.iter().find(|l| l.trim_start().starts_with("pool")).expect("a pool line in the banner");
     assert!(pool_line.contains("measured on start"), "the pool is calibrated on start: {pool_line}");
 
-    let endpoints: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(state.join("endpoints.json")).expect("endpoints.json")).expect("json");
+    let read_endpoints = || -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(state.join("endpoints.json")).expect("endpoints.json")).expect("json")
+    };
+    let endpoints = read_endpoints();
     let gateway = endpoints["gateway"].as_str().expect("gateway url").to_owned();
     assert!(endpoints["contracts"].as_str().is_some_and(|c| c.starts_with("http://127.0.0.1:")));
 
@@ -81,6 +83,33 @@ async fn up_serves_prints_a_working_example_and_stops_on_sigterm() {
     let ready = reqwest::get(format!("{gateway}/readyz")).await.expect("readyz");
     assert_eq!(ready.status().as_u16(), 200);
 
+    // Two workers, each its own process; one killed is started again.
+    let worker_pids = |e: &serde_json::Value| -> Vec<Option<u64>> {
+        e["workers"].as_array().expect("workers").iter().map(|w| w["pid"].as_u64()).collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let pids = loop {
+        let pids = worker_pids(&read_endpoints());
+        if pids.len() == 2 && pids.iter().all(Option::is_some) {
+            break pids.into_iter().flatten().collect::<Vec<u64>>();
+        }
+        assert!(Instant::now() < deadline, "workers did not start: {pids:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(Command::new("kill").args(["-KILL", &pids[0].to_string()]).status().expect("kill").success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let restarted = loop {
+        let now = worker_pids(&read_endpoints());
+        if let Some(Some(new)) = now.first() {
+            if *new != pids[0] {
+                break *new;
+            }
+        }
+        assert!(Instant::now() < deadline, "the killed worker was not restarted");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(worker_pids(&read_endpoints())[1], Some(pids[1]), "the other worker was left alone");
+
     let pid = child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -94,6 +123,10 @@ async fn up_serves_prints_a_working_example_and_stops_on_sigterm() {
     assert!(status.success(), "clean exit: {status}");
     let rest: Vec<String> = lines_rx.try_iter().collect();
     assert!(rest.iter().any(|l| l.contains("Reservoir stopped")), "{rest:?}");
+    for worker in [restarted, pids[1]] {
+        let alive = std::path::Path::new(&format!("/proc/{worker}")).exists();
+        assert!(!alive, "worker {worker} outlived reservoir up");
+    }
 
     let _ = std::fs::remove_dir_all(&state);
     // The child's connections are closed: the database can go.

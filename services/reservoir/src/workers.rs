@@ -1,0 +1,136 @@
+//! `reservoir up` runs each inference worker as its own child process
+//! (`reservoir serve worker`), so a worker crash is a real fault the platform
+//! survives: a worker that exits is started again, on the same port, after a
+//! back-off that grows while it keeps failing. Ctrl-C stops them all.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reservoir_runtime::Shutdown;
+use serde::Serialize;
+use tokio::process::{Child, Command};
+
+/// Longest wait before starting a failing worker again.
+const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A worker that ran this long before exiting counts as healthy again.
+const HEALTHY_RUN: Duration = Duration::from_secs(60);
+/// How long a stopping worker gets to finish in-flight work.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// What `endpoints.json` lists of one worker.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct WorkerEndpoint {
+    pub id: String,
+    pub addr: String,
+    pub pid: Option<u32>,
+}
+
+/// The live view of every worker, shared with whoever writes `endpoints.json`.
+pub type WorkerTable = Arc<Mutex<Vec<WorkerEndpoint>>>;
+
+/// A free loopback port for a worker, chosen once so restarts keep the address.
+pub fn free_port() -> std::io::Result<SocketAddr> {
+    std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()
+}
+
+/// Starts `count` supervised workers; `on_change` runs whenever a pid changes.
+pub fn spawn_all(
+    count: usize,
+    shutdown: &Shutdown,
+    on_change: impl Fn(&[WorkerEndpoint]) + Send + Sync + 'static,
+) -> anyhow::Result<(WorkerTable, Vec<tokio::task::JoinHandle<()>>)> {
+    let exe: PathBuf = std::env::current_exe()?;
+    let mut table = Vec::with_capacity(count);
+    for i in 0..count {
+        table.push(WorkerEndpoint { id: format!("worker-{i}"), addr: free_port()?.to_string(), pid: None });
+    }
+    let table: WorkerTable = Arc::new(Mutex::new(table));
+    let on_change = Arc::new(on_change);
+    let mut tasks = Vec::with_capacity(count);
+    for index in 0..count {
+        let (table, on_change, shutdown, exe) = (table.clone(), on_change.clone(), shutdown.clone(), exe.clone());
+        tasks.push(tokio::spawn(async move {
+            supervise(index, exe, table, on_change.as_ref(), shutdown).await;
+        }));
+    }
+    Ok((table, tasks))
+}
+
+fn set_pid(table: &WorkerTable, index: usize, pid: Option<u32>, on_change: &(impl Fn(&[WorkerEndpoint]) + ?Sized)) {
+    if let Ok(mut workers) = table.lock() {
+        if let Some(w) = workers.get_mut(index) {
+            w.pid = pid;
+        }
+        on_change(&workers);
+    }
+}
+
+async fn supervise(
+    index: usize,
+    exe: PathBuf,
+    table: WorkerTable,
+    on_change: &(impl Fn(&[WorkerEndpoint]) + ?Sized),
+    shutdown: Shutdown,
+) {
+    let Some((id, addr)) = table.lock().ok().and_then(|w| w.get(index).map(|w| (w.id.clone(), w.addr.clone()))) else {
+        return;
+    };
+    let mut backoff = Duration::from_millis(250);
+    while !shutdown.is_triggered() {
+        let started = Instant::now();
+        let child = Command::new(&exe)
+            .args(["serve", "worker"])
+            .env("RESERVOIR__WORKER__LISTEN", &addr)
+            .kill_on_drop(true)
+            .spawn();
+        let mut child = match child {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(worker = %id, error = %e, "cannot start worker");
+                sleep_or_stop(backoff, &shutdown).await;
+                backoff = (backoff * 2).min(RESTART_BACKOFF_MAX);
+                continue;
+            }
+        };
+        set_pid(&table, index, child.id(), on_change);
+        tracing::info!(worker = %id, %addr, pid = child.id(), "worker started");
+        tokio::select! {
+            status = child.wait() => {
+                set_pid(&table, index, None, on_change);
+                tracing::warn!(worker = %id, ?status, "worker exited; starting it again");
+                if started.elapsed() >= HEALTHY_RUN {
+                    backoff = Duration::from_millis(250);
+                }
+                sleep_or_stop(backoff, &shutdown).await;
+                backoff = (backoff * 2).min(RESTART_BACKOFF_MAX);
+            }
+            _ = shutdown.wait() => {
+                stop(&mut child, &id).await;
+                set_pid(&table, index, None, on_change);
+            }
+        }
+    }
+}
+
+async fn sleep_or_stop(pause: Duration, shutdown: &Shutdown) {
+    tokio::select! {
+        _ = tokio::time::sleep(pause) => {}
+        _ = shutdown.wait() => {}
+    }
+}
+
+/// SIGTERM, then SIGKILL after the grace period.
+async fn stop(child: &mut Child, id: &str) {
+    if let Some(pid) = child.id() {
+        let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
+    }
+    match tokio::time::timeout(STOP_GRACE, child.wait()).await {
+        Ok(_) => tracing::info!(worker = %id, "worker stopped"),
+        Err(_) => {
+            tracing::warn!(worker = %id, "worker did not stop in time; killing it");
+            let _ = child.kill().await;
+        }
+    }
+}

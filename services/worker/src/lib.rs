@@ -1,0 +1,138 @@
+//! The worker service: one model behind the engine's step loop.
+//!
+//! `build` spawns the engine thread (which owns the backend) and binds the
+//! listener (port 0 in tests); `run_until_stopped` serves gRPC
+//! `WorkerService` plus health and reflection until the shutdown token fires,
+//! then cancels what is still running (finish reason `cancelled`) and joins
+//! the engine thread.
+//!
+//! Flow: gRPC handler -> `convert` (proto to `GenerateSpec`) -> `prepare`
+//! (tokenize, check against the model) -> bounded job channel -> step loop
+//! (`Planner` picks each step, backend runs it, sampler, `TextStream`) ->
+//! per-request bounded event channel -> gRPC stream.
+
+mod backend;
+mod convert;
+mod error;
+mod planner;
+mod request;
+mod service;
+mod step_loop;
+mod text;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use reservoir_domain::ModelId;
+use reservoir_proto::v1::worker_service_server::{SERVICE_NAME, WorkerServiceServer};
+use reservoir_runtime::Shutdown;
+use reservoir_runtime::config::WorkerConfig;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tonic::service::Routes;
+
+pub use backend::{BackendInfo, EngineBackend, InferenceBackend};
+pub use error::WorkerError;
+pub use planner::{Plan, PlannedEntry, Planner, PlannerConfig, Running, Waiting};
+pub use request::{DEFAULT_MAX_TOKENS, FinishReason, Usage};
+pub use text::{Piece, TextStream};
+
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub listen: SocketAddr,
+    /// Reported by `Stats`.
+    pub model_id: ModelId,
+    /// Requests in the worker at once (queued or running); RESOURCE_EXHAUSTED beyond.
+    pub queue_capacity: usize,
+    /// Tokens one engine step carries at most (prefill chunks and decodes).
+    pub step_token_budget: usize,
+}
+
+impl WorkerSettings {
+    pub fn from_config(c: &WorkerConfig) -> anyhow::Result<Self> {
+        Ok(WorkerSettings {
+            listen: c.listen,
+            model_id: c.model_id.parse()?,
+            queue_capacity: c.queue_capacity,
+            step_token_budget: c.step_token_budget,
+        })
+    }
+}
+
+/// Loads the configured model with its KV budget.
+pub fn load_backend(c: &WorkerConfig) -> anyhow::Result<EngineBackend> {
+    EngineBackend::load(&c.model_path, c.kv_budget_bytes)
+        .map_err(|e| anyhow::anyhow!("cannot load model {}: {e}", c.model_path.display()))
+}
+
+pub struct Server {
+    listener: TcpListener,
+    worker: service::Worker,
+    stopping: Arc<AtomicBool>,
+    engine_thread: std::thread::JoinHandle<()>,
+}
+
+/// Starts the engine thread over `backend` and binds the service's port;
+/// call `run_until_stopped` to serve.
+pub async fn build<B: InferenceBackend>(settings: &WorkerSettings, backend: B) -> anyhow::Result<Server> {
+    let info = backend.info();
+    if settings.queue_capacity == 0 || settings.queue_capacity > Semaphore::MAX_PERMITS {
+        anyhow::bail!("worker.queue_capacity must be at least 1");
+    }
+    if settings.step_token_budget == 0 || settings.step_token_budget > info.max_batch_tokens {
+        anyhow::bail!("worker.step_token_budget must be in 1..={}", info.max_batch_tokens);
+    }
+    let listener = TcpListener::bind(settings.listen).await?;
+    let tokenizer = backend.tokenizer();
+    let planner =
+        Planner::new(PlannerConfig { step_token_budget: settings.step_token_budget, block_size: info.block_size });
+    let (jobs_tx, jobs_rx) = mpsc::channel(settings.queue_capacity);
+    let (stats_tx, stats_rx) = watch::channel(step_loop::LoopStats {
+        free_blocks: info.total_blocks,
+        total_blocks: info.total_blocks,
+        block_size: info.block_size,
+        ..Default::default()
+    });
+    let stopping = Arc::new(AtomicBool::new(false));
+    let step_loop = step_loop::StepLoop::new(backend, planner, jobs_rx, stats_tx, stopping.clone());
+    let engine_thread = std::thread::Builder::new().name("engine".into()).spawn(move || step_loop.run())?;
+    let worker = service::Worker {
+        jobs: jobs_tx,
+        permits: Arc::new(Semaphore::new(settings.queue_capacity)),
+        queue_capacity: settings.queue_capacity,
+        stats: stats_rx,
+        info,
+        tokenizer,
+        model_id: settings.model_id.to_string(),
+    };
+    Ok(Server { listener, worker, stopping, engine_thread })
+}
+
+impl Server {
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let Server { listener, worker, stopping, engine_thread } = self;
+        // On shutdown, running generations end with `cancelled` (the
+        // scheduler resumes them elsewhere) instead of holding the server open.
+        let watcher = {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                shutdown.wait().await;
+                stopping.store(true, Ordering::Relaxed);
+            })
+        };
+        let routes = Routes::new(WorkerServiceServer::new(worker));
+        let served = reservoir_runtime::grpc::serve(listener, routes, &[SERVICE_NAME], shutdown).await;
+        watcher.abort();
+        // The job sender went with the routes: the thread ends once idle.
+        let joined = tokio::task::spawn_blocking(move || engine_thread.join()).await;
+        if !matches!(joined, Ok(Ok(()))) {
+            tracing::error!("the engine thread panicked");
+        }
+        served
+    }
+}

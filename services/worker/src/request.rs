@@ -1,0 +1,185 @@
+//! A generation request after the edge: validated domain values, then
+//! tokenized and checked against the model (`prepare`), and the events the
+//! step loop sends back.
+
+use reservoir_domain::{PriorityClass, TenantId};
+use reservoir_engine::{ChatMessage, Sampler, SamplingParams, Tokenizer};
+
+use crate::backend::BackendInfo;
+use crate::error::WorkerError;
+use crate::text::TextStream;
+
+/// Completion tokens when the request does not say.
+pub const DEFAULT_MAX_TOKENS: usize = 256;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// Chat turns; the model's chat template is applied.
+    Chat(Vec<ChatMessage>),
+    /// Raw text, tokenized as is.
+    Prompt(String),
+}
+
+/// A validated `Generate` request (proto converted, nothing tokenized yet).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateSpec {
+    pub request_id: String,
+    pub tenant: TenantId,
+    pub class: PriorityClass,
+    pub input: Input,
+    /// `None`: `DEFAULT_MAX_TOKENS`, or what the context leaves.
+    pub max_tokens: Option<usize>,
+    /// Everything but `max_tokens`, which `prepare` settles.
+    pub sampling: SamplingParams,
+    pub logprobs: bool,
+    /// Failover: tokens already generated and streamed elsewhere.
+    pub continue_from: Vec<u32>,
+}
+
+/// A request ready for the step loop.
+pub struct Prepared {
+    pub request_id: String,
+    pub tenant: TenantId,
+    pub class: PriorityClass,
+    /// Prompt, then continued tokens.
+    pub tokens: Vec<u32>,
+    pub prompt_len: usize,
+    /// Completion tokens already sent (continued).
+    pub completed: usize,
+    pub max_tokens: usize,
+    pub sampler: Sampler,
+    pub logprobs: bool,
+    /// Already fed with the continued tokens.
+    pub text: TextStream,
+    /// The request is complete before any step (all continued tokens given,
+    /// or a stop string among them): answer with this finish right away.
+    pub done: Option<FinishReason>,
+}
+
+/// Tokenizes and checks a request against the model and the KV pool.
+pub fn prepare(spec: GenerateSpec, info: &BackendInfo, tokenizer: &Tokenizer) -> Result<Prepared, WorkerError> {
+    let prompt = match &spec.input {
+        Input::Chat(messages) => reservoir_engine::chat_prompt(tokenizer, messages),
+        Input::Prompt(text) => tokenizer.encode(text, true),
+    };
+    if prompt.is_empty() {
+        return Err(WorkerError::Invalid("the input encodes to no tokens".into()));
+    }
+    let prompt_len = prompt.len();
+    let ctx = info.ctx_len;
+    if prompt_len >= ctx {
+        return Err(WorkerError::Invalid(format!(
+            "the prompt has {prompt_len} tokens; the model's context holds {ctx}, and at least one must be left to generate"
+        )));
+    }
+    let room = ctx - prompt_len;
+    let max_tokens = match spec.max_tokens {
+        None => DEFAULT_MAX_TOKENS.min(room),
+        Some(n) if n > room => {
+            return Err(WorkerError::Invalid(format!(
+                "max_tokens {n} exceeds the context: the prompt has {prompt_len} tokens, the context {ctx}, so at most {room}"
+            )));
+        }
+        Some(n) => n,
+    };
+    let need_blocks = (prompt_len + max_tokens).div_ceil(info.block_size.max(1));
+    if need_blocks > info.total_blocks {
+        return Err(WorkerError::Invalid(format!(
+            "prompt and max_tokens need {} tokens of KV cache; this worker holds {}",
+            prompt_len + max_tokens,
+            info.total_blocks * info.block_size
+        )));
+    }
+    if let Some(bad) = spec.continue_from.iter().find(|&&t| t as usize >= info.vocab_size) {
+        return Err(WorkerError::Invalid(format!(
+            "continue_from_token_ids: token {bad} is outside the vocabulary of {}",
+            info.vocab_size
+        )));
+    }
+    let completed = spec.continue_from.len();
+    if completed > max_tokens {
+        return Err(WorkerError::Invalid(format!(
+            "continue_from_token_ids has {completed} tokens, more than max_tokens {max_tokens}"
+        )));
+    }
+    let sampling = SamplingParams { max_tokens, ..spec.sampling };
+    let mut sampler = Sampler::new(sampling.clone()).map_err(|e| WorkerError::Invalid(engine_message(&e)))?;
+    // A sampled (temperature > 0) draw takes exactly one number from the
+    // seeded RNG: skipping as many as were drawn for the continued tokens
+    // makes a resumed generation the same as an undisturbed one.
+    if sampling.temperature > 0.0 {
+        for _ in 0..completed {
+            sampler.sample(&[0.0], &[]).map_err(|e| WorkerError::Internal(e.to_string()))?;
+        }
+    }
+    let mut text = TextStream::new(sampling.stop_strings.clone());
+    let mut done = None;
+    for (i, &t) in spec.continue_from.iter().enumerate() {
+        if text.push(&tokenizer.token_bytes(t), i + 1 == max_tokens).stopped {
+            done = Some(FinishReason::Stop);
+            break;
+        }
+    }
+    if done.is_none() && completed == max_tokens {
+        done = Some(FinishReason::Length);
+    }
+    let mut tokens = prompt;
+    tokens.extend_from_slice(&spec.continue_from);
+    Ok(Prepared {
+        request_id: spec.request_id,
+        tenant: spec.tenant,
+        class: spec.class,
+        tokens,
+        prompt_len,
+        completed,
+        max_tokens,
+        sampler,
+        logprobs: spec.logprobs,
+        text,
+        done,
+    })
+}
+
+/// The engine's message without its "invalid argument: " prefix.
+fn engine_message(e: &reservoir_engine::EngineError) -> String {
+    match e {
+        reservoir_engine::EngineError::InvalidArgument(m) => m.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// End of sequence token or a stop string.
+    Stop,
+    /// `max_tokens` reached.
+    Length,
+    /// The worker shut down before the end.
+    Cancelled,
+    Error,
+}
+
+impl FinishReason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::Cancelled => "cancelled",
+            FinishReason::Error => "error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    pub prompt_tokens: usize,
+    /// Including continued tokens.
+    pub completion_tokens: usize,
+    pub cached_prompt_tokens: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Token { id: u32, text: String, logprob: Option<f32> },
+    Finish { reason: FinishReason, usage: Usage, text: String, message: String },
+}

@@ -1,0 +1,71 @@
+//! The gRPC face of the worker: convert, prepare, hand to the step loop,
+//! stream back.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use reservoir_engine::Tokenizer;
+use reservoir_proto::v1 as pb;
+use reservoir_proto::v1::worker_service_server::WorkerService;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status};
+
+use crate::backend::BackendInfo;
+use crate::convert;
+use crate::error::WorkerError;
+use crate::request::{GenerateSpec, prepare};
+use crate::step_loop::{Job, LoopStats};
+
+pub(crate) struct Worker {
+    pub jobs: mpsc::Sender<Job>,
+    /// One permit per request in the worker (queued or running).
+    pub permits: Arc<Semaphore>,
+    pub queue_capacity: usize,
+    pub stats: watch::Receiver<LoopStats>,
+    pub info: BackendInfo,
+    pub tokenizer: Arc<Tokenizer>,
+    pub model_id: String,
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::GenerateEvent, Status>> + Send>>;
+
+impl Worker {
+    fn busy(&self) -> WorkerError {
+        WorkerError::Busy(format!(
+            "the worker's queue is full ({} requests); retry later or elsewhere",
+            self.queue_capacity
+        ))
+    }
+}
+
+#[tonic::async_trait]
+impl WorkerService for Worker {
+    type GenerateStream = EventStream;
+
+    async fn generate(&self, req: Request<pb::GenerateRequest>) -> Result<Response<EventStream>, Status> {
+        let spec = GenerateSpec::try_from(req.into_inner())?;
+        let permit = self.permits.clone().try_acquire_owned().map_err(|_| self.busy())?;
+        let (info, tokenizer) = (self.info, self.tokenizer.clone());
+        // Tokenizing a long prompt takes a while: keep it off the async threads.
+        let prepared = tokio::task::spawn_blocking(move || prepare(spec, &info, &tokenizer))
+            .await
+            .map_err(|e| WorkerError::Internal(format!("prepare task: {e}")))??;
+        // Room for every event the request can get: sending never waits.
+        let (tx, rx) = mpsc::channel(prepared.max_tokens.saturating_sub(prepared.completed) + 2);
+        tracing::debug!(request_id = %prepared.request_id, prompt_tokens = prepared.prompt_len, "accepted");
+        self.jobs.try_send(Job { prepared, events: tx, permit }).map_err(|e| match e {
+            TrySendError::Full(_) => self.busy(),
+            TrySendError::Closed(_) => WorkerError::Unavailable("the worker is shutting down".into()),
+        })?;
+        let stream = ReceiverStream::new(rx).map(|e| Ok(pb::GenerateEvent::from(e)));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn stats(&self, _: Request<pb::WorkerStatsRequest>) -> Result<Response<pb::WorkerStats>, Status> {
+        let s = self.stats.borrow().clone();
+        Ok(Response::new(convert::stats(&s, &self.model_id, self.info.ctx_len, self.queue_capacity)))
+    }
+}

@@ -1,0 +1,405 @@
+//! The engine thread: owns the backend, takes jobs from a bounded channel,
+//! lets the `Planner` choose each step's work, samples, and streams events
+//! back through each request's own bounded channel.
+//!
+//! Why a plain OS thread: a step is a blocking forward pass of tens of
+//! milliseconds; on the async runtime it would stall every other request.
+//!
+//! Bounds: jobs in the worker (queued or running) are capped by the gRPC
+//! layer's semaphore, and the job channel has the same capacity. A request's
+//! event channel holds every event it can ever get (its remaining tokens
+//! plus the final event), so sending never blocks and never fails for lack
+//! of room: a slow client cannot stall the step loop. A closed channel means
+//! the client went away: the sequence is removed and its blocks freed.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use reservoir_domain::PriorityClass;
+use reservoir_engine::{EngineError, Logits, SeqId, StepBatch, StepEntry, StepOutput, Tokenizer};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
+
+use crate::backend::InferenceBackend;
+use crate::planner::{Planner, Running, Waiting};
+use crate::request::{Event, FinishReason, Prepared, Usage};
+
+/// Window over which tokens/s are reported.
+const RATE_WINDOW: Duration = Duration::from_secs(5);
+
+/// A request on its way to the step loop.
+pub(crate) struct Job {
+    pub prepared: Prepared,
+    pub events: mpsc::Sender<Event>,
+    /// Held until the request is finished: it is the request's place in the queue.
+    pub permit: OwnedSemaphorePermit,
+}
+
+/// Load figures, published after every step.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoopStats {
+    pub running: usize,
+    pub waiting: usize,
+    pub free_blocks: usize,
+    pub total_blocks: usize,
+    pub block_size: usize,
+    pub kv_waste: f64,
+    pub prefix_hit_rate: f64,
+    /// Prompt and generated tokens per second over the last `RATE_WINDOW`.
+    pub tokens_per_s: f64,
+    pub generated_tokens_per_s: f64,
+    /// Preemptions since start, by class (`class_index`).
+    pub preemptions: [u64; 3],
+}
+
+pub(crate) fn class_index(c: PriorityClass) -> usize {
+    match c {
+        PriorityClass::Reserved => 0,
+        PriorityClass::Burst => 1,
+        PriorityClass::Spot => 2,
+    }
+}
+
+struct Seq {
+    p: Prepared,
+    events: mpsc::Sender<Event>,
+    _permit: OwnedSemaphorePermit,
+    /// Tokens with K/V in the engine (0 while waiting).
+    computed: usize,
+    /// Admission order of the current run.
+    started: u64,
+    running: bool,
+    /// Prompt tokens found in the prefix cache at first admission.
+    cached_prompt: Option<usize>,
+}
+
+pub(crate) struct StepLoop<B> {
+    backend: B,
+    tokenizer: Arc<Tokenizer>,
+    planner: Planner,
+    jobs: mpsc::Receiver<Job>,
+    stats: watch::Sender<LoopStats>,
+    stopping: Arc<AtomicBool>,
+    ctx_len: usize,
+    seqs: HashMap<SeqId, Seq>,
+    /// Per class, FIFO; preempted sequences go back to the front.
+    waiting: [VecDeque<SeqId>; 3],
+    running: Vec<SeqId>,
+    next_id: SeqId,
+    next_start: u64,
+    /// (when, tokens processed, tokens generated) per step.
+    window: VecDeque<(Instant, usize, usize)>,
+    preemptions: [u64; 3],
+}
+
+impl<B: InferenceBackend> StepLoop<B> {
+    pub fn new(
+        backend: B,
+        planner: Planner,
+        jobs: mpsc::Receiver<Job>,
+        stats: watch::Sender<LoopStats>,
+        stopping: Arc<AtomicBool>,
+    ) -> Self {
+        let tokenizer = backend.tokenizer();
+        let ctx_len = backend.info().ctx_len;
+        StepLoop {
+            backend,
+            tokenizer,
+            planner,
+            jobs,
+            stats,
+            stopping,
+            ctx_len,
+            seqs: HashMap::new(),
+            waiting: Default::default(),
+            running: Vec::new(),
+            next_id: 1,
+            next_start: 0,
+            window: VecDeque::new(),
+            preemptions: [0; 3],
+        }
+    }
+
+    /// Runs until every job sender is gone and no work is left.
+    pub fn run(mut self) {
+        loop {
+            if self.seqs.is_empty() {
+                self.publish();
+                match self.jobs.blocking_recv() {
+                    Some(job) => self.accept(job),
+                    None => break,
+                }
+            }
+            while let Ok(job) = self.jobs.try_recv() {
+                self.accept(job);
+            }
+            if self.stopping.load(Ordering::Relaxed) {
+                let ids: Vec<SeqId> = self.seqs.keys().copied().collect();
+                for id in ids {
+                    self.finish(id, FinishReason::Cancelled, "the worker is shutting down");
+                }
+            }
+            self.drop_cancelled();
+            if !self.seqs.is_empty() {
+                self.step_once();
+            }
+            self.publish();
+        }
+        tracing::debug!("step loop stopped");
+    }
+
+    fn accept(&mut self, job: Job) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let done = job.prepared.done;
+        let class = job.prepared.class;
+        tracing::debug!(request_id = %job.prepared.request_id, tenant = %job.prepared.tenant, %class, seq = id, "queued");
+        self.seqs.insert(
+            id,
+            Seq {
+                p: job.prepared,
+                events: job.events,
+                _permit: job.permit,
+                computed: 0,
+                started: 0,
+                running: false,
+                cached_prompt: None,
+            },
+        );
+        self.waiting[class_index(class)].push_back(id);
+        if let Some(reason) = done {
+            self.finish(id, reason, "");
+        }
+    }
+
+    /// Removes sequences whose client went away; their blocks are freed.
+    fn drop_cancelled(&mut self) {
+        let gone: Vec<SeqId> = self.seqs.iter().filter(|(_, s)| s.events.is_closed()).map(|(&id, _)| id).collect();
+        for id in gone {
+            tracing::debug!(seq = id, "client went away");
+            self.remove(id);
+        }
+    }
+
+    fn step_once(&mut self) {
+        let running = self.running_views();
+        let waiting: Vec<Waiting> = self
+            .waiting
+            .iter()
+            .flatten()
+            .filter_map(|id| self.seqs.get(id).map(|s| Waiting { id: *id, class: s.p.class, tokens: s.p.tokens.len() }))
+            .collect();
+        let plan = self.planner.next_step(&running, &waiting, self.backend.free_blocks());
+        for &id in &plan.preempt {
+            self.preempt(id);
+        }
+        for &id in &plan.admit {
+            self.admit(id);
+        }
+        let mut batch = StepBatch::default();
+        for e in &plan.entries {
+            let Some(s) = self.seqs.get(&e.id).filter(|s| s.running) else { continue };
+            let len = s.p.tokens.len();
+            // An admitted prompt may start further on (prefix cache hit).
+            let end = e.end.max(s.computed + 1).min(len);
+            if end <= s.computed {
+                continue;
+            }
+            let logits = if end == len { Logits::Last } else { Logits::None };
+            batch.entries.push(StepEntry { seq: e.id, tokens: s.p.tokens[s.computed..end].to_vec(), logits });
+        }
+        if batch.entries.is_empty() {
+            if plan.preempt.is_empty() && plan.admit.is_empty() {
+                // Nothing can run now (cannot happen with validated requests);
+                // do not spin.
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            return;
+        }
+        match self.backend.step(&batch) {
+            Ok(out) => self.apply(&batch, out),
+            Err(EngineError::OutOfBlocks { needed, free }) => {
+                // Shared prefix blocks did not come back as the planner
+                // assumed: give up the lowest-class, most recent sequence.
+                let victim = Planner::victim(&self.running_views());
+                tracing::debug!(needed, free, ?victim, "out of KV blocks; preempting");
+                if let Some(v) = victim {
+                    self.preempt(v);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "engine step failed");
+                for entry in &batch.entries {
+                    self.finish(entry.seq, FinishReason::Error, "the engine failed on this request");
+                }
+            }
+        }
+    }
+
+    fn running_views(&self) -> Vec<Running> {
+        self.running
+            .iter()
+            .filter_map(|id| {
+                self.seqs.get(id).map(|s| Running {
+                    id: *id,
+                    class: s.p.class,
+                    started: s.started,
+                    computed: s.computed,
+                    pending: s.p.tokens.len().saturating_sub(s.computed).max(1),
+                })
+            })
+            .collect()
+    }
+
+    fn admit(&mut self, id: SeqId) {
+        let Some(s) = self.seqs.get_mut(&id) else { return };
+        let queue = &mut self.waiting[class_index(s.p.class)];
+        if let Some(at) = queue.iter().position(|&q| q == id) {
+            queue.remove(at);
+        }
+        match self.backend.add_sequence(id, &s.p.tokens) {
+            Ok(cached) => {
+                s.computed = cached;
+                s.running = true;
+                s.started = self.next_start;
+                self.next_start += 1;
+                s.cached_prompt.get_or_insert(cached.min(s.p.prompt_len));
+                self.running.push(id);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, seq = id, "cannot add sequence");
+                self.finish(id, FinishReason::Error, "the engine refused this request");
+            }
+        }
+    }
+
+    /// Frees a running sequence's blocks and puts it back at the front of its
+    /// class queue; what it generated is kept (and not sent again).
+    fn preempt(&mut self, id: SeqId) {
+        let Some(s) = self.seqs.get_mut(&id).filter(|s| s.running) else { return };
+        if let Err(e) = self.backend.remove_sequence(id) {
+            tracing::error!(error = %e, seq = id, "cannot remove preempted sequence");
+        }
+        s.running = false;
+        s.computed = 0;
+        let class = class_index(s.p.class);
+        self.running.retain(|&r| r != id);
+        self.waiting[class].push_front(id);
+        self.preemptions[class] += 1;
+        tracing::debug!(seq = id, class = %s.p.class, "preempted");
+    }
+
+    fn apply(&mut self, batch: &StepBatch, out: StepOutput) {
+        for e in &batch.entries {
+            if let Some(s) = self.seqs.get_mut(&e.seq) {
+                s.computed += e.tokens.len();
+            }
+        }
+        let mut generated = 0;
+        for o in out.outputs {
+            if self.sample_next(o.seq, &o.logits) {
+                generated += 1;
+            }
+        }
+        self.window.push_back((Instant::now(), out.n_tokens, generated));
+    }
+
+    /// Samples the sequence's next token and streams it. Returns whether a
+    /// token was generated.
+    fn sample_next(&mut self, id: SeqId, logits: &[f32]) -> bool {
+        let Some(s) = self.seqs.get_mut(&id) else { return false };
+        let sampled = match s.p.sampler.sample(logits, &s.p.tokens) {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!(error = %e, seq = id, "sampling failed");
+                self.finish(id, FinishReason::Error, "sampling failed");
+                return false;
+            }
+        };
+        let token = sampled.token;
+        if self.tokenizer.eos_id == Some(token) || s.p.sampler.params().stop_token_ids.contains(&token) {
+            self.finish(id, FinishReason::Stop, "");
+            return false;
+        }
+        s.p.tokens.push(token);
+        s.p.completed += 1;
+        let last = s.p.completed >= s.p.max_tokens;
+        let piece = s.p.text.push(&self.tokenizer.token_bytes(token), last);
+        let event = Event::Token { id: token, text: piece.text, logprob: s.p.logprobs.then_some(sampled.logprob) };
+        match s.events.try_send(event) {
+            Ok(()) => {}
+            Err(TrySendError::Closed(_)) => {
+                tracing::debug!(seq = id, "client went away");
+                self.remove(id);
+                return true;
+            }
+            Err(TrySendError::Full(_)) => {
+                // Cannot happen: the channel holds every event of the request.
+                tracing::error!(seq = id, "event channel full; dropping the request");
+                self.remove(id);
+                return true;
+            }
+        }
+        if piece.stopped {
+            self.finish(id, FinishReason::Stop, "");
+        } else if last || s.p.tokens.len() > self.ctx_len {
+            self.finish(id, FinishReason::Length, "");
+        }
+        true
+    }
+
+    /// Removes the sequence everywhere, freeing its blocks.
+    fn remove(&mut self, id: SeqId) -> Option<Seq> {
+        let s = self.seqs.remove(&id)?;
+        if s.running {
+            if let Err(e) = self.backend.remove_sequence(id) {
+                tracing::error!(error = %e, seq = id, "cannot remove sequence");
+            }
+            self.running.retain(|&r| r != id);
+        } else {
+            let queue = &mut self.waiting[class_index(s.p.class)];
+            if let Some(at) = queue.iter().position(|&q| q == id) {
+                queue.remove(at);
+            }
+        }
+        Some(s)
+    }
+
+    /// Sends the final event and removes the sequence.
+    fn finish(&mut self, id: SeqId, reason: FinishReason, message: &str) {
+        let Some(mut s) = self.remove(id) else { return };
+        let usage = Usage {
+            prompt_tokens: s.p.prompt_len,
+            completion_tokens: s.p.completed,
+            cached_prompt_tokens: s.cached_prompt.unwrap_or(0),
+        };
+        tracing::debug!(request_id = %s.p.request_id, reason = reason.as_str(), ?usage, "finished");
+        let event = Event::Finish { reason, usage, text: s.p.text.finish(), message: message.to_string() };
+        // The client may be gone already; nothing to do then.
+        let _ = s.events.try_send(event);
+    }
+
+    fn publish(&mut self) {
+        let now = Instant::now();
+        while self.window.front().is_some_and(|(t, _, _)| now.duration_since(*t) > RATE_WINDOW) {
+            self.window.pop_front();
+        }
+        let (tokens, generated) = self.window.iter().fold((0, 0), |(a, b), (_, t, g)| (a + t, b + g));
+        let e = self.backend.stats();
+        let secs = RATE_WINDOW.as_secs_f64();
+        self.stats.send_replace(LoopStats {
+            running: self.running.len(),
+            waiting: self.seqs.len() - self.running.len(),
+            free_blocks: e.free_blocks,
+            total_blocks: e.total_blocks,
+            block_size: e.block_size,
+            kv_waste: e.kv_waste,
+            prefix_hit_rate: e.prefix_hit_rate,
+            tokens_per_s: tokens as f64 / secs,
+            generated_tokens_per_s: generated as f64 / secs,
+            preemptions: self.preemptions,
+        });
+    }
+}

@@ -1,0 +1,614 @@
+//! The worker over real gRPC on loopback (port 0), on tiny seeded models
+//! built in memory: every test runs in milliseconds. One test uses the real
+//! SmolLM2 model when `scripts/fetch-model` has put it in place.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use reservoir_engine::test_support::{TinySpec, tiny_model};
+use reservoir_engine::{
+    ChatMessage, Engine, EngineConfig, EngineError, EngineStats, Model, SamplingParams, SeqId, StepBatch, StepOutput,
+    Tokenizer,
+};
+use reservoir_proto::v1 as pb;
+use reservoir_proto::v1::worker_service_client::WorkerServiceClient;
+use reservoir_runtime::Shutdown;
+use reservoir_worker::{BackendInfo, EngineBackend, InferenceBackend, WorkerSettings};
+use tonic::Code;
+use tonic::transport::Channel;
+
+type Client = WorkerServiceClient<Channel>;
+
+// ---------------------------------------------------------------- fixtures
+
+const VOCAB: usize = 96;
+
+/// Token i is the letter `a + i % 26` followed by `i / 26` underscores; no
+/// merges, no end-of-sequence token: generation runs to max_tokens.
+fn letter_tokenizer() -> Arc<Tokenizer> {
+    let tokens: Vec<String> =
+        (0..VOCAB).map(|i| ((b'a' + (i % 26) as u8) as char).to_string() + &"_".repeat(i / 26)).collect();
+    Arc::new(Tokenizer::new(tokens, &[], &[1; VOCAB], None, None, false).unwrap())
+}
+
+fn model() -> Arc<Model> {
+    tiny_model(&TinySpec::default()).unwrap()
+}
+
+fn engine(model: &Arc<Model>, block_size: usize, blocks: usize) -> Engine {
+    let c = &model.config;
+    let per_block = reservoir_engine::attention::KvStore::bytes_per_block(c.n_layers, block_size, c.kv_dim());
+    let cfg = EngineConfig { block_size, kv_budget_bytes: blocks * per_block, ..EngineConfig::default() };
+    Engine::new(model.clone(), cfg).unwrap()
+}
+
+fn backend(model: &Arc<Model>, block_size: usize, blocks: usize) -> EngineBackend {
+    EngineBackend::new(engine(model, block_size, blocks), letter_tokenizer(), 8192)
+}
+
+async fn start(backend: impl InferenceBackend, queue_capacity: usize, step_token_budget: usize) -> (Client, Shutdown) {
+    let settings = WorkerSettings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        model_id: "tiny".parse().unwrap(),
+        queue_capacity,
+        step_token_budget,
+    };
+    let server = reservoir_worker::build(&settings, backend).await.unwrap();
+    let port = server.port();
+    let shutdown = Shutdown::new();
+    tokio::spawn(server.run_until_stopped(shutdown.clone()));
+    let client = WorkerServiceClient::connect(format!("http://127.0.0.1:{port}")).await.unwrap();
+    (client, shutdown)
+}
+
+fn request(id: &str, class: &str, prompt: &str, max_tokens: u32) -> pb::GenerateRequest {
+    pb::GenerateRequest {
+        request_id: id.into(),
+        tenant_id: "acme".into(),
+        priority_class: class.into(),
+        input: Some(pb::generate_request::Input::Prompt(prompt.into())),
+        params: Some(pb::GenerationParams { max_tokens, ..Default::default() }),
+        continue_from_token_ids: vec![],
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Outcome {
+    tokens: Vec<u32>,
+    logprobs: Vec<Option<f32>>,
+    text: String,
+    finish: pb::FinishEvent,
+}
+
+impl Outcome {
+    fn usage(&self) -> pb::Usage {
+        self.finish.usage.unwrap()
+    }
+}
+
+async fn collect(stream: tonic::Response<tonic::Streaming<pb::GenerateEvent>>) -> Outcome {
+    let mut stream = stream.into_inner();
+    let (mut tokens, mut logprobs, mut text, mut finish) = (Vec::new(), Vec::new(), String::new(), None);
+    while let Some(ev) = stream.message().await.unwrap() {
+        assert!(finish.is_none(), "nothing may follow the final event");
+        match ev.event.unwrap() {
+            pb::generate_event::Event::Token(t) => {
+                tokens.push(t.token_id);
+                logprobs.push(t.logprob);
+                text.push_str(&t.text);
+            }
+            pb::generate_event::Event::Finish(f) => {
+                text.push_str(&f.text);
+                finish = Some(f);
+            }
+        }
+    }
+    Outcome { tokens, logprobs, text, finish: finish.expect("a final event") }
+}
+
+async fn generate(client: &mut Client, req: pb::GenerateRequest) -> Outcome {
+    collect(client.generate(req).await.unwrap()).await
+}
+
+/// What the engine's own `Generation` produces for this prompt, alone.
+fn reference(model: &Arc<Model>, prompt: &[u32], params: SamplingParams) -> (Vec<u32>, Vec<f32>, String) {
+    let tok = letter_tokenizer();
+    let mut eng = engine(model, 16, 256);
+    let mut g = reservoir_engine::generate(&mut eng, &tok, 1, prompt, params).unwrap();
+    let (mut ids, mut lps) = (Vec::new(), Vec::new());
+    for t in g.by_ref() {
+        let t = t.unwrap();
+        ids.push(t.id);
+        lps.push(t.logprob);
+    }
+    let text = g.text().to_string();
+    (ids, lps, text)
+}
+
+fn greedy(max_tokens: usize) -> SamplingParams {
+    SamplingParams { max_tokens, ..SamplingParams::default() }
+}
+
+fn encode(prompt: &str) -> Vec<u32> {
+    letter_tokenizer().encode(prompt, true)
+}
+
+/// Distinct letter prompts of various lengths.
+fn prompt(i: usize, len: usize) -> String {
+    (0..len).map(|j| (b'a' + ((i * 7 + j * 3) % 26) as u8) as char).collect()
+}
+
+async fn stats(client: &mut Client) -> pb::WorkerStats {
+    client.stats(pb::WorkerStatsRequest {}).await.unwrap().into_inner()
+}
+
+/// Polls Stats until the worker is idle with every KV block free.
+async fn wait_idle(client: &mut Client) -> pb::WorkerStats {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = stats(client).await;
+        if s.running_sequences == 0 && s.waiting_sequences == 0 && s.free_kv_blocks == s.total_kv_blocks {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "worker never became idle: {s:?}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+// ------------------------------------------------- a backend tests can pause
+
+#[derive(Default)]
+struct GateState {
+    /// Steps that may still start (usize::MAX: open).
+    allowed: usize,
+    /// Steps started so far.
+    entered: usize,
+    /// (added?, sequence) in call order: add_sequence and remove_sequence.
+    log: Vec<(bool, SeqId)>,
+    /// Each sequence's tokens when first added.
+    tokens: HashMap<SeqId, Vec<u32>>,
+}
+
+#[derive(Default)]
+struct Gate {
+    state: Mutex<GateState>,
+    cv: Condvar,
+}
+
+impl Gate {
+    fn allow(&self, n: usize) {
+        let mut s = self.state.lock().unwrap();
+        s.allowed = s.allowed.saturating_add(n);
+        self.cv.notify_all();
+    }
+
+    fn open(&self) {
+        self.allow(usize::MAX);
+    }
+
+    fn entered(&self) -> usize {
+        self.state.lock().unwrap().entered
+    }
+
+    async fn wait_entered(self: &Arc<Self>, n: usize) {
+        let gate = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let s = gate.state.lock().unwrap();
+            let (s, timeout) = gate.cv.wait_timeout_while(s, Duration::from_secs(20), |s| s.entered < n).unwrap();
+            assert!(!timeout.timed_out(), "only {} steps started, waited for {n}", s.entered);
+        })
+        .await
+        .unwrap();
+    }
+
+    fn log(&self) -> Vec<(bool, SeqId)> {
+        self.state.lock().unwrap().log.clone()
+    }
+
+    /// The sequence first added with exactly these tokens.
+    fn seq_of(&self, tokens: &[u32]) -> SeqId {
+        let s = self.state.lock().unwrap();
+        *s.tokens.iter().find(|(_, t)| t.as_slice() == tokens).map(|(id, _)| id).expect("sequence was added")
+    }
+}
+
+struct Gated<B> {
+    inner: B,
+    gate: Arc<Gate>,
+}
+
+impl<B: InferenceBackend> InferenceBackend for Gated<B> {
+    fn info(&self) -> BackendInfo {
+        self.inner.info()
+    }
+    fn tokenizer(&self) -> Arc<Tokenizer> {
+        self.inner.tokenizer()
+    }
+    fn add_sequence(&mut self, id: SeqId, tokens: &[u32]) -> Result<usize, EngineError> {
+        let mut s = self.gate.state.lock().unwrap();
+        s.log.push((true, id));
+        s.tokens.entry(id).or_insert_with(|| tokens.to_vec());
+        drop(s);
+        self.inner.add_sequence(id, tokens)
+    }
+    fn remove_sequence(&mut self, id: SeqId) -> Result<(), EngineError> {
+        self.gate.state.lock().unwrap().log.push((false, id));
+        self.inner.remove_sequence(id)
+    }
+    fn free_blocks(&self) -> usize {
+        self.inner.free_blocks()
+    }
+    fn step(&mut self, batch: &StepBatch) -> Result<StepOutput, EngineError> {
+        {
+            let mut s = self.gate.state.lock().unwrap();
+            s.entered += 1;
+            self.gate.cv.notify_all();
+            let mut s = self.gate.cv.wait_while(s, |s| s.allowed == 0).unwrap();
+            if s.allowed != usize::MAX {
+                s.allowed -= 1;
+            }
+        }
+        self.inner.step(batch)
+    }
+    fn stats(&self) -> EngineStats {
+        self.inner.stats()
+    }
+}
+
+fn gated(inner: EngineBackend) -> (Gated<EngineBackend>, Arc<Gate>) {
+    let gate = Arc::new(Gate::default());
+    (Gated { inner, gate: gate.clone() }, gate)
+}
+
+// ------------------------------------------------------------------- tests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn greedy_stream_equals_the_engines_own_generation() {
+    let m = model();
+    let (mut client, _shutdown) = start(backend(&m, 16, 256), 16, 512).await;
+
+    let text = "thequickbrownfox";
+    let (ids, lps, expected_text) = reference(&m, &encode(text), greedy(24));
+    assert!(ids.len() == 24 && ids.iter().collect::<std::collections::HashSet<_>>().len() > 1, "{ids:?}");
+    let mut req = request("r1", "reserved", text, 24);
+    req.params.as_mut().unwrap().logprobs = true;
+    let got = generate(&mut client, req).await;
+    assert_eq!(got.tokens, ids);
+    assert_eq!(got.text, expected_text);
+    assert_eq!(got.finish.finish_reason, "length");
+    assert_eq!(
+        got.usage(),
+        pb::Usage { prompt_tokens: text.len() as u32, completion_tokens: 24, cached_prompt_tokens: 0 }
+    );
+    for (got, want) in got.logprobs.iter().zip(&lps) {
+        assert!((got.unwrap() - want).abs() < 1e-4, "{got:?} vs {want}");
+    }
+
+    // The same prompt again is served from the prefix cache: same tokens,
+    // and the cached prompt tokens are reported (whole 16-token blocks).
+    let again = generate(&mut client, request("r2", "spot", text, 24)).await;
+    assert_eq!(again.tokens, ids);
+    assert!(again.logprobs.iter().all(Option::is_none), "logprobs only when asked");
+    assert_eq!(again.usage().cached_prompt_tokens, 0, "the last prompt token is never cached; 16 tokens = 1 block - 1");
+    let long = "thequickbrownfoxjumpsoverthelazydog";
+    let first = generate(&mut client, request("r3", "burst", long, 4)).await;
+    let cached = generate(&mut client, request("r4", "burst", long, 4)).await;
+    assert_eq!(first.tokens, cached.tokens);
+    assert_eq!(cached.usage().cached_prompt_tokens, 32);
+
+    // Chat input goes through the chat template.
+    let messages = vec![ChatMessage::new("user", "hello there")];
+    let prompt_ids = reservoir_engine::chat_prompt(&letter_tokenizer(), &messages);
+    let (ids, _, _) = reference(&m, &prompt_ids, greedy(8));
+    let mut req = request("r5", "burst", "", 8);
+    req.input = Some(pb::generate_request::Input::Messages(pb::ChatInput {
+        messages: vec![pb::ChatTurn { role: "user".into(), content: "hello there".into() }],
+    }));
+    let got = generate(&mut client, req).await;
+    assert_eq!(got.tokens, ids);
+    assert_eq!(got.usage().prompt_tokens as usize, prompt_ids.len());
+
+    let s = wait_idle(&mut client).await;
+    assert_eq!(s.model_id, "tiny");
+    assert_eq!(s.total_kv_blocks, 256);
+    assert_eq!(s.kv_block_size, 16);
+    assert_eq!(s.context_length, 512);
+    assert!(s.tokens_per_s > 0.0 && s.generated_tokens_per_s > 0.0, "{s:?}");
+    assert!(s.prefix_hit_rate > 0.0, "{s:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_reflection_are_served() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let settings = WorkerSettings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        model_id: "tiny".parse().unwrap(),
+        queue_capacity: 4,
+        step_token_budget: 64,
+    };
+    let server = reservoir_worker::build(&settings, backend(&model(), 16, 64)).await.unwrap();
+    let port = server.port();
+    let shutdown = Shutdown::new();
+    let serving = tokio::spawn(server.run_until_stopped(shutdown.clone()));
+    let channel = Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await.unwrap();
+    let mut health = HealthClient::new(channel);
+    let service = reservoir_proto::v1::worker_service_server::SERVICE_NAME.to_string();
+    let answer = health.check(HealthCheckRequest { service }).await.unwrap().into_inner();
+    assert_eq!(answer.status, ServingStatus::Serving as i32);
+    // Shutdown stops the server and the engine thread.
+    shutdown.trigger();
+    tokio::time::timeout(Duration::from_secs(20), serving).await.unwrap().unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn continuation_streams_exactly_the_rest_of_the_undisturbed_run() {
+    let m = model();
+    let (mut client, _shutdown) = start(backend(&m, 4, 256), 16, 512).await;
+    let text = "failoverisnotanexcuse";
+    let n = 20;
+    let full = generate(&mut client, request("full", "reserved", text, n)).await;
+    assert_eq!(full.tokens.len(), n as usize);
+    for k in [1usize, 7, 19] {
+        let mut req = request("resume", "reserved", text, n);
+        req.continue_from_token_ids = full.tokens[..k].to_vec();
+        let rest = generate(&mut client, req).await;
+        assert_eq!(rest.tokens, full.tokens[k..], "resumed after {k}");
+        let tok = letter_tokenizer();
+        assert_eq!(rest.text, tok.decode(&full.tokens[k..]));
+        assert_eq!(rest.finish.finish_reason, "length");
+        assert_eq!(rest.usage().completion_tokens, n, "continued tokens count as sent");
+        assert_eq!(rest.usage().prompt_tokens as usize, text.len());
+    }
+    // All tokens given: nothing left to generate.
+    let mut req = request("done", "reserved", text, n);
+    req.continue_from_token_ids = full.tokens.clone();
+    let done = generate(&mut client, req).await;
+    assert!(done.tokens.is_empty());
+    assert_eq!(done.finish.finish_reason, "length");
+
+    // Seeded sampling resumes on the same random stream.
+    let sampled = |id: &str, from: &[u32]| {
+        let mut r = request(id, "spot", text, n);
+        let p = r.params.as_mut().unwrap();
+        p.temperature = 1.0;
+        p.top_k = 40;
+        p.seed = 7;
+        r.continue_from_token_ids = from.to_vec();
+        r
+    };
+    let full = generate(&mut client, sampled("s", &[])).await;
+    let rest = generate(&mut client, sampled("s2", &full.tokens[..5])).await;
+    assert_eq!(rest.tokens, full.tokens[5..]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_get_the_same_tokens_as_alone() {
+    let m = model();
+    // A small step budget forces chunked prefill next to running decodes.
+    let (client, _shutdown) = start(backend(&m, 4, 512), 32, 12).await;
+    let prompts: Vec<String> = (0..6).map(|i| prompt(i, 5 + i * 9)).collect();
+    let expected: Vec<Vec<u32>> = prompts.iter().map(|p| reference(&m, &encode(p), greedy(10)).0).collect();
+    let tasks: Vec<_> = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut c = client.clone();
+            let class = ["reserved", "burst", "spot"][i % 3];
+            let req = request(&format!("c{i}"), class, p, 10);
+            tokio::spawn(async move { generate(&mut c, req).await })
+        })
+        .collect();
+    for (t, want) in tasks.into_iter().zip(&expected) {
+        assert_eq!(&t.await.unwrap().tokens, want);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_reserved_requests_are_admitted_before_spot() {
+    let m = model();
+    let (backend, gate) = gated(backend(&m, 16, 256));
+    let (mut client, _shutdown) = start(backend, 16, 512).await;
+    // The engine is busy with a first spot request (its step is paused).
+    let first = client.generate(request("s0", "spot", &prompt(0, 8), 4)).await.unwrap();
+    gate.wait_entered(1).await;
+    let order = [("s1", "spot"), ("r1", "reserved"), ("b1", "burst"), ("s2", "spot"), ("r2", "reserved")];
+    let mut streams = Vec::new();
+    for (i, (id, class)) in order.iter().enumerate() {
+        streams.push(client.generate(request(id, class, &prompt(i + 1, 8), 4)).await.unwrap());
+    }
+    gate.open();
+    let _ = collect(first).await;
+    for s in streams {
+        assert_eq!(collect(s).await.finish.finish_reason, "length");
+    }
+    let added: Vec<SeqId> = gate.log().iter().filter(|(add, _)| *add).map(|(_, id)| *id).collect();
+    let seq = |i: usize| gate.seq_of(&encode(&prompt(i, 8)));
+    // s0 first (it was alone), then reserved, burst, spot, FIFO within a class.
+    assert_eq!(added, vec![seq(0), seq(2), seq(5), seq(3), seq(1), seq(4)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spot_is_preempted_for_reserved_and_still_finishes_correctly() {
+    let m = model();
+    // 12 blocks of 4 tokens: two spot requests of 16 + 16 tokens (8 blocks
+    // each) cannot both finish at once, nor next to a reserved one.
+    let (backend, gate) = gated(backend(&m, 4, 12));
+    let (mut client, _shutdown) = start(backend, 16, 512).await;
+    let (pa, pb_, pr) = (prompt(1, 16), prompt(2, 16), prompt(3, 16));
+    let a = client.generate(request("a", "spot", &pa, 16)).await.unwrap();
+    let b = client.generate(request("b", "spot", &pb_, 16)).await.unwrap();
+    gate.wait_entered(1).await;
+    gate.allow(5);
+    gate.wait_entered(6).await; // both spots are decoding and hold most blocks
+    let r = client.generate(request("r", "reserved", &pr, 16)).await.unwrap();
+    gate.open();
+    let (a, b, r) = (collect(a).await, collect(b).await, collect(r).await);
+    for (got, p) in [(&a, &pa), (&b, &pb_), (&r, &pr)] {
+        assert_eq!(got.tokens, reference(&m, &encode(p), greedy(16)).0, "prompt {p}");
+        assert_eq!(got.tokens.len(), 16, "already streamed tokens are not sent again");
+        assert_eq!(got.finish.finish_reason, "length");
+    }
+    // The reserved request got its blocks by preempting the most recent spot
+    // (removed right before the reserved one was added, and added again later).
+    let log = gate.log();
+    let (sr, sb) = (gate.seq_of(&encode(&pr)), gate.seq_of(&encode(&pb_)));
+    let at = log.iter().position(|&e| e == (true, sr)).unwrap();
+    assert_eq!(log[at - 1], (false, sb), "{log:?}");
+    assert!(log[at..].contains(&(true, sb)), "the preempted spot is recomputed");
+    let s = wait_idle(&mut client).await;
+    assert!(s.preemptions["spot"] >= 1, "{s:?}");
+    assert_eq!(s.preemptions["reserved"], 0, "reserved is never preempted for spot");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_queue_is_resource_exhausted_and_cancel_frees_blocks() {
+    let m = model();
+    let (backend, gate) = gated(backend(&m, 4, 256));
+    let (mut client, _shutdown) = start(backend, 2, 512).await;
+    let long = client.generate(request("long", "spot", &prompt(1, 30), 400)).await.unwrap();
+    gate.wait_entered(1).await;
+    let short = client.generate(request("short", "reserved", &prompt(2, 8), 5)).await.unwrap();
+    let err = client.generate(request("third", "reserved", &prompt(3, 8), 5)).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("queue is full"), "{}", err.message());
+
+    // The client of the long request goes away after its first token.
+    let mut long = long.into_inner();
+    gate.allow(1);
+    let first = long.message().await.unwrap().unwrap();
+    assert!(matches!(first.event, Some(pb::generate_event::Event::Token(_))));
+    drop(long);
+    // Let steps run one at a time until the worker is idle: the long request
+    // (400 tokens) must be dropped long before it could finish.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = stats(&mut client).await;
+        if s.running_sequences == 0 && s.waiting_sequences == 0 {
+            assert_eq!(s.free_kv_blocks, s.total_kv_blocks, "{s:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "cancelled request still running: {s:?}");
+        gate.allow(1);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(gate.entered() < 300, "{} steps: the cancelled request ran on", gate.entered());
+    gate.open();
+    assert_eq!(collect(short).await.tokens.len(), 5);
+    // Room again.
+    let again = generate(&mut client, request("fourth", "spot", &prompt(4, 8), 3)).await;
+    assert_eq!(again.tokens.len(), 3);
+    wait_idle(&mut client).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_invalid_argument_with_a_clear_message() {
+    let (mut client, _shutdown) = start(backend(&model(), 16, 64), 4, 512).await;
+    let cases: Vec<(pb::GenerateRequest, &str)> = vec![
+        (request("x", "gold", "abc", 4), "reserved, burst, spot"),
+        (request("x", "reserved", "", 4), "prompt is empty"),
+        (request("x", "reserved", "abc", 600), "exceeds the context"),
+        (request("x", "reserved", &"a".repeat(600), 4), "context holds 512"),
+        (request("x", "reserved", &"a".repeat(1000), 0), "context holds 512"),
+        (request("x", "reserved", "abc", 510), "at most 509"),
+        (request("x", "reserved", "   ", 4), "no tokens"),
+        (pb::GenerateRequest { input: None, ..request("x", "spot", "abc", 4) }, "input is required"),
+        (pb::GenerateRequest { tenant_id: String::new(), ..request("x", "spot", "abc", 4) }, "tenant"),
+        (pb::GenerateRequest { continue_from_token_ids: vec![5, 96], ..request("x", "spot", "abc", 4) }, "vocabulary"),
+        (
+            pb::GenerateRequest { continue_from_token_ids: vec![1; 5], ..request("x", "spot", "abc", 4) },
+            "more than max_tokens",
+        ),
+    ];
+    for (req, needle) in cases {
+        let err = client.generate(req).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        assert!(err.message().contains(needle), "{:?} should mention {needle:?}", err.message());
+    }
+    // 64 blocks of 16 tokens = 1024 > 512 context: fits. A smaller pool refuses
+    // what it could never hold.
+    let (mut small, _s) = start(backend(&model(), 16, 2), 4, 512).await;
+    let err = small.generate(request("x", "spot", "abcdefgh", 40)).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("KV cache"), "{}", err.message());
+    assert_eq!(generate(&mut small, request("x", "spot", "abcdefgh", 8)).await.tokens.len(), 8);
+}
+
+/// The real SmolLM2-135M (`scripts/fetch-model`): chat over gRPC gives the
+/// engine's own greedy tokens and text. `scripts/test` fetches the model
+/// first; without it this test fails and says how to get it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_model_chat_matches_the_engine() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let path = reservoir_engine::default_model_path(&root);
+    assert!(path.exists(), "{} not found: run scripts/fetch-model (scripts/test does)", path.display());
+    let kv = 16 << 20;
+    let backend = EngineBackend::load(&path, kv).unwrap();
+    let (mut client, _shutdown) = start(backend, 4, 512).await;
+    let loaded = reservoir_engine::load(&path).unwrap();
+    let messages = vec![ChatMessage::new("user", "What is the capital of France?")];
+    let prompt = reservoir_engine::chat_prompt(&loaded.tokenizer, &messages);
+    let mut eng =
+        Engine::new(loaded.model.clone(), EngineConfig { kv_budget_bytes: kv, ..EngineConfig::default() }).unwrap();
+    let mut g = reservoir_engine::generate(&mut eng, &loaded.tokenizer, 1, &prompt, greedy(12)).unwrap();
+    let ids: Vec<u32> = g.by_ref().map(|t| t.unwrap().id).collect();
+    let text = g.text().to_string();
+    drop(g);
+
+    let mut req = request("real", "reserved", "", 12);
+    req.input = Some(pb::generate_request::Input::Messages(pb::ChatInput {
+        messages: vec![pb::ChatTurn { role: "user".into(), content: "What is the capital of France?".into() }],
+    }));
+    let got = generate(&mut client, req).await;
+    assert_eq!(got.tokens, ids);
+    assert_eq!(got.text, text);
+    assert!(!got.text.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_strings_end_the_stream_like_the_engine() {
+    let m = model();
+    let (mut client, _shutdown) = start(backend(&m, 16, 256), 8, 512).await;
+    let text = prompt(9, 12);
+    let (_, _, full) = reference(&m, &encode(&text), greedy(30));
+    assert!(full.len() >= 8, "{full:?}");
+    let stop = full[5..7].to_string();
+    let params = SamplingParams { stop_strings: vec![stop.clone()], ..greedy(30) };
+    let (ids, _, expected) = reference(&m, &encode(&text), params);
+    let mut req = request("stop", "burst", &text, 30);
+    req.params.as_mut().unwrap().stop = vec![stop.clone()];
+    let got = generate(&mut client, req).await;
+    assert_eq!(got.tokens, ids);
+    assert_eq!(got.text, expected);
+    assert_eq!(got.text, &full[..full.find(&stop).unwrap()]);
+    assert_eq!(got.finish.finish_reason, "stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_cancels_running_generations() {
+    let m = model();
+    let (backend, gate) = gated(backend(&m, 16, 256));
+    let settings = WorkerSettings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        model_id: "tiny".parse().unwrap(),
+        queue_capacity: 4,
+        step_token_budget: 64,
+    };
+    let server = reservoir_worker::build(&settings, backend).await.unwrap();
+    let port = server.port();
+    let shutdown = Shutdown::new();
+    let serving = tokio::spawn(server.run_until_stopped(shutdown.clone()));
+    let mut client = WorkerServiceClient::connect(format!("http://127.0.0.1:{port}")).await.unwrap();
+    let running = client.generate(request("r", "reserved", &prompt(1, 10), 300)).await.unwrap();
+    gate.wait_entered(1).await;
+    shutdown.trigger();
+    gate.open();
+    let got = collect(running).await;
+    assert_eq!(got.finish.finish_reason, "cancelled");
+    assert!(got.tokens.len() < 300);
+    assert_eq!(got.usage().completion_tokens as usize, got.tokens.len());
+    drop(client);
+    tokio::time::timeout(Duration::from_secs(20), serving).await.unwrap().unwrap().unwrap();
+}
