@@ -9,7 +9,8 @@ use crate::engine::{Engine, Logits, SeqId, StepBatch, StepEntry};
 use crate::error::EngineError;
 use crate::gguf::GgufFile;
 use crate::model::Model;
-use crate::sampler::{Sampler, SamplingParams, find_stop, log_softmax_at};
+use crate::sampler::{Sampler, SamplingParams, log_softmax_at};
+use crate::text::TextStream;
 use crate::tokenizer::Tokenizer;
 
 pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -80,9 +81,7 @@ pub struct Generation<'a> {
     history: Vec<u32>,
     pending: Vec<u32>,
     n_generated: usize,
-    bytes: Vec<u8>,
-    text: String,
-    emitted: usize,
+    stream: TextStream,
     pub finish: Option<FinishReason>,
 }
 
@@ -97,6 +96,7 @@ impl<'a> Generation<'a> {
         if prompt.is_empty() {
             return Err(EngineError::InvalidArgument("empty prompt".into()));
         }
+        let params_stops = params.stop_strings.clone();
         let sampler = Sampler::new(params)?;
         let cached = engine.add_sequence(seq, prompt)?;
         Ok(Generation {
@@ -107,16 +107,14 @@ impl<'a> Generation<'a> {
             history: prompt.to_vec(),
             pending: prompt[cached..].to_vec(),
             n_generated: 0,
-            bytes: Vec::new(),
-            text: String::new(),
-            emitted: 0,
+            stream: TextStream::new(params_stops),
             finish: None,
         })
     }
 
     /// All text generated so far (final or not).
     pub fn text(&self) -> &str {
-        &self.text
+        self.stream.text()
     }
 
     fn run(&mut self) -> Result<Option<GeneratedToken>, EngineError> {
@@ -147,33 +145,15 @@ impl<'a> Generation<'a> {
         self.n_generated += 1;
         self.history.push(s.token);
         self.pending.push(s.token);
-        self.bytes.extend(self.tokenizer.token_bytes(s.token));
-        // Move the longest valid UTF-8 prefix of the byte buffer into `text`.
-        let valid = match std::str::from_utf8(&self.bytes) {
-            Ok(t) => t.len(),
-            Err(e) if e.error_len().is_some() => self.bytes.len(), // invalid, not just incomplete
-            Err(e) => e.valid_up_to(),
-        };
-        let rest = self.bytes.split_off(valid);
-        self.text.push_str(&String::from_utf8_lossy(&self.bytes));
-        self.bytes = rest;
-        let mut end = self.text.len();
-        if let Some(at) = find_stop(&self.text, &p.stop_strings) {
-            self.text.truncate(at);
-            end = at;
+        // At max_tokens nothing follows, so nothing is held back for a stop string.
+        let last = self.n_generated >= p.max_tokens;
+        let piece = self.stream.push(&self.tokenizer.token_bytes(s.token), last);
+        if piece.stopped {
             self.finish = Some(FinishReason::Stop);
-        } else if self.n_generated >= p.max_tokens {
+        } else if last {
             self.finish = Some(FinishReason::Length);
-        } else {
-            // Hold back a tail that could begin a stop string.
-            let hold = p.stop_strings.iter().map(|s| s.len().saturating_sub(1)).max().unwrap_or(0);
-            end = end.saturating_sub(hold).max(self.emitted);
-            while !self.text.is_char_boundary(end) {
-                end -= 1;
-            }
         }
-        let text = self.text[self.emitted.min(end)..end].to_string();
-        self.emitted = end.max(self.emitted);
+        let text = piece.text;
         Ok(Some(GeneratedToken { id: s.token, logprob: s.logprob, text }))
     }
 }

@@ -19,6 +19,7 @@ pub mod quant;
 pub mod sampler;
 #[doc(hidden)]
 pub mod test_support;
+pub mod text;
 pub mod tokenizer;
 
 pub use engine::{Engine, EngineConfig, EngineStats, Logits, SeqId, SeqLogits, StepBatch, StepEntry, StepOutput};
@@ -28,4 +29,5 @@ pub use generate::{
 };
 pub use model::{Config, Model};
 pub use sampler::{Sampled, Sampler, SamplingParams};
+pub use text::{Piece, TextStream};
 pub use tokenizer::{ChatMessage, Tokenizer};

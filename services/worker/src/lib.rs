@@ -18,7 +18,6 @@ mod planner;
 mod request;
 mod service;
 mod step_loop;
-mod text;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,7 +35,7 @@ pub use backend::{BackendInfo, EngineBackend, InferenceBackend};
 pub use error::WorkerError;
 pub use planner::{Plan, PlannedEntry, Planner, PlannerConfig, Running, Waiting};
 pub use request::{DEFAULT_MAX_TOKENS, FinishReason, Usage};
-pub use text::{Piece, TextStream};
+pub use reservoir_engine::text::{Piece, TextStream};
 
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {

@@ -7,7 +7,7 @@ use reservoir_engine::{ChatMessage, Sampler, SamplingParams, Tokenizer};
 
 use crate::backend::BackendInfo;
 use crate::error::WorkerError;
-use crate::text::TextStream;
+use reservoir_engine::text::TextStream;
 
 /// Completion tokens when the request does not say.
 pub const DEFAULT_MAX_TOKENS: usize = 256;

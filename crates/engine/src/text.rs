@@ -2,9 +2,9 @@
 //! text that became final with it, so that streamed pieces concatenated
 //! equal the decoded completion. Bytes of a character split across tokens
 //! wait for the rest; text that could be the start of a stop string is held
-//! back until it cannot be (same rules as the engine's `Generation`).
+//! back until it cannot be. `Generation` and the worker both stream through it.
 
-use reservoir_engine::sampler::find_stop;
+use crate::sampler::find_stop;
 
 #[derive(Debug, Clone, Default)]
 pub struct TextStream {
@@ -28,6 +28,11 @@ pub struct Piece {
 impl TextStream {
     pub fn new(stops: Vec<String>) -> Self {
         TextStream { stops: stops.into_iter().filter(|s| !s.is_empty()).collect(), ..TextStream::default() }
+    }
+
+    /// All text so far, including what is still held back.
+    pub fn text(&self) -> &str {
+        &self.text
     }
 
     /// Appends one token's bytes. `last`: no token follows (max tokens), so
