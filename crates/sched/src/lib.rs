@@ -7,7 +7,9 @@
 //! - `fair`: virtual token counters for fair share within a class (VTC,
 //!   "Fairness in Serving Large Language Models", OSDI 2024);
 //! - `queues`: bounded per-class queues with strict priority, fair share,
-//!   queue timeouts, Retry-After estimates and spot degradation.
+//!   queue timeouts, Retry-After estimates and spot degradation;
+//! - `planner`: what each engine step of a worker runs (token budget, decodes
+//!   first, chunked prefill, class-ordered admission, preemption).
 //!
 //! Amounts of work are weighted tokens in thousandths (`milli`), integers,
 //! so that weights such as 0.25 are exact.
@@ -17,6 +19,7 @@
 pub mod bucket;
 pub mod classify;
 pub mod fair;
+pub mod planner;
 pub mod queues;
 
 /// Monotonic time in microseconds, from the caller's clock.

@@ -14,7 +14,6 @@
 mod backend;
 mod convert;
 mod error;
-mod planner;
 mod request;
 mod service;
 mod step_loop;
@@ -33,7 +32,7 @@ use tonic::service::Routes;
 
 pub use backend::{BackendInfo, EngineBackend, InferenceBackend};
 pub use error::WorkerError;
-pub use planner::{Plan, PlannedEntry, Planner, PlannerConfig, Running, Waiting};
+pub use reservoir_sched::planner::{Plan, PlannedEntry, Planner, PlannerConfig, Running, Waiting};
 pub use request::{DEFAULT_MAX_TOKENS, FinishReason, Usage};
 pub use reservoir_engine::text::{Piece, TextStream};
 

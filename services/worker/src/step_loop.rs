@@ -23,7 +23,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 
 use crate::backend::InferenceBackend;
-use crate::planner::{Planner, Running, Waiting};
+use reservoir_sched::planner::{Planner, Running, Waiting};
 use crate::request::{Event, FinishReason, Prepared, Usage};
 
 /// Window over which tokens/s are reported.
