@@ -82,9 +82,18 @@ impl Platform {
         .expect("contracts");
         let contracts_url = format!("http://127.0.0.1:{}", contracts.port());
         let scheduler =
-            reservoir_scheduler::build(&reservoir_scheduler::SchedulerSettings { listen: loopback }, pool.clone())
-                .await
-                .expect("scheduler");
+            reservoir_scheduler::build(
+                &reservoir_scheduler::SchedulerSettings {
+                    listen: loopback,
+                    contracts_url: contracts_url.clone(),
+                    workers: Vec::new(),
+                    per_worker_in_flight: 16,
+                    queue_limits: Default::default(),
+                },
+                pool.clone(),
+            )
+            .await
+            .expect("scheduler");
         let scheduler_url = format!("http://127.0.0.1:{}", scheduler.port());
         let gateway = reservoir_gateway::build(&reservoir_gateway::GatewaySettings {
             listen: loopback,

@@ -93,3 +93,13 @@ pub fn tiny_model(spec: &TinySpec) -> Result<Arc<Model>, EngineError> {
     let f = GgufFile::parse(Bytes::from_vec(tiny_gguf(spec)))?;
     Ok(Arc::new(Model::load(&f)?))
 }
+
+/// A tokenizer for tiny models: token i is the letter `a + i % 26` followed
+/// by `i / 26` underscores; no merges and no end-of-sequence token, so
+/// generation runs to max_tokens.
+pub fn letter_tokenizer(vocab: usize) -> Result<Arc<crate::tokenizer::Tokenizer>, EngineError> {
+    let tokens: Vec<String> =
+        (0..vocab).map(|i| ((b'a' + (i % 26) as u8) as char).to_string() + &"_".repeat(i / 26)).collect();
+    let types = vec![1; vocab];
+    Ok(Arc::new(crate::tokenizer::Tokenizer::new(tokens, &[], &types, None, None, false)?))
+}

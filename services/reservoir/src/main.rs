@@ -13,6 +13,7 @@ mod engine_cli;
 mod calibrate;
 mod healthcheck;
 mod up;
+mod workers;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use reservoir_domain::Role;
@@ -27,8 +28,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the whole platform in this process (needs DATABASE_URL; `scripts/up` provides one).
-    Up,
+    /// Run the whole platform: the control plane in this process, each worker
+    /// as a child process (needs DATABASE_URL; `scripts/up` provides one).
+    Up {
+        /// Inference workers to run, each its own child process.
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+    },
     /// Run one service.
     Serve {
         #[arg(value_enum)]
@@ -84,7 +90,7 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::load()?;
     telemetry::init(&config.log);
     match cli.command {
-        Command::Up => up::run(config).await,
+        Command::Up { workers } => up::run(config, workers).await,
         Command::Serve { service } => serve(config, service).await,
         Command::Token { tenant, role } => token(&config, tenant, role),
         Command::Healthcheck { url, grpc } => healthcheck::run(&url, grpc.as_deref()).await,

@@ -16,7 +16,20 @@ pub fn contracts_settings(config: &Config) -> ContractsSettings {
 }
 
 pub fn scheduler_settings(config: &Config) -> reservoir_scheduler::SchedulerSettings {
-    reservoir_scheduler::SchedulerSettings { listen: config.scheduler.listen }
+    let workers = config
+        .scheduler
+        .workers
+        .iter()
+        .enumerate()
+        .map(|(i, url)| reservoir_scheduler::WorkerEndpoint { id: format!("worker-{i}"), url: url.clone() })
+        .collect();
+    reservoir_scheduler::SchedulerSettings {
+        listen: config.scheduler.listen,
+        contracts_url: config.scheduler.contracts_url.clone(),
+        workers,
+        per_worker_in_flight: config.scheduler.per_worker_in_flight,
+        queue_limits: reservoir_scheduler::QueueLimits::default(),
+    }
 }
 
 pub fn gateway_settings(config: &Config) -> GatewaySettings {
@@ -76,6 +89,9 @@ pub async fn run(mut config: Config, worker_count: usize) -> anyhow::Result<()> 
     config.contracts.listen = free_if_taken(config.contracts.listen);
     let contracts = reservoir_contracts::build(&contracts_settings(&config), pool.clone()).await?;
     let contracts_url = format!("http://{}:{}", config.contracts.listen.ip(), contracts.port());
+    let planned_workers = workers::plan(worker_count)?;
+    config.scheduler.workers = planned_workers.iter().map(|w| format!("http://{}", w.addr)).collect();
+    config.scheduler.contracts_url = contracts_url.clone();
     config.scheduler.listen = free_if_taken(config.scheduler.listen);
     let scheduler = reservoir_scheduler::build(&scheduler_settings(&config), pool.clone()).await?;
     let scheduler_url = format!("http://{}:{}", config.scheduler.listen.ip(), scheduler.port());
@@ -97,7 +113,7 @@ pub async fn run(mut config: Config, worker_count: usize) -> anyhow::Result<()> 
     write_endpoints(&endpoints_path, &endpoints)?;
     let (worker_table, worker_tasks) = {
         let (path, base) = (endpoints_path.clone(), endpoints.clone());
-        workers::spawn_all(worker_count, &shutdown, move |workers| {
+        workers::spawn_all(planned_workers, &shutdown, move |workers| {
             let current = Endpoints { workers: workers.to_vec(), ..base.clone() };
             if let Err(e) = write_endpoints(&path, &current) {
                 tracing::warn!(error = %e, "cannot update endpoints.json");

@@ -35,18 +35,24 @@ pub fn free_port() -> std::io::Result<SocketAddr> {
     std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()
 }
 
-/// Starts `count` supervised workers; `on_change` runs whenever a pid changes.
+/// Ids and addresses for `count` workers, chosen before any starts so the
+/// scheduler can be told where they will be.
+pub fn plan(count: usize) -> anyhow::Result<Vec<WorkerEndpoint>> {
+    (0..count)
+        .map(|i| Ok(WorkerEndpoint { id: format!("worker-{i}"), addr: free_port()?.to_string(), pid: None }))
+        .collect()
+}
+
+/// Starts the planned workers under supervision; `on_change` runs whenever a
+/// pid changes.
 pub fn spawn_all(
-    count: usize,
+    planned: Vec<WorkerEndpoint>,
     shutdown: &Shutdown,
     on_change: impl Fn(&[WorkerEndpoint]) + Send + Sync + 'static,
 ) -> anyhow::Result<(WorkerTable, Vec<tokio::task::JoinHandle<()>>)> {
     let exe: PathBuf = std::env::current_exe()?;
-    let mut table = Vec::with_capacity(count);
-    for i in 0..count {
-        table.push(WorkerEndpoint { id: format!("worker-{i}"), addr: free_port()?.to_string(), pid: None });
-    }
-    let table: WorkerTable = Arc::new(Mutex::new(table));
+    let count = planned.len();
+    let table: WorkerTable = Arc::new(Mutex::new(planned));
     let on_change = Arc::new(on_change);
     let mut tasks = Vec::with_capacity(count);
     for index in 0..count {

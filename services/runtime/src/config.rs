@@ -60,10 +60,16 @@ pub struct DefaultModel {
     pub calibrate: bool,
 }
 
-/// The scheduler service (metering for now).
+/// The scheduler service (admission, queues, routing, metering).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SchedulerConfig {
     pub listen: SocketAddr,
+    /// Where the scheduler reads contracts and model weights.
+    pub contracts_url: String,
+    /// Worker URLs (`reservoir up` fills this with the workers it starts).
+    pub workers: Vec<String>,
+    /// Requests one worker runs at once.
+    pub per_worker_in_flight: usize,
 }
 
 /// One inference worker: a model behind the engine's step loop.
@@ -155,7 +161,12 @@ impl Default for Config {
                 rs256_private_key_pem_file: None,
                 token_ttl_s: 24 * 3600,
             },
-            scheduler: SchedulerConfig { listen: loopback(50071) },
+            scheduler: SchedulerConfig {
+                listen: loopback(50071),
+                contracts_url: "http://127.0.0.1:50051".into(),
+                workers: Vec::new(),
+                per_worker_in_flight: 16,
+            },
             worker: WorkerConfig {
                 listen: loopback(50061),
                 model_path: PathBuf::from(".reservoir/models/SmolLM2-135M-Instruct.Q4_1.gguf"),

@@ -1,14 +1,22 @@
-//! The scheduler service's crate. For now it serves `MeteringService`: one
-//! usage record per request, written in batches behind a bounded buffer, and
-//! the queries the SLA and billing services run. Admission, queues and
-//! routing (policy in `crates/sched`) join it here.
+//! The scheduler service: `SchedulerService` admits each completion in its
+//! class, queues it, runs it on a worker with room and moves it to another
+//! worker when its worker dies (`scheduling`, policy in `crates/sched`);
+//! `MeteringService` stores one usage record per request and answers the
+//! queries the SLA and billing services run (`metering`).
 
 pub mod error;
 pub mod metering;
+pub mod scheduling;
 
 use std::net::SocketAddr;
 
-use reservoir_proto::v1::metering_service_server::{MeteringServiceServer, SERVICE_NAME};
+use metering::recorder::RecorderConfig;
+use reservoir_proto::v1::metering_service_server::{MeteringServiceServer, SERVICE_NAME as METERING};
+use reservoir_proto::v1::scheduler_service_server::{SchedulerServiceServer, SERVICE_NAME as SCHEDULER};
+pub use reservoir_sched::queues::QueueLimits;
+pub use scheduling::WorkerEndpoint;
+use scheduling::SchedulingConfig;
+use scheduling::directory::Directory;
 use reservoir_runtime::Shutdown;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -19,17 +27,24 @@ pub use error::MeteringError;
 #[derive(Debug, Clone)]
 pub struct SchedulerSettings {
     pub listen: SocketAddr,
+    /// Where the scheduler reads contracts and model weights.
+    pub contracts_url: String,
+    pub workers: Vec<WorkerEndpoint>,
+    /// Requests one worker runs at once.
+    pub per_worker_in_flight: usize,
+    pub queue_limits: QueueLimits,
 }
 
 pub struct Server {
     listener: TcpListener,
-    metering: metering::service::Metering,
+    pool: PgPool,
+    settings: SchedulerSettings,
 }
 
 /// Binds the service's port; call `run_until_stopped` to serve.
 pub async fn build(settings: &SchedulerSettings, pool: PgPool) -> anyhow::Result<Server> {
     let listener = TcpListener::bind(settings.listen).await?;
-    Ok(Server { listener, metering: metering::service::Metering { pool } })
+    Ok(Server { listener, pool, settings: settings.clone() })
 }
 
 impl Server {
@@ -37,8 +52,26 @@ impl Server {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
+    /// Serves until `shutdown`; then stores every buffered usage record.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
-        let routes = Routes::new(MeteringServiceServer::new(self.metering));
-        reservoir_runtime::grpc::serve(self.listener, routes, &[SERVICE_NAME], shutdown).await
+        let (usage, recorder) = metering::recorder::spawn(self.pool.clone(), RecorderConfig::default(), shutdown.clone());
+        let contracts = tonic::transport::Endpoint::from_shared(self.settings.contracts_url.clone())?.connect_lazy();
+        let config = SchedulingConfig {
+            workers: self.settings.workers.clone(),
+            per_worker_in_flight: self.settings.per_worker_in_flight,
+            queue_limits: self.settings.queue_limits,
+        };
+        let shared = scheduling::Shared::new(&config, Directory::new(contracts), usage)?;
+        let dispatcher = tokio::spawn(scheduling::dispatch_loop(shared.clone(), shutdown.clone()));
+        let health = tokio::spawn(scheduling::health_loop(shared.clone(), shutdown.clone()));
+        let routes = Routes::new(MeteringServiceServer::new(metering::service::Metering { pool: self.pool }))
+            .add_service(SchedulerServiceServer::new(scheduling::service::Scheduler { shared: shared.clone() }));
+        let served =
+            reservoir_runtime::grpc::serve(self.listener, routes, &[METERING, SCHEDULER], shutdown).await;
+        let _ = dispatcher.await;
+        let _ = health.await;
+        drop(shared);
+        let _ = recorder.await;
+        served
     }
 }

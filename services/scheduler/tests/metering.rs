@@ -45,7 +45,13 @@ fn record(id: &str, class: &str, outcome: &str, start: DateTime<Utc>, ttft_ms: O
 
 async fn start(pool: PgPool) -> (MeteringServiceClient<Channel>, Shutdown) {
     let shutdown = Shutdown::new();
-    let settings = reservoir_scheduler::SchedulerSettings { listen: SocketAddr::from(([127, 0, 0, 1], 0)) };
+    let settings = reservoir_scheduler::SchedulerSettings {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        contracts_url: "http://127.0.0.1:9".into(),
+        workers: Vec::new(),
+        per_worker_in_flight: 1,
+        queue_limits: Default::default(),
+    };
     let server = reservoir_scheduler::build(&settings, pool).await.expect("build");
     let url = format!("http://127.0.0.1:{}", server.port());
     tokio::spawn(server.run_until_stopped(shutdown.clone()));

@@ -28,9 +28,7 @@ const VOCAB: usize = 96;
 /// Token i is the letter `a + i % 26` followed by `i / 26` underscores; no
 /// merges, no end-of-sequence token: generation runs to max_tokens.
 fn letter_tokenizer() -> Arc<Tokenizer> {
-    let tokens: Vec<String> =
-        (0..VOCAB).map(|i| ((b'a' + (i % 26) as u8) as char).to_string() + &"_".repeat(i / 26)).collect();
-    Arc::new(Tokenizer::new(tokens, &[], &[1; VOCAB], None, None, false).unwrap())
+    reservoir_engine::test_support::letter_tokenizer(VOCAB).unwrap()
 }
 
 fn model() -> Arc<Model> {

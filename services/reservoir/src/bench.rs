@@ -1,0 +1,19 @@
+//! `reservoir bench <what>`: measurements printed for people, each ending
+//! with one JSON line for scripts. Benchmarks are not tests: nothing here
+//! asserts a figure.
+
+use clap::Subcommand;
+
+use crate::engine_cli;
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Engine throughput on the default model: prefill, decode at batch 1/8/32/64, step time, KV waste, memory.
+    Engine(engine_cli::BenchEngineArgs),
+}
+
+pub fn run(what: &BenchCommand) -> anyhow::Result<()> {
+    match what {
+        BenchCommand::Engine(args) => engine_cli::bench_engine(args),
+    }
+}

@@ -1,0 +1,202 @@
+//! Admission, queues and dispatch. One `Core` (behind a mutex) holds the
+//! class queues, the contracts' token buckets and the workers' slots; the
+//! dispatcher task moves queued requests to workers with room; each running
+//! request has a runner task that streams it and moves it to another worker
+//! when its worker fails (`runner`).
+
+pub mod directory;
+mod runner;
+pub mod service;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reservoir_domain::PriorityClass;
+use reservoir_proto::v1 as pb;
+use reservoir_proto::v1::worker_service_client::WorkerServiceClient;
+use reservoir_runtime::Shutdown;
+use reservoir_sched::classify::ContractState;
+use reservoir_sched::queues::{ClassQueues, QueueLimits};
+use reservoir_sched::{Micros, Weights};
+use tokio::sync::{Mutex, Notify, mpsc};
+use tonic::Status;
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+use crate::metering::recorder::UsageSink;
+use directory::{ActiveContract, Directory};
+
+/// Seconds of its rate a contract's bucket holds (its burst window).
+pub const BURST_WINDOW_S: u32 = 4;
+/// How often the dispatcher looks again without being woken.
+const DISPATCH_TICK: Duration = Duration::from_millis(50);
+/// How often every worker's health is checked.
+const HEALTH_EVERY: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Clone)]
+pub struct WorkerEndpoint {
+    pub id: String,
+    pub url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct SchedulingConfig {
+    pub workers: Vec<WorkerEndpoint>,
+    /// Requests one worker runs at once.
+    pub per_worker_in_flight: usize,
+    pub queue_limits: QueueLimits,
+}
+
+/// A request waiting for a worker.
+pub struct Pending {
+    pub request: pb::CompleteRequest,
+    pub class: PriorityClass,
+    pub contract: Option<ActiveContract>,
+    pub weights: Weights,
+    /// Taken from the contract's bucket at admission (settled at the end).
+    pub charged_milli: u64,
+    pub events: mpsc::Sender<Result<pb::CompleteEvent, Status>>,
+    pub received_at: Instant,
+}
+
+struct WorkerSlot {
+    endpoint: WorkerEndpoint,
+    client: WorkerServiceClient<Channel>,
+    in_flight: usize,
+    healthy: bool,
+}
+
+pub struct Core {
+    queues: ClassQueues<Pending>,
+    buckets: HashMap<Uuid, ContractState>,
+    workers: Vec<WorkerSlot>,
+}
+
+/// What every task of the scheduler shares.
+pub struct Shared {
+    pub core: Mutex<Core>,
+    pub wake: Notify,
+    pub directory: Directory,
+    pub usage: UsageSink,
+    pub per_worker_in_flight: usize,
+    epoch: Instant,
+}
+
+impl Shared {
+    pub fn new(config: &SchedulingConfig, directory: Directory, usage: UsageSink) -> anyhow::Result<Arc<Self>> {
+        let mut workers = Vec::with_capacity(config.workers.len());
+        for endpoint in &config.workers {
+            let channel = tonic::transport::Endpoint::from_shared(endpoint.url.clone())?
+                .connect_timeout(Duration::from_secs(2))
+                .connect_lazy();
+            workers.push(WorkerSlot {
+                endpoint: endpoint.clone(),
+                client: WorkerServiceClient::new(channel),
+                in_flight: 0,
+                healthy: true,
+            });
+        }
+        Ok(Arc::new(Shared {
+            core: Mutex::new(Core { queues: ClassQueues::new(config.queue_limits), buckets: HashMap::new(), workers }),
+            wake: Notify::new(),
+            directory,
+            usage,
+            per_worker_in_flight: config.per_worker_in_flight.max(1),
+            epoch: Instant::now(),
+        }))
+    }
+
+    /// The scheduler's clock for the pure policy crate.
+    pub fn now(&self) -> Micros {
+        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+}
+
+impl Core {
+    /// The contract's bucket, created full on first sight.
+    pub fn bucket(&mut self, contract: &ActiveContract, now: Micros) -> &mut ContractState {
+        self.buckets.entry(contract.id).or_insert_with(|| ContractState {
+            bucket: reservoir_sched::bucket::ContractBucket::new(contract.rate_tokens_per_s, BURST_WINDOW_S, now),
+            allow_burst: contract.allow_burst,
+        })
+    }
+
+    /// A healthy worker with room, the least busy first; `avoid` is skipped.
+    fn free_worker(&self, per_worker: usize, avoid: Option<usize>) -> Option<usize> {
+        self.workers
+            .iter()
+            .enumerate()
+            .filter(|(i, w)| w.healthy && w.in_flight < per_worker && Some(*i) != avoid)
+            .min_by_key(|(_, w)| w.in_flight)
+            .map(|(i, _)| i)
+    }
+
+    fn release(&mut self, worker: usize) {
+        if let Some(w) = self.workers.get_mut(worker) {
+            w.in_flight = w.in_flight.saturating_sub(1);
+        }
+    }
+
+    fn mark_unhealthy(&mut self, worker: usize) {
+        if let Some(w) = self.workers.get_mut(worker) {
+            w.healthy = false;
+        }
+    }
+}
+
+/// Moves queued requests to workers with room until shutdown; sheds what
+/// waited too long.
+pub async fn dispatch_loop(shared: Arc<Shared>, shutdown: Shutdown) {
+    loop {
+        tokio::select! {
+            _ = shared.wake.notified() => {}
+            _ = tokio::time::sleep(DISPATCH_TICK) => {}
+            _ = shutdown.wait() => return,
+        }
+        let now = shared.now();
+        let mut started = Vec::new();
+        {
+            let mut core = shared.core.lock().await;
+            for (class, entry, shed) in core.queues.expire(now) {
+                let status = service::shed_status(shed.retry_after_s, &format!("the {class} queue timed out"));
+                let _ = entry.item.events.try_send(Err(status));
+            }
+            while let Some(worker) = core.free_worker(shared.per_worker_in_flight, None) {
+                let Some((_, entry)) = core.queues.pop() else { break };
+                core.workers[worker].in_flight += 1;
+                started.push((entry.item, worker));
+            }
+        }
+        for (pending, worker) in started {
+            tokio::spawn(runner::run(shared.clone(), pending, worker));
+        }
+    }
+}
+
+/// Checks every worker's health; a failing worker gets no new work until it
+/// answers again.
+pub async fn health_loop(shared: Arc<Shared>, shutdown: Shutdown) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(HEALTH_EVERY) => {}
+            _ = shutdown.wait() => return,
+        }
+        let clients: Vec<_> = shared.core.lock().await.workers.iter().map(|w| w.client.clone()).collect();
+        let mut answers = Vec::with_capacity(clients.len());
+        for mut client in clients {
+            let probe = client.stats(pb::WorkerStatsRequest {});
+            answers.push(tokio::time::timeout(Duration::from_secs(1), probe).await.is_ok_and(|r| r.is_ok()));
+        }
+        let mut core = shared.core.lock().await;
+        let mut any_back = false;
+        for (slot, healthy) in core.workers.iter_mut().zip(answers) {
+            any_back |= healthy && !slot.healthy;
+            slot.healthy = healthy;
+        }
+        drop(core);
+        if any_back {
+            shared.wake.notify_one();
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! The gRPC face of the scheduler: validate, classify, queue, stream.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use reservoir_domain::{ModelId, PriorityClass, TenantId};
+use reservoir_proto::v1 as pb;
+use reservoir_proto::v1::scheduler_service_server::SchedulerService;
+use reservoir_sched::classify::classify;
+use reservoir_sched::queues::Entry;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::{Pending, Shared};
+
+/// Events buffered per request between its runner and its client.
+const EVENTS_BUFFER: usize = 64;
+/// Characters per token assumed when estimating a prompt's cost at admission
+/// (the worker's count corrects it when the request ends).
+const CHARS_PER_TOKEN_ESTIMATE: u64 = 4;
+
+pub struct Scheduler {
+    pub shared: Arc<Shared>,
+}
+
+/// RESOURCE_EXHAUSTED with a `retry-after` entry, as the gateway maps to 429.
+pub fn shed_status(retry_after_s: u32, why: &str) -> Status {
+    let mut status = Status::resource_exhausted(format!("{why}; retry after {retry_after_s} s"));
+    if let Ok(value) = retry_after_s.to_string().parse() {
+        status.metadata_mut().insert("retry-after", value);
+    }
+    status
+}
+
+fn prompt_chars(request: &pb::CompleteRequest) -> Result<u64, Status> {
+    let chars = match &request.input {
+        Some(pb::complete_request::Input::Prompt(p)) => p.chars().count(),
+        Some(pb::complete_request::Input::Messages(m)) => m.messages.iter().map(|t| t.content.chars().count() + 8).sum(),
+        None => return Err(Status::invalid_argument("a prompt or messages are required")),
+    };
+    Ok(u64::try_from(chars).unwrap_or(u64::MAX))
+}
+
+#[tonic::async_trait]
+impl SchedulerService for Scheduler {
+    type CompleteStream = ReceiverStream<Result<pb::CompleteEvent, Status>>;
+
+    async fn complete(&self, req: Request<pb::CompleteRequest>) -> Result<Response<Self::CompleteStream>, Status> {
+        let received_at = Instant::now();
+        let mut request = req.into_inner();
+        let tenant: TenantId = request.tenant_id.parse().map_err(|e| Status::invalid_argument(format!("{e}")))?;
+        let model: ModelId = request.model.parse().map_err(|e| Status::invalid_argument(format!("{e}")))?;
+        if request.request_id.is_empty() || request.request_id.len() > 128 {
+            return Err(Status::invalid_argument("request_id must be 1 to 128 characters"));
+        }
+        let chars = prompt_chars(&request)?;
+        let weights = self.shared.directory.weights(model.as_str()).await?;
+        let contract = self.shared.directory.contract(tenant.as_str(), model.as_str()).await?;
+        let params = request.params.get_or_insert_with(Default::default);
+        let estimate_milli = weights.cost_milli(chars.div_ceil(CHARS_PER_TOKEN_ESTIMATE), u64::from(params.max_tokens));
+
+        let (events, events_rx) = mpsc::channel(EVENTS_BUFFER);
+        let now = self.shared.now();
+        let mut core = self.shared.core.lock().await;
+        let admission = match contract {
+            Some(c) => {
+                let state = core.bucket(&c, now);
+                classify(Some(state), estimate_milli, request.wants_spot, now)
+            }
+            None => classify(None, estimate_milli, request.wants_spot, now),
+        };
+        if admission.class == PriorityClass::Spot {
+            let params = request.params.get_or_insert_with(Default::default);
+            let asked = if params.max_tokens == 0 { u32::MAX } else { params.max_tokens };
+            let allowed = core.queues.spot_max_tokens(asked);
+            if allowed != asked {
+                params.max_tokens = allowed;
+            }
+        }
+        let pending = Pending {
+            request,
+            class: admission.class,
+            contract,
+            weights,
+            charged_milli: admission.charged_milli,
+            events,
+            received_at,
+        };
+        let entry = Entry { tenant: tenant.to_string(), cost_milli: estimate_milli, enqueued_at: now, item: pending };
+        let pushed = core.queues.push(admission.class, entry, now);
+        drop(core);
+        if let Err(shed) = pushed {
+            // Only burst and spot are ever shed, and they took nothing from a bucket.
+            return Err(shed_status(shed.retry_after_s, &format!("the {} queue is full", admission.class)));
+        }
+        self.shared.wake.notify_one();
+        Ok(Response::new(ReceiverStream::new(events_rx)))
+    }
+}

@@ -1,0 +1,233 @@
+//! The scheduler with real workers (tiny seeded models, in-process gRPC
+//! servers), the real contracts service and PostgreSQL.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reservoir_engine::test_support::{TinySpec, letter_tokenizer, tiny_model};
+use reservoir_engine::{Engine, EngineConfig, Model, SamplingParams};
+use reservoir_proto::v1 as pb;
+use reservoir_proto::v1::contract_service_client::ContractServiceClient;
+use reservoir_proto::v1::scheduler_service_client::SchedulerServiceClient;
+use reservoir_runtime::Shutdown;
+use reservoir_runtime::db::MIGRATOR;
+use reservoir_scheduler::{QueueLimits, SchedulerSettings, WorkerEndpoint};
+use reservoir_worker::{EngineBackend, WorkerSettings};
+use sqlx::PgPool;
+use tonic::transport::Channel;
+
+const MODEL: &str = "smollm2-135m-instruct";
+const VOCAB: usize = 96;
+const LOOPBACK: ([u8; 4], u16) = ([127, 0, 0, 1], 0);
+
+fn model() -> Arc<Model> {
+    tiny_model(&TinySpec::default()).expect("tiny model")
+}
+
+fn engine(model: &Arc<Model>) -> Engine {
+    Engine::new(model.clone(), EngineConfig::default()).expect("engine")
+}
+
+/// A worker on loopback; answers its URL and its shutdown handle.
+async fn worker(model: &Arc<Model>) -> (String, Shutdown) {
+    let backend = EngineBackend::new(engine(model), letter_tokenizer(VOCAB).expect("tokenizer"), 8192);
+    let settings =
+        WorkerSettings { listen: SocketAddr::from(LOOPBACK), model_id: MODEL.parse().expect("id"), queue_capacity: 64, step_token_budget: 256 };
+    let server = reservoir_worker::build(&settings, backend).await.expect("worker");
+    let url = format!("http://127.0.0.1:{}", server.port());
+    let shutdown = Shutdown::new();
+    tokio::spawn(server.run_until_stopped(shutdown.clone()));
+    (url, shutdown)
+}
+
+struct Platform {
+    scheduler: SchedulerServiceClient<Channel>,
+    contracts: ContractServiceClient<Channel>,
+    _shutdown: Shutdown,
+}
+
+async fn platform(pool: PgPool, workers: Vec<String>, per_worker_in_flight: usize, queue_limits: QueueLimits) -> Platform {
+    let shutdown = Shutdown::new();
+    reservoir_contracts::seed_model(&pool, &MODEL.parse().expect("id"), 1000, rust_decimal::Decimal::new(10, 2))
+        .await
+        .expect("seed");
+    let contracts = reservoir_contracts::build(
+        &reservoir_contracts::ContractsSettings { listen: SocketAddr::from(LOOPBACK), default_currency: Default::default() },
+        pool.clone(),
+    )
+    .await
+    .expect("contracts");
+    let contracts_url = format!("http://127.0.0.1:{}", contracts.port());
+    tokio::spawn(contracts.run_until_stopped(shutdown.clone()));
+    let settings = SchedulerSettings {
+        listen: SocketAddr::from(LOOPBACK),
+        contracts_url: contracts_url.clone(),
+        workers: workers.into_iter().enumerate().map(|(i, url)| WorkerEndpoint { id: format!("w{i}"), url }).collect(),
+        per_worker_in_flight,
+        queue_limits,
+    };
+    let scheduler = reservoir_scheduler::build(&settings, pool).await.expect("scheduler");
+    let scheduler_url = format!("http://127.0.0.1:{}", scheduler.port());
+    tokio::spawn(scheduler.run_until_stopped(shutdown.clone()));
+    Platform {
+        scheduler: SchedulerServiceClient::connect(scheduler_url).await.expect("connect scheduler"),
+        contracts: ContractServiceClient::connect(contracts_url).await.expect("connect contracts"),
+        _shutdown: shutdown,
+    }
+}
+
+fn request(id: &str, tenant: &str, prompt: &str, max_tokens: u32) -> pb::CompleteRequest {
+    pb::CompleteRequest {
+        request_id: id.into(),
+        tenant_id: tenant.into(),
+        model: MODEL.into(),
+        input: Some(pb::complete_request::Input::Prompt(prompt.into())),
+        params: Some(pb::GenerationParams { max_tokens, ..Default::default() }),
+        wants_spot: false,
+    }
+}
+
+struct Streamed {
+    admitted: pb::Admitted,
+    tokens: Vec<u32>,
+    finish: pb::FinishEvent,
+}
+
+async fn complete(p: &mut Platform, req: pb::CompleteRequest) -> Result<Streamed, tonic::Status> {
+    let mut stream = p.scheduler.complete(req).await?.into_inner();
+    let (mut admitted, mut tokens, mut finish) = (None, Vec::new(), None);
+    while let Some(event) = stream.message().await? {
+        match event.event {
+            Some(pb::complete_event::Event::Admitted(a)) => admitted = Some(a),
+            Some(pb::complete_event::Event::Token(t)) => tokens.push(t.token_id),
+            Some(pb::complete_event::Event::Finish(f)) => finish = Some(f),
+            None => {}
+        }
+    }
+    Ok(Streamed { admitted: admitted.expect("admitted first"), tokens, finish: finish.expect("a finish") })
+}
+
+/// What the engine alone generates greedily for `prompt`.
+fn reference(model: &Arc<Model>, prompt: &str, max_tokens: usize) -> Vec<u32> {
+    let tokenizer = letter_tokenizer(VOCAB).expect("tokenizer");
+    let mut eng = engine(model);
+    let ids = tokenizer.encode(prompt, false);
+    let params = SamplingParams { max_tokens, ..SamplingParams::default() };
+    reservoir_engine::generate(&mut eng, &tokenizer, 1, &ids, params)
+        .expect("generation")
+        .map(|t| t.expect("token").id)
+        .collect()
+}
+
+/// Usage records are written in batches: wait (bounded) until `id`'s is stored.
+async fn usage_row(pool: &PgPool, id: &str) -> (String, Option<uuid::Uuid>, i32, String) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let row: Option<(String, Option<uuid::Uuid>, i32, String)> = sqlx::query_as(
+            "SELECT class, contract_id, completion_tokens, outcome FROM metering.usage_records WHERE request_id = $1",
+        )
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+        .expect("query");
+        if let Some(row) = row {
+            return row;
+        }
+        assert!(Instant::now() < deadline, "usage of {id} was not recorded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn requests_are_classified_streamed_exactly_and_metered_once(pool: PgPool) {
+    let model = model();
+    let (w0, _s0) = worker(&model).await;
+    let mut p = platform(pool.clone(), vec![w0], 4, QueueLimits::default()).await;
+
+    // No contract: spot, and the engine's own greedy tokens.
+    let spot = complete(&mut p, request("r-spot", "walk-in", "hello there", 12)).await.expect("spot");
+    assert_eq!(spot.admitted.class, "spot");
+    assert_eq!(spot.tokens, reference(&model, "hello there", 12));
+    assert_eq!(spot.finish.finish_reason, "length");
+    assert_eq!(usage_row(&pool, "r-spot").await, ("spot".into(), None, 12, "ok".into()));
+
+    // A contract holder within its rate: reserved, under its contract.
+    p.contracts.ensure_tenant(pb::EnsureTenantRequest { id: "acme".into() }).await.expect("tenant");
+    let reservation = p
+        .contracts
+        .create_reservation(pb::CreateReservationRequest {
+            order: Some(pb::QuoteRequest {
+                tenant_id: "acme".into(),
+                model: MODEL.into(),
+                rate_tokens_per_s: 10,
+                tier: "standard".into(),
+                term: "hourly".into(),
+                starts_at: None,
+                ends_at: None,
+            }),
+            idempotency_key: String::new(),
+            allow_burst: Some(true),
+        })
+        .await
+        .expect("reserve")
+        .into_inner();
+    let reserved = complete(&mut p, request("r-res", "acme", "hello there", 12)).await.expect("reserved");
+    assert_eq!(reserved.admitted.class, "reserved");
+    assert_eq!(reserved.admitted.contract_id, reservation.id);
+    assert_eq!(reserved.tokens, spot.tokens);
+    let contract = uuid::Uuid::parse_str(&reservation.id).ok();
+    assert_eq!(usage_row(&pool, "r-res").await, ("reserved".into(), contract, 12, "ok".into()));
+
+    // Above its rate (10 tokens/s, 4 s of burst: 40 weighted tokens): burst, billed on demand.
+    let greedy = complete(&mut p, request("r-burst", "acme", "hello there", 60)).await.expect("burst");
+    assert_eq!(greedy.admitted.class, "burst");
+
+    // Asking for flex is spot even with a contract.
+    let flex = complete(&mut p, pb::CompleteRequest { wants_spot: true, ..request("r-flex", "acme", "hi", 4) }).await.expect("flex");
+    assert_eq!(flex.admitted.class, "spot");
+
+    // What the worker refuses reaches the client as is, and the worker stays in service.
+    let too_long = complete(&mut p, request("r-long", "walk-in", "abc", 100_000)).await.err().expect("refused");
+    assert_eq!(too_long.code(), tonic::Code::InvalidArgument, "{too_long:?}");
+    let after = complete(&mut p, request("r-after", "walk-in", "abc", 3)).await.expect("the worker still serves");
+    assert_eq!(after.tokens.len(), 3);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_dead_worker_is_routed_around_without_loss(pool: PgPool) {
+    let model = model();
+    let (w0, s0) = worker(&model).await;
+    let (w1, _s1) = worker(&model).await;
+    // The first worker dies before the scheduler's health check notices.
+    s0.trigger();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut p = platform(pool.clone(), vec![w0, w1], 4, QueueLimits::default()).await;
+    for i in 0..4 {
+        let id = format!("r{i}");
+        let done = complete(&mut p, request(&id, "walk-in", "abc", 10)).await.expect("completes on the live worker");
+        assert_eq!(done.tokens, reference(&model, "abc", 10), "{id}");
+        assert_eq!(usage_row(&pool, &id).await.2, 10, "usage counted once for {id}");
+    }
+    let (rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM metering.usage_records").fetch_one(&pool).await.expect("count");
+    assert_eq!(rows, 4);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_full_spot_queue_sheds_with_retry_after_and_bad_requests_are_refused(pool: PgPool) {
+    // No worker at all: everything waits, so the second spot request finds the queue full.
+    let limits = QueueLimits { spot_capacity: 1, ..QueueLimits::default() };
+    let mut p = platform(pool, Vec::new(), 1, limits).await;
+    let _waiting = p.scheduler.complete(request("q1", "walk-in", "abc", 5)).await.expect("queued");
+    let shed = p.scheduler.complete(request("q2", "walk-in", "abc", 5)).await.expect_err("shed");
+    assert_eq!(shed.code(), tonic::Code::ResourceExhausted);
+    let retry_after: u32 = shed.metadata().get("retry-after").expect("retry-after").to_str().expect("ascii").parse().expect("seconds");
+    assert!(retry_after >= 1);
+
+    let unknown = p.scheduler.complete(pb::CompleteRequest { model: "no-such".into(), ..request("q3", "walk-in", "a", 1) }).await;
+    assert_eq!(unknown.map(|_| ()).expect_err("unknown model").code(), tonic::Code::NotFound);
+    let bad = p.scheduler.complete(pb::CompleteRequest { tenant_id: "bad tenant".into(), ..request("q4", "x", "a", 1) }).await;
+    assert_eq!(bad.map(|_| ()).expect_err("bad tenant").code(), tonic::Code::InvalidArgument);
+    let empty = p.scheduler.complete(pb::CompleteRequest { input: None, ..request("q5", "walk-in", "a", 1) }).await;
+    assert_eq!(empty.map(|_| ()).expect_err("no input").code(), tonic::Code::InvalidArgument);
+}
