@@ -26,12 +26,18 @@ EXTRA_BUFTS = True
 KEYS = ["prefill_tps"] + [f"decode_tps_b{b}" for b in BATCHES]
 
 
+@L.llama_log_callback
+def _quiet_log(level, text, user_data):
+    """llama.cpp logs every tensor and buffer while loading: not our output."""
+
+
 class LlamaCpp:
     """One model, two contexts: a single-sequence one (prefill, batch 1) and
     one with a KV stream per sequence for the parallel decode runs, as
     llama.cpp's own batched-bench sets it up (non-unified KV)."""
 
     def __init__(self, model_path, threads, prefill_tokens, steps):
+        L.llama_log_set(_quiet_log, ctypes.c_void_p(0))
         L.llama_backend_init()
         mp = L.llama_model_default_params()
         mp.n_gpu_layers = 0

@@ -42,6 +42,9 @@ pub struct Options {
     pub auth: AuthConfig,
     pub body_limit_bytes: usize,
     pub rate_limit: reservoir_runtime::config::RateLimit,
+    /// Inference workers to run, each over a tiny seeded model (in-process
+    /// gRPC servers; `reservoir up` runs real ones as child processes).
+    pub workers: usize,
 }
 
 impl Default for Options {
@@ -49,7 +52,7 @@ impl Default for Options {
         let gateway = Config::default().gateway;
         // Tests send bursts of thousands of requests; the limit has its own test.
         let rate_limit = reservoir_runtime::config::RateLimit { requests_per_s: 100_000, burst: 100_000 };
-        Options { auth: hs256_auth(), body_limit_bytes: gateway.body_limit_bytes, rate_limit }
+        Options { auth: hs256_auth(), body_limit_bytes: gateway.body_limit_bytes, rate_limit, workers: 0 }
     }
 }
 
@@ -81,12 +84,17 @@ impl Platform {
         .await
         .expect("contracts");
         let contracts_url = format!("http://127.0.0.1:{}", contracts.port());
+        let mut workers = Vec::with_capacity(options.workers);
+        for i in 0..options.workers {
+            let url = start_tiny_worker(&shutdown).await;
+            workers.push(reservoir_scheduler::WorkerEndpoint { id: format!("worker-{i}"), url });
+        }
         let scheduler =
             reservoir_scheduler::build(
                 &reservoir_scheduler::SchedulerSettings {
                     listen: loopback,
                     contracts_url: contracts_url.clone(),
-                    workers: Vec::new(),
+                    workers,
                     per_worker_in_flight: 16,
                     queue_limits: Default::default(),
                 },
@@ -165,6 +173,27 @@ impl Drop for Platform {
     fn drop(&mut self) {
         self.shutdown.trigger();
     }
+}
+
+/// The vocabulary of the tiny test models.
+pub const TINY_VOCAB: usize = 96;
+
+/// A worker over a tiny seeded model on loopback; answers its URL.
+async fn start_tiny_worker(shutdown: &Shutdown) -> String {
+    use reservoir_engine::test_support::{TinySpec, letter_tokenizer, tiny_model};
+    let model = tiny_model(&TinySpec::default()).expect("tiny model");
+    let engine = reservoir_engine::Engine::new(model, reservoir_engine::EngineConfig::default()).expect("engine");
+    let backend = reservoir_worker::EngineBackend::new(engine, letter_tokenizer(TINY_VOCAB).expect("tokenizer"), 8192);
+    let settings = reservoir_worker::WorkerSettings {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        model_id: MODEL.parse().expect("model id"),
+        queue_capacity: 64,
+        step_token_budget: 256,
+    };
+    let server = reservoir_worker::build(&settings, backend).await.expect("worker");
+    let url = format!("http://127.0.0.1:{}", server.port());
+    tokio::spawn(server.run_until_stopped(shutdown.clone()));
+    url
 }
 
 /// Asserts the uniform error shape and answers the error's code.

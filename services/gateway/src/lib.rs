@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 mod extract;
+mod openai;
 mod openapi;
 mod routes;
 mod state;
@@ -78,6 +79,9 @@ pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
         .route("/v1/capacity", get(tenant::capacity))
         .route("/v1/catalog", get(tenant::catalog))
         .route("/v1/usage", get(usage::usage))
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/completions", post(openai::completions))
+        .route("/v1/models", get(openai::models))
         .route("/admin/tenants", get(admin::list_tenants).post(admin::create_tenant))
         .route("/admin/models", get(admin::list_models).post(admin::create_model))
         .route("/admin/models/{id}", patch(admin::update_model))

@@ -16,6 +16,7 @@ use reservoir_domain::TenantId;
 use reservoir_proto::v1::EnsureTenantRequest;
 use reservoir_proto::v1::contract_service_client::ContractServiceClient;
 use reservoir_proto::v1::metering_service_client::MeteringServiceClient;
+use reservoir_proto::v1::scheduler_service_client::SchedulerServiceClient;
 use tonic::transport::Channel;
 
 use crate::auth::{Caller, Verifier};
@@ -66,6 +67,7 @@ pub struct AppState {
     pub contracts: ContractServiceClient<Channel>,
     pub verifier: Arc<Verifier>,
     pub metering: MeteringServiceClient<Channel>,
+    pub scheduler: SchedulerServiceClient<Channel>,
     /// The channels, for health checks.
     pub channels: Arc<Downstream>,
     known_tenants: Arc<Mutex<HashSet<TenantId>>>,
@@ -77,6 +79,7 @@ impl AppState {
         Self {
             contracts: ContractServiceClient::new(downstream.contracts.clone()),
             metering: MeteringServiceClient::new(downstream.scheduler.clone()),
+            scheduler: SchedulerServiceClient::new(downstream.scheduler.clone()),
             channels: Arc::new(downstream),
             verifier: Arc::new(verifier),
             known_tenants: Arc::default(),

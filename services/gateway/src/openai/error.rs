@@ -1,0 +1,68 @@
+//! Errors in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`,
+//! so that OpenAI's clients raise their usual exceptions.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::error::ApiError;
+
+#[derive(Debug)]
+pub struct OpenAiError {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub code: Option<&'static str>,
+    pub param: Option<&'static str>,
+    pub message: String,
+    pub retry_after_s: Option<u64>,
+}
+
+impl OpenAiError {
+    pub fn invalid(param: Option<&'static str>, message: impl Into<String>) -> Self {
+        OpenAiError {
+            status: StatusCode::BAD_REQUEST,
+            kind: "invalid_request_error",
+            code: None,
+            param,
+            message: message.into(),
+            retry_after_s: None,
+        }
+    }
+}
+
+impl From<ApiError> for OpenAiError {
+    fn from(e: ApiError) -> Self {
+        // OpenAI answers invalid requests with 400 where this API says 422.
+        let status = if e.status == StatusCode::UNPROCESSABLE_ENTITY { StatusCode::BAD_REQUEST } else { e.status };
+        let (kind, code) = match status {
+            StatusCode::UNAUTHORIZED => ("authentication_error", Some("invalid_api_key")),
+            StatusCode::FORBIDDEN => ("permission_error", None),
+            StatusCode::NOT_FOUND => ("invalid_request_error", Some("model_not_found")),
+            StatusCode::TOO_MANY_REQUESTS => ("rate_limit_exceeded", Some("rate_limit_exceeded")),
+            s if s.is_server_error() => ("server_error", None),
+            _ => ("invalid_request_error", None),
+        };
+        OpenAiError { status, kind, code, param: None, message: e.message, retry_after_s: e.retry_after_s }
+    }
+}
+
+impl From<tonic::Status> for OpenAiError {
+    fn from(status: tonic::Status) -> Self {
+        let retry_after_s = status.metadata().get("retry-after").and_then(|v| v.to_str().ok()?.parse().ok());
+        let mut e: OpenAiError = ApiError::from(status).into();
+        e.retry_after_s = e.retry_after_s.or(retry_after_s);
+        e
+    }
+}
+
+impl IntoResponse for OpenAiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}});
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after_s {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}

@@ -1,0 +1,84 @@
+//! The OpenAI-compatible inference API: `POST /v1/chat/completions`,
+//! `POST /v1/completions` (streamed as server-sent events or not) and
+//! `GET /v1/models`. The tenant's token is the API key. Responses say which
+//! class served them (`service_tier`, `x-reservoir-class`) and which worker
+//! (`x-reservoir-worker`).
+
+mod convert;
+mod error;
+mod respond;
+mod types;
+
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::response::Response;
+use reservoir_domain::TenantId;
+use reservoir_proto::v1 as pb;
+
+pub use error::OpenAiError;
+use respond::Kind;
+use types::{ChatCompletionRequest, CompletionRequest, Model, ModelList};
+
+use crate::extract::JsonBody;
+use crate::state::{AppState, AuthTenant};
+
+/// A tenant authenticated by its API key, with OpenAI-shaped refusals.
+pub struct ApiKeyTenant(pub TenantId);
+
+impl FromRequestParts<AppState> for ApiKeyTenant {
+    type Rejection = OpenAiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        AuthTenant::from_request_parts(parts, state).await.map(|t| ApiKeyTenant(t.0)).map_err(Into::into)
+    }
+}
+
+/// A JSON body with OpenAI-shaped refusals.
+pub struct OpenAiJson<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned> FromRequest<AppState> for OpenAiJson<T> {
+    type Rejection = OpenAiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        JsonBody::<T>::from_request(req, state).await.map(|b| OpenAiJson(b.0)).map_err(Into::into)
+    }
+}
+
+fn request_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}
+
+pub async fn chat_completions(
+    State(state): State<AppState>,
+    ApiKeyTenant(tenant): ApiKeyTenant,
+    OpenAiJson(body): OpenAiJson<ChatCompletionRequest>,
+) -> Result<Response, OpenAiError> {
+    let id = request_id();
+    let request = convert::chat(&tenant, &id, &body)?;
+    respond::run(state, request, Kind::Chat, &body.model, &body.sampling).await
+}
+
+pub async fn completions(
+    State(state): State<AppState>,
+    ApiKeyTenant(tenant): ApiKeyTenant,
+    OpenAiJson(body): OpenAiJson<CompletionRequest>,
+) -> Result<Response, OpenAiError> {
+    let id = request_id();
+    let request = convert::completion(&tenant, &id, &body)?;
+    respond::run(state, request, Kind::Text, &body.model, &body.sampling).await
+}
+
+pub async fn models(State(state): State<AppState>, ApiKeyTenant(_): ApiKeyTenant) -> Result<axum::Json<ModelList>, OpenAiError> {
+    let reply = state.contracts.clone().list_models(pb::ListModelsRequest {}).await?.into_inner();
+    let data = reply
+        .models
+        .into_iter()
+        .map(|m| Model {
+            created: m.updated_at.map(|t| t.seconds).unwrap_or(0),
+            id: m.id,
+            object: "model",
+            owned_by: "reservoir",
+        })
+        .collect();
+    Ok(axum::Json(ModelList { object: "list", data }))
+}
