@@ -91,17 +91,19 @@ impl Level {
 
 pub type DotFn = fn(&[u8], &[BlockQ8]) -> f32;
 pub type Dot4Fn = fn(&[u8], [&[BlockQ8]; 4]) -> [f32; 4];
-/// One weight row against 8 tokens, given their per-block scales token-major
-/// (`dx[block][token]`, `sx[block][token]`, see `BlockQ8`).
-pub type GroupFn = fn(&[u8], [&[BlockQ8]; 8], &[[f32; 8]], &[[f32; 8]]) -> [f32; 8];
+pub type Dot8Fn = fn(&[u8], [&[BlockQ8]; 8]) -> [f32; 8];
 
-/// Dot kernels for one weight type: one token, or four tokens sharing each
-/// unpacked weight block.
+/// Dot kernels for one weight type: one token, or four or eight tokens
+/// sharing each unpacked weight block. All three compute each token's dot
+/// product with the same operations in the same order, so a token's result
+/// does not depend on how many tokens share its step: the engine is batch
+/// invariant, which makes failover (recomputing a prefix in one prefill)
+/// give exactly the tokens an undisturbed run gives.
 #[derive(Clone, Copy)]
 pub struct Dot {
     pub one: DotFn,
     pub four: Dot4Fn,
-    pub eight: GroupFn,
+    pub eight: Dot8Fn,
 }
 
 /// The dot kernels for a quantized weight type at a level; a level the CPU
@@ -112,7 +114,7 @@ pub fn dot_fn(level: Level, ty: GgmlType) -> Option<Dot> {
     {
         // The wrappers are only reachable after the feature check above.
         macro_rules! wrap {
-            ($m:ident :: $f:ident, $g:ident) => {{
+            ($m:ident :: $f:ident) => {{
                 fn one(a: &[u8], b: &[BlockQ8]) -> f32 {
                     // SAFETY: `dot_fn` returns this wrapper only when
                     // `Level::is_available` confirmed the CPU features.
@@ -122,20 +124,20 @@ pub fn dot_fn(level: Level, ty: GgmlType) -> Option<Dot> {
                     // SAFETY: as above.
                     unsafe { x86::$m::$f::<4>(a, b) }
                 }
-                fn eight(a: &[u8], b: [&[BlockQ8]; 8], dx: &[[f32; 8]], sx: &[[f32; 8]]) -> [f32; 8] {
+                fn eight(a: &[u8], b: [&[BlockQ8]; 8]) -> [f32; 8] {
                     // SAFETY: as above.
-                    unsafe { x86::$m::$g(a, b, dx, sx) }
+                    unsafe { x86::$m::$f::<8>(a, b) }
                 }
                 Dot { one, four, eight }
             }};
         }
         match (level, ty) {
-            (Level::Avx2, GgmlType::Q4_0) => return Some(wrap!(avx2::dot_q4_0, group_q4_0)),
-            (Level::Avx2, GgmlType::Q4_1) => return Some(wrap!(avx2::dot_q4_1, group_q4_1)),
-            (Level::Avx2, GgmlType::Q8_0) => return Some(wrap!(avx2::dot_q8_0, group_q8_0)),
-            (Level::Avx512Vnni, GgmlType::Q4_0) => return Some(wrap!(vnni::dot_q4_0, group_q4_0)),
-            (Level::Avx512Vnni, GgmlType::Q4_1) => return Some(wrap!(vnni::dot_q4_1, group_q4_1)),
-            (Level::Avx512Vnni, GgmlType::Q8_0) => return Some(wrap!(vnni::dot_q8_0, group_q8_0)),
+            (Level::Avx2, GgmlType::Q4_0) => return Some(wrap!(avx2::dot_q4_0)),
+            (Level::Avx2, GgmlType::Q4_1) => return Some(wrap!(avx2::dot_q4_1)),
+            (Level::Avx2, GgmlType::Q8_0) => return Some(wrap!(avx2::dot_q8_0)),
+            (Level::Avx512Vnni, GgmlType::Q4_0) => return Some(wrap!(vnni::dot_q4_0)),
+            (Level::Avx512Vnni, GgmlType::Q4_1) => return Some(wrap!(vnni::dot_q4_1)),
+            (Level::Avx512Vnni, GgmlType::Q8_0) => return Some(wrap!(vnni::dot_q8_0)),
             _ => {}
         }
     }
@@ -144,7 +146,7 @@ pub fn dot_fn(level: Level, ty: GgmlType) -> Option<Dot> {
             fn four(a: &[u8], b: [&[BlockQ8]; 4]) -> [f32; 4] {
                 b.map(|x| $f(a, x))
             }
-            fn eight(a: &[u8], b: [&[BlockQ8]; 8], _: &[[f32; 8]], _: &[[f32; 8]]) -> [f32; 8] {
+            fn eight(a: &[u8], b: [&[BlockQ8]; 8]) -> [f32; 8] {
                 b.map(|x| $f(a, x))
             }
             Dot { one: $f, four, eight }
@@ -244,24 +246,12 @@ impl Weight {
                 let w = b.as_slice();
                 let Some(dot) = dot_fn(level, self.ty) else { return };
                 let xr = |tt: usize| &xq[tt * nb..(tt + 1) * nb];
-                // Token-major scales for the 8-token group kernel.
                 let groups = t / 8;
-                let mut dx = vec![[0f32; 8]; groups * nb];
-                let mut sx = vec![[0f32; 8]; groups * nb];
-                for g in 0..groups {
-                    for n in 0..8 {
-                        for (i, blk) in xr(g * 8 + n).iter().enumerate() {
-                            dx[g * nb + i][n] = blk.d;
-                            sx[g * nb + i][n] = blk.s;
-                        }
-                    }
-                }
                 compute(
                     &|r, orow| {
                         let wr = &w[r * rb..(r + 1) * rb];
                         for g in 0..groups {
-                            let (lo, hi) = (g * nb, (g + 1) * nb);
-                            let v = (dot.eight)(wr, std::array::from_fn(|k| xr(g * 8 + k)), &dx[lo..hi], &sx[lo..hi]);
+                            let v = (dot.eight)(wr, std::array::from_fn(|k| xr(g * 8 + k)));
                             orow[g * 8..g * 8 + 8].copy_from_slice(&v);
                         }
                         let mut tt = groups * 8;
@@ -332,15 +322,21 @@ mod tests {
                         (want - got).abs() <= 1e-4 * want.abs().max(1.0),
                         "{level:?} {ty:?} nb={nb}: {want} vs {got}"
                     );
-                    // The 8-token group kernel too, given token-major scales.
+                    // Eight tokens at once: the same bits per token as one at a
+                    // time at this level (batch invariance), and close to scalar.
                     let mut xs8 = vec![vec![BlockQ8::default(); nb]; 8];
                     for x in xs8.iter_mut() {
                         quantize_row_q8(&rand_vec(&mut rng, nb * QK), x);
                     }
-                    let dx: Vec<[f32; 8]> = (0..nb).map(|i| std::array::from_fn(|n| xs8[n][i].d)).collect();
-                    let sx: Vec<[f32; 8]> = (0..nb).map(|i| std::array::from_fn(|n| xs8[n][i].s)).collect();
-                    let eight = (dot_fn(level, ty).unwrap().eight)(&w, std::array::from_fn(|k| xs8[k].as_slice()), &dx, &sx);
-                    for (x, got) in xs8.iter().zip(eight) {
+                    let kernels = dot_fn(level, ty).unwrap();
+                    let eight = (kernels.eight)(&w, std::array::from_fn(|k| xs8[k].as_slice()));
+                    let four = (kernels.four)(&w, [&xs8[0], &xs8[1], &xs8[2], &xs8[3]]);
+                    for (n, (x, got)) in xs8.iter().zip(eight).enumerate() {
+                        let alone = (kernels.one)(&w, x);
+                        assert_eq!(got.to_bits(), alone.to_bits(), "{level:?} {ty:?}: token {n} of 8 differs from alone");
+                        if n < 4 {
+                            assert_eq!(four[n].to_bits(), alone.to_bits(), "{level:?} {ty:?}: token {n} of 4 differs");
+                        }
                         let want = (dot_fn(Level::Scalar, ty).unwrap().one)(&w, x);
                         assert!((want - got).abs() <= 1e-4 * want.abs().max(1.0), "{level:?} {ty:?} x8: {want} vs {got}");
                     }

@@ -76,112 +76,6 @@ macro_rules! impl_kernels {
             kernel_loop_signed::<N>(w, x, nb)
         }
 
-        // Group kernels: one weight row against 8 tokens whose per-block
-        // scales are given token-major (`dx[i][n]`, `sx[i][n]`). The weight
-        // scale multiplies all 8 token scales in one vector op and the offset
-        // term accumulates with tokens in lanes, leaving per block-token only
-        // dot + convert + FMA (the FP ports were the bottleneck).
-
-        /// # Safety
-        /// The CPU must support the enabled features.
-        #[target_feature(enable = $feat)]
-        pub unsafe fn group_q4_0(w: &[u8], x: [&[BlockQ8]; 8], dx: &[[f32; 8]], sx: &[[f32; 8]]) -> [f32; 8] {
-            let nb = group_len(&x, dx, sx).min(w.len() / 18);
-            let m4 = _mm_set1_epi8(0x0F);
-            group_loop::<18>(w, x, dx, sx, nb, |b| {
-                // SAFETY: `b` has 18 bytes so bytes 2..18 are in range.
-                let qs = unsafe { _mm_loadu_si128(b.as_ptr().add(2) as *const __m128i) };
-                let lo = _mm_and_si128(qs, m4);
-                let hi = _mm_and_si128(_mm_srli_epi16(qs, 4), m4);
-                let d = f16_to_f32(b[0], b[1]);
-                (_mm256_set_m128i(hi, lo), d, -8.0 * d)
-            })
-        }
-
-        /// # Safety
-        /// The CPU must support the enabled features.
-        #[target_feature(enable = $feat)]
-        pub unsafe fn group_q4_1(w: &[u8], x: [&[BlockQ8]; 8], dx: &[[f32; 8]], sx: &[[f32; 8]]) -> [f32; 8] {
-            let nb = group_len(&x, dx, sx).min(w.len() / 20);
-            let m4 = _mm_set1_epi8(0x0F);
-            group_loop::<20>(w, x, dx, sx, nb, |b| {
-                let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(i32::from_le_bytes([b[0], b[1], b[2], b[3]])));
-                // SAFETY: `b` has 20 bytes so bytes 4..20 are in range.
-                let qs = unsafe { _mm_loadu_si128(b.as_ptr().add(4) as *const __m128i) };
-                let lo = _mm_and_si128(qs, m4);
-                let hi = _mm_and_si128(_mm_srli_epi16(qs, 4), m4);
-                (_mm256_set_m128i(hi, lo), _mm_cvtss_f32(dm), _mm_cvtss_f32(_mm_shuffle_ps(dm, dm, 1)))
-            })
-        }
-
-        /// # Safety
-        /// The CPU must support the enabled features.
-        #[target_feature(enable = $feat)]
-        pub unsafe fn group_q8_0(w: &[u8], x: [&[BlockQ8]; 8], dx: &[[f32; 8]], sx: &[[f32; 8]]) -> [f32; 8] {
-            let nb = group_len(&x, dx, sx).min(w.len() / 34);
-            let mut acc = [_mm256_setzero_ps(); 8];
-            let mut sc = [0f32; 8];
-            for i in 0..nb {
-                let b = &w[i * 34..(i + 1) * 34];
-                // SAFETY: `b` has 34 bytes so bytes 2..34 are in range; `dx[i]` is 8 floats.
-                let (ws, dxv) = unsafe {
-                    (_mm256_loadu_si256(b.as_ptr().add(2) as *const __m256i), _mm256_loadu_ps(dx[i].as_ptr()))
-                };
-                let aw = _mm256_sign_epi8(ws, ws);
-                let scale = _mm256_mul_ps(_mm256_set1_ps(f16_to_f32(b[0], b[1])), dxv);
-                // SAFETY: `sc` is 8 floats.
-                unsafe { _mm256_storeu_ps(sc.as_mut_ptr(), scale) };
-                for n in 0..8 {
-                    // SAFETY: `qs` is 32 bytes.
-                    let xs = unsafe { _mm256_loadu_si256(x[n][i].qs.as_ptr() as *const __m256i) };
-                    let p = _mm256_cvtepi32_ps($dot(aw, _mm256_sign_epi8(xs, ws)));
-                    acc[n] = _mm256_fmadd_ps(p, _mm256_set1_ps(sc[n]), acc[n]);
-                }
-            }
-            let mut out = [0f32; 8];
-            for n in 0..8 {
-                out[n] = hsum(acc[n]);
-            }
-            out
-        }
-
-        #[target_feature(enable = $feat)]
-        #[inline]
-        fn group_loop<const BB: usize>(
-            w: &[u8],
-            x: [&[BlockQ8]; 8],
-            dx: &[[f32; 8]],
-            sx: &[[f32; 8]],
-            nb: usize,
-            block: impl Fn(&[u8]) -> (__m256i, f32, f32),
-        ) -> [f32; 8] {
-            let mut acc = [_mm256_setzero_ps(); 8];
-            let mut off = _mm256_setzero_ps();
-            let mut sc = [0f32; 8];
-            for i in 0..nb {
-                let (wv, d, m) = block(&w[i * BB..(i + 1) * BB]);
-                // SAFETY: `dx[i]` and `sx[i]` are 8 floats each.
-                let (dxv, sv) = unsafe { (_mm256_loadu_ps(dx[i].as_ptr()), _mm256_loadu_ps(sx[i].as_ptr())) };
-                off = _mm256_fmadd_ps(_mm256_set1_ps(m), sv, off);
-                // SAFETY: `sc` is 8 floats.
-                unsafe { _mm256_storeu_ps(sc.as_mut_ptr(), _mm256_mul_ps(_mm256_set1_ps(d), dxv)) };
-                for n in 0..8 {
-                    // SAFETY: `qs` is 32 bytes.
-                    let xs = unsafe { _mm256_loadu_si256(x[n][i].qs.as_ptr() as *const __m256i) };
-                    let p = _mm256_cvtepi32_ps($dot(wv, xs));
-                    acc[n] = _mm256_fmadd_ps(p, _mm256_set1_ps(sc[n]), acc[n]);
-                }
-            }
-            let mut offs = [0f32; 8];
-            // SAFETY: `offs` is 8 floats.
-            unsafe { _mm256_storeu_ps(offs.as_mut_ptr(), off) };
-            let mut out = [0f32; 8];
-            for n in 0..8 {
-                out[n] = hsum(acc[n]) + offs[n];
-            }
-            out
-        }
-
         #[target_feature(enable = $feat)]
         #[inline]
         fn kernel_loop<const N: usize, const BB: usize>(
@@ -302,10 +196,6 @@ macro_rules! dot_body {
 #[inline]
 fn f16_to_f32(lo: u8, hi: u8) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(u16::from_le_bytes([lo, hi]) as i32)))
-}
-
-fn group_len(x: &[&[BlockQ8]; 8], dx: &[[f32; 8]], sx: &[[f32; 8]]) -> usize {
-    x.iter().map(|r| r.len()).min().unwrap_or(0).min(dx.len()).min(sx.len())
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]

@@ -86,9 +86,10 @@ fn finish_reason(f: &pb::FinishEvent) -> Result<&'static str, OpenAiError> {
     }
 }
 
-fn headers(response: &mut Response, meta: &Meta, worker: &str) {
+/// `x-request-id` is the id usage is recorded under.
+fn headers(response: &mut Response, meta: &Meta, worker: &str, request_id: &str) {
     let h = response.headers_mut();
-    for (name, value) in [("x-reservoir-class", meta.class.as_str()), ("x-reservoir-worker", worker), ("x-request-id", meta.id.as_str())] {
+    for (name, value) in [("x-reservoir-class", meta.class.as_str()), ("x-reservoir-worker", worker), ("x-request-id", request_id)] {
         if let Ok(v) = HeaderValue::from_str(value) {
             h.insert(name, v);
         }
@@ -104,6 +105,7 @@ pub async fn run(
 ) -> Result<Response, OpenAiError> {
     let prefix = if kind == Kind::Chat { "chatcmpl-" } else { "cmpl-" };
     let id = format!("{prefix}{}", request.request_id);
+    let request_id = request.request_id.clone();
     let mut stream = state.scheduler.clone().complete(request).await?.into_inner();
     // The first event says who serves the request: it becomes the headers.
     let admitted = match stream.message().await? {
@@ -117,7 +119,7 @@ pub async fn run(
     } else {
         whole(&mut stream, &meta, sampling.logprobs.unwrap_or(false)).await?.into_response()
     };
-    headers(&mut response, &meta, &admitted.worker_id);
+    headers(&mut response, &meta, &admitted.worker_id, &request_id);
     Ok(response)
 }
 
