@@ -180,10 +180,12 @@ impl Planner {
         // comes in: the preempted sequences are first in line next step.
         let pressed = !plan.preempt.is_empty();
 
-        // 3. Admission, class order, FIFO within a class.
-        let mut queue: Vec<&Waiting> = waiting.iter().collect();
-        queue.sort_by_key(|w| w.class); // stable: keeps FIFO within a class
-        for w in queue.into_iter().filter(|_| !pressed) {
+        // 3. Admission, class order, FIFO within a class. Walked lazily, one
+        // class after the other: admission stops at the first request that
+        // does not fit, so a long queue costs nothing beyond its head.
+        let in_class_order =
+            PriorityClass::ALL.iter().flat_map(|c| waiting.iter().filter(move |w| w.class == *c));
+        for w in in_class_order.take_while(|_| !pressed) {
             if budget == 0 || w.tokens == 0 {
                 break;
             }

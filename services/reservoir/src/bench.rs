@@ -10,10 +10,13 @@ use crate::engine_cli;
 pub enum BenchCommand {
     /// Engine throughput on the default model: prefill, decode at batch 1/8/32/64, step time, KV waste, memory.
     Engine(engine_cli::BenchEngineArgs),
+    /// Scheduling policy time per decision with 1,000 and 10,000 requests queued.
+    Sched,
 }
 
 pub fn run(what: &BenchCommand) -> anyhow::Result<()> {
     match what {
         BenchCommand::Engine(args) => engine_cli::bench_engine(args),
+        BenchCommand::Sched => crate::bench_sched::run(),
     }
 }

@@ -9,6 +9,7 @@
 //! - `reservoir bench <what>`: measurements (`bench engine`).
 
 mod bench;
+mod bench_sched;
 mod engine_cli;
 mod calibrate;
 mod healthcheck;
