@@ -174,6 +174,7 @@ def main():
         rv, lv = best["reservoir"][k], best["llama.cpp"][k]
         print(f"{k:<16}{rv:>12.1f}{lv:>12.1f}{rv / lv:>8.2f}")
     print("ratio = reservoir / llama.cpp (above 1: Reservoir is faster)")
+    best = {n: {k: round(v, 1) for k, v in figs.items()} for n, figs in best.items()}
     print(json.dumps({"reservoir": best["reservoir"], "llama_cpp": best["llama.cpp"],
                       "rss_mb_reservoir": max(run.get("rss_mb", 0) for run in runs["reservoir"])}))
 

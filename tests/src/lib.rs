@@ -93,6 +93,7 @@ impl Platform {
             reservoir_scheduler::build(
                 &reservoir_scheduler::SchedulerSettings {
                     listen: loopback,
+                    metrics_listen: loopback,
                     contracts_url: contracts_url.clone(),
                     workers,
                     per_worker_in_flight: 16,

@@ -62,6 +62,10 @@ async fn chat_completions_answer_in_openais_shape(pool: PgPool) {
 
     let models: Value = p.http.get(p.url("/v1/models")).bearer_auth(&token).send().await.expect("sent").json().await.expect("json");
     assert_eq!(models["data"][0]["id"], MODEL);
+
+    let metrics = p.http.get(p.url("/metrics")).send().await.expect("sent").text().await.expect("text");
+    assert!(metrics.contains(r#"reservoir_gateway_requests_total{route="/v1/chat/completions",status="200"} 2"#), "{metrics}");
+    assert!(metrics.contains(r#"reservoir_gateway_inference_requests_total{class="spot"} 3"#), "{metrics}");
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

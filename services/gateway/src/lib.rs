@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 mod extract;
+mod metrics;
 mod openai;
 mod openapi;
 mod routes;
@@ -69,7 +70,17 @@ pub async fn build(settings: &GatewaySettings) -> anyhow::Result<Server> {
 
 pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
     use routes::{admin, health, tenant, usage};
+    let metrics = match metrics::GatewayMetrics::new() {
+        Ok(m) => m,
+        Err(e) => {
+            // Only a duplicate registration fails, which the code never does.
+            tracing::error!(error = %e, "metrics registry");
+            return Router::new();
+        }
+    };
+    let render = metrics.clone();
     Router::new()
+        .route("/metrics", get(move || async move { render.render() }))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/v1/reservations/quote", post(tenant::quote))
@@ -94,6 +105,7 @@ pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
         })
         .with_state(state)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+        .route_layer(axum::middleware::from_fn_with_state(metrics, metrics::track))
         .layer(DefaultBodyLimit::max(body_limit_bytes))
         .layer(CatchPanicLayer::custom(|_| {
             use axum::response::IntoResponse;

@@ -25,6 +25,7 @@ pub fn scheduler_settings(config: &Config) -> reservoir_scheduler::SchedulerSett
         .collect();
     reservoir_scheduler::SchedulerSettings {
         listen: config.scheduler.listen,
+        metrics_listen: config.scheduler.metrics_listen,
         contracts_url: config.scheduler.contracts_url.clone(),
         workers,
         per_worker_in_flight: config.scheduler.per_worker_in_flight,
@@ -49,6 +50,7 @@ struct Endpoints {
     gateway: String,
     contracts: String,
     scheduler: String,
+    scheduler_metrics: String,
     database: String,
     workers: Vec<WorkerEndpoint>,
 }
@@ -93,8 +95,10 @@ pub async fn run(mut config: Config, worker_count: usize) -> anyhow::Result<()> 
     config.scheduler.workers = planned_workers.iter().map(|w| format!("http://{}", w.addr)).collect();
     config.scheduler.contracts_url = contracts_url.clone();
     config.scheduler.listen = free_if_taken(config.scheduler.listen);
+    config.scheduler.metrics_listen = free_if_taken(config.scheduler.metrics_listen);
     let scheduler = reservoir_scheduler::build(&scheduler_settings(&config), pool.clone()).await?;
     let scheduler_url = format!("http://{}:{}", config.scheduler.listen.ip(), scheduler.port());
+    let metrics_url = format!("http://{}:{}/metrics", config.scheduler.metrics_listen.ip(), scheduler.metrics_port());
     config.gateway.contracts_url = contracts_url.clone();
     config.gateway.scheduler_url = scheduler_url.clone();
     config.gateway.listen = free_if_taken(config.gateway.listen);
@@ -105,6 +109,7 @@ pub async fn run(mut config: Config, worker_count: usize) -> anyhow::Result<()> 
         gateway: gateway_url.clone(),
         contracts: contracts_url.clone(),
         scheduler: scheduler_url.clone(),
+        scheduler_metrics: metrics_url.clone(),
         database: redact(&database_url),
         workers: Vec::new(),
     };
@@ -131,7 +136,7 @@ pub async fn run(mut config: Config, worker_count: usize) -> anyhow::Result<()> 
         "\nReservoir is up.\n\
          \n  gateway    {gateway_url}   (API explorer: {gateway_url}/docs)\
          \n  contracts  {contracts_url}   (gRPC, health and reflection: grpcurl -plaintext {host} list)\
-         \n  scheduler  {scheduler_url}   (gRPC metering){worker_lines}\
+         \n  scheduler  {scheduler_url}   (gRPC scheduling and metering; Prometheus: {metrics_url}){worker_lines}\
          \n  endpoints  {endpoints}\
          \n  pool       {model}: capacity {capacity_note}\
          \n\nA tenant token for \"acme\" (more with: reservoir token --tenant NAME):\

@@ -74,17 +74,21 @@ fn every_compose_service_exists_in_the_code() {
         }
         let environment = service["environment"].as_mapping().expect("environment");
         let mut listen_port = None;
+        let mut listen_ports = Vec::new();
         for (key, value) in environment {
             let key = key.as_str().expect("key");
             assert!(config_key_exists(key), "{name}: {key} is not a configuration key");
-            if key.ends_with("__LISTEN") {
+            if key.ends_with("LISTEN") {
                 let addr: std::net::SocketAddr = value.as_str().expect("listen").parse().expect("host:port");
-                listen_port = Some(addr.port());
+                listen_ports.push(addr.port());
+                if key.ends_with("__LISTEN") {
+                    listen_port = Some(addr.port());
+                }
             }
         }
         for port in strings(&service["ports"]) {
             let container_port: u16 = port.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
-            assert_eq!(Some(container_port), listen_port, "{name} publishes {port} but listens on {listen_port:?}");
+            assert!(listen_ports.contains(&container_port), "{name} publishes {port} but listens on {listen_ports:?}");
         }
         for health_arg in &health {
             if let Some(rest) = health_arg.strip_prefix("http://127.0.0.1:") {

@@ -64,6 +64,8 @@ pub struct DefaultModel {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SchedulerConfig {
     pub listen: SocketAddr,
+    /// Where Prometheus scrapes `/metrics`.
+    pub metrics_listen: SocketAddr,
     /// Where the scheduler reads contracts and model weights.
     pub contracts_url: String,
     /// Worker URLs (`reservoir up` fills this with the workers it starts).
@@ -163,6 +165,7 @@ impl Default for Config {
             },
             scheduler: SchedulerConfig {
                 listen: loopback(50071),
+                metrics_listen: loopback(9464),
                 contracts_url: "http://127.0.0.1:50051".into(),
                 workers: Vec::new(),
                 per_worker_in_flight: 16,

@@ -27,6 +27,8 @@ pub use error::MeteringError;
 #[derive(Debug, Clone)]
 pub struct SchedulerSettings {
     pub listen: SocketAddr,
+    /// Where Prometheus scrapes `/metrics` (plain HTTP).
+    pub metrics_listen: SocketAddr,
     /// Where the scheduler reads contracts and model weights.
     pub contracts_url: String,
     pub workers: Vec<WorkerEndpoint>,
@@ -37,6 +39,7 @@ pub struct SchedulerSettings {
 
 pub struct Server {
     listener: TcpListener,
+    metrics_listener: TcpListener,
     pool: PgPool,
     settings: SchedulerSettings,
 }
@@ -44,12 +47,17 @@ pub struct Server {
 /// Binds the service's port; call `run_until_stopped` to serve.
 pub async fn build(settings: &SchedulerSettings, pool: PgPool) -> anyhow::Result<Server> {
     let listener = TcpListener::bind(settings.listen).await?;
-    Ok(Server { listener, pool, settings: settings.clone() })
+    let metrics_listener = TcpListener::bind(settings.metrics_listen).await?;
+    Ok(Server { listener, metrics_listener, pool, settings: settings.clone() })
 }
 
 impl Server {
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics_listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
     /// Serves until `shutdown`; then stores every buffered usage record.
@@ -63,12 +71,27 @@ impl Server {
         };
         let shared = scheduling::Shared::new(&config, Directory::new(contracts), usage)?;
         let dispatcher = tokio::spawn(scheduling::dispatch_loop(shared.clone(), shutdown.clone()));
+        let metrics_shared = shared.clone();
+        let metrics_router = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let shared = metrics_shared.clone();
+                async move { shared.metrics.render() }
+            }),
+        );
+        let metrics_stop = shutdown.clone();
+        let metrics_server = tokio::spawn(async move {
+            axum::serve(self.metrics_listener, metrics_router)
+                .with_graceful_shutdown(async move { metrics_stop.wait().await })
+                .await
+        });
         let health = tokio::spawn(scheduling::health_loop(shared.clone(), shutdown.clone()));
         let routes = Routes::new(MeteringServiceServer::new(metering::service::Metering { pool: self.pool }))
             .add_service(SchedulerServiceServer::new(scheduling::service::Scheduler { shared: shared.clone() }));
         let served =
             reservoir_runtime::grpc::serve(self.listener, routes, &[METERING, SCHEDULER], shutdown).await;
         let _ = dispatcher.await;
+        let _ = metrics_server.await;
         let _ = health.await;
         drop(shared);
         let _ = recorder.await;

@@ -47,6 +47,7 @@ async fn start(pool: PgPool) -> (MeteringServiceClient<Channel>, Shutdown) {
     let shutdown = Shutdown::new();
     let settings = reservoir_scheduler::SchedulerSettings {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        metrics_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         contracts_url: "http://127.0.0.1:9".into(),
         workers: Vec::new(),
         per_worker_in_flight: 1,

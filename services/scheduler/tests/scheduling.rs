@@ -43,6 +43,7 @@ async fn worker(model: &Arc<Model>) -> (String, Shutdown) {
 
 struct Platform {
     scheduler: SchedulerServiceClient<Channel>,
+    metrics_url: String,
     contracts: ContractServiceClient<Channel>,
     _shutdown: Shutdown,
 }
@@ -62,6 +63,7 @@ async fn platform(pool: PgPool, workers: Vec<String>, per_worker_in_flight: usiz
     tokio::spawn(contracts.run_until_stopped(shutdown.clone()));
     let settings = SchedulerSettings {
         listen: SocketAddr::from(LOOPBACK),
+        metrics_listen: SocketAddr::from(LOOPBACK),
         contracts_url: contracts_url.clone(),
         workers: workers.into_iter().enumerate().map(|(i, url)| WorkerEndpoint { id: format!("w{i}"), url }).collect(),
         per_worker_in_flight,
@@ -69,9 +71,11 @@ async fn platform(pool: PgPool, workers: Vec<String>, per_worker_in_flight: usiz
     };
     let scheduler = reservoir_scheduler::build(&settings, pool).await.expect("scheduler");
     let scheduler_url = format!("http://127.0.0.1:{}", scheduler.port());
+    let metrics_url = format!("http://127.0.0.1:{}/metrics", scheduler.metrics_port());
     tokio::spawn(scheduler.run_until_stopped(shutdown.clone()));
     Platform {
         scheduler: SchedulerServiceClient::connect(scheduler_url).await.expect("connect scheduler"),
+        metrics_url,
         contracts: ContractServiceClient::connect(contracts_url).await.expect("connect contracts"),
         _shutdown: shutdown,
     }
@@ -192,6 +196,13 @@ async fn requests_are_classified_streamed_exactly_and_metered_once(pool: PgPool)
     assert_eq!(too_long.code(), tonic::Code::InvalidArgument, "{too_long:?}");
     let after = complete(&mut p, request("r-after", "walk-in", "abc", 3)).await.expect("the worker still serves");
     assert_eq!(after.tokens.len(), 3);
+
+    // Prometheus sees what happened.
+    let metrics = reqwest::get(&p.metrics_url).await.expect("metrics").text().await.expect("text");
+    assert!(metrics.contains(r#"reservoir_scheduler_admitted_total{class="reserved"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"reservoir_scheduler_admitted_total{class="burst"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"reservoir_scheduler_ttft_seconds_count{class="spot"}"#), "{metrics}");
+    assert!(metrics.contains("reservoir_scheduler_queue_depth"), "{metrics}");
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

@@ -5,6 +5,7 @@
 //! when its worker fails (`runner`).
 
 pub mod directory;
+pub mod metrics;
 mod runner;
 pub mod service;
 
@@ -80,6 +81,7 @@ pub struct Shared {
     pub directory: Directory,
     pub usage: UsageSink,
     pub per_worker_in_flight: usize,
+    pub metrics: metrics::Metrics,
     epoch: Instant,
 }
 
@@ -103,6 +105,7 @@ impl Shared {
             directory,
             usage,
             per_worker_in_flight: config.per_worker_in_flight.max(1),
+            metrics: metrics::Metrics::new()?,
             epoch: Instant::now(),
         }))
     }
@@ -159,6 +162,7 @@ pub async fn dispatch_loop(shared: Arc<Shared>, shutdown: Shutdown) {
         {
             let mut core = shared.core.lock().await;
             for (class, entry, shed) in core.queues.expire(now) {
+                shared.metrics.shed.with_label_values(&[class.as_str()]).inc();
                 let status = service::shed_status(shed.retry_after_s, &format!("the {class} queue timed out"));
                 let _ = entry.item.events.try_send(Err(status));
             }
@@ -166,6 +170,10 @@ pub async fn dispatch_loop(shared: Arc<Shared>, shutdown: Shutdown) {
                 let Some((_, entry)) = core.queues.pop() else { break };
                 core.workers[worker].in_flight += 1;
                 started.push((entry.item, worker));
+            }
+            for class in PriorityClass::ALL {
+                let depth = i64::try_from(core.queues.len(*class)).unwrap_or(i64::MAX);
+                shared.metrics.queue_depth.with_label_values(&[class.as_str()]).set(depth);
             }
         }
         for (pending, worker) in started {
@@ -182,11 +190,23 @@ pub async fn health_loop(shared: Arc<Shared>, shutdown: Shutdown) {
             _ = tokio::time::sleep(HEALTH_EVERY) => {}
             _ = shutdown.wait() => return,
         }
-        let clients: Vec<_> = shared.core.lock().await.workers.iter().map(|w| w.client.clone()).collect();
+        let clients: Vec<_> =
+            shared.core.lock().await.workers.iter().map(|w| (w.endpoint.id.clone(), w.client.clone())).collect();
         let mut answers = Vec::with_capacity(clients.len());
-        for mut client in clients {
+        for (id, mut client) in clients {
             let probe = client.stats(pb::WorkerStatsRequest {});
-            answers.push(tokio::time::timeout(Duration::from_secs(1), probe).await.is_ok_and(|r| r.is_ok()));
+            let stats = match tokio::time::timeout(Duration::from_secs(1), probe).await {
+                Ok(Ok(s)) => Some(s.into_inner()),
+                _ => None,
+            };
+            let m = &shared.metrics;
+            m.worker_up.with_label_values(&[id.as_str()]).set(i64::from(stats.is_some()));
+            if let Some(s) = &stats {
+                let used = 1.0 - f64::from(s.free_kv_blocks) / f64::from(s.total_kv_blocks.max(1));
+                m.worker_kv_used_ratio.with_label_values(&[id.as_str()]).set(used);
+                m.worker_tokens_per_s.with_label_values(&[id.as_str()]).set(s.tokens_per_s);
+            }
+            answers.push(stats.is_some());
         }
         let mut core = shared.core.lock().await;
         let mut any_back = false;

@@ -72,7 +72,7 @@ pub async fn run(shared: Arc<Shared>, pending: Pending, first_worker: usize) {
                 params: pending.request.params.clone(),
                 continue_from_token_ids: sent.clone(),
             };
-            match stream_once(&mut client, request, &pending, &mut sent, &mut first_token).await {
+            match stream_once(&mut client, request, &pending, &mut sent, &mut first_token, &shared.metrics).await {
                 Attempt::Finished(f) => {
                     outcome = if f.finish_reason == "error" { Outcome::PlatformError } else { Outcome::Ok };
                     finish = Some(f);
@@ -145,6 +145,7 @@ async fn stream_once(
     pending: &Pending,
     sent: &mut Vec<u32>,
     first_token: &mut Option<Instant>,
+    metrics: &super::metrics::Metrics,
 ) -> Attempt {
     let mut stream = match client.generate(request).await {
         Ok(s) => s.into_inner(),
@@ -154,7 +155,11 @@ async fn stream_once(
     loop {
         match stream.message().await {
             Ok(Some(pb::GenerateEvent { event: Some(pb::generate_event::Event::Token(token)) })) => {
-                first_token.get_or_insert_with(Instant::now);
+                if first_token.is_none() {
+                    *first_token = Some(Instant::now());
+                    let ttft = pending.received_at.elapsed().as_secs_f64();
+                    metrics.ttft_seconds.with_label_values(&[pending.class.as_str()]).observe(ttft);
+                }
                 sent.push(token.token_id);
                 let forwarded = event(pb::complete_event::Event::Token(token));
                 if pending.events.send(Ok(forwarded)).await.is_err() {

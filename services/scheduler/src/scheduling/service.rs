@@ -90,7 +90,12 @@ impl SchedulerService for Scheduler {
         let entry = Entry { tenant: tenant.to_string(), cost_milli: estimate_milli, enqueued_at: now, item: pending };
         let pushed = core.queues.push(admission.class, entry, now);
         drop(core);
+        let class_label = [admission.class.as_str()];
+        if pushed.is_ok() {
+            self.shared.metrics.admitted.with_label_values(&class_label).inc();
+        }
         if let Err(shed) = pushed {
+            self.shared.metrics.shed.with_label_values(&class_label).inc();
             // Only burst and spot are ever shed, and they took nothing from a bucket.
             return Err(shed_status(shed.retry_after_s, &format!("the {} queue is full", admission.class)));
         }

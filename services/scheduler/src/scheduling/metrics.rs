@@ -1,0 +1,57 @@
+//! Prometheus metrics of the scheduler, served as text at `/metrics` on
+//! their own HTTP port (`scheduler.metrics_listen`).
+
+use prometheus::{Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+
+/// TTFT buckets in seconds: the SLA tiers' targets (0.5, 1, 2 s) are bounds.
+const TTFT_BUCKETS_S: &[f64] = &[0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0];
+
+pub struct Metrics {
+    registry: Registry,
+    pub queue_depth: IntGaugeVec,
+    pub admitted: IntCounterVec,
+    pub shed: IntCounterVec,
+    pub ttft_seconds: HistogramVec,
+    pub worker_kv_used_ratio: GaugeVec,
+    pub worker_tokens_per_s: GaugeVec,
+    pub worker_up: IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new_custom(Some("reservoir_scheduler".into()), None)?;
+        let queue_depth = IntGaugeVec::new(Opts::new("queue_depth", "Requests waiting, per class"), &["class"])?;
+        let admitted = IntCounterVec::new(Opts::new("admitted_total", "Requests admitted, per class"), &["class"])?;
+        let shed = IntCounterVec::new(Opts::new("shed_total", "Requests shed (429), per class"), &["class"])?;
+        let ttft_seconds = HistogramVec::new(
+            HistogramOpts::new("ttft_seconds", "Time to first token from arrival, per class").buckets(TTFT_BUCKETS_S.to_vec()),
+            &["class"],
+        )?;
+        let worker_kv_used_ratio =
+            GaugeVec::new(Opts::new("worker_kv_used_ratio", "Share of a worker's KV blocks in use"), &["worker"])?;
+        let worker_tokens_per_s =
+            GaugeVec::new(Opts::new("worker_tokens_per_s", "Tokens a worker processed per second, recently"), &["worker"])?;
+        let worker_up = IntGaugeVec::new(Opts::new("worker_up", "1 when a worker answers its health check"), &["worker"])?;
+        for c in [
+            Box::new(queue_depth.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(admitted.clone()),
+            Box::new(shed.clone()),
+            Box::new(ttft_seconds.clone()),
+            Box::new(worker_kv_used_ratio.clone()),
+            Box::new(worker_tokens_per_s.clone()),
+            Box::new(worker_up.clone()),
+        ] {
+            registry.register(c)?;
+        }
+        Ok(Metrics { registry, queue_depth, admitted, shed, ttft_seconds, worker_kv_used_ratio, worker_tokens_per_s, worker_up })
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
+            tracing::warn!(error = %e, "cannot encode metrics");
+        }
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+}
