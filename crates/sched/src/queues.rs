@@ -112,15 +112,16 @@ impl<T> ClassQueues<T> {
         self.classes.iter().all(|c| c.len == 0)
     }
 
-    /// Queues a request, or sheds it when its class's queue is full.
-    pub fn push(&mut self, class: PriorityClass, entry: Entry<T>, now: Micros) -> Result<(), Shed> {
+    /// Queues a request, or sheds it when its class's queue is full (and
+    /// hands it back, so its caller can answer and record it).
+    pub fn push(&mut self, class: PriorityClass, entry: Entry<T>, now: Micros) -> Result<(), (Shed, Entry<T>)> {
         let capacity = match class {
             PriorityClass::Reserved => usize::MAX,
             PriorityClass::Burst => self.limits.burst_capacity,
             PriorityClass::Spot => self.limits.spot_capacity,
         };
         if self.len(class) >= capacity {
-            return Err(Shed { reason: ShedReason::QueueFull, retry_after_s: self.retry_after_s(class, now) });
+            return Err((Shed { reason: ShedReason::QueueFull, retry_after_s: self.retry_after_s(class, now) }, entry));
         }
         let queue = &mut self.classes[index(class)];
         let idle = queue.by_tenant.get(&entry.tenant).is_none_or(VecDeque::is_empty);

@@ -228,12 +228,13 @@ async fn a_dead_worker_is_routed_around_without_loss(pool: PgPool) {
 async fn a_full_spot_queue_sheds_with_retry_after_and_bad_requests_are_refused(pool: PgPool) {
     // No worker at all: everything waits, so the second spot request finds the queue full.
     let limits = QueueLimits { spot_capacity: 1, ..QueueLimits::default() };
-    let mut p = platform(pool, Vec::new(), 1, limits).await;
+    let mut p = platform(pool.clone(), Vec::new(), 1, limits).await;
     let _waiting = p.scheduler.complete(request("q1", "walk-in", "abc", 5)).await.expect("queued");
     let shed = p.scheduler.complete(request("q2", "walk-in", "abc", 5)).await.expect_err("shed");
     assert_eq!(shed.code(), tonic::Code::ResourceExhausted);
     let retry_after: u32 = shed.metadata().get("retry-after").expect("retry-after").to_str().expect("ascii").parse().expect("seconds");
     assert!(retry_after >= 1);
+    assert_eq!(usage_row(&pool, "q2").await, ("spot".into(), None, 0, "shed".into()), "a shed request is metered too");
 
     let unknown = p.scheduler.complete(pb::CompleteRequest { model: "no-such".into(), ..request("q3", "walk-in", "a", 1) }).await;
     assert_eq!(unknown.map(|_| ()).expect_err("unknown model").code(), tonic::Code::NotFound);

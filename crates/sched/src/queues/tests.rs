@@ -41,7 +41,8 @@ fn full_queues_shed_with_retry_after_but_reserved_never() {
     let mut q = ClassQueues::new(limits);
     q.push(Spot, entry("a", 5000, 0, 1), 0).unwrap();
     q.push(Spot, entry("a", 5000, 0, 2), 0).unwrap();
-    let shed = q.push(Spot, entry("a", 1, 0, 3), 0).unwrap_err();
+    let (shed, back) = q.push(Spot, entry("a", 1, 0, 3), 0).unwrap_err();
+    assert_eq!(back.item, 3, "a shed request is handed back");
     assert_eq!(shed.reason, ShedReason::QueueFull);
     assert_eq!(shed.retry_after_s, 10, "10 tokens queued at 1 token/s");
     q.push(Burst, entry("a", 1, 0, 4), 0).unwrap();

@@ -159,12 +159,14 @@ pub async fn dispatch_loop(shared: Arc<Shared>, shutdown: Shutdown) {
         }
         let now = shared.now();
         let mut started = Vec::new();
+        let mut expired = Vec::new();
         {
             let mut core = shared.core.lock().await;
             for (class, entry, shed) in core.queues.expire(now) {
                 shared.metrics.shed.with_label_values(&[class.as_str()]).inc();
                 let status = service::shed_status(shed.retry_after_s, &format!("the {class} queue timed out"));
                 let _ = entry.item.events.try_send(Err(status));
+                expired.push(entry.item);
             }
             while let Some(worker) = core.free_worker(shared.per_worker_in_flight, None) {
                 let Some((_, entry)) = core.queues.pop() else { break };
@@ -175,6 +177,9 @@ pub async fn dispatch_loop(shared: Arc<Shared>, shutdown: Shutdown) {
                 let depth = i64::try_from(core.queues.len(*class)).unwrap_or(i64::MAX);
                 shared.metrics.queue_depth.with_label_values(&[class.as_str()]).set(depth);
             }
+        }
+        for pending in &expired {
+            runner::record_shed(&shared, pending).await;
         }
         for (pending, worker) in started {
             tokio::spawn(runner::run(shared.clone(), pending, worker));

@@ -199,6 +199,14 @@ async fn another_worker(
     None
 }
 
+/// The usage record of a shed request: nothing served, what it asked for as demand.
+pub async fn record_shed(shared: &Shared, pending: &Pending) {
+    let waited = chrono::Duration::from_std(pending.received_at.elapsed()).unwrap_or_default();
+    let started_at = Utc::now() - waited;
+    let queue_ms = u32::try_from(pending.received_at.elapsed().as_millis()).unwrap_or(u32::MAX);
+    record(shared, pending, None, &[], Outcome::Shed, queue_ms, None, Instant::now(), started_at, String::new()).await;
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn record(
     shared: &Shared,

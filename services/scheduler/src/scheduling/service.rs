@@ -94,8 +94,9 @@ impl SchedulerService for Scheduler {
         if pushed.is_ok() {
             self.shared.metrics.admitted.with_label_values(&class_label).inc();
         }
-        if let Err(shed) = pushed {
+        if let Err((shed, entry)) = pushed {
             self.shared.metrics.shed.with_label_values(&class_label).inc();
+            super::runner::record_shed(&self.shared, &entry.item).await;
             // Only burst and spot are ever shed, and they took nothing from a bucket.
             return Err(shed_status(shed.retry_after_s, &format!("the {} queue is full", admission.class)));
         }
