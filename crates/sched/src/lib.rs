@@ -8,6 +8,7 @@
 //!   "Fairness in Serving Large Language Models", OSDI 2024);
 //! - `queues`: bounded per-class queues with strict priority, fair share,
 //!   queue timeouts, Retry-After estimates and spot degradation;
+//! - `routing`: which worker takes a request (prefix affinity, load, memory);
 //! - `planner`: what each engine step of a worker runs (token budget, decodes
 //!   first, chunked prefill, class-ordered admission, preemption).
 //!
@@ -21,6 +22,7 @@ pub mod classify;
 pub mod fair;
 pub mod planner;
 pub mod queues;
+pub mod routing;
 
 /// Monotonic time in microseconds, from the caller's clock.
 pub type Micros = u64;

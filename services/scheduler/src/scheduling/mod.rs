@@ -19,6 +19,7 @@ use reservoir_proto::v1::worker_service_client::WorkerServiceClient;
 use reservoir_runtime::Shutdown;
 use reservoir_sched::classify::ContractState;
 use reservoir_sched::queues::{ClassQueues, QueueLimits};
+use reservoir_sched::routing::{self, WorkerView};
 use reservoir_sched::{Micros, Weights};
 use tokio::sync::{Mutex, Notify, mpsc};
 use tonic::Status;
@@ -66,12 +67,19 @@ struct WorkerSlot {
     client: WorkerServiceClient<Channel>,
     in_flight: usize,
     healthy: bool,
+    /// From the worker's last Stats answer.
+    free_kv_blocks: u32,
 }
+
+/// Prefix keys remembered for affinity; past this the map starts over.
+const AFFINITY_KEYS_MAX: usize = 100_000;
 
 pub struct Core {
     queues: ClassQueues<Pending>,
     buckets: HashMap<Uuid, ContractState>,
     workers: Vec<WorkerSlot>,
+    /// Prompt prefix key -> the worker that last served it.
+    affinity: HashMap<u64, usize>,
 }
 
 /// What every task of the scheduler shares.
@@ -97,10 +105,16 @@ impl Shared {
                 client: WorkerServiceClient::new(channel),
                 in_flight: 0,
                 healthy: true,
+                free_kv_blocks: 0,
             });
         }
         Ok(Arc::new(Shared {
-            core: Mutex::new(Core { queues: ClassQueues::new(config.queue_limits), buckets: HashMap::new(), workers }),
+            core: Mutex::new(Core {
+                queues: ClassQueues::new(config.queue_limits),
+                buckets: HashMap::new(),
+                workers,
+                affinity: HashMap::new(),
+            }),
             wake: Notify::new(),
             directory,
             usage,
@@ -125,14 +139,28 @@ impl Core {
         })
     }
 
-    /// A healthy worker with room, the least busy first; `avoid` is skipped.
-    fn free_worker(&self, per_worker: usize, avoid: Option<usize>) -> Option<usize> {
+    fn views(&self) -> Vec<WorkerView> {
         self.workers
             .iter()
-            .enumerate()
-            .filter(|(i, w)| w.healthy && w.in_flight < per_worker && Some(*i) != avoid)
-            .min_by_key(|(_, w)| w.in_flight)
-            .map(|(i, _)| i)
+            .map(|w| WorkerView { healthy: w.healthy, in_flight: w.in_flight, free_kv_blocks: w.free_kv_blocks })
+            .collect()
+    }
+
+    /// A healthy worker with room (see `reservoir_sched::routing`); `avoid` is skipped.
+    fn free_worker(&self, per_worker: usize, avoid: Option<usize>) -> Option<usize> {
+        routing::choose(&self.views(), per_worker, None, avoid)
+    }
+
+    /// The worker for `pending`: the one that last served its prompt prefix
+    /// when it has room, else by load and memory. Remembers the choice.
+    fn worker_for(&mut self, pending: &Pending, per_worker: usize) -> Option<usize> {
+        let key = prefix_key_of(&pending.request);
+        let chosen = routing::choose(&self.views(), per_worker, self.affinity.get(&key).copied(), None)?;
+        if self.affinity.len() >= AFFINITY_KEYS_MAX {
+            self.affinity.clear();
+        }
+        self.affinity.insert(key, chosen);
+        Some(chosen)
     }
 
     fn release(&mut self, worker: usize) {
@@ -145,6 +173,27 @@ impl Core {
         if let Some(w) = self.workers.get_mut(worker) {
             w.healthy = false;
         }
+    }
+}
+
+/// The text whose prefix decides affinity: the raw prompt, or the messages.
+fn prefix_key_of(request: &pb::CompleteRequest) -> u64 {
+    match &request.input {
+        Some(pb::complete_request::Input::Prompt(p)) => routing::prefix_key(p),
+        Some(pb::complete_request::Input::Messages(m)) => {
+            let mut text = String::new();
+            for turn in &m.messages {
+                text.push_str(&turn.role);
+                text.push('\n');
+                text.push_str(&turn.content);
+                text.push('\n');
+                if text.len() >= routing::PREFIX_BYTES {
+                    break;
+                }
+            }
+            routing::prefix_key(&text)
+        }
+        None => 0,
     }
 }
 
@@ -168,8 +217,11 @@ pub async fn dispatch_loop(shared: Arc<Shared>, shutdown: Shutdown) {
                 let _ = entry.item.events.try_send(Err(status));
                 expired.push(entry.item);
             }
-            while let Some(worker) = core.free_worker(shared.per_worker_in_flight, None) {
+            while core.free_worker(shared.per_worker_in_flight, None).is_some() {
                 let Some((_, entry)) = core.queues.pop() else { break };
+                let Some(worker) = core.worker_for(&entry.item, shared.per_worker_in_flight) else {
+                    break; // Unreachable: a worker had room above.
+                };
                 core.workers[worker].in_flight += 1;
                 started.push((entry.item, worker));
             }
@@ -211,13 +263,17 @@ pub async fn health_loop(shared: Arc<Shared>, shutdown: Shutdown) {
                 m.worker_kv_used_ratio.with_label_values(&[id.as_str()]).set(used);
                 m.worker_tokens_per_s.with_label_values(&[id.as_str()]).set(s.tokens_per_s);
             }
-            answers.push(stats.is_some());
+            answers.push(stats.map(|s| s.free_kv_blocks));
         }
         let mut core = shared.core.lock().await;
         let mut any_back = false;
-        for (slot, healthy) in core.workers.iter_mut().zip(answers) {
+        for (slot, stats) in core.workers.iter_mut().zip(answers) {
+            let healthy = stats.is_some();
             any_back |= healthy && !slot.healthy;
             slot.healthy = healthy;
+            if let Some(free) = stats {
+                slot.free_kv_blocks = free;
+            }
         }
         drop(core);
         if any_back {
