@@ -98,6 +98,7 @@ impl Platform {
                     workers,
                     per_worker_in_flight: 16,
                     queue_limits: Default::default(),
+                    fcfs: false,
                 },
                 pool.clone(),
             )

@@ -12,11 +12,14 @@ pub enum BenchCommand {
     Engine(engine_cli::BenchEngineArgs),
     /// Scheduling policy time per decision with 1,000 and 10,000 requests queued.
     Sched,
+    /// Reserved tenants' service under a spot flood, against plain FCFS (needs DATABASE_URL).
+    Isolation(crate::bench_isolation::Args),
 }
 
-pub fn run(what: &BenchCommand) -> anyhow::Result<()> {
+pub async fn run(config: &reservoir_runtime::Config, what: &BenchCommand) -> anyhow::Result<()> {
     match what {
         BenchCommand::Engine(args) => engine_cli::bench_engine(args),
         BenchCommand::Sched => crate::bench_sched::run(),
+        BenchCommand::Isolation(args) => crate::bench_isolation::run(config, args).await,
     }
 }

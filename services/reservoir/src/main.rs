@@ -9,6 +9,7 @@
 //! - `reservoir bench <what>`: measurements (`bench engine`).
 
 mod bench;
+mod bench_isolation;
 mod bench_sched;
 mod engine_cli;
 mod calibrate;
@@ -98,7 +99,7 @@ async fn main() -> anyhow::Result<()> {
         // Blocking CPU work; nothing else runs on the runtime meanwhile.
         Command::Generate(args) => engine_cli::generate(&args),
         Command::Perplexity(args) => engine_cli::perplexity(&args),
-        Command::Bench { what } => bench::run(&what),
+        Command::Bench { what } => bench::run(&config, &what).await,
         Command::Migrate => {
             let pool = db::connect(config.database_url()?, 2).await?;
             db::migrate(&pool).await?;

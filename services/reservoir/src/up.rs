@@ -30,6 +30,7 @@ pub fn scheduler_settings(config: &Config) -> reservoir_scheduler::SchedulerSett
         workers,
         per_worker_in_flight: config.scheduler.per_worker_in_flight,
         queue_limits: reservoir_scheduler::QueueLimits::default(),
+        fcfs: false,
     }
 }
 

@@ -35,6 +35,8 @@ pub struct SchedulerSettings {
     /// Requests one worker runs at once.
     pub per_worker_in_flight: usize,
     pub queue_limits: QueueLimits,
+    /// First-come-first-served baseline (benchmarks only).
+    pub fcfs: bool,
 }
 
 pub struct Server {
@@ -68,6 +70,7 @@ impl Server {
             workers: self.settings.workers.clone(),
             per_worker_in_flight: self.settings.per_worker_in_flight,
             queue_limits: self.settings.queue_limits,
+            fcfs: self.settings.fcfs,
         };
         let shared = scheduling::Shared::new(&config, Directory::new(contracts), usage)?;
         let dispatcher = tokio::spawn(scheduling::dispatch_loop(shared.clone(), shutdown.clone()));

@@ -52,6 +52,7 @@ async fn start(pool: PgPool) -> (MeteringServiceClient<Channel>, Shutdown) {
         workers: Vec::new(),
         per_worker_in_flight: 1,
         queue_limits: Default::default(),
+        fcfs: false,
     };
     let server = reservoir_scheduler::build(&settings, pool).await.expect("build");
     let url = format!("http://127.0.0.1:{}", server.port());

@@ -68,6 +68,7 @@ async fn platform(pool: PgPool, workers: Vec<String>, per_worker_in_flight: usiz
         workers: workers.into_iter().enumerate().map(|(i, url)| WorkerEndpoint { id: format!("w{i}"), url }).collect(),
         per_worker_in_flight,
         queue_limits,
+        fcfs: false,
     };
     let scheduler = reservoir_scheduler::build(&settings, pool).await.expect("scheduler");
     let scheduler_url = format!("http://127.0.0.1:{}", scheduler.port());

@@ -31,6 +31,9 @@ use directory::{ActiveContract, Directory};
 
 /// Seconds of its rate a contract's bucket holds (its burst window).
 pub const BURST_WINDOW_S: u32 = 4;
+/// How many times its usual share of requests a worker may hold when the
+/// extra ones are reserved (the worker's own queue bounds the total).
+const RESERVED_OVERCOMMIT: usize = 4;
 /// How often the dispatcher looks again without being woken.
 const DISPATCH_TICK: Duration = Duration::from_millis(50);
 /// How often every worker's health is checked.
@@ -48,6 +51,9 @@ pub struct SchedulingConfig {
     /// Requests one worker runs at once.
     pub per_worker_in_flight: usize,
     pub queue_limits: QueueLimits,
+    /// Baseline for benchmarks: one first-come-first-served queue and
+    /// class-blind workers (classes are still recorded for metering).
+    pub fcfs: bool,
 }
 
 /// A request waiting for a worker.
@@ -89,6 +95,7 @@ pub struct Shared {
     pub directory: Directory,
     pub usage: UsageSink,
     pub per_worker_in_flight: usize,
+    pub fcfs: bool,
     pub metrics: metrics::Metrics,
     epoch: Instant,
 }
@@ -119,6 +126,7 @@ impl Shared {
             directory,
             usage,
             per_worker_in_flight: config.per_worker_in_flight.max(1),
+            fcfs: config.fcfs,
             metrics: metrics::Metrics::new()?,
             epoch: Instant::now(),
         }))
@@ -217,13 +225,25 @@ pub async fn dispatch_loop(shared: Arc<Shared>, shutdown: Shutdown) {
                 let _ = entry.item.events.try_send(Err(status));
                 expired.push(entry.item);
             }
-            while core.free_worker(shared.per_worker_in_flight, None).is_some() {
-                let Some((_, entry)) = core.queues.pop() else { break };
-                let Some(worker) = core.worker_for(&entry.item, shared.per_worker_in_flight) else {
-                    break; // Unreachable: a worker had room above.
+            // Strict priority across the scheduler-worker boundary: a reserved
+            // request goes to a worker even when lower classes fill its usual
+            // share, and the worker's planner preempts spot for it.
+            while let Some((class, entry)) = core.queues.pop() {
+                let cap = if class == PriorityClass::Reserved && !shared.fcfs {
+                    shared.per_worker_in_flight.saturating_mul(RESERVED_OVERCOMMIT)
+                } else {
+                    shared.per_worker_in_flight
                 };
-                core.workers[worker].in_flight += 1;
-                started.push((entry.item, worker));
+                match core.worker_for(&entry.item, cap) {
+                    Some(worker) => {
+                        core.workers[worker].in_flight += 1;
+                        started.push((entry.item, worker));
+                    }
+                    None => {
+                        core.queues.push_front(class, entry);
+                        break;
+                    }
+                }
             }
             for class in PriorityClass::ALL {
                 let depth = i64::try_from(core.queues.len(*class)).unwrap_or(i64::MAX);

@@ -64,7 +64,7 @@ pub async fn run(shared: Arc<Shared>, pending: Pending, first_worker: usize) {
             let request = pb::GenerateRequest {
                 request_id: pending.request.request_id.clone(),
                 tenant_id: pending.request.tenant_id.clone(),
-                priority_class: pending.class.to_string(),
+                priority_class: if shared.fcfs { PriorityClass::Spot } else { pending.class }.to_string(),
                 input: pending.request.input.clone().map(|i| match i {
                     pb::complete_request::Input::Messages(m) => pb::generate_request::Input::Messages(m),
                     pb::complete_request::Input::Prompt(p) => pb::generate_request::Input::Prompt(p),

@@ -87,8 +87,14 @@ impl SchedulerService for Scheduler {
             events,
             received_at,
         };
-        let entry = Entry { tenant: tenant.to_string(), cost_milli: estimate_milli, enqueued_at: now, item: pending };
-        let pushed = core.queues.push(admission.class, entry, now);
+        // FCFS (a benchmark baseline): one queue, one "tenant", arrival order.
+        let (queue_class, queue_tenant) = if self.shared.fcfs {
+            (PriorityClass::Spot, String::from("fcfs"))
+        } else {
+            (admission.class, tenant.to_string())
+        };
+        let entry = Entry { tenant: queue_tenant, cost_milli: estimate_milli, enqueued_at: now, item: pending };
+        let pushed = core.queues.push(queue_class, entry, now);
         drop(core);
         let class_label = [admission.class.as_str()];
         if pushed.is_ok() {

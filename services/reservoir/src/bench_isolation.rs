@@ -1,0 +1,295 @@
+//! `reservoir bench isolation [--quick]`: does a reserved tenant keep its
+//! service when spot traffic floods the pool? A trace through the real
+//! platform (contracts, scheduler, a worker running the real engine, one
+//! PostgreSQL database of its own): reserved tenants offer 80% of their
+//! reserved rate; first alone (idle), then with spot offered at 5x what the
+//! pool serves (overload); then the same overload with the scheduler and the
+//! worker switched to plain first-come-first-served as the baseline. Needs
+//! DATABASE_URL (`scripts/pg run -- reservoir bench isolation`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use reservoir_proto::v1 as pb;
+use reservoir_proto::v1::scheduler_service_client::SchedulerServiceClient;
+use reservoir_runtime::{Config, Shutdown, db};
+use tokio::sync::Mutex;
+use tonic::transport::Channel;
+
+const MODEL: &str = "smollm2-135m-instruct";
+const RESERVED_TENANTS: usize = 2;
+/// Each reserved tenant's share of the measured pool capacity.
+const RESERVED_SHARE_EACH: f64 = 0.2;
+/// Reserved tenants offer this share of their rate.
+const RESERVED_OFFERED: f64 = 0.8;
+/// Spot offers this multiple of the pool's capacity.
+const SPOT_OFFERED: f64 = 5.0;
+const MAX_TOKENS: u32 = 32;
+const QUESTION: &str = "Write two sentences about the sea.";
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Phases of 8 s instead of 30 s (finishes within a minute).
+    #[arg(long)]
+    quick: bool,
+    #[arg(long, default_value = ".reservoir/models/SmolLM2-135M-Instruct.Q4_1.gguf")]
+    model: PathBuf,
+}
+
+/// Completion tokens received, counted as they arrive (requests cut at the
+/// end of a phase still count what they got).
+#[derive(Debug, Default)]
+struct Counters {
+    reserved_tokens: AtomicU64,
+    spot_tokens: AtomicU64,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Outcome {
+    reserved: bool,
+    ttft_ms: Option<f64>,
+    tokens: u32,
+    finished: bool,
+}
+
+fn p99(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    v[((v.len() as f64 * 0.99).ceil() as usize).clamp(1, v.len()) - 1]
+}
+
+async fn one_request(
+    mut client: SchedulerServiceClient<Channel>,
+    tenant: String,
+    id: String,
+    reserved: bool,
+    counters: Arc<Counters>,
+) -> Outcome {
+    let request = pb::CompleteRequest {
+        request_id: id,
+        tenant_id: tenant,
+        model: MODEL.into(),
+        input: Some(pb::complete_request::Input::Messages(pb::ChatInput {
+            messages: vec![pb::ChatTurn { role: "user".into(), content: QUESTION.into() }],
+        })),
+        params: Some(pb::GenerationParams { max_tokens: MAX_TOKENS, ..Default::default() }),
+        wants_spot: !reserved,
+    };
+    let sent = Instant::now();
+    let mut outcome = Outcome { reserved, ..Outcome::default() };
+    let Ok(response) = client.complete(request).await else { return outcome };
+    let mut stream = response.into_inner();
+    while let Ok(Some(event)) = stream.message().await {
+        match event.event {
+            Some(pb::complete_event::Event::Token(_)) => {
+                outcome.ttft_ms.get_or_insert(sent.elapsed().as_secs_f64() * 1e3);
+                outcome.tokens += 1;
+                let counter = if reserved { &counters.reserved_tokens } else { &counters.spot_tokens };
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(pb::complete_event::Event::Finish(_)) => outcome.finished = true,
+            _ => {}
+        }
+    }
+    outcome
+}
+
+/// Offers the load for `phase`; spot requests still running at the end are
+/// cut (their clients leave), reserved ones are waited for.
+async fn run_phase(
+    client: &SchedulerServiceClient<Channel>,
+    phase: Duration,
+    reserved_per_s: f64,
+    spot_per_s: f64,
+    tag: &str,
+) -> (Vec<Outcome>, Duration, Arc<Counters>) {
+    let outcomes = Arc::new(Mutex::new(Vec::new()));
+    let counters = Arc::new(Counters::default());
+    let started = Instant::now();
+    let mut reserved_tasks = Vec::new();
+    let mut spot_tasks = Vec::new();
+    let mut next_reserved = 0.0f64;
+    let mut next_spot = 0.0f64;
+    let mut n = 0u64;
+    while started.elapsed() < phase {
+        let now = started.elapsed().as_secs_f64();
+        while reserved_per_s > 0.0 && next_reserved <= now {
+            let tenant = format!("reserved-{}", n as usize % RESERVED_TENANTS);
+            let (c, o, k) = (client.clone(), outcomes.clone(), counters.clone());
+            let id = format!("{tag}-{n}");
+            reserved_tasks.push(tokio::spawn(async move {
+                let r = one_request(c, tenant, id, true, k).await;
+                o.lock().await.push(r);
+            }));
+            next_reserved += 1.0 / reserved_per_s;
+            n += 1;
+        }
+        while spot_per_s > 0.0 && next_spot <= now {
+            let (c, o, k) = (client.clone(), outcomes.clone(), counters.clone());
+            let id = format!("{tag}-{n}");
+            spot_tasks.push(tokio::spawn(async move {
+                let r = one_request(c, format!("spot-{}", n % 4), id, false, k).await;
+                o.lock().await.push(r);
+            }));
+            next_spot += 1.0 / spot_per_s;
+            n += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for t in reserved_tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(60), t).await;
+    }
+    let elapsed = started.elapsed();
+    for t in spot_tasks {
+        t.abort();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let collected = outcomes.lock().await.clone();
+    (collected, elapsed, counters)
+}
+
+async fn platform(
+    config: &Config,
+    url: &str,
+    model: &std::path::Path,
+    fcfs: bool,
+    shutdown: &Shutdown,
+) -> anyhow::Result<(SchedulerServiceClient<Channel>, String)> {
+    let pool = db::connect(url, 16).await?;
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let contracts = reservoir_contracts::build(
+        &reservoir_contracts::ContractsSettings { listen: loopback, default_currency: config.contracts.default_currency },
+        pool.clone(),
+    )
+    .await?;
+    let contracts_url = format!("http://127.0.0.1:{}", contracts.port());
+    tokio::spawn(contracts.run_until_stopped(shutdown.clone()));
+    let backend = reservoir_worker::EngineBackend::load(model, config.worker.kv_budget_bytes)?;
+    let worker = reservoir_worker::build(
+        &reservoir_worker::WorkerSettings { listen: loopback, model_id: MODEL.parse()?, queue_capacity: 256, step_token_budget: 512 },
+        backend,
+    )
+    .await?;
+    let worker_url = format!("http://127.0.0.1:{}", worker.port());
+    tokio::spawn(worker.run_until_stopped(shutdown.clone()));
+    let scheduler = reservoir_scheduler::build(
+        &reservoir_scheduler::SchedulerSettings {
+            listen: loopback,
+            metrics_listen: loopback,
+            contracts_url: contracts_url.clone(),
+            workers: vec![reservoir_scheduler::WorkerEndpoint { id: "worker-0".into(), url: worker_url }],
+            per_worker_in_flight: 64,
+            queue_limits: reservoir_scheduler::QueueLimits::default(),
+            fcfs,
+        },
+        pool,
+    )
+    .await?;
+    let url = format!("http://127.0.0.1:{}", scheduler.port());
+    tokio::spawn(scheduler.run_until_stopped(shutdown.clone()));
+    Ok((SchedulerServiceClient::connect(url).await?, contracts_url))
+}
+
+pub async fn run(config: &Config, args: &Args) -> anyhow::Result<()> {
+    let phase = Duration::from_secs(if args.quick { 8 } else { 30 });
+    let admin_url = config.database_url()?.to_owned();
+    let name = format!("bench_isolation_{}", uuid::Uuid::new_v4().simple());
+    let admin = db::connect(&admin_url, 2).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await?;
+    let url = format!("{}/{name}", admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin_url));
+    let pool = db::connect(&url, 4).await?;
+    db::migrate(&pool).await?;
+
+    let model = args.model.clone();
+    let capacity = tokio::task::spawn_blocking(move || crate::calibrate::measure(&model)).await??.tokens_per_s;
+    reservoir_contracts::seed_model(&pool, &MODEL.parse()?, capacity * 2, rust_decimal::Decimal::new(10, 2)).await?;
+    // Each request costs about MAX_TOKENS weighted tokens plus a quarter of its prompt (~40 tokens).
+    let cost = f64::from(MAX_TOKENS) + 10.0;
+    let rate_each = (f64::from(capacity) * RESERVED_SHARE_EACH).floor().max(1.0) as u32;
+    let reserved_per_s = f64::from(rate_each) * RESERVED_TENANTS as f64 * RESERVED_OFFERED / cost;
+    let spot_per_s = f64::from(capacity) * SPOT_OFFERED / cost;
+    println!("pool capacity {capacity} weighted tokens/s (measured); {RESERVED_TENANTS} reserved tenants at {rate_each} tokens/s each");
+    println!("offered: reserved {reserved_per_s:.2} req/s (80% of their rate), spot {spot_per_s:.1} req/s (5x capacity); phases of {} s", phase.as_secs());
+
+    let mut results = Vec::new();
+    for (label, fcfs, spot) in [("idle", false, 0.0), ("overload", false, spot_per_s), ("fcfs", true, spot_per_s)] {
+        let shutdown = Shutdown::new();
+        let (client, contracts_url) = platform(config, &url, &args.model, fcfs, &shutdown).await.context(label)?;
+        // The same key each phase: the reservations are made once.
+        reserve(&contracts_url, rate_each).await.context("reserving")?;
+        let (outcomes, elapsed, counters) = run_phase(&client, phase, reserved_per_s, spot, label).await;
+        shutdown.trigger();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        results.push((label, outcomes, elapsed, counters));
+    }
+
+    println!("\n{:<10} {:>10} {:>14} {:>12} {:>12} {:>12}", "phase", "reserved", "ttft p99 ms", "delivered", "spot tok/s", "util");
+    let mut json = serde_json::Map::new();
+    for (label, outcomes, elapsed, counters) in &results {
+        let reserved: Vec<&Outcome> = outcomes.iter().filter(|o| o.reserved).collect();
+        let ttft = p99(reserved.iter().filter_map(|o| o.ttft_ms).collect());
+        let delivered: u32 = reserved.iter().map(|o| o.tokens).sum();
+        let demanded = reserved.len() as f64 * f64::from(MAX_TOKENS);
+        let ratio = if demanded > 0.0 { f64::from(delivered) / demanded } else { f64::NAN };
+        let spot_tokens = counters.spot_tokens.load(Ordering::Relaxed) as f64;
+        let all_tokens = spot_tokens + counters.reserved_tokens.load(Ordering::Relaxed) as f64;
+        let secs = elapsed.as_secs_f64();
+        let spot_tps = spot_tokens / secs;
+        let util = all_tokens / secs / f64::from(capacity);
+        println!("{label:<10} {:>10} {ttft:>14.1} {:>11.1}% {spot_tps:>12.1} {:>11.1}%", reserved.len(), ratio * 100.0, util * 100.0);
+        match *label {
+            "idle" => {
+                json.insert("reserved_ttft_p99_ms_idle".into(), serde_json::json!(round1(ttft)));
+            }
+            "overload" => {
+                json.insert("reserved_ttft_p99_ms_overload".into(), serde_json::json!(round1(ttft)));
+                json.insert("reserved_delivered_ratio".into(), serde_json::json!((ratio * 1000.0).round() / 1000.0));
+                json.insert("spot_goodput_tps".into(), serde_json::json!(round1(spot_tps)));
+                json.insert("utilization".into(), serde_json::json!((util * 1000.0).round() / 1000.0));
+            }
+            _ => {
+                json.insert("fcfs_reserved_ttft_p99_ms".into(), serde_json::json!(round1(ttft)));
+            }
+        }
+    }
+    pool.close().await;
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&admin).await?;
+    println!("{}", serde_json::Value::Object(json));
+    Ok(())
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+/// Hourly contracts for the reserved tenants, through the contracts service
+/// so they are priced and checked like any other.
+async fn reserve(contracts_url: &str, rate: u32) -> anyhow::Result<()> {
+    let mut client = reservoir_proto::v1::contract_service_client::ContractServiceClient::connect(contracts_url.to_owned()).await?;
+    for i in 0..RESERVED_TENANTS {
+        let tenant = format!("reserved-{i}");
+        client.ensure_tenant(pb::EnsureTenantRequest { id: tenant.clone() }).await?;
+        client
+            .create_reservation(pb::CreateReservationRequest {
+                order: Some(pb::QuoteRequest {
+                    tenant_id: tenant.clone(),
+                    model: MODEL.into(),
+                    rate_tokens_per_s: rate,
+                    tier: "premium".into(),
+                    term: "hourly".into(),
+                    starts_at: None,
+                    ends_at: None,
+                }),
+                idempotency_key: format!("bench-{tenant}"),
+                allow_burst: Some(true),
+            })
+            .await?;
+    }
+    Ok(())
+}
