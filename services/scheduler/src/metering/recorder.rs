@@ -71,7 +71,25 @@ async fn write_loop(pool: PgPool, config: RecorderConfig, mut rx: mpsc::Receiver
             },
             _ = tick.tick() => flush(&pool, &mut batch, false).await,
             _ = shutdown.wait() => {
-                // No new records; store what is buffered.
+                // Requests finishing during shutdown still hand in their
+                // records: keep taking them for a grace period (or until every
+                // sender is gone), then refuse new ones and store the rest.
+                let grace = tokio::time::sleep(SHUTDOWN_GRACE);
+                tokio::pin!(grace);
+                loop {
+                    tokio::select! {
+                        received = rx.recv() => match received {
+                            Some(record) => {
+                                batch.push(record);
+                                if batch.len() >= batch_max {
+                                    flush(&pool, &mut batch, true).await;
+                                }
+                            }
+                            None => break,
+                        },
+                        _ = &mut grace => break,
+                    }
+                }
                 rx.close();
                 while let Some(record) = rx.recv().await {
                     batch.push(record);
@@ -85,6 +103,9 @@ async fn write_loop(pool: PgPool, config: RecorderConfig, mut rx: mpsc::Receiver
     }
     flush(&pool, &mut batch, true).await;
 }
+
+/// How long records are still taken after shutdown begins.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Attempts per batch while shutting down (while running, a batch is retried
 /// until it is stored: usage is money).
