@@ -16,6 +16,7 @@ use crate::routes::{admin, health, tenant, usage};
         health::healthz, health::readyz,
         tenant::quote, tenant::create, tenant::list, tenant::get, tenant::cancel, tenant::capacity, tenant::catalog,
         usage::usage,
+        crate::openai::chat_completions, crate::openai::completions, crate::openai::models,
         admin::list_tenants, admin::create_tenant, admin::list_models, admin::create_model, admin::update_model,
         admin::get_catalog, admin::publish_catalog, admin::list_reservations, admin::cancel_reservation,
     ),
@@ -25,6 +26,7 @@ use crate::routes::{admin, health, tenant, usage};
         (name = "capacity", description = "Free capacity over time"),
         (name = "catalog", description = "Prices"),
         (name = "usage", description = "What a tenant used"),
+        (name = "inference", description = "OpenAI-compatible completions (the tenant token is the API key)"),
         (name = "admin", description = "Operators (role admin)"),
         (name = "health", description = "Liveness and readiness"),
     )

@@ -7,7 +7,7 @@
 mod convert;
 mod error;
 mod respond;
-mod types;
+pub mod types;
 
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -48,6 +48,19 @@ fn request_id() -> String {
     uuid::Uuid::now_v7().simple().to_string()
 }
 
+/// OpenAI-compatible chat completion: one JSON answer, or server-sent events
+/// (`stream: true`) ending with `data: [DONE]`. Errors take OpenAI's shape.
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "inference",
+    request_body = ChatCompletionRequest,
+    responses(
+        (status = 200, description = "A `chat.completion` object, or `text/event-stream` of `chat.completion.chunk` objects; headers x-reservoir-class, x-reservoir-worker, x-request-id", body = Object),
+        (status = 400, description = "Invalid request (OpenAI error shape)", body = Object),
+        (status = 401, description = "Missing or invalid API key", body = Object),
+        (status = 404, description = "Unknown model", body = Object),
+        (status = 413, description = "Body too large", body = Object),
+        (status = 429, description = "Shed or rate limited; Retry-After says when to retry", body = Object),
+    ),
+    security(("bearer" = [])))]
 pub async fn chat_completions(
     State(state): State<AppState>,
     ApiKeyTenant(tenant): ApiKeyTenant,
@@ -58,6 +71,18 @@ pub async fn chat_completions(
     respond::run(state, request, Kind::Chat, &body.model, &body.sampling).await
 }
 
+/// OpenAI-compatible text completion of one prompt, streamed or not.
+#[utoipa::path(post, path = "/v1/completions", tag = "inference",
+    request_body = CompletionRequest,
+    responses(
+        (status = 200, description = "A `text_completion` object, or `text/event-stream` of them", body = Object),
+        (status = 400, description = "Invalid request (OpenAI error shape)", body = Object),
+        (status = 401, description = "Missing or invalid API key", body = Object),
+        (status = 404, description = "Unknown model", body = Object),
+        (status = 413, description = "Body too large", body = Object),
+        (status = 429, description = "Shed or rate limited; Retry-After says when to retry", body = Object),
+    ),
+    security(("bearer" = [])))]
 pub async fn completions(
     State(state): State<AppState>,
     ApiKeyTenant(tenant): ApiKeyTenant,
@@ -68,7 +93,14 @@ pub async fn completions(
     respond::run(state, request, Kind::Text, &body.model, &body.sampling).await
 }
 
-pub async fn models(State(state): State<AppState>, ApiKeyTenant(_): ApiKeyTenant) -> Result<axum::Json<ModelList>, OpenAiError> {
+/// The models this platform serves, in OpenAI's list shape.
+#[utoipa::path(get, path = "/v1/models", tag = "inference",
+    responses(
+        (status = 200, description = "The model list", body = ModelList),
+        (status = 401, description = "Missing or invalid API key", body = Object),
+    ),
+    security(("bearer" = [])))]
+pub async fn models(State(state): State<AppState>, ApiKeyTenant(_tenant): ApiKeyTenant) -> Result<axum::Json<ModelList>, OpenAiError> {
     let reply = state.contracts.clone().list_models(pb::ListModelsRequest {}).await?.into_inner();
     let data = reply
         .models

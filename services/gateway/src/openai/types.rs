@@ -3,9 +3,10 @@
 //! clients send fields this platform does not use.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// `stop`: one string or several.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum Stop {
     One(String),
@@ -22,14 +23,14 @@ impl Stop {
 }
 
 /// Message content: a string, or a list of parts of which the text parts count.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum Content {
     Text(String),
     Parts(Vec<ContentPart>),
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct ContentPart {
     #[serde(rename = "type")]
     pub kind: String,
@@ -37,20 +38,20 @@ pub struct ContentPart {
     pub text: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct Message {
     pub role: String,
     pub content: Option<Content>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 pub struct StreamOptions {
     #[serde(default)]
     pub include_usage: bool,
 }
 
 /// What both completion endpoints share.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct Sampling {
     pub max_tokens: Option<u32>,
     pub max_completion_tokens: Option<u32>,
@@ -67,7 +68,7 @@ pub struct Sampling {
     pub service_tier: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct ChatCompletionRequest {
     pub model: String,
     pub messages: Vec<Message>,
@@ -76,15 +77,17 @@ pub struct ChatCompletionRequest {
 }
 
 /// `prompt`: one string (lists of prompts are not served).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct CompletionRequest {
     pub model: String,
+    /// One string (or a list holding one string).
+    #[schema(value_type = Object)]
     pub prompt: serde_json::Value,
     #[serde(flatten)]
     pub sampling: Sampling,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Usage {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
@@ -92,12 +95,12 @@ pub struct Usage {
     pub prompt_tokens_details: PromptTokensDetails,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PromptTokensDetails {
     pub cached_tokens: u32,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TokenLogprob {
     pub token: String,
     pub logprob: f32,
@@ -105,21 +108,24 @@ pub struct TokenLogprob {
     pub top_logprobs: Vec<serde_json::Value>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Logprobs {
     pub content: Vec<TokenLogprob>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Model {
     pub id: String,
+    #[schema(value_type = String)]
     pub object: &'static str,
     pub created: i64,
+    #[schema(value_type = String)]
     pub owned_by: &'static str,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ModelList {
+    #[schema(value_type = String)]
     pub object: &'static str,
     pub data: Vec<Model>,
 }
