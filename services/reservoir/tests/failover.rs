@@ -12,10 +12,9 @@ use serde_json::{Value, json};
 const MAX_TOKENS: u32 = 120;
 const QUESTION: &str = "Tell me a long story about a brave dragon who learns to fly.";
 
-fn with_database(url: &str, name: &str) -> String {
-    let base = url.rsplit_once('/').map(|(b, _)| b).unwrap_or(url);
-    format!("{base}/{name}")
-}
+mod support;
+
+use support::{Running, with_database};
 
 fn body(stream: bool) -> Value {
     json!({"model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": QUESTION}],
@@ -32,7 +31,7 @@ async fn a_killed_worker_loses_no_token_and_usage_counts_once() {
     let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.reservoir/models/SmolLM2-135M-Instruct.Q4_1.gguf");
     assert!(model.exists(), "{} not found: run scripts/fetch-model (scripts/test does)", model.display());
 
-    let mut up = Command::new(env!("CARGO_BIN_EXE_reservoir"))
+    let mut up = Running(Command::new(env!("CARGO_BIN_EXE_reservoir"))
         .args(["up", "--workers", "2"])
         .env("DATABASE_URL", with_database(&admin_url, &name))
         .env("RESERVOIR__GATEWAY__LISTEN", "127.0.0.1:0")
@@ -46,8 +45,8 @@ async fn a_killed_worker_loses_no_token_and_usage_counts_once() {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .expect("spawn reservoir up");
-    let stdout = up.stdout.take().expect("stdout");
+        .expect("spawn reservoir up"));
+    let stdout = up.0.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
     let token = lines
         .by_ref()
@@ -128,12 +127,7 @@ async fn a_killed_worker_loses_no_token_and_usage_counts_once() {
     assert_eq!(rows, vec![(i32::try_from(MAX_TOKENS).expect("fits"), "ok".to_owned())]);
     db.close().await;
 
-    assert!(Command::new("kill").args(["-TERM", &up.id().to_string()]).status().expect("kill").success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while up.try_wait().expect("wait").is_none() {
-        assert!(Instant::now() < deadline, "reservoir up did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(up.stop(Duration::from_secs(20)).is_some(), "reservoir up did not stop");
     let _ = std::fs::remove_dir_all(&state);
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&admin).await.expect("drop db");
 }

@@ -6,14 +6,12 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod support;
+
+use support::{Running, with_database};
+
 fn database_url() -> String {
     std::env::var("DATABASE_URL").expect("DATABASE_URL: run the tests with ./scripts/test")
-}
-
-/// The server URL with another database name.
-fn with_database(url: &str, name: &str) -> String {
-    let base = url.rsplit_once('/').map(|(b, _)| b).unwrap_or(url);
-    format!("{base}/{name}")
 }
 
 #[tokio::test]
@@ -24,7 +22,7 @@ async fn up_serves_prints_a_working_example_and_stops_on_sigterm() {
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.expect("create db");
     let state = std::env::temp_dir().join(&name);
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_reservoir"))
+    let mut child = Running(Command::new(env!("CARGO_BIN_EXE_reservoir"))
         .args(["up", "--workers", "2"])
         .env("DATABASE_URL", with_database(&admin_url, &name))
         .env("RESERVOIR__GATEWAY__LISTEN", "127.0.0.1:0")
@@ -39,8 +37,8 @@ async fn up_serves_prints_a_working_example_and_stops_on_sigterm() {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .expect("spawn reservoir up");
-    let stdout = child.stdout.take().expect("stdout");
+        .expect("spawn reservoir up"));
+    let stdout = child.0.stdout.take().expect("stdout");
     let (lines_tx, lines_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -110,16 +108,7 @@ async fn up_serves_prints_a_working_example_and_stops_on_sigterm() {
     };
     assert_eq!(worker_pids(&read_endpoints())[1], Some(pids[1]), "the other worker was left alone");
 
-    let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "reservoir up did not stop within 20 s of SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = child.stop(Duration::from_secs(20)).expect("reservoir up stops within 20 s of SIGTERM");
     assert!(status.success(), "clean exit: {status}");
     let rest: Vec<String> = lines_rx.try_iter().collect();
     assert!(rest.iter().any(|l| l.contains("Reservoir stopped")), "{rest:?}");
