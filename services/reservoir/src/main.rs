@@ -148,6 +148,7 @@ async fn serve(config: Config, service: Service) -> anyhow::Result<()> {
             let settings = reservoir_worker::WorkerSettings::from_config(&config.worker)?;
             let server = reservoir_worker::build(&settings, backend).await?;
             tracing::info!(port = server.port(), model = %settings.model_id, "worker listening");
+            workers::stop_when_orphaned(&shutdown);
             server.run_until_stopped(shutdown).await
         }
         Service::Gateway => {

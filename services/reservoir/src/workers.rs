@@ -19,6 +19,34 @@ const HEALTHY_RUN: Duration = Duration::from_secs(60);
 /// How long a stopping worker gets to finish in-flight work.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
+/// Set on each worker child: the pid of the `reservoir up` that supervises it.
+const SUPERVISOR_PID_ENV: &str = "RESERVOIR_SUPERVISOR_PID";
+/// How often a supervised worker checks that its supervisor still lives.
+const ORPHAN_CHECK: Duration = Duration::from_secs(1);
+
+/// In a worker started by `reservoir up`: shuts the worker down when its
+/// supervisor is gone (killed outright, it could not stop its children), so
+/// no worker outlives the platform. Does nothing for workers started otherwise.
+pub fn stop_when_orphaned(shutdown: &Shutdown) {
+    let Some(supervisor) = std::env::var(SUPERVISOR_PID_ENV).ok().and_then(|p| p.parse::<u32>().ok()) else {
+        return;
+    };
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(ORPHAN_CHECK) => {}
+                _ = shutdown.wait() => return,
+            }
+            if std::os::unix::process::parent_id() != supervisor {
+                tracing::warn!(supervisor, "the supervising reservoir up is gone; stopping");
+                shutdown.trigger();
+                return;
+            }
+        }
+    });
+}
+
 /// What `endpoints.json` lists of one worker.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct WorkerEndpoint {
@@ -89,6 +117,7 @@ async fn supervise(
         let child = Command::new(&exe)
             .args(["serve", "worker"])
             .env("RESERVOIR__WORKER__LISTEN", &addr)
+            .env(SUPERVISOR_PID_ENV, std::process::id().to_string())
             .kill_on_drop(true)
             .spawn();
         let mut child = match child {

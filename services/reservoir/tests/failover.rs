@@ -14,7 +14,7 @@ const QUESTION: &str = "Tell me a long story about a brave dragon who learns to 
 
 mod support;
 
-use support::{Running, with_database};
+use support::{Running, model_path, reservoir_up, with_database};
 
 fn body(stream: bool) -> Value {
     json!({"model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": QUESTION}],
@@ -28,24 +28,16 @@ async fn a_killed_worker_loses_no_token_and_usage_counts_once() {
     let admin = sqlx::PgPool::connect(&admin_url).await.expect("connect");
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.expect("create db");
     let state = std::env::temp_dir().join(&name);
-    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.reservoir/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let model = model_path();
     assert!(model.exists(), "{} not found: run scripts/fetch-model (scripts/test does)", model.display());
 
-    let mut up = Running(Command::new(env!("CARGO_BIN_EXE_reservoir"))
-        .args(["up", "--workers", "2"])
-        .env("DATABASE_URL", with_database(&admin_url, &name))
-        .env("RESERVOIR__GATEWAY__LISTEN", "127.0.0.1:0")
-        .env("RESERVOIR__CONTRACTS__LISTEN", "127.0.0.1:0")
-        .env("RESERVOIR__SCHEDULER__LISTEN", "127.0.0.1:0")
-        .env("RESERVOIR__STATE_DIR", &state)
-        .env("RESERVOIR__AUTH__HS256_SECRET_FILE", state.join("jwt-secret"))
-        .env("RESERVOIR__CONTRACTS__DEFAULT_MODEL__CALIBRATE", "false")
-        .env("RESERVOIR__WORKER__MODEL_PATH", &model)
-        .env("RESERVOIR_CONFIG", state.join("none.toml"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn reservoir up"));
+    let mut up = Running(
+        reservoir_up(&with_database(&admin_url, &name), &state, 2, false)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn reservoir up"),
+    );
     let stdout = up.0.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
     let token = lines

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 mod support;
 
-use support::{Running, with_database};
+use support::{Running, reservoir_up, with_database};
 
 fn database_url() -> String {
     std::env::var("DATABASE_URL").expect("DATABASE_URL: run the tests with ./scripts/test")
@@ -22,22 +22,13 @@ async fn up_serves_prints_a_working_example_and_stops_on_sigterm() {
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.expect("create db");
     let state = std::env::temp_dir().join(&name);
 
-    let mut child = Running(Command::new(env!("CARGO_BIN_EXE_reservoir"))
-        .args(["up", "--workers", "2"])
-        .env("DATABASE_URL", with_database(&admin_url, &name))
-        .env("RESERVOIR__GATEWAY__LISTEN", "127.0.0.1:0")
-        .env("RESERVOIR__CONTRACTS__LISTEN", "127.0.0.1:0")
-        .env("RESERVOIR__STATE_DIR", &state)
-        .env("RESERVOIR__AUTH__HS256_SECRET_FILE", state.join("jwt-secret"))
-        .env("RESERVOIR_CONFIG", state.join("none.toml"))
-        .env(
-            "RESERVOIR__WORKER__MODEL_PATH",
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.reservoir/models/SmolLM2-135M-Instruct.Q4_1.gguf"),
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn reservoir up"));
+    let mut child = Running(
+        reservoir_up(&with_database(&admin_url, &name), &state, 2, true)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn reservoir up"),
+    );
     let stdout = child.0.stdout.take().expect("stdout");
     let (lines_tx, lines_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -119,5 +110,50 @@ async fn up_serves_prints_a_working_example_and_stops_on_sigterm() {
 
     let _ = std::fs::remove_dir_all(&state);
     // The child's connections are closed: the database can go.
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&admin).await.expect("drop db");
+}
+
+/// A process that is gone or a zombie (its parent, init, has not reaped it yet).
+fn exited(pid: u64) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+#[tokio::test]
+async fn workers_do_not_outlive_a_killed_up() {
+    let admin_url = database_url();
+    let name = format!("orphan_{}", uuid::Uuid::new_v4().simple());
+    let admin = sqlx::PgPool::connect(&admin_url).await.expect("connect");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.expect("create db");
+    let state = std::env::temp_dir().join(&name);
+    let mut up = Running(
+        reservoir_up(&with_database(&admin_url, &name), &state, 1, false)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn reservoir up"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let worker = loop {
+        let pid = std::fs::read_to_string(state.join("endpoints.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|e| e["workers"][0]["pid"].as_u64());
+        if let Some(pid) = pid {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "the worker did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = up.0.kill();
+    let _ = up.0.wait();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !exited(worker) {
+        assert!(Instant::now() < deadline, "worker {worker} outlived the killed reservoir up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = std::fs::remove_dir_all(&state);
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&admin).await.expect("drop db");
 }

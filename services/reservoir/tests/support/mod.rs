@@ -41,3 +41,27 @@ impl Drop for Running {
         }
     }
 }
+
+/// The real model, fetched by `scripts/fetch-model` (`scripts/test` does).
+pub fn model_path() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.reservoir/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+/// `reservoir up` kept apart from anything else on the machine: its own
+/// database, state folder and free ports.
+pub fn reservoir_up(database_url: &str, state: &std::path::Path, workers: usize, calibrate: bool) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_reservoir"));
+    command
+        .args(["up", "--workers", &workers.to_string()])
+        .env("DATABASE_URL", database_url)
+        .env("RESERVOIR__GATEWAY__LISTEN", "127.0.0.1:0")
+        .env("RESERVOIR__CONTRACTS__LISTEN", "127.0.0.1:0")
+        .env("RESERVOIR__SCHEDULER__LISTEN", "127.0.0.1:0")
+        .env("RESERVOIR__SCHEDULER__METRICS_LISTEN", "127.0.0.1:0")
+        .env("RESERVOIR__STATE_DIR", state)
+        .env("RESERVOIR__AUTH__HS256_SECRET_FILE", state.join("jwt-secret"))
+        .env("RESERVOIR__CONTRACTS__DEFAULT_MODEL__CALIBRATE", calibrate.to_string())
+        .env("RESERVOIR__WORKER__MODEL_PATH", model_path())
+        .env("RESERVOIR_CONFIG", state.join("none.toml"));
+    command
+}
