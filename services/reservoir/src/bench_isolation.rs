@@ -17,7 +17,6 @@ use anyhow::Context;
 use reservoir_proto::v1 as pb;
 use reservoir_proto::v1::scheduler_service_client::SchedulerServiceClient;
 use reservoir_runtime::{Config, Shutdown, db};
-use tokio::sync::Mutex;
 use tonic::transport::Channel;
 
 const MODEL: &str = "smollm2-135m-instruct";
@@ -52,14 +51,6 @@ struct Counters {
     reserved_ttfts_ms: std::sync::Mutex<Vec<f64>>,
 }
 
-/// What one request got.
-#[derive(Debug, Default, Clone)]
-struct Outcome {
-    ttft_ms: Option<f64>,
-    tokens: u32,
-    finished: bool,
-}
-
 fn p99(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
         return f64::NAN;
@@ -74,7 +65,7 @@ async fn one_request(
     id: String,
     reserved: bool,
     counters: Arc<Counters>,
-) -> Outcome {
+) {
     let request = pb::CompleteRequest {
         request_id: id,
         tenant_id: tenant,
@@ -86,30 +77,24 @@ async fn one_request(
         wants_spot: !reserved,
     };
     let sent = Instant::now();
-    let mut outcome = Outcome::default();
-    let Ok(response) = client.complete(request).await else { return outcome };
+    let Ok(response) = client.complete(request).await else { return };
     let mut stream = response.into_inner();
+    let mut first = true;
     while let Ok(Some(event)) = stream.message().await {
-        match event.event {
-            Some(pb::complete_event::Event::Token(_)) => {
-                if outcome.ttft_ms.is_none() {
-                    let ttft = sent.elapsed().as_secs_f64() * 1e3;
-                    outcome.ttft_ms = Some(ttft);
-                    if reserved {
-                        if let Ok(mut v) = counters.reserved_ttfts_ms.lock() {
-                            v.push(ttft);
-                        }
+        if let Some(pb::complete_event::Event::Token(_)) = event.event {
+            if first {
+                first = false;
+                let ttft = sent.elapsed().as_secs_f64() * 1e3;
+                if reserved {
+                    if let Ok(mut v) = counters.reserved_ttfts_ms.lock() {
+                        v.push(ttft);
                     }
                 }
-                outcome.tokens += 1;
-                let counter = if reserved { &counters.reserved_tokens } else { &counters.spot_tokens };
-                counter.fetch_add(1, Ordering::Relaxed);
             }
-            Some(pb::complete_event::Event::Finish(_)) => outcome.finished = true,
-            _ => {}
+            let counter = if reserved { &counters.reserved_tokens } else { &counters.spot_tokens };
+            counter.fetch_add(1, Ordering::Relaxed);
         }
     }
-    outcome
 }
 
 /// Offers the load for `phase`; spot requests still running at the end are
@@ -121,8 +106,7 @@ async fn run_phase(
     spot_per_s: f64,
     tag: &str,
     straggler_wait: Duration,
-) -> (Vec<Outcome>, Duration, Arc<Counters>) {
-    let outcomes = Arc::new(Mutex::new(Vec::new()));
+) -> (Duration, Arc<Counters>) {
     let counters = Arc::new(Counters::default());
     let started = Instant::now();
     let mut reserved_tasks = Vec::new();
@@ -134,23 +118,17 @@ async fn run_phase(
         let now = started.elapsed().as_secs_f64();
         while reserved_per_s > 0.0 && next_reserved <= now {
             let tenant = format!("reserved-{}", n as usize % RESERVED_TENANTS);
-            let (c, o, k) = (client.clone(), outcomes.clone(), counters.clone());
+            let (c, k) = (client.clone(), counters.clone());
             let id = format!("{tag}-{n}");
             counters.reserved_sent.fetch_add(1, Ordering::Relaxed);
-            reserved_tasks.push(tokio::spawn(async move {
-                let r = one_request(c, tenant, id, true, k).await;
-                o.lock().await.push(r);
-            }));
+            reserved_tasks.push(tokio::spawn(one_request(c, tenant, id, true, k)));
             next_reserved += 1.0 / reserved_per_s;
             n += 1;
         }
         while spot_per_s > 0.0 && next_spot <= now {
-            let (c, o, k) = (client.clone(), outcomes.clone(), counters.clone());
+            let (c, k) = (client.clone(), counters.clone());
             let id = format!("{tag}-{n}");
-            spot_tasks.push(tokio::spawn(async move {
-                let r = one_request(c, format!("spot-{}", n % 4), id, false, k).await;
-                o.lock().await.push(r);
-            }));
+            spot_tasks.push(tokio::spawn(one_request(c, format!("spot-{}", n % 4), id, false, k)));
             next_spot += 1.0 / spot_per_s;
             n += 1;
         }
@@ -168,8 +146,7 @@ async fn run_phase(
         t.abort();
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let collected = outcomes.lock().await.clone();
-    (collected, elapsed, counters)
+    (elapsed, counters)
 }
 
 async fn platform(
@@ -244,16 +221,15 @@ pub async fn run(config: &Config, args: &Args) -> anyhow::Result<()> {
         let (client, contracts_url) = platform(config, &url, &args.model, fcfs, &shutdown).await.context(label)?;
         // The same key each phase: the reservations are made once.
         reserve(&contracts_url, rate_each).await.context("reserving")?;
-        let (outcomes, elapsed, counters) = run_phase(&client, phase, reserved_per_s, spot, label, straggler_wait).await;
+        let (elapsed, counters) = run_phase(&client, phase, reserved_per_s, spot, label, straggler_wait).await;
         shutdown.trigger();
         tokio::time::sleep(Duration::from_millis(300)).await;
-        results.push((label, outcomes, elapsed, counters));
+        results.push((label, elapsed, counters));
     }
 
     println!("\n{:<10} {:>10} {:>14} {:>12} {:>12} {:>12}", "phase", "reserved", "ttft p99 ms", "delivered", "spot tok/s", "util");
     let mut json = serde_json::Map::new();
-    for (label, outcomes, elapsed, counters) in &results {
-        let _ = outcomes;
+    for (label, elapsed, counters) in &results {
         let sent = counters.reserved_sent.load(Ordering::Relaxed);
         let ttfts = counters.reserved_ttfts_ms.lock().map(|v| v.clone()).unwrap_or_default();
         let starved = sent.saturating_sub(ttfts.len() as u64);

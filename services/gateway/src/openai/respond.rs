@@ -25,6 +25,7 @@ pub enum Kind {
     Text,
 }
 
+#[derive(Clone)]
 struct Meta {
     id: String,
     created: i64,
@@ -115,16 +116,12 @@ pub async fn run(
     let meta = Meta { id, created: chrono::Utc::now().timestamp(), model: model.to_owned(), class: admitted.class.clone(), kind };
     let mut response = if sampling.stream {
         let include_usage = sampling.stream_options.as_ref().is_some_and(|o| o.include_usage);
-        stream_events(stream, meta_clone(&meta), include_usage).into_response()
+        stream_events(stream, meta.clone(), include_usage).into_response()
     } else {
         whole(&mut stream, &meta, sampling.logprobs.unwrap_or(false)).await?.into_response()
     };
     headers(&mut response, &meta, &admitted.worker_id, &request_id);
     Ok(response)
-}
-
-fn meta_clone(m: &Meta) -> Meta {
-    Meta { id: m.id.clone(), created: m.created, model: m.model.clone(), class: m.class.clone(), kind: m.kind }
 }
 
 async fn whole(stream: &mut tonic::Streaming<pb::CompleteEvent>, meta: &Meta, want_logprobs: bool) -> Result<Json<Value>, OpenAiError> {
@@ -141,10 +138,10 @@ async fn whole(stream: &mut tonic::Streaming<pb::CompleteEvent>, meta: &Meta, wa
                 let reason = finish_reason(&f)?;
                 let lp = want_logprobs.then(|| serde_json::to_value(Logprobs { content: logprobs.clone() }).unwrap_or(Value::Null));
                 let choice = match meta.kind {
-                    super::respond::Kind::Chat => {
+                    Kind::Chat => {
                         json!({"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": lp, "finish_reason": reason})
                     }
-                    super::respond::Kind::Text => json!({"index": 0, "text": text, "logprobs": lp, "finish_reason": reason}),
+                    Kind::Text => json!({"index": 0, "text": text, "logprobs": lp, "finish_reason": reason}),
                 };
                 let mut body = meta.envelope(false, json!([choice]));
                 body["usage"] = serde_json::to_value(usage(&f.usage.unwrap_or_default())).unwrap_or(Value::Null);

@@ -61,12 +61,7 @@ async fn write_loop(pool: PgPool, config: RecorderConfig, mut rx: mpsc::Receiver
     loop {
         tokio::select! {
             received = rx.recv() => match received {
-                Some(record) => {
-                    batch.push(record);
-                    if batch.len() >= batch_max {
-                        flush(&pool, &mut batch, false).await;
-                    }
-                }
+                Some(record) => add(&pool, &mut batch, batch_max, record, false).await,
                 None => break,
             },
             _ = tick.tick() => flush(&pool, &mut batch, false).await,
@@ -79,12 +74,7 @@ async fn write_loop(pool: PgPool, config: RecorderConfig, mut rx: mpsc::Receiver
                 loop {
                     tokio::select! {
                         received = rx.recv() => match received {
-                            Some(record) => {
-                                batch.push(record);
-                                if batch.len() >= batch_max {
-                                    flush(&pool, &mut batch, true).await;
-                                }
-                            }
+                            Some(record) => add(&pool, &mut batch, batch_max, record, true).await,
                             None => break,
                         },
                         _ = &mut grace => break,
@@ -92,16 +82,21 @@ async fn write_loop(pool: PgPool, config: RecorderConfig, mut rx: mpsc::Receiver
                 }
                 rx.close();
                 while let Some(record) = rx.recv().await {
-                    batch.push(record);
-                    if batch.len() >= batch_max {
-                        flush(&pool, &mut batch, true).await;
-                    }
+                    add(&pool, &mut batch, batch_max, record, true).await;
                 }
                 break;
             }
         }
     }
     flush(&pool, &mut batch, true).await;
+}
+
+/// Adds a record to the batch, storing the batch once it is full.
+async fn add(pool: &PgPool, batch: &mut Vec<UsageRecord>, batch_max: usize, record: UsageRecord, shutting_down: bool) {
+    batch.push(record);
+    if batch.len() >= batch_max {
+        flush(pool, batch, shutting_down).await;
+    }
 }
 
 /// How long records are still taken after shutdown begins.
