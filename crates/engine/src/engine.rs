@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::attention::KvStore;
 use crate::error::EngineError;
 use crate::kv::{BlockId, BlockKey, BlockPool};
-use crate::model::Model;
+use crate::model::{Model, Pass};
 
 pub type SeqId = u64;
 
@@ -91,6 +91,25 @@ struct Sequence {
     hashes: Vec<u64>,
 }
 
+/// A step begun with `Engine::begin_step` and not yet finished.
+#[derive(Debug)]
+pub struct PendingStep {
+    id: u64,
+    entries: Vec<StepEntry>,
+    pass: Pass,
+    n_tokens: usize,
+}
+
+impl PendingStep {
+    pub fn entries(&self) -> &[StepEntry] {
+        &self.entries
+    }
+
+    pub fn layers_done(&self) -> usize {
+        self.pass.layers_done()
+    }
+}
+
 pub struct Engine {
     model: Arc<Model>,
     cfg: EngineConfig,
@@ -99,7 +118,15 @@ pub struct Engine {
     seqs: HashMap<SeqId, Sequence>,
     lookup_blocks: u64,
     hit_blocks: u64,
+    /// Sequences of pending steps (see `begin_step`).
+    in_step: HashSet<SeqId>,
+    /// Ids of pending steps.
+    pending: HashSet<u64>,
 }
+
+/// Step ids are unique across engines, so a step cannot be finished on an
+/// engine that did not begin it.
+static NEXT_STEP_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Engine {
     pub fn new(model: Arc<Model>, cfg: EngineConfig) -> Result<Self, EngineError> {
@@ -124,6 +151,8 @@ impl Engine {
             seqs: HashMap::new(),
             lookup_blocks: 0,
             hit_blocks: 0,
+            in_step: HashSet::new(),
+            pending: HashSet::new(),
         })
     }
 
@@ -163,6 +192,9 @@ impl Engine {
 
     /// Frees the sequence's blocks (cached full blocks stay reusable until evicted).
     pub fn remove_sequence(&mut self, id: SeqId) -> Result<(), EngineError> {
+        if self.in_step.contains(&id) {
+            return Err(EngineError::InvalidArgument(format!("sequence {id} is in a step in progress")));
+        }
         let seq = self.seqs.remove(&id).ok_or(EngineError::UnknownSequence(id))?;
         // Deepest blocks first, so LRU evicts prefix tails before prefix roots.
         // Tables only hold blocks this engine retained, so release cannot fail;
@@ -206,6 +238,22 @@ impl Engine {
     /// as needed; if they do not all fit, nothing runs and `OutOfBlocks`
     /// comes back with the pool as it was.
     pub fn step(&mut self, batch: &StepBatch) -> Result<StepOutput, EngineError> {
+        let pending = self.begin_step(batch)?;
+        self.finish_step(pending)
+    }
+
+    /// Layers of the model: the most `advance` calls a step can take.
+    pub fn n_layers(&self) -> usize {
+        self.model.config.n_layers
+    }
+
+    /// Starts a step that runs in parts (`advance`, then `finish_step`), so
+    /// that between its layers the caller may run other steps over other
+    /// sequences: a long step of low-priority work gives way to the prefill
+    /// of a request that just arrived. Checks and allocation are those of
+    /// `step`; the step's sequences cannot be in another step, nor removed,
+    /// until it is finished. Results are bit-identical to `step`.
+    pub fn begin_step(&mut self, batch: &StepBatch) -> Result<PendingStep, EngineError> {
         let ctx_len = self.model.config.ctx_len;
         let total: usize = batch.entries.iter().map(|e| e.tokens.len()).sum();
         if total > self.cfg.max_batch_tokens {
@@ -219,6 +267,9 @@ impl Engine {
         for e in &batch.entries {
             if !seen.insert(e.seq) {
                 return Err(EngineError::InvalidBatch(format!("sequence {} twice in one step", e.seq)));
+            }
+            if self.in_step.contains(&e.seq) {
+                return Err(EngineError::InvalidBatch(format!("sequence {} is in a step in progress", e.seq)));
             }
             if e.tokens.is_empty() {
                 return Err(EngineError::InvalidBatch(format!("sequence {} has no tokens", e.seq)));
@@ -236,10 +287,9 @@ impl Engine {
             self.allocate(e.seq, e.tokens.len())?;
         }
 
-        let n_tokens: usize = batch.entries.iter().map(|e| e.tokens.len()).sum();
-        let mut tokens = Vec::with_capacity(n_tokens);
-        let mut pos = Vec::with_capacity(n_tokens);
-        let mut tables: Vec<&[u32]> = Vec::with_capacity(n_tokens);
+        let mut tokens = Vec::with_capacity(total);
+        let mut pos = Vec::with_capacity(total);
+        let mut tables: Vec<&[u32]> = Vec::with_capacity(total);
         let mut logit_rows = Vec::new();
         for e in &batch.entries {
             let s = &self.seqs[&e.seq];
@@ -254,12 +304,31 @@ impl Engine {
                 Logits::All => logit_rows.extend(first_row..tokens.len()),
             }
         }
-        let logits = self.model.forward(&tokens, &pos, &tables, &mut self.store, &logit_rows)?;
+        let pass = self.model.begin(&tokens, &pos, &tables, &self.store, &logit_rows)?;
+        self.in_step.extend(batch.entries.iter().map(|e| e.seq));
+        let id = NEXT_STEP_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.pending.insert(id);
+        Ok(PendingStep { id, entries: batch.entries.clone(), pass, n_tokens: total })
+    }
 
+    /// Runs up to `layers` more layers of a pending step; true when all have run.
+    pub fn advance(&mut self, step: &mut PendingStep, layers: usize) -> Result<bool, EngineError> {
+        self.check_pending(step)?;
+        Ok(self.model.run_layers(&mut step.pass, &mut self.store, layers))
+    }
+
+    /// Runs what is left of a pending step, commits its tokens and returns
+    /// its logits, exactly as `step` would have.
+    pub fn finish_step(&mut self, step: PendingStep) -> Result<StepOutput, EngineError> {
+        self.check_pending(&step)?;
+        let PendingStep { id, entries, pass, n_tokens } = step;
+        self.pending.remove(&id);
+        let logits = self.model.finish(pass, &mut self.store);
         let vocab = self.model.config.vocab_size;
         let mut outputs = Vec::new();
         let mut row = 0usize;
-        for e in &batch.entries {
+        for e in &entries {
+            self.in_step.remove(&e.seq);
             let n = match e.logits {
                 Logits::None => 0,
                 Logits::Last => 1,
@@ -272,6 +341,15 @@ impl Engine {
             self.commit_tokens(e.seq, &e.tokens);
         }
         Ok(StepOutput { outputs, n_tokens })
+    }
+
+    /// A pending step is only valid on the engine that began it, once.
+    fn check_pending(&self, step: &PendingStep) -> Result<(), EngineError> {
+        if self.pending.contains(&step.id) {
+            Ok(())
+        } else {
+            Err(EngineError::InvalidBatch("this step is not in progress on this engine".into()))
+        }
     }
 
     /// Appends computed tokens and publishes newly filled blocks to the prefix cache.

@@ -22,7 +22,9 @@ pub mod test_support;
 pub mod text;
 pub mod tokenizer;
 
-pub use engine::{Engine, EngineConfig, EngineStats, Logits, SeqId, SeqLogits, StepBatch, StepEntry, StepOutput};
+pub use engine::{
+    Engine, EngineConfig, EngineStats, Logits, PendingStep, SeqId, SeqLogits, StepBatch, StepEntry, StepOutput,
+};
 pub use error::EngineError;
 pub use generate::{
     FinishReason, GeneratedToken, Generation, LoadedModel, chat_prompt, default_model_path, generate, load, perplexity,

@@ -133,8 +133,8 @@ pub struct BatchLayout<'a> {
     /// Slot each token's K/V is written to.
     pub slots: &'a [usize],
     /// RoPE (cos, sin) per token, `[T][head_dim / 2]` each.
-    cos: Vec<f32>,
-    sin: Vec<f32>,
+    cos: &'a [f32],
+    sin: &'a [f32],
 }
 
 impl Block {
@@ -252,6 +252,21 @@ impl Model {
         kv: &mut KvStore,
         logit_rows: &[usize],
     ) -> Result<Vec<f32>, EngineError> {
+        let pass = self.begin(tokens, pos, tables, kv, logit_rows)?;
+        Ok(self.finish(pass, kv))
+    }
+
+    /// Validates a batch and embeds its tokens: a forward pass that has run
+    /// no layer yet. Owned, so other passes (over other sequences) may run
+    /// between its layers.
+    pub fn begin(
+        &self,
+        tokens: &[u32],
+        pos: &[usize],
+        tables: &[&[u32]],
+        kv: &KvStore,
+        logit_rows: &[usize],
+    ) -> Result<Pass, EngineError> {
         let c = &self.config;
         let t = tokens.len();
         if pos.len() != t || tables.len() != t {
@@ -286,27 +301,83 @@ impl Model {
                 sin[tt * half + i] = theta.sin();
             }
         }
-        let lay = BatchLayout { pos, tables, slots: &slots, cos, sin };
-        // Run the whole pass on a rayon worker: every nested parallel loop then
-        // forks from inside the pool instead of paying a cross-thread
-        // injection and wake-up each (hundreds per step).
-        Ok(rayon::scope(|_| self.forward_inner(tokens, &lay, kv, logit_rows)))
-    }
-
-    fn forward_inner(&self, tokens: &[u32], lay: &BatchLayout, kv: &mut KvStore, logit_rows: &[usize]) -> Vec<f32> {
-        let c = &self.config;
-        let t = tokens.len();
+        // Tokens of one sequence share its table: keep one copy per run of
+        // equal tables rather than one per token.
+        let mut owned: Vec<Vec<u32>> = Vec::new();
+        let mut table_of = Vec::with_capacity(t);
+        for (i, table) in tables.iter().enumerate() {
+            if i == 0 || !std::ptr::eq(*table, tables[i - 1]) {
+                owned.push(table.to_vec());
+            }
+            table_of.push(owned.len() - 1);
+        }
         let mut x = vec![0f32; t * c.dim];
         for (row, &id) in x.chunks_exact_mut(c.dim).zip(tokens) {
             self.embed.row_f32(id as usize, row);
         }
-        for (i, b) in self.blocks.iter().enumerate() {
-            b.forward(c, i, &mut x, lay, kv);
-        }
-        let mut h: Vec<f32> = logit_rows.iter().flat_map(|&r| x[r * c.dim..(r + 1) * c.dim].iter().copied()).collect();
+        Ok(Pass {
+            pos: pos.to_vec(),
+            tables: owned,
+            table_of,
+            slots,
+            cos,
+            sin,
+            x,
+            logit_rows: logit_rows.to_vec(),
+            next_layer: 0,
+        })
+    }
+
+    /// Runs up to `n` more layers of `pass`; true when every layer has run.
+    pub fn run_layers(&self, pass: &mut Pass, kv: &mut KvStore, n: usize) -> bool {
+        let end = pass.next_layer.saturating_add(n).min(self.blocks.len());
+        let Pass { pos, tables, table_of, slots, cos, sin, x, .. } = pass;
+        let tables: Vec<&[u32]> = table_of.iter().map(|&i| tables[i].as_slice()).collect();
+        let lay = BatchLayout { pos, tables: &tables, slots, cos, sin };
+        // Run on a rayon worker: every nested parallel loop then forks from
+        // inside the pool instead of paying a cross-thread injection and
+        // wake-up each (hundreds per step).
+        rayon::scope(|_| {
+            for i in pass.next_layer..end {
+                self.blocks[i].forward(&self.config, i, x, &lay, kv);
+            }
+        });
+        pass.next_layer = end;
+        pass.next_layer == self.blocks.len()
+    }
+
+    /// Runs what is left of `pass` and returns the logits of its logit rows.
+    pub fn finish(&self, mut pass: Pass, kv: &mut KvStore) -> Vec<f32> {
+        self.run_layers(&mut pass, kv, usize::MAX);
+        let c = &self.config;
+        let mut h: Vec<f32> =
+            pass.logit_rows.iter().flat_map(|&r| pass.x[r * c.dim..(r + 1) * c.dim].iter().copied()).collect();
         rms_norm(&mut h, &self.out_norm, c.rms_eps);
-        let mut logits = vec![0f32; logit_rows.len() * c.vocab_size];
-        self.output.matmul(&h, logit_rows.len(), &mut logits);
+        let mut logits = vec![0f32; pass.logit_rows.len() * c.vocab_size];
+        rayon::scope(|_| self.output.matmul(&h, pass.logit_rows.len(), &mut logits));
         logits
+    }
+}
+
+/// A forward pass in progress (see `Model::begin`): the residual stream
+/// after `next_layer` layers and everything needed to run the rest.
+#[derive(Debug)]
+pub struct Pass {
+    pos: Vec<usize>,
+    tables: Vec<Vec<u32>>,
+    /// Index into `tables` per token.
+    table_of: Vec<usize>,
+    slots: Vec<usize>,
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+    x: Vec<f32>,
+    logit_rows: Vec<usize>,
+    next_layer: usize,
+}
+
+impl Pass {
+    /// Layers already run.
+    pub fn layers_done(&self) -> usize {
+        self.next_layer
     }
 }

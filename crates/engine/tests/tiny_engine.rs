@@ -308,3 +308,53 @@ fn model_forward_rejects_bad_block_tables() {
     let ok: &[u32] = &[3, 1];
     assert_eq!(model.forward(&[1], &[5], &[ok], &mut kv, &[0]).unwrap().len(), c.vocab_size);
 }
+
+#[test]
+fn steps_run_between_the_layers_of_a_pending_step_change_nothing() {
+    let spec = TinySpec { n_heads: 6, n_kv_heads: 2, seed: 11, ..TinySpec::default() };
+    let model = tiny_model(&spec).unwrap();
+    let ps = prompts(spec.vocab as u32);
+    let (a, b) = (&ps[4], &ps[2]);
+    let n_gen = 8;
+    let mut eng = engine(&model, 200, 4);
+    let want_a = generate_alone(&mut eng, 1, a, n_gen);
+    let want_b = generate_alone(&mut eng, 2, b, n_gen);
+
+    // Sequence 10's every step is begun, then sequence 20's whole step runs
+    // after `k` of its layers (a different k each time), then it finishes.
+    let mut eng = engine(&model, 200, 4);
+    eng.add_sequence(10, a).unwrap();
+    eng.add_sequence(20, b).unwrap();
+    let (mut next_a, mut next_b) = (a.clone(), b.clone());
+    let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
+    for i in 0..n_gen {
+        let mut pending = eng
+            .begin_step(&StepBatch { entries: vec![StepEntry { seq: 10, tokens: next_a, logits: Logits::Last }] })
+            .unwrap();
+        let k = i % (eng.n_layers() + 1);
+        assert_eq!(eng.advance(&mut pending, k).unwrap(), k == eng.n_layers());
+        assert_eq!(pending.layers_done(), k);
+        // The pending step's sequence is off limits until it finishes.
+        assert!(eng.remove_sequence(10).is_err());
+        let again = StepBatch { entries: vec![StepEntry { seq: 10, tokens: vec![1], logits: Logits::Last }] };
+        assert!(eng.step(&again).is_err());
+        let out_b = eng.step(&StepBatch { entries: vec![StepEntry { seq: 20, tokens: next_b, logits: Logits::Last }] }).unwrap();
+        let out_a = eng.finish_step(pending).unwrap();
+        eng.check_invariants().unwrap();
+        let (ta, tb) = (argmax(&out_a.outputs[0].logits), argmax(&out_b.outputs[0].logits));
+        got_a.push(ta);
+        got_b.push(tb);
+        next_a = vec![ta];
+        next_b = vec![tb];
+    }
+    assert_eq!((got_a, got_b), (want_a, want_b));
+
+    // A pending step belongs to the engine that began it.
+    let mut other = engine(&model, 200, 4);
+    other.add_sequence(10, a).unwrap();
+    let pending = other.begin_step(&StepBatch { entries: vec![StepEntry { seq: 10, tokens: vec![3], logits: Logits::Last }] }).unwrap();
+    assert!(eng.finish_step(pending).is_err());
+    eng.remove_sequence(10).unwrap();
+    eng.remove_sequence(20).unwrap();
+    eng.check_invariants().unwrap();
+}

@@ -5,7 +5,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use reservoir_engine::{Engine, EngineConfig, EngineError, EngineStats, SeqId, StepBatch, StepOutput, Tokenizer};
+use reservoir_engine::{
+    Engine, EngineConfig, EngineError, EngineStats, PendingStep, SeqId, StepBatch, StepOutput, Tokenizer,
+};
 
 /// Fixed facts about the model and the KV pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,8 +33,21 @@ pub trait InferenceBackend: Send + 'static {
     /// Frees the sequence's blocks.
     fn remove_sequence(&mut self, id: SeqId) -> Result<(), EngineError>;
     fn free_blocks(&self) -> usize;
-    /// One forward pass; `OutOfBlocks` leaves everything as it was.
-    fn step(&mut self, batch: &StepBatch) -> Result<StepOutput, EngineError>;
+    /// A step begun and not yet finished.
+    type Pending: Send;
+    /// Starts a step that runs layer by layer, so other (higher-priority)
+    /// steps over other sequences can run between its layers. `OutOfBlocks`
+    /// leaves everything as it was.
+    fn begin_step(&mut self, batch: &StepBatch) -> Result<Self::Pending, EngineError>;
+    /// Runs up to `layers` more layers; true when the pass is complete.
+    fn advance(&mut self, step: &mut Self::Pending, layers: usize) -> Result<bool, EngineError>;
+    /// Runs what is left and returns the step's logits.
+    fn finish_step(&mut self, step: Self::Pending) -> Result<StepOutput, EngineError>;
+    /// One whole forward pass.
+    fn step(&mut self, batch: &StepBatch) -> Result<StepOutput, EngineError> {
+        let pending = self.begin_step(batch)?;
+        self.finish_step(pending)
+    }
     fn stats(&self) -> EngineStats;
 }
 
@@ -91,8 +106,18 @@ impl InferenceBackend for EngineBackend {
         self.engine.stats().free_blocks
     }
 
-    fn step(&mut self, batch: &StepBatch) -> Result<StepOutput, EngineError> {
-        self.engine.step(batch)
+    type Pending = PendingStep;
+
+    fn begin_step(&mut self, batch: &StepBatch) -> Result<PendingStep, EngineError> {
+        self.engine.begin_step(batch)
+    }
+
+    fn advance(&mut self, step: &mut PendingStep, layers: usize) -> Result<bool, EngineError> {
+        self.engine.advance(step, layers)
+    }
+
+    fn finish_step(&mut self, step: PendingStep) -> Result<StepOutput, EngineError> {
+        self.engine.finish_step(step)
     }
 
     fn stats(&self) -> EngineStats {

@@ -12,7 +12,7 @@
 //! of room: a slow client cannot stall the step loop. A closed channel means
 //! the client went away: the sequence is removed and its blocks freed.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -23,7 +23,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 
 use crate::backend::InferenceBackend;
-use reservoir_sched::planner::{Planner, Running, Waiting};
+use reservoir_sched::planner::{Plan, Planner, Running, Waiting};
 use crate::request::{Event, FinishReason, Prepared, Usage};
 
 /// Window over which tokens/s are reported.
@@ -185,13 +185,51 @@ impl<B: InferenceBackend> StepLoop<B> {
 
     fn step_once(&mut self) {
         let running = self.running_views();
-        let waiting: Vec<Waiting> = self
-            .waiting
+        let waiting = self.waiting_views(|_| true);
+        let plan = self.planner.next_step(&running, &waiting, self.backend.free_blocks());
+        self.execute(plan, None);
+    }
+
+    /// Between two layers of a step in progress: the prefill of requests of
+    /// a class above the step's lowest runs now, in a step of its own, so a
+    /// reserved request's first token does not wait for a long batch of spot
+    /// decodes. Decodes are left to the regular steps (they batch well).
+    /// The planner sees only that work, so it preempts nothing else.
+    fn cut_in(&mut self, below: PriorityClass, in_step: &HashSet<SeqId>) {
+        let higher = |c: PriorityClass| c < below;
+        if !PriorityClass::ALL.iter().any(|&c| higher(c) && !self.waiting[class_index(c)].is_empty())
+            && !self.running.iter().any(|id| {
+                self.seqs.get(id).is_some_and(|s| higher(s.p.class) && s.computed + 1 < s.p.tokens.len())
+            })
+        {
+            return;
+        }
+        let running: Vec<Running> = self
+            .running_views()
+            .into_iter()
+            .filter(|r| higher(r.class) && r.pending > 1 && !in_step.contains(&r.id))
+            .collect();
+        let waiting = self.waiting_views(higher);
+        if running.is_empty() && waiting.is_empty() {
+            return;
+        }
+        let plan = self.planner.next_step(&running, &waiting, self.backend.free_blocks());
+        self.execute(plan, Some(in_step));
+    }
+
+    fn waiting_views(&self, keep: impl Fn(PriorityClass) -> bool) -> Vec<Waiting> {
+        self.waiting
             .iter()
             .flatten()
             .filter_map(|id| self.seqs.get(id).map(|s| Waiting { id: *id, class: s.p.class, tokens: s.p.tokens.len() }))
-            .collect();
-        let plan = self.planner.next_step(&running, &waiting, self.backend.free_blocks());
+            .filter(|w| keep(w.class))
+            .collect()
+    }
+
+    /// Carries out a plan. `cutting_into` holds the sequences of the step in
+    /// progress when this one runs between its layers: this step then runs
+    /// whole, and cannot preempt them.
+    fn execute(&mut self, plan: Plan, cutting_into: Option<&HashSet<SeqId>>) {
         for &id in &plan.preempt {
             self.preempt(id);
         }
@@ -211,15 +249,23 @@ impl<B: InferenceBackend> StepLoop<B> {
             batch.entries.push(StepEntry { seq: e.id, tokens: s.p.tokens[s.computed..end].to_vec(), logits });
         }
         if batch.entries.is_empty() {
-            if plan.preempt.is_empty() && plan.admit.is_empty() {
+            if plan.preempt.is_empty() && plan.admit.is_empty() && cutting_into.is_none() {
                 // Nothing can run now (cannot happen with validated requests);
                 // do not spin.
                 std::thread::sleep(Duration::from_millis(1));
             }
             return;
         }
-        match self.backend.step(&batch) {
+        let result = match cutting_into {
+            Some(_) => self.backend.step(&batch),
+            None => self.run_yielding(&batch),
+        };
+        match result {
             Ok(out) => self.apply(&batch, out),
+            Err(EngineError::OutOfBlocks { .. }) if cutting_into.is_some() => {
+                // The step in progress holds the blocks; the regular step
+                // after it sorts this out.
+            }
             Err(EngineError::OutOfBlocks { needed, free }) => {
                 // Shared prefix blocks did not come back as the planner
                 // assumed: give up the lowest-class, most recent sequence.
@@ -236,6 +282,33 @@ impl<B: InferenceBackend> StepLoop<B> {
                 }
             }
         }
+    }
+
+    /// Runs a step layer by layer; between layers, newly arrived requests
+    /// are taken in and those of a higher class than the step's lowest cut
+    /// in (`cut_in`). A step of reserved work only runs straight through.
+    fn run_yielding(&mut self, batch: &StepBatch) -> Result<StepOutput, EngineError> {
+        let mut pending = self.backend.begin_step(batch)?;
+        let lowest = batch.entries.iter().filter_map(|e| self.seqs.get(&e.seq)).map(|s| s.p.class).max();
+        if let Some(lowest) = lowest.filter(|&c| c != PriorityClass::Reserved) {
+            let in_step: HashSet<SeqId> = batch.entries.iter().map(|e| e.seq).collect();
+            loop {
+                match self.backend.advance(&mut pending, 1) {
+                    Ok(false) => {}
+                    Ok(true) => break,
+                    Err(e) => {
+                        // finish_step below reports it (or completes the pass).
+                        tracing::error!(error = %e, "advancing a step failed");
+                        break;
+                    }
+                }
+                while let Ok(job) = self.jobs.try_recv() {
+                    self.accept(job);
+                }
+                self.cut_in(lowest, &in_step);
+            }
+        }
+        self.backend.finish_step(pending)
     }
 
     fn running_views(&self) -> Vec<Running> {

@@ -185,6 +185,33 @@ async fn queued_reserved_requests_are_admitted_before_spot() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reserved_prefill_cuts_into_a_spot_step_in_progress() {
+    let m = model();
+    let (backend, gate) = gated(backend(&m, 16, 256));
+    let (mut client, _shutdown) = start(backend, 16, 512).await;
+    // A long spot prefill is about to run (its step is held at the gate)
+    // when a reserved request and a later spot one arrive.
+    let (ps, pr, ps2) = (prompt(1, 40), prompt(2, 8), prompt(3, 8));
+    let spot = client.generate(request("s", "spot", &ps, 4)).await.unwrap();
+    gate.wait_entered(1).await;
+    let reserved = client.generate(request("r", "reserved", &pr, 4)).await.unwrap();
+    let spot2 = client.generate(request("s2", "spot", &ps2, 4)).await.unwrap();
+    gate.open();
+    let (spot, reserved, spot2) = (collect(spot).await, collect(reserved).await, collect(spot2).await);
+    // Nothing changes in what anyone gets...
+    for (got, p) in [(&spot, &ps), (&reserved, &pr), (&spot2, &ps2)] {
+        assert_eq!(got.tokens, reference(&m, &encode(p), greedy(4)).0, "prompt {p}");
+    }
+    // ...but the reserved prompt ran between the layers of the spot step and
+    // got its first token before it; the later spot request did not cut in.
+    let (s, r, s2) = (gate.seq_of(&encode(&ps)), gate.seq_of(&encode(&pr)), gate.seq_of(&encode(&ps2)));
+    let finished = gate.finished();
+    assert_eq!(finished[0], vec![r], "{finished:?}");
+    assert_eq!(finished[1], vec![s], "{finished:?}");
+    assert!(!finished[1].contains(&s2), "{finished:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spot_is_preempted_for_reserved_and_still_finishes_correctly() {
     let m = model();
     // 12 blocks of 4 tokens: two spot requests of 16 + 16 tokens (8 blocks
@@ -231,7 +258,8 @@ async fn full_queue_is_resource_exhausted_and_cancel_frees_blocks() {
 
     // The client of the long request goes away after its first token.
     let mut long = long.into_inner();
-    gate.allow(1);
+    // Two steps: the long prefill, and the reserved prefill cutting into it.
+    gate.allow(2);
     let first = long.message().await.unwrap().unwrap();
     assert!(matches!(first.event, Some(pb::generate_event::Event::Token(_))));
     drop(long);

@@ -164,6 +164,8 @@ pub struct GateState {
     pub log: Vec<(bool, SeqId)>,
     /// Each sequence's tokens when first added.
     pub tokens: HashMap<SeqId, Vec<u32>>,
+    /// Per finished step, in order: the sequences it returned logits for.
+    pub finished: Vec<Vec<SeqId>>,
 }
 
 #[derive(Default)]
@@ -196,6 +198,10 @@ impl Gate {
         })
         .await
         .unwrap();
+    }
+
+    pub fn finished(&self) -> Vec<Vec<SeqId>> {
+        self.state.lock().unwrap().finished.clone()
     }
 
     pub fn log(&self) -> Vec<(bool, SeqId)> {
@@ -235,7 +241,8 @@ impl<B: InferenceBackend> InferenceBackend for Gated<B> {
     fn free_blocks(&self) -> usize {
         self.inner.free_blocks()
     }
-    fn step(&mut self, batch: &StepBatch) -> Result<StepOutput, EngineError> {
+    type Pending = B::Pending;
+    fn begin_step(&mut self, batch: &StepBatch) -> Result<B::Pending, EngineError> {
         {
             let mut s = self.gate.state.lock().unwrap();
             s.entered += 1;
@@ -245,7 +252,15 @@ impl<B: InferenceBackend> InferenceBackend for Gated<B> {
                 s.allowed -= 1;
             }
         }
-        self.inner.step(batch)
+        self.inner.begin_step(batch)
+    }
+    fn advance(&mut self, step: &mut B::Pending, layers: usize) -> Result<bool, EngineError> {
+        self.inner.advance(step, layers)
+    }
+    fn finish_step(&mut self, step: B::Pending) -> Result<StepOutput, EngineError> {
+        let out = self.inner.finish_step(step)?;
+        self.gate.state.lock().unwrap().finished.push(out.outputs.iter().map(|o| o.seq).collect());
+        Ok(out)
     }
     fn stats(&self) -> EngineStats {
         self.inner.stats()
