@@ -1,14 +1,18 @@
 //! Matrix multiplication of (quantized) weights with a batch of activation rows.
 //!
-//! Weights stay in their ggml encoding. Activations are quantized to Q8 per
-//! 32-block once per call, then each weight row is dotted with every token's
-//! activations while it is hot in L1: the weights are read once per step
-//! whatever the number of tokens. Output rows are split across rayon workers.
-//! The SIMD level is detected at run time; the scalar kernels in
-//! `quant::scalar` are the reference every SIMD kernel is tested against.
+//! Weights stay in their ggml encoding for the scalar kernels and the
+//! embedding lookup, and are repacked once at load into the interleaved
+//! layout of `pack` for the SIMD tiles. Activations are quantized to Q8 per
+//! 32-block and packed once per call. Workers own ranges of output rows;
+//! within a range, sub-chunks of rows small enough for L1 meet every token,
+//! two rows by four tokens at a time, and results go straight to their
+//! token-major place. The SIMD level is detected at run time; the scalar
+//! kernels in `quant::scalar` are the reference every SIMD tile is tested
+//! against.
 
 #[cfg(target_arch = "x86_64")]
 mod x86;
+pub mod pack;
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -17,6 +21,7 @@ use rayon::prelude::*;
 
 use crate::gguf::Bytes;
 use crate::quant::{BlockQ8, GgmlType, QK, dequantize_row, quantize_row_q8, scalar};
+use pack::XGroup;
 
 static OVERRIDE: AtomicU8 = AtomicU8::new(0);
 
@@ -89,74 +94,68 @@ impl Level {
     }
 }
 
-pub type DotFn = fn(&[u8], &[BlockQ8]) -> f32;
-pub type Dot4Fn = fn(&[u8], [&[BlockQ8]; 4]) -> [f32; 4];
-pub type Dot8Fn = fn(&[u8], [&[BlockQ8]; 8]) -> [f32; 8];
+/// One instance of the tile kernel: `R` rows by `N` tokens.
+type TileFn<const R: usize, const N: usize> = fn([&[u8]; R], [&[XGroup]; N], usize) -> [[f32; N]; R];
 
-/// Dot kernels for one weight type: one token, or four or eight tokens
-/// sharing each unpacked weight block. All three compute each token's dot
-/// product with the same operations in the same order, so a token's result
-/// does not depend on how many tokens share its step: the engine is batch
-/// invariant, which makes failover (recomputing a prefix in one prefill)
-/// give exactly the tokens an undisturbed run gives.
+/// The tile shapes `matmul` uses for one weight type at one level. All are
+/// instances of one generic kernel, so a (row, token) output has the same
+/// bits whichever shape computed it: the engine is batch invariant, which
+/// makes failover (recomputing a prefix in one prefill) give exactly the
+/// tokens an undisturbed run gives.
 #[derive(Clone, Copy)]
-pub struct Dot {
-    pub one: DotFn,
-    pub four: Dot4Fn,
-    pub eight: Dot8Fn,
+pub struct Tiles {
+    /// Four rows, one token (decode of a single sequence).
+    pub r4n1: TileFn<4, 1>,
+    /// Two rows, four tokens (batches).
+    pub r2n4: TileFn<2, 4>,
+    pub r2n1: TileFn<2, 1>,
+    pub r1n1: TileFn<1, 1>,
 }
 
-/// The dot kernels for a quantized weight type at a level; a level the CPU
-/// lacks falls back to scalar, so the returned functions are always safe to call.
-pub fn dot_fn(level: Level, ty: GgmlType) -> Option<Dot> {
-    let level = if level.is_available() { level } else { Level::Scalar };
+/// The tiles for a quantized weight type at a SIMD level; `None` for the
+/// scalar level, dense types, or a level the CPU lacks.
+pub fn tiles(level: Level, ty: GgmlType) -> Option<Tiles> {
+    if !level.is_available() || !matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0) {
+        return None;
+    }
     #[cfg(target_arch = "x86_64")]
     {
-        // The wrappers are only reachable after the feature check above.
         macro_rules! wrap {
-            ($m:ident :: $f:ident) => {{
-                fn one(a: &[u8], b: &[BlockQ8]) -> f32 {
-                    // SAFETY: `dot_fn` returns this wrapper only when
-                    // `Level::is_available` confirmed the CPU features.
-                    unsafe { x86::$m::$f::<1>(a, [b])[0] }
+            ($m:ident, $ty:expr) => {{
+                macro_rules! shape {
+                    ($r:literal, $n:literal) => {{
+                        fn f(w: [&[u8]; $r], x: [&[XGroup]; $n], nb: usize) -> [[f32; $n]; $r] {
+                            // SAFETY: `tiles` returns this wrapper only when
+                            // `Level::is_available` confirmed the CPU features.
+                            unsafe { x86::$m::tile::<{ $ty }, $r, $n>(w, x, nb) }
+                        }
+                        f
+                    }};
                 }
-                fn four(a: &[u8], b: [&[BlockQ8]; 4]) -> [f32; 4] {
-                    // SAFETY: as above.
-                    unsafe { x86::$m::$f::<4>(a, b) }
-                }
-                fn eight(a: &[u8], b: [&[BlockQ8]; 8]) -> [f32; 8] {
-                    // SAFETY: as above.
-                    unsafe { x86::$m::$f::<8>(a, b) }
-                }
-                Dot { one, four, eight }
+                Tiles { r4n1: shape!(4, 1), r2n4: shape!(2, 4), r2n1: shape!(2, 1), r1n1: shape!(1, 1) }
             }};
         }
-        match (level, ty) {
-            (Level::Avx2, GgmlType::Q4_0) => return Some(wrap!(avx2::dot_q4_0)),
-            (Level::Avx2, GgmlType::Q4_1) => return Some(wrap!(avx2::dot_q4_1)),
-            (Level::Avx2, GgmlType::Q8_0) => return Some(wrap!(avx2::dot_q8_0)),
-            (Level::Avx512Vnni, GgmlType::Q4_0) => return Some(wrap!(vnni::dot_q4_0)),
-            (Level::Avx512Vnni, GgmlType::Q4_1) => return Some(wrap!(vnni::dot_q4_1)),
-            (Level::Avx512Vnni, GgmlType::Q8_0) => return Some(wrap!(vnni::dot_q8_0)),
-            _ => {}
-        }
+        use x86::{Q4_0, Q4_1, Q8_0};
+        return match (level, x86::ty_code(ty)) {
+            (Level::Avx2, Q4_0) => Some(wrap!(avx2, Q4_0)),
+            (Level::Avx2, Q4_1) => Some(wrap!(avx2, Q4_1)),
+            (Level::Avx2, _) => Some(wrap!(avx2, Q8_0)),
+            (Level::Avx512Vnni, Q4_0) => Some(wrap!(vnni, Q4_0)),
+            (Level::Avx512Vnni, Q4_1) => Some(wrap!(vnni, Q4_1)),
+            (Level::Avx512Vnni, _) => Some(wrap!(vnni, Q8_0)),
+            (Level::Scalar, _) => None,
+        };
     }
-    macro_rules! scalar4 {
-        ($f:path) => {{
-            fn four(a: &[u8], b: [&[BlockQ8]; 4]) -> [f32; 4] {
-                b.map(|x| $f(a, x))
-            }
-            fn eight(a: &[u8], b: [&[BlockQ8]; 8]) -> [f32; 8] {
-                b.map(|x| $f(a, x))
-            }
-            Dot { one: $f, four, eight }
-        }};
-    }
+    #[allow(unreachable_code)]
+    None
+}
+
+/// The portable reference dot of one ggml row with one token.
+fn scalar_dot(ty: GgmlType) -> fn(&[u8], &[BlockQ8]) -> f32 {
     match ty {
-        GgmlType::Q4_0 => Some(scalar4!(scalar::dot_q4_0)),
-        GgmlType::Q4_1 => Some(scalar4!(scalar::dot_q4_1)),
-        GgmlType::Q8_0 => Some(scalar4!(scalar::dot_q8_0)),
-        GgmlType::F32 | GgmlType::F16 => None,
+        GgmlType::Q4_1 => scalar::dot_q4_1,
+        GgmlType::Q8_0 => scalar::dot_q8_0,
+        _ => scalar::dot_q4_0,
     }
 }
 
@@ -171,10 +170,33 @@ pub struct Weight {
 
 #[derive(Debug, Clone)]
 enum WeightData {
-    /// Quantized rows, still in ggml layout (often a window into the mmap).
-    Quant(Bytes),
+    /// Quantized rows in ggml layout (often a window into the mmap), read
+    /// by the scalar kernels and the embedding lookup, and the same rows
+    /// repacked for the SIMD tiles (`pack`) when the CPU has them.
+    Quant { raw: Bytes, packed: Option<Bytes> },
     /// F32/F16 weights are widened once at load: they are tiny in practice.
     Dense(Vec<f32>),
+}
+
+/// Computes rows `r0..r1` for every token, handing each result to `put(row, token, value)`.
+type RowsFn<'a> = dyn Fn(usize, usize, &mut dyn FnMut(usize, usize, f32)) + Sync + 'a;
+
+/// Output pointer shared by the workers of one matmul.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: workers write disjoint elements (each owns a range of rows), and
+// the matmul call outlives them.
+unsafe impl Send for OutPtr {}
+// SAFETY: as above.
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// # Safety
+    /// `i` must be inside the output, and no other worker may write it.
+    unsafe fn write(self, i: usize, v: f32) {
+        // SAFETY: guaranteed by the caller.
+        unsafe { *self.0.add(i) = v };
+    }
 }
 
 impl Weight {
@@ -190,7 +212,17 @@ impl Weight {
                 WeightData::Dense(v)
             }
             _ if !cols.is_multiple_of(QK) => return None,
-            _ => WeightData::Quant(bytes),
+            _ => {
+                let packed = Level::Avx2.is_available().then(|| {
+                    let (rb, pb) = (ty.row_bytes(cols), pack::packed_row_bytes(ty, cols / QK));
+                    let mut p = vec![0u8; rows * pb];
+                    p.par_chunks_mut(pb)
+                        .zip(bytes.as_slice().par_chunks(rb))
+                        .for_each(|(d, s)| pack::pack_row(ty, s, d));
+                    Bytes::from_vec(p)
+                });
+                WeightData::Quant { raw: bytes, packed }
+            }
         };
         Some(Weight { ty, rows, cols, data })
     }
@@ -199,9 +231,9 @@ impl Weight {
     pub fn row_f32(&self, r: usize, out: &mut [f32]) {
         match &self.data {
             WeightData::Dense(v) => out.copy_from_slice(&v[r * self.cols..(r + 1) * self.cols]),
-            WeightData::Quant(b) => {
+            WeightData::Quant { raw, .. } => {
                 let rb = self.ty.row_bytes(self.cols);
-                dequantize_row(self.ty, &b.as_slice()[r * rb..(r + 1) * rb], out);
+                dequantize_row(self.ty, &raw.as_slice()[r * rb..(r + 1) * rb], out);
             }
         }
     }
@@ -218,80 +250,117 @@ impl Weight {
         if t == 0 {
             return;
         }
-        let chunk = rows.div_ceil(rayon::current_num_threads() * 8).clamp(4, 256);
-        // Each worker fills rows [r0, r0 + n) for all tokens, laid out row-major
-        // in `tmp` (token-major `out` would interleave writers), then we transpose.
-        // `row_fn(r, out_row)` fills the `t` outputs of weight row `r`.
-        let compute = |row_fn: &(dyn Fn(usize, &mut [f32]) + Sync), dst: &mut [f32]| {
-            dst.par_chunks_mut(chunk * t).enumerate().for_each(|(ci, o)| {
-                for (j, orow) in o.chunks_exact_mut(t).enumerate() {
-                    row_fn(ci * chunk + j, orow);
-                }
+        let chunk = rows.div_ceil(rayon::current_num_threads() * 8).clamp(4, 256).next_multiple_of(4);
+        let dst = OutPtr(out.as_mut_ptr());
+        // `rows_fn(r0, r1, put)` computes rows r0..r1 for every token and
+        // hands each result to `put(row, token, value)`.
+        let compute = |rows_fn: &RowsFn| {
+            (0..rows.div_ceil(chunk)).into_par_iter().for_each(|ci| {
+                let (r0, r1) = (ci * chunk, ((ci + 1) * chunk).min(rows));
+                rows_fn(r0, r1, &mut |r, tt, v| {
+                    debug_assert!(r >= r0 && r < r1 && tt < t);
+                    // SAFETY: r < rows and tt < t, so the index is inside
+                    // `out` (t * rows long); only this chunk writes row r.
+                    unsafe { dst.write(tt * rows + r, v) };
+                });
             });
         };
-        let mut tmp = if t == 1 { Vec::new() } else { vec![0f32; rows * t] };
-        let dst: &mut [f32] = if t == 1 { out } else { &mut tmp };
+        let nb = cols / QK;
         match &self.data {
-            WeightData::Quant(b) => {
-                let nb = cols / QK;
-                let mut xq = vec![BlockQ8::default(); t * nb];
-                if t < 16 {
-                    xq.chunks_mut(nb).zip(x.chunks(cols)).for_each(|(q, xs)| quantize_row_q8(xs, q));
-                } else {
-                    xq.par_chunks_mut(nb)
-                        .zip(x.par_chunks(cols))
-                        .for_each(|(q, xs)| quantize_row_q8(xs, q));
+            WeightData::Quant { raw, packed } => match (tiles(level, self.ty), packed) {
+                (Some(tl), Some(p)) => {
+                    let ng = pack::x_groups(nb);
+                    let mut xq = vec![pack::XGroup::default(); t * ng];
+                    let quant = |(g, xs): (&mut [pack::XGroup], &[f32])| {
+                        let mut blocks = [BlockQ8::default(); 64];
+                        for (gc, xc) in g.chunks_mut(8).zip(xs.chunks(64 * QK)) {
+                            let bl = &mut blocks[..xc.len() / QK];
+                            quantize_row_q8(xc, bl);
+                            pack::pack_x(bl, gc);
+                        }
+                    };
+                    if t < 16 {
+                        xq.chunks_mut(ng).zip(x.chunks(cols)).for_each(quant);
+                    } else {
+                        xq.par_chunks_mut(ng).zip(x.par_chunks(cols)).for_each(quant);
+                    }
+                    let pb = pack::packed_row_bytes(self.ty, nb);
+                    compute(&|r0, r1, put| tiled(&tl, p.as_slice(), pb, &xq, ng, nb, t, r0, r1, put));
                 }
-                let rb = self.ty.row_bytes(cols);
-                let w = b.as_slice();
-                let Some(dot) = dot_fn(level, self.ty) else { return };
-                let xr = |tt: usize| &xq[tt * nb..(tt + 1) * nb];
-                let groups = t / 8;
-                compute(
-                    &|r, orow| {
-                        let wr = &w[r * rb..(r + 1) * rb];
-                        for g in 0..groups {
-                            let v = (dot.eight)(wr, std::array::from_fn(|k| xr(g * 8 + k)));
-                            orow[g * 8..g * 8 + 8].copy_from_slice(&v);
+                _ => {
+                    let mut xq = vec![BlockQ8::default(); t * nb];
+                    xq.chunks_mut(nb).zip(x.chunks(cols)).for_each(|(q, xs)| quantize_row_q8(xs, q));
+                    let (rb, w, dot) = (self.ty.row_bytes(cols), raw.as_slice(), scalar_dot(self.ty));
+                    compute(&|r0, r1, put| {
+                        for r in r0..r1 {
+                            for tt in 0..t {
+                                put(r, tt, dot(&w[r * rb..(r + 1) * rb], &xq[tt * nb..(tt + 1) * nb]));
+                            }
                         }
-                        let mut tt = groups * 8;
-                        while tt + 4 <= t {
-                            let v = (dot.four)(wr, [xr(tt), xr(tt + 1), xr(tt + 2), xr(tt + 3)]);
-                            orow[tt..tt + 4].copy_from_slice(&v);
-                            tt += 4;
-                        }
-                        for (k, o) in orow.iter_mut().enumerate().skip(tt) {
-                            *o = (dot.one)(wr, xr(k));
-                        }
-                    },
-                    dst,
-                );
-            }
-            WeightData::Dense(v) => {
-                compute(
-                    &|r, orow| {
-                        let wr = &v[r * cols..(r + 1) * cols];
-                        for (tt, o) in orow.iter_mut().enumerate() {
-                            *o = wr.iter().zip(&x[tt * cols..(tt + 1) * cols]).map(|(a, b)| a * b).sum();
-                        }
-                    },
-                    dst,
-                );
-            }
-        }
-        if t > 1 {
-            // Tiled transpose: a 64-row tile of `tmp` (64 * t floats) stays in
-            // cache while each token's 64 outputs are written contiguously.
-            const TILE: usize = 64;
-            for r0 in (0..rows).step_by(TILE) {
-                let r1 = (r0 + TILE).min(rows);
-                for tt in 0..t {
-                    let dst = &mut out[tt * rows + r0..tt * rows + r1];
-                    for (k, o) in dst.iter_mut().enumerate() {
-                        *o = tmp[(r0 + k) * t + tt];
+                    });
+                }
+            },
+            WeightData::Dense(v) => compute(&|r0, r1, put| {
+                for r in r0..r1 {
+                    let wr = &v[r * cols..(r + 1) * cols];
+                    for tt in 0..t {
+                        put(r, tt, wr.iter().zip(&x[tt * cols..(tt + 1) * cols]).map(|(a, b)| a * b).sum());
                     }
                 }
+            }),
+        }
+    }
+}
+
+/// Rows `r0..r1` of a packed weight against all `t` packed tokens. Rows go
+/// in sub-chunks small enough to stay in L1 while every token passes over
+/// them, tokens in fours (each activation load feeds two rows).
+#[allow(clippy::too_many_arguments)]
+fn tiled(
+    tl: &Tiles,
+    w: &[u8],
+    pb: usize,
+    xq: &[pack::XGroup],
+    ng: usize,
+    nb: usize,
+    t: usize,
+    r0: usize,
+    r1: usize,
+    put: &mut dyn FnMut(usize, usize, f32),
+) {
+    let row = |r: usize| &w[r * pb..(r + 1) * pb];
+    let tok = |tt: usize| &xq[tt * ng..(tt + 1) * ng];
+    let sub = (8192 / pb.max(1)).clamp(4, 64) & !3;
+    for s0 in (r0..r1).step_by(sub) {
+        let s1 = (s0 + sub).min(r1);
+        let mut tt = 0;
+        while tt < t {
+            let n = if t == 1 { 1 } else { (t - tt).min(4) };
+            let mut r = s0;
+            while r < s1 {
+                if t == 1 && r + 4 <= s1 {
+                    let v = (tl.r4n1)([row(r), row(r + 1), row(r + 2), row(r + 3)], [tok(tt)], nb);
+                    (0..4).for_each(|i| put(r + i, tt, v[i][0]));
+                    r += 4;
+                } else if r + 2 <= s1 {
+                    if n == 4 {
+                        let v = (tl.r2n4)([row(r), row(r + 1)], std::array::from_fn(|k| tok(tt + k)), nb);
+                        (0..2).for_each(|i| (0..4).for_each(|k| put(r + i, tt + k, v[i][k])));
+                    } else {
+                        for k in 0..n {
+                            let v = (tl.r2n1)([row(r), row(r + 1)], [tok(tt + k)], nb);
+                            (0..2).for_each(|i| put(r + i, tt + k, v[i][0]));
+                        }
+                    }
+                    r += 2;
+                } else {
+                    for k in 0..n {
+                        put(r, tt + k, (tl.r1n1)([row(r)], [tok(tt + k)], nb)[0][0]);
+                    }
+                    r += 1;
+                }
             }
+            tt += n;
         }
     }
 }
@@ -307,48 +376,98 @@ mod tests {
         (0..n).map(|_| rng.random_range(-2.0f32..2.0)).collect()
     }
 
+    /// Packed rows and tokens for a tile test: (ggml rows, packed rows, Q8 tokens, packed tokens).
+    #[allow(clippy::type_complexity)]
+    fn tile_inputs(
+        rng: &mut impl Rng,
+        ty: GgmlType,
+        nb: usize,
+        rows: usize,
+        toks: usize,
+    ) -> (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<BlockQ8>>, Vec<Vec<XGroup>>) {
+        let raw: Vec<Vec<u8>> = (0..rows).map(|_| quantize(ty, &rand_vec(rng, nb * QK))).collect();
+        let packed = raw
+            .iter()
+            .map(|w| {
+                let mut p = vec![0u8; pack::packed_row_bytes(ty, nb)];
+                pack::pack_row(ty, w, &mut p);
+                p
+            })
+            .collect();
+        let xs: Vec<Vec<BlockQ8>> = (0..toks)
+            .map(|_| {
+                let mut q = vec![BlockQ8::default(); nb];
+                quantize_row_q8(&rand_vec(rng, nb * QK), &mut q);
+                q
+            })
+            .collect();
+        let xp = xs
+            .iter()
+            .map(|q| {
+                let mut g = vec![XGroup::default(); pack::x_groups(nb)];
+                pack::pack_x(q, &mut g);
+                g
+            })
+            .collect();
+        (raw, packed, xs, xp)
+    }
+
     #[test]
-    fn every_simd_kernel_matches_scalar() {
+    fn every_simd_tile_matches_scalar_and_is_shape_invariant() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
         for level in Level::available() {
             for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
-                for nb in [1usize, 3, 18, 48] {
-                    let w = quantize(ty, &rand_vec(&mut rng, nb * QK));
-                    let mut xq = vec![BlockQ8::default(); nb];
-                    quantize_row_q8(&rand_vec(&mut rng, nb * QK), &mut xq);
-                    let want = (dot_fn(Level::Scalar, ty).unwrap().one)(&w, &xq);
-                    let got = (dot_fn(level, ty).unwrap().one)(&w, &xq);
-                    assert!(
-                        (want - got).abs() <= 1e-4 * want.abs().max(1.0),
-                        "{level:?} {ty:?} nb={nb}: {want} vs {got}"
-                    );
-                    // Eight tokens at once: the same bits per token as one at a
-                    // time at this level (batch invariance), and close to scalar.
-                    let mut xs8 = vec![vec![BlockQ8::default(); nb]; 8];
-                    for x in xs8.iter_mut() {
-                        quantize_row_q8(&rand_vec(&mut rng, nb * QK), x);
-                    }
-                    let kernels = dot_fn(level, ty).unwrap();
-                    let eight = (kernels.eight)(&w, std::array::from_fn(|k| xs8[k].as_slice()));
-                    let four = (kernels.four)(&w, [&xs8[0], &xs8[1], &xs8[2], &xs8[3]]);
-                    for (n, (x, got)) in xs8.iter().zip(eight).enumerate() {
-                        let alone = (kernels.one)(&w, x);
-                        assert_eq!(got.to_bits(), alone.to_bits(), "{level:?} {ty:?}: token {n} of 8 differs from alone");
-                        if n < 4 {
-                            assert_eq!(four[n].to_bits(), alone.to_bits(), "{level:?} {ty:?}: token {n} of 4 differs");
+                let Some(tl) = tiles(level, ty) else { continue };
+                for nb in [1usize, 2, 3, 7, 8, 9, 18, 48] {
+                    let (raw, w, xs, xp) = tile_inputs(&mut rng, ty, nb, 4, 4);
+                    let four = (tl.r4n1)([&w[0], &w[1], &w[2], &w[3]], [&xp[0]], nb);
+                    for r in 0..4 {
+                        let r2 = (tl.r2n4)([&w[r & !1], &w[r | 1]], [&xp[0], &xp[1], &xp[2], &xp[3]], nb);
+                        for n in 0..4 {
+                            let alone = (tl.r1n1)([&w[r]], [&xp[n]], nb)[0][0];
+                            let want = scalar_dot(ty)(&raw[r], &xs[n]);
+                            assert!(
+                                (want - alone).abs() <= 1e-4 * want.abs().max(1.0),
+                                "{level:?} {ty:?} nb={nb}: {want} vs {alone}"
+                            );
+                            // Batch invariance: the same bits whatever tile computed it.
+                            let got = r2[r & 1][n];
+                            assert_eq!(got.to_bits(), alone.to_bits(), "{level:?} {ty:?} nb={nb} r2n4 row {r} token {n}");
+                            let one = (tl.r2n1)([&w[r & !1], &w[r | 1]], [&xp[n]], nb)[r & 1][0];
+                            assert_eq!(one.to_bits(), alone.to_bits(), "{level:?} {ty:?} nb={nb} r2n1");
                         }
-                        let want = (dot_fn(Level::Scalar, ty).unwrap().one)(&w, x);
-                        assert!((want - got).abs() <= 1e-4 * want.abs().max(1.0), "{level:?} {ty:?} x8: {want} vs {got}");
+                        let alone = (tl.r1n1)([&w[r]], [&xp[0]], nb)[0][0];
+                        assert_eq!(four[r][0].to_bits(), alone.to_bits(), "{level:?} {ty:?} nb={nb} r4n1");
                     }
-                    // The 4-token kernel must agree with the 1-token one per token.
-                    let mut xs = vec![vec![BlockQ8::default(); nb]; 4];
-                    for x in xs.iter_mut() {
-                        quantize_row_q8(&rand_vec(&mut rng, nb * QK), x);
-                    }
-                    let four = (dot_fn(level, ty).unwrap().four)(&w, [&xs[0], &xs[1], &xs[2], &xs[3]]);
-                    for (x, got) in xs.iter().zip(four) {
-                        let want = (dot_fn(Level::Scalar, ty).unwrap().one)(&w, x);
-                        assert!((want - got).abs() <= 1e-4 * want.abs().max(1.0), "{level:?} {ty:?} x4");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn matmul_of_a_batch_equals_each_token_alone_bit_for_bit() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        for level in Level::available() {
+            for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
+                let (rows, cols) = (43, 18 * QK);
+                let w = Weight::new(ty, rows, cols, Bytes::from_vec(quantize(ty, &rand_vec(&mut rng, rows * cols)))).unwrap();
+                let x = rand_vec(&mut rng, 40 * cols);
+                let alone: Vec<Vec<f32>> = x
+                    .chunks(cols)
+                    .map(|xs| {
+                        let mut o = vec![0f32; rows];
+                        w.matmul_at(level, xs, 1, &mut o);
+                        o
+                    })
+                    .collect();
+                for t in 1..=40 {
+                    // A window that starts mid-batch, so tokens change tile position.
+                    let s = (t * 7) % (41 - t);
+                    let mut out = vec![0f32; t * rows];
+                    w.matmul_at(level, &x[s * cols..(s + t) * cols], t, &mut out);
+                    for (k, o) in out.chunks(rows).enumerate() {
+                        let same = o.iter().zip(&alone[s + k]).all(|(a, b)| a.to_bits() == b.to_bits());
+                        assert!(same, "{level:?} {ty:?}: token {k} of {t} differs from alone");
                     }
                 }
             }

@@ -1,181 +1,194 @@
-//! x86-64 SIMD dot products of quantized weight rows against Q8 activations.
+//! x86-64 SIMD tiles: `R` packed weight rows (see `pack`) dotted with `N`
+//! tokens' packed Q8 activations.
 //!
-//! Each block of 32 weights becomes 32 bytes (nibbles zero-extended, or |w|
-//! for Q8_0) that are multiplied with the activations' i8 as u8 x i8 pairs:
-//! `vpdpbusd` on AVX-512 VNNI, `vpmaddubsw` + `vpmaddwd` on AVX2. Products fit:
-//! 15 * 127 * 2 < i16::MAX for maddubs. Q8_0 uses the sign trick
-//! (|w| x sign(x, w)); quantizers never emit -128, so negation cannot wrap.
+//! Quants are multiplied as u8 x i8 pairs: `vpdpbusd` on AVX-512 VNNI,
+//! `vpmaddubsw` + `vpmaddwd` on AVX2 (Q4: 15 * 127 * 2 < i16::MAX). Q8_0
+//! weights are signed: VNNI flips their sign bit (w + 128 as u8) and starts
+//! the integer sum at -128 * sum(x); AVX2 uses the sign trick (|w| x sign(x,
+//! w); |-128| reads as u8 128, still exact). Q4_0's -8 offset likewise starts
+//! the sum at -8 * sum(x). All of that is integer and exact.
+//!
+//! Batch invariance: every (row, token) pair gets the same float operations
+//! in the same order whatever `R` and `N` are (per group: convert, scale by
+//! `dw * dx`, FMA into its own 8-lane accumulator; then a fixed horizontal
+//! sum; then the tail pairs in scalar order). `R`, `N` and the split of
+//! integer chains only change how integer work is scheduled.
 //!
 //! Callers check the CPU features before calling (see `kernels::Level`).
 
 use std::arch::x86_64::*;
 
-use crate::quant::BlockQ8;
+use super::pack::{GROUP, XGroup, block_parts, packed_row_bytes, split, x_groups};
+use crate::quant::{GgmlType, QK};
 
-macro_rules! impl_kernels {
-    ($feat:literal, $kind:ident, $dot:ident, $q4_0:ident, $q4_1:ident, $q8_0:ident) => {
-        /// Sums of 4-byte groups of u8 x i8 products.
+pub const Q4_0: u8 = 0;
+pub const Q4_1: u8 = 1;
+pub const Q8_0: u8 = 2;
+
+pub const fn ty_code(ty: GgmlType) -> u8 {
+    match ty {
+        GgmlType::Q4_1 => Q4_1,
+        GgmlType::Q8_0 => Q8_0,
+        _ => Q4_0,
+    }
+}
+
+const fn ggml(ty: u8) -> GgmlType {
+    match ty {
+        Q4_1 => GgmlType::Q4_1,
+        Q8_0 => GgmlType::Q8_0,
+        _ => GgmlType::Q4_0,
+    }
+}
+
+macro_rules! impl_tile {
+    ($feat:literal, $kind:ident) => {
+        /// Lane-wise u8 x i8 dot of 4-byte groups, added to `acc`.
         #[target_feature(enable = $feat)]
         #[inline]
-        fn $dot(u: __m256i, s: __m256i) -> __m256i {
-            dot_body!($kind, u, s)
+        fn dot(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+            dot_body!($kind, acc, u, s)
         }
 
-        // Each kernel dots one weight row with N token rows at once: the
-        // weight block is unpacked once and reused N times. Blocks go in
-        // pairs into two accumulator sets (constant indices, so they stay in
-        // registers) to halve the FMA latency chain.
-
+        /// Rows `w` (packed, `nb` blocks each) times tokens `x` (packed):
+        /// `out[r][n]`. Too-short inputs give zeros rather than reading out
+        /// of bounds.
+        ///
         /// # Safety
-        /// The CPU must support the enabled features. Lengths are bounded by
-        /// `nb` (the shortest input), so short inputs cannot read out of bounds.
+        /// The CPU must support the enabled features.
         #[target_feature(enable = $feat)]
-        pub unsafe fn $q4_0<const N: usize>(w: &[u8], x: [&[BlockQ8]; N]) -> [f32; N] {
-            let nb = x.iter().map(|r| r.len()).min().unwrap_or(0).min(w.len() / 18);
-            let m4 = _mm_set1_epi8(0x0F);
-            let unpack = |b: &[u8]| {
-                // SAFETY: `b` has 18 bytes so bytes 2..18 are in range.
-                let qs = unsafe { _mm_loadu_si128(b.as_ptr().add(2) as *const __m128i) };
-                let lo = _mm_and_si128(qs, m4);
-                let hi = _mm_and_si128(_mm_srli_epi16(qs, 4), m4);
-                (_mm256_set_m128i(hi, lo), f16_to_f32(b[0], b[1]))
-            };
-            // q4_0 weights are d * (q - 8): the -8 part is folded in via `s`.
-            kernel_loop::<N, 18>(w, x, nb, |b| {
-                let (wv, d) = unpack(b);
-                (wv, d, -8.0 * d)
-            })
-        }
-
-        /// # Safety
-        /// As for the Q4_0 kernel.
-        #[target_feature(enable = $feat)]
-        pub unsafe fn $q4_1<const N: usize>(w: &[u8], x: [&[BlockQ8]; N]) -> [f32; N] {
-            let nb = x.iter().map(|r| r.len()).min().unwrap_or(0).min(w.len() / 20);
-            let m4 = _mm_set1_epi8(0x0F);
-            kernel_loop::<N, 20>(w, x, nb, |b| {
-                let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(i32::from_le_bytes([b[0], b[1], b[2], b[3]])));
-                let d = _mm_cvtss_f32(dm);
-                let m = _mm_cvtss_f32(_mm_shuffle_ps(dm, dm, 1));
-                // SAFETY: `b` has 20 bytes so bytes 4..20 are in range.
-                let qs = unsafe { _mm_loadu_si128(b.as_ptr().add(4) as *const __m128i) };
-                let lo = _mm_and_si128(qs, m4);
-                let hi = _mm_and_si128(_mm_srli_epi16(qs, 4), m4);
-                let wv = _mm256_set_m128i(hi, lo);
-                (wv, d, m)
-            })
-        }
-
-        /// # Safety
-        /// As for the Q4_0 kernel.
-        #[target_feature(enable = $feat)]
-        pub unsafe fn $q8_0<const N: usize>(w: &[u8], x: [&[BlockQ8]; N]) -> [f32; N] {
-            let nb = x.iter().map(|r| r.len()).min().unwrap_or(0).min(w.len() / 34);
-            // Signed x signed via |w| x sign(x, w): the second vector is the
-            // sign source, applied per token inside the loop.
-            kernel_loop_signed::<N>(w, x, nb)
-        }
-
-        #[target_feature(enable = $feat)]
-        #[inline]
-        fn kernel_loop<const N: usize, const BB: usize>(
-            w: &[u8],
-            x: [&[BlockQ8]; N],
+        pub unsafe fn tile<const TY: u8, const R: usize, const N: usize>(
+            w: [&[u8]; R],
+            x: [&[XGroup]; N],
             nb: usize,
-            block: impl Fn(&[u8]) -> (__m256i, f32, f32),
-        ) -> [f32; N] {
-            let mut acc0 = [_mm256_setzero_ps(); N];
-            let mut acc1 = [_mm256_setzero_ps(); N];
-            let mut off = [0f32; N];
-            let mut off1 = [0f32; N];
-            let mut i = 0;
-            while i + 2 <= nb {
-                let (wa, da, ma) = block(&w[i * BB..(i + 1) * BB]);
-                let (wb, db, mb) = block(&w[(i + 1) * BB..(i + 2) * BB]);
-                // Weight scales are broadcast once and shared by all N tokens;
-                // the token scale then folds into the FMA as a broadcast load.
-                let (dva, dvb) = (_mm256_set1_ps(da), _mm256_set1_ps(db));
+        ) -> [[f32; N]; R] {
+            let mut out = [[0f32; N]; R];
+            if w.iter().any(|r| r.len() < packed_row_bytes(ggml(TY), nb)) || x.iter().any(|r| r.len() < x_groups(nb)) {
+                return out;
+            }
+            let (sb, qb) = block_parts(ggml(TY));
+            let (nf, np) = split(nb);
+            let bias = q_bias!($kind, TY);
+            // Few independent (row, token) chains cannot hide the integer
+            // dot's latency: give each a second one (integer, so exact).
+            let two = R * N < 4;
+            let m4 = _mm256_set1_epi8(0x0F);
+            let zero = _mm256_setzero_si256();
+            let mut facc = [[_mm256_setzero_ps(); N]; R];
+            for g in 0..nf {
+                let wp: [*const u8; R] = std::array::from_fn(|r| w[r][g * GROUP * (sb + qb)..].as_ptr());
+                let xg: [&XGroup; N] = std::array::from_fn(|n| &x[n][g]);
+                // SAFETY (all loads of this group): each row has a full group
+                // of GROUP * (sb + qb) bytes at `wp` (length checked above):
+                // scales in the first GROUP * sb, quants after them.
+                let dw: [__m256; R] = std::array::from_fn(|r| unsafe { _mm256_cvtph_ps(_mm_loadu_si128(wp[r] as *const __m128i)) });
+                let mw: [__m256; R] = std::array::from_fn(|r| {
+                    if TY == Q4_1 { unsafe { _mm256_cvtph_ps(_mm_loadu_si128(wp[r].add(16) as *const __m128i)) } } else { _mm256_setzero_ps() }
+                });
+                let init: [__m256i; N] = std::array::from_fn(|n| {
+                    if bias == 0 {
+                        zero
+                    } else {
+                        // SAFETY: `sum` is 8 i32.
+                        let s = unsafe { _mm256_loadu_si256(xg[n].sum.as_ptr() as *const __m256i) };
+                        _mm256_mullo_epi32(s, _mm256_set1_epi32(-bias))
+                    }
+                });
+                let mut ia: [[__m256i; N]; R] = [init; R];
+                let mut ib = [[zero; N]; R];
+                let xv = |n: usize, j: usize| unsafe { _mm256_loadu_si256(xg[n].qs.as_ptr().add(j * 32) as *const __m256i) };
+                for j in 0..4 {
+                    // Two weight vectors per step: nibbles `j` low/high for
+                    // Q4, vectors 2j and 2j + 1 for Q8.
+                    let (xa, xb) = if TY == Q8_0 { (2 * j, 2 * j + 1) } else { (j, j + 4) };
+                    let wv: [(__m256i, __m256i, __m256i, __m256i); R] = std::array::from_fn(|r| {
+                        let q = unsafe { wp[r].add(GROUP * sb) };
+                        if TY == Q8_0 {
+                            let a = unsafe { _mm256_loadu_si256(q.add(xa * 32) as *const __m256i) };
+                            let b = unsafe { _mm256_loadu_si256(q.add(xb * 32) as *const __m256i) };
+                            let (ua, sa) = q8_prep!($kind, a);
+                            let (ub, sbv) = q8_prep!($kind, b);
+                            (ua, ub, sa, sbv)
+                        } else {
+                            let p = unsafe { _mm256_loadu_si256(q.add(j * 32) as *const __m256i) };
+                            (_mm256_and_si256(p, m4), _mm256_and_si256(_mm256_srli_epi16(p, 4), m4), zero, zero)
+                        }
+                    });
+                    for n in 0..N {
+                        let (va, vb) = (xv(n, xa), xv(n, xb));
+                        for r in 0..R {
+                            let (ua, ub, sa, sbv) = wv[r];
+                            let (va, vb) = if TY == Q8_0 { (q8_x!($kind, va, sa), q8_x!($kind, vb, sbv)) } else { (va, vb) };
+                            ia[r][n] = dot(ia[r][n], ua, va);
+                            if two {
+                                ib[r][n] = dot(ib[r][n], ub, vb);
+                            } else {
+                                ia[r][n] = dot(ia[r][n], ub, vb);
+                            }
+                        }
+                    }
+                }
                 for n in 0..N {
-                    let (a, b) = (&x[n][i], &x[n][i + 1]);
-                    // SAFETY: `qs` arrays are 32 bytes.
-                    let (xa, xb) = unsafe {
-                        (
-                            _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i),
-                            _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i),
-                        )
+                    // SAFETY: `d` and `s` are 8 f32.
+                    let (dx, sx) = unsafe { (_mm256_loadu_ps(xg[n].d.as_ptr()), _mm256_loadu_ps(xg[n].s.as_ptr())) };
+                    for r in 0..R {
+                        let isum = if two { _mm256_add_epi32(ia[r][n], ib[r][n]) } else { ia[r][n] };
+                        let dd = _mm256_mul_ps(dw[r], dx);
+                        facc[r][n] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), dd, facc[r][n]);
+                        if TY == Q4_1 {
+                            facc[r][n] = _mm256_fmadd_ps(mw[r], sx, facc[r][n]);
+                        }
+                    }
+                }
+            }
+            for r in 0..R {
+                for n in 0..N {
+                    out[r][n] = hsum(facc[r][n]);
+                }
+            }
+            for k in 0..np {
+                let pb = 2 * (sb + qb);
+                for r in 0..R {
+                    let wr = &w[r][nf * GROUP * (sb + qb) + k * pb..][..pb];
+                    // SAFETY: the pair's quants are 2 * qb >= 32 bytes after its
+                    // 2 * sb bytes of scales (`wr` has `pb` bytes).
+                    let q = unsafe { wr.as_ptr().add(2 * sb) };
+                    let (ua, ub, sa, sbv) = if TY == Q8_0 {
+                        let a = unsafe { _mm256_loadu_si256(q as *const __m256i) };
+                        let b = unsafe { _mm256_loadu_si256(q.add(32) as *const __m256i) };
+                        let (ua, sa) = q8_prep!($kind, a);
+                        let (ub, sbv) = q8_prep!($kind, b);
+                        (ua, ub, sa, sbv)
+                    } else {
+                        let p = unsafe { _mm256_loadu_si256(q as *const __m256i) };
+                        (_mm256_and_si256(p, m4), _mm256_and_si256(_mm256_srli_epi16(p, 4), m4), zero, zero)
                     };
-                    let pa = _mm256_cvtepi32_ps($dot(wa, xa));
-                    let pb = _mm256_cvtepi32_ps($dot(wb, xb));
-                    acc0[n] = _mm256_fmadd_ps(_mm256_mul_ps(pa, dva), _mm256_set1_ps(a.d), acc0[n]);
-                    acc1[n] = _mm256_fmadd_ps(_mm256_mul_ps(pb, dvb), _mm256_set1_ps(b.d), acc1[n]);
-                    off[n] = ma.mul_add(a.s, off[n]);
-                    off1[n] = mb.mul_add(b.s, off1[n]);
+                    for n in 0..N {
+                        let xg = &x[n][nf];
+                        // SAFETY: pair `k` < 4 occupies qs[64k..64k + 64].
+                        let (va, vb) = unsafe {
+                            let p = xg.qs.as_ptr().add(k * 2 * QK);
+                            (_mm256_loadu_si256(p as *const __m256i), _mm256_loadu_si256(p.add(32) as *const __m256i))
+                        };
+                        let (va, vb) = if TY == Q8_0 { (q8_x!($kind, va, sa), q8_x!($kind, vb, sbv)) } else { (va, vb) };
+                        // Lanes 0-3 hold block 2k's partial sums, 4-7 block 2k + 1's.
+                        let s = dot(dot(zero, ua, va), ub, vb);
+                        let s = _mm256_hadd_epi32(s, s);
+                        let s = _mm256_hadd_epi32(s, s);
+                        let isum = [_mm256_extract_epi32(s, 0), _mm256_extract_epi32(s, 4)];
+                        let mut acc = out[r][n];
+                        for (i, &iv) in isum.iter().enumerate() {
+                            let e = 2 * k + i;
+                            let iv = iv - bias * xg.sum[e];
+                            let dw = f16_to_f32(wr[2 * i], wr[2 * i + 1]);
+                            acc = (iv as f32).mul_add(dw * xg.d[e], acc);
+                            if TY == Q4_1 {
+                                acc = f16_to_f32(wr[4 + 2 * i], wr[5 + 2 * i]).mul_add(xg.s[e], acc);
+                            }
+                        }
+                        out[r][n] = acc;
+                    }
                 }
-                i += 2;
-            }
-            if i < nb {
-                let (wa, da, ma) = block(&w[i * BB..(i + 1) * BB]);
-                for n in 0..N {
-                    let a = &x[n][i];
-                    // SAFETY: `qs` is 32 bytes.
-                    let xa = unsafe { _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i) };
-                    let pa = _mm256_cvtepi32_ps($dot(wa, xa));
-                    acc0[n] = _mm256_fmadd_ps(_mm256_set1_ps(da * a.d), pa, acc0[n]);
-                    off[n] += ma * a.s;
-                }
-            }
-            let mut out = [0f32; N];
-            for n in 0..N {
-                out[n] = hsum(_mm256_add_ps(acc0[n], acc1[n])) + (off[n] + off1[n]);
-            }
-            out
-        }
-
-        #[target_feature(enable = $feat)]
-        #[inline]
-        fn kernel_loop_signed<const N: usize>(w: &[u8], x: [&[BlockQ8]; N], nb: usize) -> [f32; N] {
-            let mut acc0 = [_mm256_setzero_ps(); N];
-            let mut acc1 = [_mm256_setzero_ps(); N];
-            let load = |i: usize| {
-                let b = &w[i * 34..(i + 1) * 34];
-                // SAFETY: `b` has 34 bytes so bytes 2..34 are in range.
-                let ws = unsafe { _mm256_loadu_si256(b.as_ptr().add(2) as *const __m256i) };
-                (ws, _mm256_sign_epi8(ws, ws), f16_to_f32(b[0], b[1]))
-            };
-            let mut i = 0;
-            while i + 2 <= nb {
-                let (sa, wa, da) = load(i);
-                let (sb, wb, db) = load(i + 1);
-                let (dva, dvb) = (_mm256_set1_ps(da), _mm256_set1_ps(db));
-                for n in 0..N {
-                    let (a, b) = (&x[n][i], &x[n][i + 1]);
-                    // SAFETY: `qs` arrays are 32 bytes.
-                    let (xa, xb) = unsafe {
-                        (
-                            _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i),
-                            _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i),
-                        )
-                    };
-                    let pa = _mm256_cvtepi32_ps($dot(wa, _mm256_sign_epi8(xa, sa)));
-                    let pb = _mm256_cvtepi32_ps($dot(wb, _mm256_sign_epi8(xb, sb)));
-                    acc0[n] = _mm256_fmadd_ps(_mm256_mul_ps(pa, dva), _mm256_set1_ps(a.d), acc0[n]);
-                    acc1[n] = _mm256_fmadd_ps(_mm256_mul_ps(pb, dvb), _mm256_set1_ps(b.d), acc1[n]);
-                }
-                i += 2;
-            }
-            if i < nb {
-                let (sa, wa, da) = load(i);
-                for n in 0..N {
-                    let a = &x[n][i];
-                    // SAFETY: `qs` is 32 bytes.
-                    let xa = unsafe { _mm256_loadu_si256(a.qs.as_ptr() as *const __m256i) };
-                    let pa = _mm256_cvtepi32_ps($dot(wa, _mm256_sign_epi8(xa, sa)));
-                    acc0[n] = _mm256_fmadd_ps(_mm256_set1_ps(da * a.d), pa, acc0[n]);
-                }
-            }
-            let mut out = [0f32; N];
-            for n in 0..N {
-                out[n] = hsum(_mm256_add_ps(acc0[n], acc1[n]));
             }
             out
         }
@@ -183,19 +196,52 @@ macro_rules! impl_kernels {
 }
 
 macro_rules! dot_body {
-    (maddubs, $u:ident, $s:ident) => {{
+    (maddubs, $acc:ident, $u:ident, $s:ident) => {{
         let p16 = _mm256_maddubs_epi16($u, $s);
-        _mm256_madd_epi16(p16, _mm256_set1_epi16(1))
+        _mm256_add_epi32($acc, _mm256_madd_epi16(p16, _mm256_set1_epi16(1)))
     }};
-    (vnni, $u:ident, $s:ident) => {{
-        _mm256_dpbusd_epi32(_mm256_setzero_si256(), $u, $s)
+    (vnni, $acc:ident, $u:ident, $s:ident) => {{ _mm256_dpbusd_epi32($acc, $u, $s) }};
+}
+
+/// The integer offset the sum starts from, times sum(x): Q4_0's -8, and
+/// VNNI's +128 on Q8_0 weights.
+macro_rules! q_bias {
+    (maddubs, $ty:ident) => {
+        if $ty == Q4_0 { 8 } else { 0 }
+    };
+    (vnni, $ty:ident) => {
+        match $ty {
+            Q4_0 => 8,
+            Q8_0 => 128,
+            _ => 0,
+        }
+    };
+}
+
+/// A Q8_0 weight vector as (u8 operand, sign source for the activations).
+macro_rules! q8_prep {
+    (maddubs, $w:ident) => {
+        (_mm256_sign_epi8($w, $w), $w)
+    };
+    (vnni, $w:ident) => {
+        (_mm256_xor_si256($w, _mm256_set1_epi8(-128)), $w)
+    };
+}
+
+macro_rules! q8_x {
+    (maddubs, $x:expr, $s:expr) => {
+        _mm256_sign_epi8($x, $s)
+    };
+    (vnni, $x:expr, $s:expr) => {{
+        let _ = $s;
+        $x
     }};
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 fn f16_to_f32(lo: u8, hi: u8) -> f32 {
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(u16::from_le_bytes([lo, hi]) as i32)))
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(u16::from_le_bytes([lo, hi])))))
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -209,17 +255,10 @@ fn hsum(v: __m256) -> f32 {
 
 pub mod avx2 {
     use super::*;
-    impl_kernels!("avx2,fma,f16c", maddubs, dot_u8i8, dot_q4_0, dot_q4_1, dot_q8_0);
+    impl_tile!("avx2,fma,f16c", maddubs);
 }
 
 pub mod vnni {
     use super::*;
-    impl_kernels!(
-        "avx2,fma,f16c,avx512f,avx512vl,avx512vnni",
-        vnni,
-        dot_u8i8,
-        dot_q4_0,
-        dot_q4_1,
-        dot_q8_0
-    );
+    impl_tile!("avx2,fma,f16c,avx512f,avx512vl,avx512vnni", vnni);
 }
