@@ -179,7 +179,7 @@ enum WeightData {
 }
 
 /// Computes rows `r0..r1` for every token, handing each result to `put(row, token, value)`.
-type RowsFn<'a> = dyn Fn(usize, usize, &mut dyn FnMut(usize, usize, f32)) + Sync + 'a;
+type RowsFn<'a> = dyn Fn(usize, usize, &mut Put) + Sync + 'a;
 
 /// Output pointer shared by the workers of one matmul.
 #[derive(Clone, Copy)]
@@ -190,12 +190,23 @@ unsafe impl Send for OutPtr {}
 // SAFETY: as above.
 unsafe impl Sync for OutPtr {}
 
-impl OutPtr {
-    /// # Safety
-    /// `i` must be inside the output, and no other worker may write it.
-    unsafe fn write(self, i: usize, v: f32) {
-        // SAFETY: guaranteed by the caller.
-        unsafe { *self.0.add(i) = v };
+/// One worker's writer: rows `r0..r1` of a `[t][rows]` output.
+struct Put {
+    out: OutPtr,
+    rows: usize,
+    t: usize,
+    r0: usize,
+    r1: usize,
+}
+
+impl Put {
+    #[inline(always)]
+    fn put(&mut self, r: usize, tt: usize, v: f32) {
+        if r >= self.r0 && r < self.r1 && tt < self.t {
+            // SAFETY: r < rows and tt < t, so the index is inside the
+            // output (t * rows long); only this worker writes rows r0..r1.
+            unsafe { *self.out.0.add(tt * self.rows + r) = v };
+        }
     }
 }
 
@@ -257,12 +268,7 @@ impl Weight {
         let compute = |rows_fn: &RowsFn| {
             (0..rows.div_ceil(chunk)).into_par_iter().for_each(|ci| {
                 let (r0, r1) = (ci * chunk, ((ci + 1) * chunk).min(rows));
-                rows_fn(r0, r1, &mut |r, tt, v| {
-                    debug_assert!(r >= r0 && r < r1 && tt < t);
-                    // SAFETY: r < rows and tt < t, so the index is inside
-                    // `out` (t * rows long); only this chunk writes row r.
-                    unsafe { dst.write(tt * rows + r, v) };
-                });
+                rows_fn(r0, r1, &mut Put { out: dst, rows, t, r0, r1 });
             });
         };
         let nb = cols / QK;
@@ -294,7 +300,7 @@ impl Weight {
                     compute(&|r0, r1, put| {
                         for r in r0..r1 {
                             for tt in 0..t {
-                                put(r, tt, dot(&w[r * rb..(r + 1) * rb], &xq[tt * nb..(tt + 1) * nb]));
+                                put.put(r, tt, dot(&w[r * rb..(r + 1) * rb], &xq[tt * nb..(tt + 1) * nb]));
                             }
                         }
                     });
@@ -304,7 +310,7 @@ impl Weight {
                 for r in r0..r1 {
                     let wr = &v[r * cols..(r + 1) * cols];
                     for tt in 0..t {
-                        put(r, tt, wr.iter().zip(&x[tt * cols..(tt + 1) * cols]).map(|(a, b)| a * b).sum());
+                        put.put(r, tt, wr.iter().zip(&x[tt * cols..(tt + 1) * cols]).map(|(a, b)| a * b).sum());
                     }
                 }
             }),
@@ -326,7 +332,7 @@ fn tiled(
     t: usize,
     r0: usize,
     r1: usize,
-    put: &mut dyn FnMut(usize, usize, f32),
+    put: &mut Put,
 ) {
     let row = |r: usize| &w[r * pb..(r + 1) * pb];
     let tok = |tt: usize| &xq[tt * ng..(tt + 1) * ng];
@@ -340,22 +346,22 @@ fn tiled(
             while r < s1 {
                 if t == 1 && r + 4 <= s1 {
                     let v = (tl.r4n1)([row(r), row(r + 1), row(r + 2), row(r + 3)], [tok(tt)], nb);
-                    (0..4).for_each(|i| put(r + i, tt, v[i][0]));
+                    (0..4).for_each(|i| put.put(r + i, tt, v[i][0]));
                     r += 4;
                 } else if r + 2 <= s1 {
                     if n == 4 {
                         let v = (tl.r2n4)([row(r), row(r + 1)], std::array::from_fn(|k| tok(tt + k)), nb);
-                        (0..2).for_each(|i| (0..4).for_each(|k| put(r + i, tt + k, v[i][k])));
+                        (0..2).for_each(|i| (0..4).for_each(|k| put.put(r + i, tt + k, v[i][k])));
                     } else {
                         for k in 0..n {
                             let v = (tl.r2n1)([row(r), row(r + 1)], [tok(tt + k)], nb);
-                            (0..2).for_each(|i| put(r + i, tt + k, v[i][0]));
+                            (0..2).for_each(|i| put.put(r + i, tt + k, v[i][0]));
                         }
                     }
                     r += 2;
                 } else {
                     for k in 0..n {
-                        put(r, tt + k, (tl.r1n1)([row(r)], [tok(tt + k)], nb)[0][0]);
+                        put.put(r, tt + k, (tl.r1n1)([row(r)], [tok(tt + k)], nb)[0][0]);
                     }
                     r += 1;
                 }

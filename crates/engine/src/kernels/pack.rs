@@ -8,7 +8,7 @@
 //! (convert, scale, accumulate) runs once per 8 blocks instead of once per
 //! block, with no horizontal integer reduction. The `nb % 8` blocks left
 //! over go in pairs (4 lanes per block; a zero block pads an odd count),
-//! reduced with two horizontal adds.
+//! whose lanes are scaled and accumulated as they are.
 //!
 //! Weight groups keep the ggml bytes per block, reordered: the f16 scales of
 //! the group's blocks first (`d` of each, then `m` of each for Q4_1), then
@@ -44,10 +44,10 @@ pub fn split(nb: usize) -> (usize, usize) {
     (nb / GROUP, (nb % GROUP).div_ceil(2))
 }
 
-/// `XGroup`s per token row of `nb` blocks (the pairs share one group).
+/// `XGroup`s per token row of `nb` blocks (one per tail pair too).
 pub fn x_groups(nb: usize) -> usize {
     let (nf, np) = split(nb);
-    nf + usize::from(np > 0)
+    nf + np
 }
 
 /// Bytes of f16 scales and of quants per block.
@@ -103,23 +103,26 @@ pub fn pack_row(ty: GgmlType, src: &[u8], dst: &mut [u8]) {
 }
 
 /// Interleaves one token's Q8 blocks into `x_groups(x.len())` groups.
+///
+/// A tail pair's group uses vectors 0 and 1 only, and repeats each block's
+/// `d` over its 4 lanes so the kernels scale the lanes' partial sums without
+/// reducing them first; `s` and `sum` sit in the block's first lane (0 or 4)
+/// with zeros beside them, so the terms they feed count once per block.
 pub fn pack_x(x: &[BlockQ8], out: &mut [XGroup]) {
     let (nf, np) = split(x.len());
-    for (gi, grp) in out.iter_mut().enumerate().take(nf + usize::from(np > 0)) {
-        // Blocks of this group: 8, or the tail pairs (lane entries 0..2 * np).
-        let (b0, g, n) = if gi < nf { (gi * GROUP, GROUP, GROUP) } else { (nf * GROUP, 2, 2 * np) };
+    for (gi, grp) in out.iter_mut().enumerate().take(nf + np) {
+        let (b0, g) = if gi < nf { (gi * GROUP, GROUP) } else { (nf * GROUP + 2 * (gi - nf), 2) };
+        let l = GROUP / g;
         *grp = XGroup::default();
-        for e in 0..n {
-            let Some(blk) = x.get(b0 + e) else { continue };
-            // Pair `e / 2` starts at vector `2 * (e / 2)` of the group.
-            let base = if g == 2 { (e / 2) * 2 * QK } else { 0 };
+        for b in 0..g {
+            let Some(blk) = x.get(b0 + b) else { continue };
             for (j, dw) in blk.qs.chunks_exact(4).enumerate() {
-                let at = base + dword_at(g, e % g, j);
+                let at = dword_at(g, b, j);
                 grp.qs[at..at + 4].copy_from_slice(dw);
             }
-            grp.d[e] = blk.d;
-            grp.s[e] = blk.s;
-            grp.sum[e] = blk.qs.iter().map(|&q| i32::from(q)).sum();
+            grp.d[b * l..(b + 1) * l].fill(blk.d);
+            grp.s[b * l] = blk.s;
+            grp.sum[b * l] = blk.qs.iter().map(|&q| i32::from(q)).sum();
         }
     }
 }

@@ -9,17 +9,18 @@
 //! the sum at -8 * sum(x). All of that is integer and exact.
 //!
 //! Batch invariance: every (row, token) pair gets the same float operations
-//! in the same order whatever `R` and `N` are (per group: convert, scale by
-//! `dw * dx`, FMA into its own 8-lane accumulator; then a fixed horizontal
-//! sum; then the tail pairs in scalar order). `R`, `N` and the split of
-//! integer chains only change how integer work is scheduled.
+//! in the same order whatever `R` and `N` are (per group, tail pairs
+//! included: convert, scale by `dw * dx`, FMA into its own 8-lane
+//! accumulator; then a horizontal sum whose per-lane order is fixed). `R`,
+//! `N` and the split of integer chains only change how integer work is
+//! scheduled.
 //!
 //! Callers check the CPU features before calling (see `kernels::Level`).
 
 use std::arch::x86_64::*;
 
 use super::pack::{GROUP, XGroup, block_parts, packed_row_bytes, split, x_groups};
-use crate::quant::{GgmlType, QK};
+use crate::quant::GgmlType;
 
 pub const Q4_0: u8 = 0;
 pub const Q4_1: u8 = 1;
@@ -74,17 +75,40 @@ macro_rules! impl_tile {
             let two = R * N < 4;
             let m4 = _mm256_set1_epi8(0x0F);
             let zero = _mm256_setzero_si256();
+            // Pair scales [dA dB mA mB] spread over the pair's lanes: d over
+            // all 4 of its block's, m over the first only.
+            let spread_d = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+            let spread_m = _mm256_setr_epi32(2, 0, 0, 0, 3, 0, 0, 0);
+            let first = _mm256_castsi256_ps(_mm256_setr_epi32(-1, 0, 0, 0, -1, 0, 0, 0));
             let mut facc = [[_mm256_setzero_ps(); N]; R];
-            for g in 0..nf {
-                let wp: [*const u8; R] = std::array::from_fn(|r| w[r][g * GROUP * (sb + qb)..].as_ptr());
-                let xg: [&XGroup; N] = std::array::from_fn(|n| &x[n][g]);
-                // SAFETY (all loads of this group): each row has a full group
-                // of GROUP * (sb + qb) bytes at `wp` (length checked above):
-                // scales in the first GROUP * sb, quants after them.
-                let dw: [__m256; R] = std::array::from_fn(|r| unsafe { _mm256_cvtph_ps(_mm_loadu_si128(wp[r] as *const __m128i)) });
-                let mw: [__m256; R] = std::array::from_fn(|r| {
-                    if TY == Q4_1 { unsafe { _mm256_cvtph_ps(_mm_loadu_si128(wp[r].add(16) as *const __m128i)) } } else { _mm256_setzero_ps() }
-                });
+            for gi in 0..nf + np {
+                let full = gi < nf;
+                let (g, start) = if full { (GROUP, gi * GROUP) } else { (2, nf * GROUP + 2 * (gi - nf)) };
+                let wp: [*const u8; R] = std::array::from_fn(|r| w[r][start * (sb + qb)..].as_ptr());
+                let xg: [&XGroup; N] = std::array::from_fn(|n| &x[n][gi]);
+                // SAFETY (weight loads of this group): each row has the
+                // group's g * (sb + qb) bytes at `wp` (length checked above):
+                // g * sb bytes of scales, then g * qb >= 32 bytes of quants
+                // per 32-byte vector read.
+                let (dw, mw): ([__m256; R], [__m256; R]) = if full {
+                    (
+                        std::array::from_fn(|r| unsafe { _mm256_cvtph_ps(_mm_loadu_si128(wp[r] as *const __m128i)) }),
+                        std::array::from_fn(|r| {
+                            if TY == Q4_1 { unsafe { _mm256_cvtph_ps(_mm_loadu_si128(wp[r].add(16) as *const __m128i)) } } else { _mm256_setzero_ps() }
+                        }),
+                    )
+                } else {
+                    let sc: [__m256; R] = std::array::from_fn(|r| {
+                        let h = unsafe {
+                            if TY == Q4_1 { _mm_loadl_epi64(wp[r] as *const __m128i) } else { _mm_cvtsi32_si128((wp[r] as *const i32).read_unaligned()) }
+                        };
+                        _mm256_castps128_ps256(_mm_cvtph_ps(h))
+                    });
+                    (
+                        sc.map(|v| _mm256_permutevar8x32_ps(v, spread_d)),
+                        sc.map(|v| _mm256_and_ps(_mm256_permutevar8x32_ps(v, spread_m), first)),
+                    )
+                };
                 let init: [__m256i; N] = std::array::from_fn(|n| {
                     if bias == 0 {
                         zero
@@ -96,13 +120,16 @@ macro_rules! impl_tile {
                 });
                 let mut ia: [[__m256i; N]; R] = [init; R];
                 let mut ib = [[zero; N]; R];
+                // SAFETY: vectors 0..8 of the 256-byte `qs`.
                 let xv = |n: usize, j: usize| unsafe { _mm256_loadu_si256(xg[n].qs.as_ptr().add(j * 32) as *const __m256i) };
-                for j in 0..4 {
+                for j in 0..if full { 4 } else { 1 } {
                     // Two weight vectors per step: nibbles `j` low/high for
-                    // Q4, vectors 2j and 2j + 1 for Q8.
-                    let (xa, xb) = if TY == Q8_0 { (2 * j, 2 * j + 1) } else { (j, j + 4) };
+                    // Q4 (activation vectors j, j + 4; a pair's are 0, 1),
+                    // vectors 2j and 2j + 1 for Q8.
+                    let (xa, xb) = if TY == Q8_0 || !full { (2 * j, 2 * j + 1) } else { (j, j + 4) };
                     let wv: [(__m256i, __m256i, __m256i, __m256i); R] = std::array::from_fn(|r| {
-                        let q = unsafe { wp[r].add(GROUP * sb) };
+                        // SAFETY: see the group's comment above.
+                        let q = unsafe { wp[r].add(g * sb) };
                         if TY == Q8_0 {
                             let a = unsafe { _mm256_loadu_si256(q.add(xa * 32) as *const __m256i) };
                             let b = unsafe { _mm256_loadu_si256(q.add(xb * 32) as *const __m256i) };
@@ -141,53 +168,14 @@ macro_rules! impl_tile {
                     }
                 }
             }
-            for r in 0..R {
-                for n in 0..N {
-                    out[r][n] = hsum(facc[r][n]);
-                }
-            }
-            for k in 0..np {
-                let pb = 2 * (sb + qb);
-                for r in 0..R {
-                    let wr = &w[r][nf * GROUP * (sb + qb) + k * pb..][..pb];
-                    // SAFETY: the pair's quants are 2 * qb >= 32 bytes after its
-                    // 2 * sb bytes of scales (`wr` has `pb` bytes).
-                    let q = unsafe { wr.as_ptr().add(2 * sb) };
-                    let (ua, ub, sa, sbv) = if TY == Q8_0 {
-                        let a = unsafe { _mm256_loadu_si256(q as *const __m256i) };
-                        let b = unsafe { _mm256_loadu_si256(q.add(32) as *const __m256i) };
-                        let (ua, sa) = q8_prep!($kind, a);
-                        let (ub, sbv) = q8_prep!($kind, b);
-                        (ua, ub, sa, sbv)
-                    } else {
-                        let p = unsafe { _mm256_loadu_si256(q as *const __m256i) };
-                        (_mm256_and_si256(p, m4), _mm256_and_si256(_mm256_srli_epi16(p, 4), m4), zero, zero)
-                    };
-                    for n in 0..N {
-                        let xg = &x[n][nf];
-                        // SAFETY: pair `k` < 4 occupies qs[64k..64k + 64].
-                        let (va, vb) = unsafe {
-                            let p = xg.qs.as_ptr().add(k * 2 * QK);
-                            (_mm256_loadu_si256(p as *const __m256i), _mm256_loadu_si256(p.add(32) as *const __m256i))
-                        };
-                        let (va, vb) = if TY == Q8_0 { (q8_x!($kind, va, sa), q8_x!($kind, vb, sbv)) } else { (va, vb) };
-                        // Lanes 0-3 hold block 2k's partial sums, 4-7 block 2k + 1's.
-                        let s = dot(dot(zero, ua, va), ub, vb);
-                        let s = _mm256_hadd_epi32(s, s);
-                        let s = _mm256_hadd_epi32(s, s);
-                        let isum = [_mm256_extract_epi32(s, 0), _mm256_extract_epi32(s, 4)];
-                        let mut acc = out[r][n];
-                        for (i, &iv) in isum.iter().enumerate() {
-                            let e = 2 * k + i;
-                            let iv = iv - bias * xg.sum[e];
-                            let dw = f16_to_f32(wr[2 * i], wr[2 * i + 1]);
-                            acc = (iv as f32).mul_add(dw * xg.d[e], acc);
-                            if TY == Q4_1 {
-                                acc = f16_to_f32(wr[4 + 2 * i], wr[5 + 2 * i]).mul_add(xg.s[e], acc);
-                            }
-                        }
-                        out[r][n] = acc;
-                    }
+            // Horizontal sums four accumulators at a time; each lane's
+            // order is the same whichever vectors share the tree.
+            for q0 in (0..R * N).step_by(4) {
+                let at = |i: usize| ((q0 + i) / N, (q0 + i) % N);
+                let v: [__m256; 4] = std::array::from_fn(|i| if q0 + i < R * N { facc[at(i).0][at(i).1] } else { _mm256_setzero_ps() });
+                let s = hsum4(v);
+                for (i, &si) in s.iter().enumerate().take(R * N - q0) {
+                    out[at(i).0][at(i).1] = si;
                 }
             }
             out
@@ -238,19 +226,19 @@ macro_rules! q8_x {
     }};
 }
 
+/// Sums of the 8 lanes of four vectors, each as
+/// ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn f16_to_f32(lo: u8, hi: u8) -> f32 {
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(u16::from_le_bytes([lo, hi])))))
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-fn hsum(v: __m256) -> f32 {
-    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-    _mm_cvtss_f32(s)
+fn hsum4(v: [__m256; 4]) -> [f32; 4] {
+    let ab = _mm256_hadd_ps(v[0], v[1]);
+    let cd = _mm256_hadd_ps(v[2], v[3]);
+    let abcd = _mm256_hadd_ps(ab, cd);
+    let s = _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
+    let mut out = [0f32; 4];
+    // SAFETY: `out` holds 4 f32.
+    unsafe { _mm_storeu_ps(out.as_mut_ptr(), s) };
+    out
 }
 
 pub mod avx2 {
