@@ -278,11 +278,13 @@ impl Weight {
                     let ng = pack::x_groups(nb);
                     let mut xq = vec![pack::XGroup::default(); t * ng];
                     let quant = |(g, xs): (&mut [pack::XGroup], &[f32])| {
-                        let mut blocks = [BlockQ8::default(); 64];
-                        for (gc, xc) in g.chunks_mut(8).zip(xs.chunks(64 * QK)) {
+                        // One group's worth at a time: only 8 blocks of scratch
+                        // to initialize; the last, partial chunk holds the pairs.
+                        let mut blocks = [BlockQ8::default(); pack::GROUP];
+                        for (i, xc) in xs.chunks(pack::GROUP * QK).enumerate() {
                             let bl = &mut blocks[..xc.len() / QK];
                             quantize_row_q8(xc, bl);
-                            pack::pack_x(bl, gc);
+                            pack::pack_x(bl, g.get_mut(i..).unwrap_or_default());
                         }
                     };
                     if t < 16 {
