@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use crate::attention::{AttnShape, KvStore, paged_attention};
 use crate::error::EngineError;
 use crate::gguf::{GgufFile, Value};
-use crate::kernels::Weight;
+use crate::kernels::{Input, Weight};
 use crate::quant::{GgmlType, dequantize_row};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -162,9 +162,11 @@ impl Block {
         let mut q = vec![0f32; t * dim];
         let mut k = vec![0f32; t * kvd];
         let mut v = vec![0f32; t * kvd];
-        self.wq.matmul(&h, t, &mut q);
-        self.wk.matmul(&h, t, &mut k);
-        self.wv.matmul(&h, t, &mut v);
+        let hq = Input::best(&h, t, dim);
+        self.wq.matmul_input(&hq, &mut q);
+        self.wk.matmul_input(&hq, &mut k);
+        self.wv.matmul_input(&hq, &mut v);
+        drop(hq);
         for tt in 0..t {
             let (cs, sn) = (&lay.cos[tt * hd / 2..(tt + 1) * hd / 2], &lay.sin[tt * hd / 2..(tt + 1) * hd / 2]);
             rope(&mut q[tt * dim..(tt + 1) * dim], cs, sn);
@@ -181,8 +183,10 @@ impl Block {
         rms_norm(&mut h, &self.ffn_norm, c.rms_eps);
         let mut g = vec![0f32; t * c.ffn_dim];
         let mut u = vec![0f32; t * c.ffn_dim];
-        self.w_gate.matmul(&h, t, &mut g);
-        self.w_up.matmul(&h, t, &mut u);
+        let hq = Input::best(&h, t, dim);
+        self.w_gate.matmul_input(&hq, &mut g);
+        self.w_up.matmul_input(&hq, &mut u);
+        drop(hq);
         let silu = |(g, u): (&mut [f32], &[f32])| {
             for (a, b) in g.iter_mut().zip(u) {
                 *a = *a / (1.0 + (-*a).exp()) * b;

@@ -255,7 +255,13 @@ impl Weight {
     }
 
     pub fn matmul_at(&self, level: Level, x: &[f32], n_tokens: usize, out: &mut [f32]) {
-        let (rows, cols, t) = (self.rows, self.cols, n_tokens);
+        self.matmul_input(&Input::new(level, x, n_tokens, self.cols), out)
+    }
+
+    /// As `matmul`, with the activations already quantized: several weights
+    /// reading the same input (Q, K and V; gate and up) quantize it once.
+    pub fn matmul_input(&self, input: &Input, out: &mut [f32]) {
+        let (rows, cols, t, x, level) = (self.rows, self.cols, input.t, input.x, input.level);
         assert_eq!(x.len(), t * cols, "matmul input shape");
         assert_eq!(out.len(), t * rows, "matmul output shape");
         if t == 0 {
@@ -276,24 +282,16 @@ impl Weight {
             WeightData::Quant { raw, packed } => match (tiles(level, self.ty), packed) {
                 (Some(tl), Some(p)) => {
                     let ng = pack::x_groups(nb);
-                    let mut xq = vec![pack::XGroup::default(); t * ng];
-                    let quant = |(g, xs): (&mut [pack::XGroup], &[f32])| {
-                        // One group's worth at a time: only 8 blocks of scratch
-                        // to initialize; the last, partial chunk holds the pairs.
-                        let mut blocks = [BlockQ8::default(); pack::GROUP];
-                        for (i, xc) in xs.chunks(pack::GROUP * QK).enumerate() {
-                            let bl = &mut blocks[..xc.len() / QK];
-                            quantize_row_q8(xc, bl);
-                            pack::pack_x(bl, g.get_mut(i..).unwrap_or_default());
+                    let own;
+                    let xq = match &input.packed {
+                        Some(q) if input.cols == cols => q.as_slice(),
+                        _ => {
+                            own = pack_input(x, t, cols);
+                            own.as_slice()
                         }
                     };
-                    if t < 16 {
-                        xq.chunks_mut(ng).zip(x.chunks(cols)).for_each(quant);
-                    } else {
-                        xq.par_chunks_mut(ng).zip(x.par_chunks(cols)).for_each(quant);
-                    }
                     let pb = pack::packed_row_bytes(self.ty, nb);
-                    compute(&|r0, r1, put| tiled(&tl, p.as_slice(), pb, &xq, ng, nb, t, r0, r1, put));
+                    compute(&|r0, r1, put| tiled(&tl, p.as_slice(), pb, xq, ng, nb, t, r0, r1, put));
                 }
                 _ => {
                     let mut xq = vec![BlockQ8::default(); t * nb];
@@ -318,6 +316,51 @@ impl Weight {
             }),
         }
     }
+}
+
+/// Activations of `t` tokens, quantized and packed for the SIMD tiles when
+/// the level has them (the scalar kernels quantize their own).
+pub struct Input<'a> {
+    level: Level,
+    x: &'a [f32],
+    t: usize,
+    cols: usize,
+    packed: Option<Vec<XGroup>>,
+}
+
+impl<'a> Input<'a> {
+    /// `x` is `[t][cols]`.
+    pub fn new(level: Level, x: &'a [f32], t: usize, cols: usize) -> Self {
+        let simd = cols.is_multiple_of(QK) && tiles(level, GgmlType::Q4_0).is_some() && x.len() == t * cols;
+        Input { level, x, t, cols, packed: simd.then(|| pack_input(x, t, cols)) }
+    }
+
+    /// At the level `Weight::matmul` uses.
+    pub fn best(x: &'a [f32], t: usize, cols: usize) -> Self {
+        Input::new(Level::best(), x, t, cols)
+    }
+}
+
+/// Quantizes and packs `t` rows of `cols` activations.
+fn pack_input(x: &[f32], t: usize, cols: usize) -> Vec<XGroup> {
+    let ng = pack::x_groups(cols / QK);
+    let mut xq = vec![XGroup::default(); t * ng];
+    let quant = |(g, xs): (&mut [XGroup], &[f32])| {
+        // One group's worth at a time: only 8 blocks of scratch to
+        // initialize; the last, partial chunk holds the pairs.
+        let mut blocks = [BlockQ8::default(); pack::GROUP];
+        for (i, xc) in xs.chunks(pack::GROUP * QK).enumerate() {
+            let bl = &mut blocks[..xc.len() / QK];
+            quantize_row_q8(xc, bl);
+            pack::pack_x(bl, g.get_mut(i..).unwrap_or_default());
+        }
+    };
+    if t < 16 {
+        xq.chunks_mut(ng).zip(x.chunks(cols)).for_each(quant);
+    } else {
+        xq.par_chunks_mut(ng).zip(x.par_chunks(cols)).for_each(quant);
+    }
+    xq
 }
 
 /// Rows `r0..r1` of a packed weight against all `t` packed tokens. Rows go
