@@ -79,63 +79,111 @@ impl Sampler {
         &self.params
     }
 
-    /// Picks the next token from `logits` given the tokens so far.
+    /// Picks the next token from `logits` given the tokens so far, with its
+    /// logprob.
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> Result<Sampled, EngineError> {
+        let token = self.sample_token(logits, history)?;
+        Ok(Sampled { token, logprob: log_softmax_at(logits, token as usize) })
+    }
+
+    /// Picks the next token without its logprob (a pass over the vocabulary
+    /// saved when nobody asked for it).
+    pub fn sample_token(&mut self, logits: &[f32], history: &[u32]) -> Result<u32, EngineError> {
         if logits.is_empty() {
             return Err(EngineError::InvalidArgument("empty logits".into()));
         }
         let p = &self.params;
-        let mut l = logits.to_vec();
-        if p.repetition_penalty != 1.0 {
+        let penalized;
+        let l = if p.repetition_penalty != 1.0 {
+            let mut l = logits.to_vec();
             let mut seen = vec![false; l.len()];
             for &t in history {
                 if let Some(s) = seen.get_mut(t as usize)
-                    && !*s {
-                        *s = true;
-                        let v = &mut l[t as usize];
-                        *v = if *v > 0.0 { *v / p.repetition_penalty } else { *v * p.repetition_penalty };
-                    }
+                    && !*s
+                {
+                    *s = true;
+                    let v = &mut l[t as usize];
+                    *v = if *v > 0.0 { *v / p.repetition_penalty } else { *v * p.repetition_penalty };
+                }
             }
-        }
-        let token = if p.temperature == 0.0 {
-            argmax(&l)
+            penalized = l;
+            penalized.as_slice()
         } else {
-            let mut cand: Vec<(u32, f32)> =
-                l.iter().enumerate().map(|(i, &v)| (i as u32, v / p.temperature)).collect();
-            // Descending by logit; ties by id keep the order deterministic.
-            cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            if p.top_k > 0 {
-                cand.truncate(p.top_k);
-            }
-            let max = cand[0].1;
-            let mut probs: Vec<f32> = cand.iter().map(|c| (c.1 - max).exp()).collect();
-            let z: f32 = probs.iter().sum();
-            probs.iter_mut().for_each(|q| *q /= z);
-            if p.top_p < 1.0 {
-                let mut acc = 0.0;
-                let mut keep = probs.len();
-                for (i, q) in probs.iter().enumerate() {
-                    acc += q;
-                    if acc >= p.top_p {
-                        keep = i + 1;
-                        break;
-                    }
-                }
-                probs.truncate(keep);
-            }
-            let total: f32 = probs.iter().sum();
-            let mut r = self.rng.random::<f32>() * total;
-            let mut pick = cand[probs.len() - 1].0;
-            for (c, q) in cand.iter().zip(&probs) {
-                if r < *q {
-                    pick = c.0;
-                    break;
-                }
-                r -= q;
-            }
-            pick
+            logits
         };
-        Ok(Sampled { token, logprob: log_softmax_at(logits, token as usize) })
+        if p.temperature == 0.0 {
+            return Ok(argmax(l));
+        }
+        let cand = nucleus(l, p.temperature, p.top_k, p.top_p);
+        let total: f32 = cand.iter().map(|c| c.1).sum();
+        let mut r = self.rng.random::<f32>() * total;
+        let mut pick = cand[cand.len() - 1].0;
+        for &(id, q) in &cand {
+            if r < q {
+                pick = id;
+                break;
+            }
+            r -= q;
+        }
+        Ok(pick)
+    }
+}
+
+/// The candidates to draw from, as (token, unnormalized probability) with
+/// probabilities `exp((logit - max) / temperature)`: the `top_k` most likely
+/// (all when 0), then the smallest most-likely prefix whose share reaches
+/// `top_p`. Candidates are ordered by logit, ties by id, so draws are
+/// deterministic. Without truncation nothing is sorted (vocabulary order); a
+/// full sort of 50k logits per token would cost more than a decode step's
+/// share of the forward pass. With truncation only the head is sorted,
+/// grown until it holds the nucleus.
+fn nucleus(l: &[f32], temperature: f32, top_k: usize, top_p: f32) -> Vec<(u32, f32)> {
+    let max = l.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let weight = |v: f32| ((v - max) / temperature).exp();
+    let by_rank = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    let mut all: Vec<(u32, f32)> = l.iter().enumerate().map(|(i, &v)| (i as u32, v)).collect();
+    // The `n` best, sorted, as weights.
+    let mut head = |n: usize| {
+        if n < all.len() {
+            all.select_nth_unstable_by(n - 1, by_rank);
+        }
+        let mut cand = all[..n].to_vec();
+        cand.sort_by(by_rank);
+        cand.iter_mut().for_each(|c| c.1 = weight(c.1));
+        cand
+    };
+    // The shortest prefix of `cand` holding `top_p` of `total`, if any.
+    let cut = |mut cand: Vec<(u32, f32)>, total: f32| {
+        let mut acc = 0.0;
+        let keep = cand.iter().position(|c| {
+            acc += c.1;
+            acc >= top_p * total
+        })?;
+        cand.truncate(keep + 1);
+        Some(cand)
+    };
+    if top_k > 0 && top_k < l.len() {
+        let cand = head(top_k);
+        if top_p >= 1.0 {
+            return cand;
+        }
+        let total = cand.iter().map(|c| c.1).sum();
+        return cut(cand.clone(), total).unwrap_or(cand);
+    }
+    if top_p >= 1.0 {
+        return l.iter().enumerate().map(|(i, &v)| (i as u32, weight(v))).collect();
+    }
+    let total: f32 = l.iter().map(|&v| weight(v)).sum();
+    let mut n = 64.min(l.len());
+    loop {
+        let cand = head(n);
+        if n == l.len() {
+            return cut(cand.clone(), total).unwrap_or(cand);
+        }
+        if let Some(nucleus) = cut(cand, total) {
+            return nucleus;
+        }
+        n = (n * 4).min(l.len());
     }
 }
 
@@ -205,6 +253,31 @@ mod tests {
         for _ in 0..50 {
             assert_eq!(s.sample(&[0.0, 5.0, 0.0, 0.0], &[]).unwrap().token, 1);
         }
+    }
+
+    #[test]
+    fn truncation_keeps_the_most_likely_in_order_without_sorting_everything() {
+        let logits: Vec<f32> = (0..5000).map(|i| ((i * 7919) % 5000) as f32 / 500.0).collect();
+        let order = |c: &[(u32, f32)]| c.iter().map(|x| x.0).collect::<Vec<_>>();
+        let mut sorted: Vec<u32> = (0..5000).collect();
+        sorted.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]).then(a.cmp(&b)));
+        // top-k: exactly the k best, best first.
+        assert_eq!(order(&nucleus(&logits, 1.0, 10, 1.0)), sorted[..10]);
+        // top-p with a flat tail needs more than the first head of 64: the
+        // prefix found is the shortest reaching p of the whole mass.
+        let c = nucleus(&logits, 1.0, 0, 0.9);
+        let w: Vec<f32> = sorted.iter().map(|&i| (logits[i as usize] - 9.998).exp()).collect();
+        let total: f32 = w.iter().sum();
+        let mut acc = 0.0;
+        let want = w.iter().position(|x| {
+            acc += x;
+            acc >= 0.9 * total
+        });
+        assert_eq!(Some(c.len() - 1), want);
+        assert!(c.len() > 64);
+        assert_eq!(order(&c), sorted[..c.len()]);
+        // No truncation: every token, in vocabulary order.
+        assert_eq!(nucleus(&logits, 1.0, 0, 1.0).len(), 5000);
     }
 
     #[test]

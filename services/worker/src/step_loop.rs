@@ -383,7 +383,12 @@ impl<B: InferenceBackend> StepLoop<B> {
     /// token was generated.
     fn sample_next(&mut self, id: SeqId, logits: &[f32]) -> bool {
         let Some(s) = self.seqs.get_mut(&id) else { return false };
-        let sampled = match s.p.sampler.sample(logits, &s.p.tokens) {
+        let sampled = if s.p.logprobs {
+            s.p.sampler.sample(logits, &s.p.tokens).map(|x| (x.token, Some(x.logprob)))
+        } else {
+            s.p.sampler.sample_token(logits, &s.p.tokens).map(|t| (t, None))
+        };
+        let (token, logprob) = match sampled {
             Ok(x) => x,
             Err(e) => {
                 tracing::error!(error = %e, seq = id, "sampling failed");
@@ -391,7 +396,6 @@ impl<B: InferenceBackend> StepLoop<B> {
                 return false;
             }
         };
-        let token = sampled.token;
         if self.tokenizer.eos_id == Some(token) || s.p.sampler.params().stop_token_ids.contains(&token) {
             self.finish(id, FinishReason::Stop, "");
             return false;
@@ -400,7 +404,7 @@ impl<B: InferenceBackend> StepLoop<B> {
         s.p.completed += 1;
         let last = s.p.completed >= s.p.max_tokens;
         let piece = s.p.text.push(&self.tokenizer.token_bytes(token), last);
-        let event = Event::Token { id: token, text: piece.text, logprob: s.p.logprobs.then_some(sampled.logprob) };
+        let event = Event::Token { id: token, text: piece.text, logprob };
         match s.events.try_send(event) {
             Ok(()) => {}
             Err(TrySendError::Closed(_)) => {
