@@ -1,9 +1,11 @@
-//! What the scheduler needs from the contracts service, cached briefly so
-//! admission does not wait on it for every request: a tenant's active
-//! contract for a model, and the model's weights.
+//! What the scheduler needs from the contracts service, cached so admission
+//! does not wait on it for every request: a tenant's active contract for a
+//! model, and the model's weights. Entries are re-read after a few seconds
+//! in the background while the cached one keeps serving (a reserved request
+//! must not wait for a database round trip on a loaded machine).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reservoir_proto::v1 as pb;
@@ -15,8 +17,12 @@ use tonic::Status;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-/// How long a looked-up contract or model stays fresh.
+/// How long a looked-up contract or model is used without asking again.
 const FRESH_FOR: Duration = Duration::from_secs(5);
+/// How long a looked-up entry may still serve admission while a refresh runs
+/// in the background: requests never wait on the contracts service (and its
+/// database) for a tenant seen in the last minute.
+const USABLE_FOR: Duration = Duration::from_secs(60);
 /// Entries kept at most per cache; past it the cache starts over.
 const CACHE_ENTRIES_MAX: usize = 100_000;
 
@@ -27,26 +33,96 @@ pub struct ActiveContract {
     pub allow_burst: bool,
 }
 
-type Cached<T> = Mutex<HashMap<String, (Instant, T)>>;
+struct Entry<T> {
+    at: Instant,
+    value: T,
+    refreshing: bool,
+}
+
+/// A small read-through cache with stale-while-revalidate.
+struct Cache<T>(Mutex<HashMap<String, Entry<T>>>);
+
+enum Lookup<T> {
+    Fresh(T),
+    /// Usable, and the caller is the one to refresh it.
+    Stale(T),
+    Missing,
+}
+
+impl<T: Clone> Cache<T> {
+    fn new() -> Arc<Self> {
+        Arc::new(Cache(Mutex::new(HashMap::new())))
+    }
+
+    fn lookup(&self, key: &str) -> Lookup<T> {
+        let Ok(mut map) = self.0.lock() else { return Lookup::Missing };
+        match map.get_mut(key) {
+            Some(e) if e.at.elapsed() < FRESH_FOR => Lookup::Fresh(e.value.clone()),
+            Some(e) if e.at.elapsed() < USABLE_FOR => {
+                if std::mem::replace(&mut e.refreshing, true) {
+                    Lookup::Fresh(e.value.clone())
+                } else {
+                    Lookup::Stale(e.value.clone())
+                }
+            }
+            _ => Lookup::Missing,
+        }
+    }
+
+    fn put(&self, key: String, value: T) {
+        if let Ok(mut map) = self.0.lock() {
+            if map.len() >= CACHE_ENTRIES_MAX {
+                map.clear();
+            }
+            map.insert(key, Entry { at: Instant::now(), value, refreshing: false });
+        }
+    }
+
+    /// A background refresh failed: the next lookup may try again.
+    fn refresh_failed(&self, key: &str) {
+        if let Ok(mut map) = self.0.lock()
+            && let Some(e) = map.get_mut(key)
+        {
+            e.refreshing = false;
+        }
+    }
+
+    /// The cached value, refreshed in the background when stale, or fetched
+    /// now when missing.
+    async fn get<F, Fut>(self: &Arc<Self>, key: String, fetch: F) -> Result<T, Status>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, Status>> + Send + 'static,
+        T: Send + 'static,
+    {
+        match self.lookup(&key) {
+            Lookup::Fresh(v) => Ok(v),
+            Lookup::Stale(v) => {
+                let (cache, refresh) = (self.clone(), fetch());
+                tokio::spawn(async move {
+                    match refresh.await {
+                        Ok(v) => cache.put(key, v),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "refreshing a cached contract lookup failed");
+                            cache.refresh_failed(&key);
+                        }
+                    }
+                });
+                Ok(v)
+            }
+            Lookup::Missing => {
+                let v = fetch().await?;
+                self.put(key, v.clone());
+                Ok(v)
+            }
+        }
+    }
+}
 
 pub struct Directory {
     client: ContractServiceClient<Channel>,
-    contracts: Cached<Option<ActiveContract>>,
-    weights: Cached<Weights>,
-}
-
-fn fresh<T: Clone>(cache: &Cached<T>, key: &str) -> Option<T> {
-    let cache = cache.lock().ok()?;
-    cache.get(key).filter(|(at, _)| at.elapsed() < FRESH_FOR).map(|(_, v)| v.clone())
-}
-
-fn remember<T>(cache: &Cached<T>, key: String, value: T) {
-    if let Ok(mut cache) = cache.lock() {
-        if cache.len() >= CACHE_ENTRIES_MAX {
-            cache.clear();
-        }
-        cache.insert(key, (Instant::now(), value));
-    }
+    contracts: Arc<Cache<Option<ActiveContract>>>,
+    weights: Arc<Cache<Weights>>,
 }
 
 /// A weight such as "0.25" in thousandths (250), rounded half-even.
@@ -57,51 +133,47 @@ fn milli(weight: &str) -> Result<u64, Status> {
 
 impl Directory {
     pub fn new(channel: Channel) -> Self {
-        Directory { client: ContractServiceClient::new(channel), contracts: Mutex::default(), weights: Mutex::default() }
+        Directory { client: ContractServiceClient::new(channel), contracts: Cache::new(), weights: Cache::new() }
     }
 
     /// The model's weights; NOT_FOUND for an unknown model.
     pub async fn weights(&self, model: &str) -> Result<Weights, Status> {
-        if let Some(w) = fresh(&self.weights, model) {
-            return Ok(w);
-        }
-        let m = self.client.clone().get_model(pb::GetModelRequest { id: model.to_owned() }).await?.into_inner();
-        let weights = Weights { prompt_milli: milli(&m.prompt_weight)?, completion_milli: milli(&m.completion_weight)? };
-        remember(&self.weights, model.to_owned(), weights);
-        Ok(weights)
+        let (mut client, id) = (self.client.clone(), model.to_owned());
+        self.weights
+            .get(model.to_owned(), || async move {
+                let m = client.get_model(pb::GetModelRequest { id }).await?.into_inner();
+                Ok(Weights { prompt_milli: milli(&m.prompt_weight)?, completion_milli: milli(&m.completion_weight)? })
+            })
+            .await
     }
 
     /// The tenant's contract for the model that is active now, if any (the
     /// one with the highest rate when several are).
     pub async fn contract(&self, tenant: &str, model: &str) -> Result<Option<ActiveContract>, Status> {
         let key = format!("{tenant}\u{0}{model}");
-        if let Some(c) = fresh(&self.contracts, &key) {
-            return Ok(c);
-        }
-        let list = self
-            .client
-            .clone()
-            .list_reservations(pb::ListReservationsRequest {
-                tenant_id: tenant.to_owned(),
-                model: model.to_owned(),
-                status: "active".into(),
-                active_at: None,
-                limit: 100,
+        let mut client = self.client.clone();
+        let request = pb::ListReservationsRequest {
+            tenant_id: tenant.to_owned(),
+            model: model.to_owned(),
+            status: "active".into(),
+            active_at: None,
+            limit: 100,
+        };
+        self.contracts
+            .get(key, || async move {
+                let list = client.list_reservations(request).await?.into_inner();
+                Ok(list
+                    .reservations
+                    .iter()
+                    .filter_map(|r| {
+                        Some(ActiveContract {
+                            id: Uuid::parse_str(&r.id).ok()?,
+                            rate_tokens_per_s: r.rate_tokens_per_s,
+                            allow_burst: r.allow_burst,
+                        })
+                    })
+                    .max_by_key(|c| c.rate_tokens_per_s))
             })
-            .await?
-            .into_inner();
-        let best = list
-            .reservations
-            .iter()
-            .filter_map(|r| {
-                Some(ActiveContract {
-                    id: Uuid::parse_str(&r.id).ok()?,
-                    rate_tokens_per_s: r.rate_tokens_per_s,
-                    allow_burst: r.allow_burst,
-                })
-            })
-            .max_by_key(|c| c.rate_tokens_per_s);
-        remember(&self.contracts, key, best);
-        Ok(best)
+            .await
     }
 }
