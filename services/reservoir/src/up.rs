@@ -93,7 +93,8 @@ pub async fn run(mut config: Config, worker_count: usize) -> anyhow::Result<()> 
     let contracts = reservoir_contracts::build(&contracts_settings(&config), pool.clone()).await?;
     let contracts_url = format!("http://{}:{}", config.contracts.listen.ip(), contracts.port());
     let planned_workers = workers::plan(worker_count)?;
-    config.scheduler.workers = planned_workers.iter().map(|w| format!("http://{}", w.addr)).collect();
+    // Workers are not listed: each registers itself with the scheduler.
+    config.scheduler.workers = Vec::new();
     config.scheduler.contracts_url = contracts_url.clone();
     config.scheduler.listen = free_if_taken(config.scheduler.listen);
     config.scheduler.metrics_listen = free_if_taken(config.scheduler.metrics_listen);
@@ -119,7 +120,7 @@ pub async fn run(mut config: Config, worker_count: usize) -> anyhow::Result<()> 
     write_endpoints(&endpoints_path, &endpoints)?;
     let (worker_table, worker_tasks) = {
         let (path, base) = (endpoints_path.clone(), endpoints.clone());
-        workers::spawn_all(planned_workers, &shutdown, move |workers| {
+        workers::spawn_all(planned_workers, &scheduler_url, &shutdown, move |workers| {
             let current = Endpoints { workers: workers.to_vec(), ..base.clone() };
             if let Err(e) = write_endpoints(&path, &current) {
                 tracing::warn!(error = %e, "cannot update endpoints.json");

@@ -63,8 +63,8 @@ pub fn free_port() -> std::io::Result<SocketAddr> {
     std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()
 }
 
-/// Ids and addresses for `count` workers, chosen before any starts so the
-/// scheduler can be told where they will be.
+/// Ids and addresses for `count` workers, chosen once so a restarted worker
+/// comes back at the same address.
 pub fn plan(count: usize) -> anyhow::Result<Vec<WorkerEndpoint>> {
     (0..count)
         .map(|i| Ok(WorkerEndpoint { id: format!("worker-{i}"), addr: free_port()?.to_string(), pid: None }))
@@ -75,6 +75,7 @@ pub fn plan(count: usize) -> anyhow::Result<Vec<WorkerEndpoint>> {
 /// pid changes.
 pub fn spawn_all(
     planned: Vec<WorkerEndpoint>,
+    scheduler_url: &str,
     shutdown: &Shutdown,
     on_change: impl Fn(&[WorkerEndpoint]) + Send + Sync + 'static,
 ) -> anyhow::Result<(WorkerTable, Vec<tokio::task::JoinHandle<()>>)> {
@@ -85,8 +86,9 @@ pub fn spawn_all(
     let mut tasks = Vec::with_capacity(count);
     for index in 0..count {
         let (table, on_change, shutdown, exe) = (table.clone(), on_change.clone(), shutdown.clone(), exe.clone());
+        let scheduler_url = scheduler_url.to_owned();
         tasks.push(tokio::spawn(async move {
-            supervise(index, exe, table, on_change.as_ref(), shutdown).await;
+            supervise(index, exe, &scheduler_url, table, on_change.as_ref(), shutdown).await;
         }));
     }
     Ok((table, tasks))
@@ -104,6 +106,7 @@ fn set_pid(table: &WorkerTable, index: usize, pid: Option<u32>, on_change: &(imp
 async fn supervise(
     index: usize,
     exe: PathBuf,
+    scheduler_url: &str,
     table: WorkerTable,
     on_change: &(impl Fn(&[WorkerEndpoint]) + ?Sized),
     shutdown: Shutdown,
@@ -117,6 +120,8 @@ async fn supervise(
         let child = Command::new(&exe)
             .args(["serve", "worker"])
             .env("RESERVOIR__WORKER__LISTEN", &addr)
+            .env("RESERVOIR__WORKER__ID", &id)
+            .env("RESERVOIR__WORKER__SCHEDULER_URL", scheduler_url)
             .env(SUPERVISOR_PID_ENV, std::process::id().to_string())
             .kill_on_drop(true)
             .spawn();

@@ -70,7 +70,10 @@ pub struct SchedulerConfig {
     pub contracts_url: String,
     /// Worker URLs (`reservoir up` fills this with the workers it starts).
     pub workers: Vec<String>,
-    /// Requests one worker runs at once.
+    /// Requests of burst and spot one worker runs at once (reserved ones go
+    /// past it). The default is the batch at which `reservoir up` measures a
+    /// worker's capacity: larger batches barely add throughput on a CPU and
+    /// make every step, so every reserved token, slower.
     pub per_worker_in_flight: usize,
 }
 
@@ -88,6 +91,13 @@ pub struct WorkerConfig {
     pub queue_capacity: usize,
     /// Tokens one engine step carries at most (prefill chunks and decodes).
     pub step_token_budget: usize,
+    /// The worker's name in the scheduler, metrics and usage records.
+    pub id: String,
+    /// When set, the worker registers itself with this scheduler
+    /// (`RegisterWorker`) instead of being listed in `scheduler.workers`.
+    pub scheduler_url: Option<String>,
+    /// The URL the scheduler reaches this worker at; `http://{listen}` when unset.
+    pub advertise_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -168,7 +178,7 @@ impl Default for Config {
                 metrics_listen: loopback(9464),
                 contracts_url: "http://127.0.0.1:50051".into(),
                 workers: Vec::new(),
-                per_worker_in_flight: 16,
+                per_worker_in_flight: 32,
             },
             worker: WorkerConfig {
                 listen: loopback(50061),
@@ -177,6 +187,9 @@ impl Default for Config {
                 kv_budget_bytes: 256 << 20,
                 queue_capacity: 256,
                 step_token_budget: 512,
+                id: "worker-0".into(),
+                scheduler_url: None,
+                advertise_url: None,
             },
             state_dir: PathBuf::from(".reservoir"),
         }

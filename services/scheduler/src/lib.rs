@@ -72,7 +72,7 @@ impl Server {
             queue_limits: self.settings.queue_limits,
             fcfs: self.settings.fcfs,
         };
-        let shared = scheduling::Shared::new(&config, Directory::new(contracts), usage)?;
+        let shared = scheduling::Shared::start(&config, Directory::new(contracts), usage, shutdown.clone())?;
         let dispatcher = tokio::spawn(scheduling::dispatch_loop(shared.clone(), shutdown.clone()));
         let metrics_shared = shared.clone();
         let metrics_router = axum::Router::new().route(
@@ -88,14 +88,12 @@ impl Server {
                 .with_graceful_shutdown(async move { metrics_stop.wait().await })
                 .await
         });
-        let health = tokio::spawn(scheduling::health_loop(shared.clone(), shutdown.clone()));
         let routes = Routes::new(MeteringServiceServer::new(metering::service::Metering { pool: self.pool }))
             .add_service(SchedulerServiceServer::new(scheduling::service::Scheduler { shared: shared.clone() }));
         let served =
             reservoir_runtime::grpc::serve(self.listener, routes, &[METERING, SCHEDULER], shutdown).await;
         let _ = dispatcher.await;
         let _ = metrics_server.await;
-        let _ = health.await;
         drop(shared);
         let _ = recorder.await;
         served

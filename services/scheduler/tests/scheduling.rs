@@ -244,3 +244,42 @@ async fn a_full_spot_queue_sheds_with_retry_after_and_bad_requests_are_refused(p
     let empty = p.scheduler.complete(pb::CompleteRequest { input: None, ..request("q5", "walk-in", "a", 1) }).await;
     assert_eq!(empty.map(|_| ()).expect_err("no input").code(), tonic::Code::InvalidArgument);
 }
+
+/// Waits (bounded) until the scheduler's metrics contain `line`.
+async fn wait_metric(p: &Platform, line: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = reqwest::get(&p.metrics_url).await.expect("metrics").text().await.expect("text");
+        if metrics.contains(line) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never saw {line} in\n{metrics}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn workers_register_themselves_and_their_stats_stream_is_their_health(pool: PgPool) {
+    let model = model();
+    // A scheduler that knows no worker.
+    let mut p = platform(pool.clone(), Vec::new(), 4, QueueLimits::default()).await;
+    let (url, stop) = worker(&model).await;
+    let register = |id: &str, url: &str| pb::RegisterWorkerRequest { worker_id: id.into(), url: url.into() };
+    for (id, bad_url) in [("", url.as_str()), ("w 1", url.as_str()), ("w1", "not a url"), ("w1", "ftp://host:1")] {
+        let err = p.scheduler.register_worker(register(id, bad_url)).await.expect_err("refused");
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{id:?} {bad_url:?}: {err:?}");
+    }
+    let first = p.scheduler.register_worker(register("late", &url)).await.expect("registered").into_inner();
+    assert!(!first.known);
+    let again = p.scheduler.register_worker(register("late", &url)).await.expect("registered").into_inner();
+    assert!(again.known, "registering again changes nothing");
+
+    let done = complete(&mut p, request("r-registered", "walk-in", "abc", 6)).await.expect("served");
+    assert_eq!(done.admitted.worker_id, "late");
+    assert_eq!(done.tokens, reference(&model, "abc", 6));
+    // The scheduler follows the worker's stats stream: up while it streams,
+    // down as soon as the worker is gone.
+    wait_metric(&p, r#"reservoir_scheduler_worker_up{worker="late"} 1"#).await;
+    stop.trigger();
+    wait_metric(&p, r#"reservoir_scheduler_worker_up{worker="late"} 0"#).await;
+}

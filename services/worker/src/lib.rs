@@ -14,6 +14,7 @@
 mod backend;
 mod convert;
 mod error;
+mod register;
 mod request;
 mod service;
 mod step_loop;
@@ -32,6 +33,7 @@ use tonic::service::Routes;
 
 pub use backend::{BackendInfo, EngineBackend, InferenceBackend};
 pub use error::WorkerError;
+pub use register::register_with_scheduler;
 pub use reservoir_sched::planner::{Plan, PlannedEntry, Planner, PlannerConfig, Running, Waiting};
 pub use request::{DEFAULT_MAX_TOKENS, FinishReason, Usage};
 pub use reservoir_engine::text::{Piece, TextStream};
@@ -103,6 +105,7 @@ pub async fn build<B: InferenceBackend>(settings: &WorkerSettings, backend: B) -
         info,
         tokenizer,
         model_id: settings.model_id.to_string(),
+        shutdown: Shutdown::new(),
     };
     Ok(Server { listener, worker, stopping, engine_thread })
 }
@@ -113,7 +116,8 @@ impl Server {
     }
 
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
-        let Server { listener, worker, stopping, engine_thread } = self;
+        let Server { listener, mut worker, stopping, engine_thread } = self;
+        worker.shutdown = shutdown.clone();
         // On shutdown, running generations end with `cancelled` (the
         // scheduler resumes them elsewhere) instead of holding the server open.
         let watcher = {

@@ -3,10 +3,12 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use reservoir_engine::Tokenizer;
 use reservoir_proto::v1 as pb;
 use reservoir_proto::v1::worker_service_server::WorkerService;
+use reservoir_runtime::Shutdown;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -28,7 +30,15 @@ pub(crate) struct Worker {
     pub info: BackendInfo,
     pub tokenizer: Arc<Tokenizer>,
     pub model_id: String,
+    /// Ends stats streams, which would otherwise hold the server open.
+    pub shutdown: Shutdown,
 }
+
+/// A stats stream sends at least this often, changed or not.
+const STATS_HEARTBEAT: Duration = Duration::from_secs(1);
+const STATS_MIN_INTERVAL_DEFAULT: Duration = Duration::from_millis(100);
+
+type StatsStream = Pin<Box<dyn Stream<Item = Result<pb::WorkerStats, Status>> + Send>>;
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::GenerateEvent, Status>> + Send>>;
 
@@ -44,6 +54,7 @@ impl Worker {
 #[tonic::async_trait]
 impl WorkerService for Worker {
     type GenerateStream = EventStream;
+    type WatchStatsStream = StatsStream;
 
     async fn generate(&self, req: Request<pb::GenerateRequest>) -> Result<Response<EventStream>, Status> {
         let spec = GenerateSpec::try_from(req.into_inner())?;
@@ -67,5 +78,33 @@ impl WorkerService for Worker {
     async fn stats(&self, _: Request<pb::WorkerStatsRequest>) -> Result<Response<pb::WorkerStats>, Status> {
         let s = self.stats.borrow().clone();
         Ok(Response::new(convert::stats(&s, &self.model_id, self.info.ctx_len, self.queue_capacity)))
+    }
+
+    async fn watch_stats(&self, req: Request<pb::WatchStatsRequest>) -> Result<Response<StatsStream>, Status> {
+        let min_interval = match req.into_inner().min_interval_ms {
+            0 => STATS_MIN_INTERVAL_DEFAULT,
+            ms => Duration::from_millis(u64::from(ms)).min(STATS_HEARTBEAT),
+        };
+        let (mut stats, shutdown) = (self.stats.clone(), self.shutdown.clone());
+        let (model_id, ctx_len, capacity) = (self.model_id.clone(), self.info.ctx_len, self.queue_capacity);
+        let (tx, rx) = mpsc::channel(1);
+        tokio::spawn(async move {
+            loop {
+                let s = stats.borrow_and_update().clone();
+                if tx.send(Ok(convert::stats(&s, &model_id, ctx_len, capacity))).await.is_err() {
+                    return; // the watcher went away
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(min_interval) => {}
+                    _ = shutdown.wait() => return,
+                }
+                tokio::select! {
+                    changed = stats.changed() => if changed.is_err() { return },
+                    _ = tokio::time::sleep(STATS_HEARTBEAT - min_interval) => {}
+                    _ = shutdown.wait() => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }

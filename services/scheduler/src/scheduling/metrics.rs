@@ -31,7 +31,7 @@ impl Metrics {
             GaugeVec::new(Opts::new("worker_kv_used_ratio", "Share of a worker's KV blocks in use"), &["worker"])?;
         let worker_tokens_per_s =
             GaugeVec::new(Opts::new("worker_tokens_per_s", "Tokens a worker processed per second, recently"), &["worker"])?;
-        let worker_up = IntGaugeVec::new(Opts::new("worker_up", "1 when a worker answers its health check"), &["worker"])?;
+        let worker_up = IntGaugeVec::new(Opts::new("worker_up", "1 while a worker's stats stream is alive"), &["worker"])?;
         for c in [
             Box::new(queue_depth.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(admitted.clone()),

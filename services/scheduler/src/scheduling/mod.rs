@@ -8,6 +8,7 @@ pub mod directory;
 pub mod metrics;
 mod runner;
 pub mod service;
+pub mod workers;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,8 +37,6 @@ pub const BURST_WINDOW_S: u32 = 4;
 const RESERVED_OVERCOMMIT: usize = 4;
 /// How often the dispatcher looks again without being woken.
 const DISPATCH_TICK: Duration = Duration::from_millis(50);
-/// How often every worker's health is checked.
-const HEALTH_EVERY: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone)]
 pub struct WorkerEndpoint {
@@ -72,9 +71,19 @@ struct WorkerSlot {
     endpoint: WorkerEndpoint,
     client: WorkerServiceClient<Channel>,
     in_flight: usize,
+    /// Its stats stream is alive (see `workers::watch`).
     healthy: bool,
-    /// From the worker's last Stats answer.
+    /// From the worker's last stats.
     free_kv_blocks: u32,
+}
+
+impl WorkerSlot {
+    fn new(endpoint: WorkerEndpoint) -> anyhow::Result<Self> {
+        let channel = tonic::transport::Endpoint::from_shared(endpoint.url.clone())?
+            .connect_timeout(Duration::from_secs(2))
+            .connect_lazy();
+        Ok(WorkerSlot { endpoint, client: WorkerServiceClient::new(channel), in_flight: 0, healthy: true, free_kv_blocks: 0 })
+    }
 }
 
 /// Prefix keys remembered for affinity; past this the map starts over.
@@ -97,25 +106,23 @@ pub struct Shared {
     pub per_worker_in_flight: usize,
     pub fcfs: bool,
     pub metrics: metrics::Metrics,
+    /// Ends the per-worker stats watchers, including those of workers that
+    /// register later.
+    pub shutdown: Shutdown,
     epoch: Instant,
 }
 
 impl Shared {
-    pub fn new(config: &SchedulingConfig, directory: Directory, usage: UsageSink) -> anyhow::Result<Arc<Self>> {
-        let mut workers = Vec::with_capacity(config.workers.len());
-        for endpoint in &config.workers {
-            let channel = tonic::transport::Endpoint::from_shared(endpoint.url.clone())?
-                .connect_timeout(Duration::from_secs(2))
-                .connect_lazy();
-            workers.push(WorkerSlot {
-                endpoint: endpoint.clone(),
-                client: WorkerServiceClient::new(channel),
-                in_flight: 0,
-                healthy: true,
-                free_kv_blocks: 0,
-            });
-        }
-        Ok(Arc::new(Shared {
+    /// The shared state, with a stats watcher running for every configured
+    /// worker (see `workers`).
+    pub fn start(
+        config: &SchedulingConfig,
+        directory: Directory,
+        usage: UsageSink,
+        shutdown: Shutdown,
+    ) -> anyhow::Result<Arc<Self>> {
+        let workers = config.workers.iter().map(|e| WorkerSlot::new(e.clone())).collect::<anyhow::Result<_>>()?;
+        let shared = Arc::new(Shared {
             core: Mutex::new(Core {
                 queues: ClassQueues::new(config.queue_limits),
                 buckets: HashMap::new(),
@@ -128,8 +135,13 @@ impl Shared {
             per_worker_in_flight: config.per_worker_in_flight.max(1),
             fcfs: config.fcfs,
             metrics: metrics::Metrics::new()?,
+            shutdown,
             epoch: Instant::now(),
-        }))
+        });
+        for index in 0..config.workers.len() {
+            tokio::spawn(workers::watch(shared.clone(), index));
+        }
+        Ok(shared)
     }
 
     /// The scheduler's clock for the pure policy crate.
@@ -255,49 +267,6 @@ pub async fn dispatch_loop(shared: Arc<Shared>, shutdown: Shutdown) {
         }
         for (pending, worker) in started {
             tokio::spawn(runner::run(shared.clone(), pending, worker));
-        }
-    }
-}
-
-/// Checks every worker's health; a failing worker gets no new work until it
-/// answers again.
-pub async fn health_loop(shared: Arc<Shared>, shutdown: Shutdown) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(HEALTH_EVERY) => {}
-            _ = shutdown.wait() => return,
-        }
-        let clients: Vec<_> =
-            shared.core.lock().await.workers.iter().map(|w| (w.endpoint.id.clone(), w.client.clone())).collect();
-        let mut answers = Vec::with_capacity(clients.len());
-        for (id, mut client) in clients {
-            let probe = client.stats(pb::WorkerStatsRequest {});
-            let stats = match tokio::time::timeout(Duration::from_secs(1), probe).await {
-                Ok(Ok(s)) => Some(s.into_inner()),
-                _ => None,
-            };
-            let m = &shared.metrics;
-            m.worker_up.with_label_values(&[id.as_str()]).set(i64::from(stats.is_some()));
-            if let Some(s) = &stats {
-                let used = 1.0 - f64::from(s.free_kv_blocks) / f64::from(s.total_kv_blocks.max(1));
-                m.worker_kv_used_ratio.with_label_values(&[id.as_str()]).set(used);
-                m.worker_tokens_per_s.with_label_values(&[id.as_str()]).set(s.tokens_per_s);
-            }
-            answers.push(stats.map(|s| s.free_kv_blocks));
-        }
-        let mut core = shared.core.lock().await;
-        let mut any_back = false;
-        for (slot, stats) in core.workers.iter_mut().zip(answers) {
-            let healthy = stats.is_some();
-            any_back |= healthy && !slot.healthy;
-            slot.healthy = healthy;
-            if let Some(free) = stats {
-                slot.free_kv_blocks = free;
-            }
-        }
-        drop(core);
-        if any_back {
-            shared.wake.notify_one();
         }
     }
 }

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::{Pending, Shared};
+use super::{Pending, Shared, WorkerEndpoint, workers};
 
 /// Events buffered per request between its runner and its client.
 const EVENTS_BUFFER: usize = 64;
@@ -45,6 +45,28 @@ fn prompt_chars(request: &pb::CompleteRequest) -> Result<u64, Status> {
 #[tonic::async_trait]
 impl SchedulerService for Scheduler {
     type CompleteStream = ReceiverStream<Result<pb::CompleteEvent, Status>>;
+
+    async fn register_worker(
+        &self,
+        req: Request<pb::RegisterWorkerRequest>,
+    ) -> Result<Response<pb::RegisterWorkerResponse>, Status> {
+        let r = req.into_inner();
+        let id_ok = !r.worker_id.is_empty()
+            && r.worker_id.len() <= 64
+            && r.worker_id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !id_ok {
+            return Err(Status::invalid_argument("worker_id must be 1 to 64 letters, digits, '-', '_' or '.'"));
+        }
+        let url_ok = (r.url.starts_with("http://") || r.url.starts_with("https://"))
+            && r.url.parse::<tonic::transport::Uri>().is_ok_and(|u| u.host().is_some());
+        if !url_ok {
+            return Err(Status::invalid_argument("url must be an http(s) URL with a host, e.g. http://10.0.0.5:50061"));
+        }
+        let known = workers::register(&self.shared, WorkerEndpoint { id: r.worker_id, url: r.url })
+            .await
+            .map_err(|e| Status::invalid_argument(format!("url: {e}")))?;
+        Ok(Response::new(pb::RegisterWorkerResponse { known }))
+    }
 
     async fn complete(&self, req: Request<pb::CompleteRequest>) -> Result<Response<Self::CompleteStream>, Status> {
         let received_at = Instant::now();
