@@ -14,8 +14,11 @@ use anyhow::Context;
 
 /// Sequences decoded together while measuring.
 const CALIBRATION_BATCH: usize = 32;
-/// Decode steps timed (after one warm-up prefill).
+/// Decode steps timed per run (after one warm-up prefill).
 const CALIBRATION_STEPS: usize = 8;
+/// Runs measured; the median is kept, so one run disturbed by another
+/// process on the machine neither inflates nor deflates what is sold.
+const CALIBRATION_RUNS: usize = 3;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Calibration {
@@ -28,13 +31,12 @@ pub struct Calibration {
 pub fn measure(path: &Path) -> anyhow::Result<Calibration> {
     let loaded = reservoir_engine::load(path).with_context(|| format!("loading {}", path.display()))?;
     let model: Arc<_> = loaded.model;
-    let report = reservoir_engine::bench::run(&model, 64, &[CALIBRATION_BATCH], CALIBRATION_STEPS)
-        .context("calibration run")?;
-    let decode = report
-        .decode_tok_per_s
-        .first()
-        .map(|(_, tps)| *tps)
-        .ok_or_else(|| anyhow::anyhow!("calibration produced no figure"))?;
+    let report =
+        reservoir_engine::bench::run(&model, 64, &[CALIBRATION_BATCH; CALIBRATION_RUNS], CALIBRATION_STEPS)
+            .context("calibration run")?;
+    let mut runs: Vec<f64> = report.decode_tok_per_s.iter().map(|(_, tps)| *tps).collect();
+    runs.sort_by(f64::total_cmp);
+    let decode = runs.get(runs.len() / 2).copied().ok_or_else(|| anyhow::anyhow!("calibration produced no figure"))?;
     anyhow::ensure!(decode.is_finite() && decode >= 1.0, "calibration measured {decode} tokens/s");
     // Truncation is the rounding wanted: never sell more than was measured.
     Ok(Calibration { tokens_per_s: decode.min(f64::from(u32::MAX)) as u32 })

@@ -143,6 +143,7 @@ async fn serve(config: Config, service: Service) -> anyhow::Result<()> {
             server.run_until_stopped(shutdown).await
         }
         Service::Worker => {
+            reservoir_worker::lower_compute_priority();
             let worker = config.worker.clone();
             let backend = tokio::task::spawn_blocking(move || reservoir_worker::load_backend(&worker)).await??;
             let settings = reservoir_worker::WorkerSettings::from_config(&config.worker)?;

@@ -18,6 +18,7 @@ mod register;
 mod request;
 mod service;
 mod step_loop;
+mod threads;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,6 +35,7 @@ use tonic::service::Routes;
 pub use backend::{BackendInfo, EngineBackend, InferenceBackend};
 pub use error::WorkerError;
 pub use register::register_with_scheduler;
+pub use threads::lower_compute_priority;
 pub use reservoir_sched::planner::{Plan, PlannedEntry, Planner, PlannerConfig, Running, Waiting};
 pub use request::{DEFAULT_MAX_TOKENS, FinishReason, Usage};
 pub use reservoir_engine::text::{Piece, TextStream};
