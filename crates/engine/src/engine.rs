@@ -311,10 +311,18 @@ impl Engine {
         Ok(PendingStep { id, entries: batch.entries.clone(), pass, n_tokens: total })
     }
 
-    /// Runs up to `layers` more layers of a pending step; true when all have run.
-    pub fn advance(&mut self, step: &mut PendingStep, layers: usize) -> Result<bool, EngineError> {
+    /// Runs up to `layers` more layers of a pending step, stopping early
+    /// when `pause` answers true between two layers (it is asked on a
+    /// compute thread, so it should be a cheap check such as an atomic
+    /// flag); true when all have run.
+    pub fn advance(
+        &mut self,
+        step: &mut PendingStep,
+        layers: usize,
+        pause: &(dyn Fn() -> bool + Sync),
+    ) -> Result<bool, EngineError> {
         self.check_pending(step)?;
-        Ok(self.model.run_layers(&mut step.pass, &mut self.store, layers))
+        Ok(self.model.run_layers(&mut step.pass, &mut self.store, layers, pause))
     }
 
     /// Runs what is left of a pending step, commits its tokens and returns

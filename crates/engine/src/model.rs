@@ -340,27 +340,32 @@ impl Model {
         })
     }
 
-    /// Runs up to `n` more layers of `pass`; true when every layer has run.
-    pub fn run_layers(&self, pass: &mut Pass, kv: &mut KvStore, n: usize) -> bool {
+    /// Runs up to `n` more layers of `pass`, stopping early when `pause`
+    /// answers true between two layers; true when every layer has run.
+    pub fn run_layers(&self, pass: &mut Pass, kv: &mut KvStore, n: usize, pause: &(dyn Fn() -> bool + Sync)) -> bool {
         let end = pass.next_layer.saturating_add(n).min(self.blocks.len());
-        let Pass { pos, tables, table_of, slots, cos, sin, x, .. } = pass;
+        let Pass { pos, tables, table_of, slots, cos, sin, x, next_layer, .. } = pass;
         let tables: Vec<&[u32]> = table_of.iter().map(|&i| tables[i].as_slice()).collect();
         let lay = BatchLayout { pos, tables: &tables, slots, cos, sin };
         // Run on a rayon worker: every nested parallel loop then forks from
         // inside the pool instead of paying a cross-thread injection and
-        // wake-up each (hundreds per step).
+        // wake-up each (hundreds per step). `pause` is asked there too, so
+        // a step that is not interrupted costs one injection, not one per layer.
         rayon::scope(|_| {
-            for i in pass.next_layer..end {
-                self.blocks[i].forward(&self.config, i, x, &lay, kv);
+            while *next_layer < end {
+                self.blocks[*next_layer].forward(&self.config, *next_layer, x, &lay, kv);
+                *next_layer += 1;
+                if *next_layer < end && pause() {
+                    break;
+                }
             }
         });
-        pass.next_layer = end;
-        pass.next_layer == self.blocks.len()
+        *next_layer == self.blocks.len()
     }
 
     /// Runs what is left of `pass` and returns the logits of its logit rows.
     pub fn finish(&self, mut pass: Pass, kv: &mut KvStore) -> Vec<f32> {
-        self.run_layers(&mut pass, kv, usize::MAX);
+        self.run_layers(&mut pass, kv, usize::MAX, &|| false);
         let c = &self.config;
         let mut h: Vec<f32> =
             pass.logit_rows.iter().flat_map(|&r| pass.x[r * c.dim..(r + 1) * c.dim].iter().copied()).collect();

@@ -332,8 +332,13 @@ fn steps_run_between_the_layers_of_a_pending_step_change_nothing() {
             .begin_step(&StepBatch { entries: vec![StepEntry { seq: 10, tokens: next_a, logits: Logits::Last }] })
             .unwrap();
         let k = i % (eng.n_layers() + 1);
-        assert_eq!(eng.advance(&mut pending, k).unwrap(), k == eng.n_layers());
+        assert_eq!(eng.advance(&mut pending, k, &|| false).unwrap(), k == eng.n_layers());
         assert_eq!(pending.layers_done(), k);
+        // Asked to pause, a step stops after one more layer.
+        if k + 1 < eng.n_layers() {
+            assert!(!eng.advance(&mut pending, usize::MAX, &|| true).unwrap());
+            assert_eq!(pending.layers_done(), k + 1);
+        }
         // The pending step's sequence is off limits until it finishes.
         assert!(eng.remove_sequence(10).is_err());
         let again = StepBatch { entries: vec![StepEntry { seq: 10, tokens: vec![1], logits: Logits::Last }] };

@@ -39,8 +39,10 @@ pub trait InferenceBackend: Send + 'static {
     /// steps over other sequences can run between its layers. `OutOfBlocks`
     /// leaves everything as it was.
     fn begin_step(&mut self, batch: &StepBatch) -> Result<Self::Pending, EngineError>;
-    /// Runs up to `layers` more layers; true when the pass is complete.
-    fn advance(&mut self, step: &mut Self::Pending, layers: usize) -> Result<bool, EngineError>;
+    /// Runs layers until the pass is complete (true) or `pause` answers true
+    /// between two layers (false). `pause` runs on a compute thread: keep it
+    /// to an atomic load.
+    fn advance(&mut self, step: &mut Self::Pending, pause: &(dyn Fn() -> bool + Sync)) -> Result<bool, EngineError>;
     /// Runs what is left and returns the step's logits.
     fn finish_step(&mut self, step: Self::Pending) -> Result<StepOutput, EngineError>;
     /// One whole forward pass.
@@ -112,8 +114,8 @@ impl InferenceBackend for EngineBackend {
         self.engine.begin_step(batch)
     }
 
-    fn advance(&mut self, step: &mut PendingStep, layers: usize) -> Result<bool, EngineError> {
-        self.engine.advance(step, layers)
+    fn advance(&mut self, step: &mut PendingStep, pause: &(dyn Fn() -> bool + Sync)) -> Result<bool, EngineError> {
+        self.engine.advance(step, usize::MAX, pause)
     }
 
     fn finish_step(&mut self, step: PendingStep) -> Result<StepOutput, EngineError> {

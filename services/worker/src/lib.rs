@@ -97,7 +97,8 @@ pub async fn build<B: InferenceBackend>(settings: &WorkerSettings, backend: B) -
         ..Default::default()
     });
     let stopping = Arc::new(AtomicBool::new(false));
-    let step_loop = step_loop::StepLoop::new(backend, planner, jobs_rx, stats_tx, stopping.clone());
+    let urgent = Arc::new(AtomicBool::new(false));
+    let step_loop = step_loop::StepLoop::new(backend, planner, jobs_rx, stats_tx, stopping.clone(), urgent.clone());
     let engine_thread = std::thread::Builder::new().name("engine".into()).spawn(move || step_loop.run())?;
     let worker = service::Worker {
         jobs: jobs_tx,
@@ -108,6 +109,7 @@ pub async fn build<B: InferenceBackend>(settings: &WorkerSettings, backend: B) -
         tokenizer,
         model_id: settings.model_id.to_string(),
         shutdown: Shutdown::new(),
+        urgent,
     };
     Ok(Server { listener, worker, stopping, engine_thread })
 }

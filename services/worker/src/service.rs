@@ -3,8 +3,10 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use reservoir_domain::PriorityClass;
 use reservoir_engine::Tokenizer;
 use reservoir_proto::v1 as pb;
 use reservoir_proto::v1::worker_service_server::WorkerService;
@@ -32,6 +34,8 @@ pub(crate) struct Worker {
     pub model_id: String,
     /// Ends stats streams, which would otherwise hold the server open.
     pub shutdown: Shutdown,
+    /// Tells the step loop a reserved or burst request is queued.
+    pub urgent: Arc<AtomicBool>,
 }
 
 /// A stats stream sends at least this often, changed or not.
@@ -67,10 +71,14 @@ impl WorkerService for Worker {
         // Room for every event the request can get: sending never waits.
         let (tx, rx) = mpsc::channel(prepared.max_tokens.saturating_sub(prepared.completed) + 2);
         tracing::debug!(request_id = %prepared.request_id, prompt_tokens = prepared.prompt_len, "accepted");
+        let class = prepared.class;
         self.jobs.try_send(Job { prepared, events: tx, permit }).map_err(|e| match e {
             TrySendError::Full(_) => self.busy(),
             TrySendError::Closed(_) => WorkerError::Unavailable("the worker is shutting down".into()),
         })?;
+        if class != PriorityClass::Spot {
+            self.urgent.store(true, Ordering::Relaxed);
+        }
         let stream = ReceiverStream::new(rx).map(|e| Ok(pb::GenerateEvent::from(e)));
         Ok(Response::new(Box::pin(stream)))
     }

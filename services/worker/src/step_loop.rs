@@ -82,6 +82,9 @@ pub(crate) struct StepLoop<B> {
     jobs: mpsc::Receiver<Job>,
     stats: watch::Sender<LoopStats>,
     stopping: Arc<AtomicBool>,
+    /// Set by the gRPC side when it queues a reserved or burst request: a
+    /// step in progress pauses at its next layer boundary to take it in.
+    urgent: Arc<AtomicBool>,
     ctx_len: usize,
     seqs: HashMap<SeqId, Seq>,
     /// Per class, FIFO; preempted sequences go back to the front.
@@ -101,6 +104,7 @@ impl<B: InferenceBackend> StepLoop<B> {
         jobs: mpsc::Receiver<Job>,
         stats: watch::Sender<LoopStats>,
         stopping: Arc<AtomicBool>,
+        urgent: Arc<AtomicBool>,
     ) -> Self {
         let tokenizer = backend.tokenizer();
         let ctx_len = backend.info().ctx_len;
@@ -111,6 +115,7 @@ impl<B: InferenceBackend> StepLoop<B> {
             jobs,
             stats,
             stopping,
+            urgent,
             ctx_len,
             seqs: HashMap::new(),
             waiting: Default::default(),
@@ -284,16 +289,18 @@ impl<B: InferenceBackend> StepLoop<B> {
         }
     }
 
-    /// Runs a step layer by layer; between layers, newly arrived requests
-    /// are taken in and those of a higher class than the step's lowest cut
-    /// in (`cut_in`). A step of reserved work only runs straight through.
+    /// Runs a step that pauses between two layers when a reserved or burst
+    /// request arrives: new requests are then taken in and those of a higher
+    /// class than the step's lowest cut in (`cut_in`) before it goes on. A
+    /// step of reserved work only runs straight through.
     fn run_yielding(&mut self, batch: &StepBatch) -> Result<StepOutput, EngineError> {
         let mut pending = self.backend.begin_step(batch)?;
         let lowest = batch.entries.iter().filter_map(|e| self.seqs.get(&e.seq)).map(|s| s.p.class).max();
         if let Some(lowest) = lowest.filter(|&c| c != PriorityClass::Reserved) {
             let in_step: HashSet<SeqId> = batch.entries.iter().map(|e| e.seq).collect();
+            let urgent = self.urgent.clone();
             loop {
-                match self.backend.advance(&mut pending, 1) {
+                match self.backend.advance(&mut pending, &|| urgent.load(Ordering::Relaxed)) {
                     Ok(false) => {}
                     Ok(true) => break,
                     Err(e) => {
@@ -302,6 +309,8 @@ impl<B: InferenceBackend> StepLoop<B> {
                         break;
                     }
                 }
+                // Cleared before draining: a request queued from now on sets it again.
+                urgent.store(false, Ordering::Relaxed);
                 while let Ok(job) = self.jobs.try_recv() {
                     self.accept(job);
                 }

@@ -254,8 +254,8 @@ impl<B: InferenceBackend> InferenceBackend for Gated<B> {
         }
         self.inner.begin_step(batch)
     }
-    fn advance(&mut self, step: &mut B::Pending, layers: usize) -> Result<bool, EngineError> {
-        self.inner.advance(step, layers)
+    fn advance(&mut self, step: &mut B::Pending, pause: &(dyn Fn() -> bool + Sync)) -> Result<bool, EngineError> {
+        self.inner.advance(step, pause)
     }
     fn finish_step(&mut self, step: B::Pending) -> Result<StepOutput, EngineError> {
         let out = self.inner.finish_step(step)?;
