@@ -189,6 +189,14 @@ impl<B: InferenceBackend> StepLoop<B> {
     }
 
     fn step_once(&mut self) {
+        // Prefills of a higher class than running lower-class work go first,
+        // in a step of their own, exactly as they would cut into that step
+        // between its layers: a reserved request that arrives just before a
+        // step begins does not wait for a whole batch of spot decodes either.
+        let lowest_running = self.running.iter().filter_map(|id| self.seqs.get(id)).map(|s| s.p.class).max();
+        if let Some(lowest) = lowest_running.filter(|&c| c != PriorityClass::Reserved) {
+            self.cut_in(lowest, &HashSet::new());
+        }
         let running = self.running_views();
         let waiting = self.waiting_views(|_| true);
         let plan = self.planner.next_step(&running, &waiting, self.backend.free_blocks());
