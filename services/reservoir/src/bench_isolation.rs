@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use reservoir_proto::v1 as pb;
 use reservoir_proto::v1::scheduler_service_client::SchedulerServiceClient;
+use reservoir_proto::v1::worker_service_client::WorkerServiceClient;
 use reservoir_runtime::{Config, Shutdown, db};
 use tonic::transport::Channel;
 
@@ -49,7 +50,13 @@ struct Counters {
     reserved_sent: AtomicU64,
     /// TTFT of every reserved request that got a token, in ms.
     reserved_ttfts_ms: std::sync::Mutex<Vec<f64>>,
+    /// The worker's own count of tokens it processed per second (prompt and
+    /// generated), one sample per `RATE_WINDOW` of the phase.
+    worker_tps_samples: std::sync::Mutex<Vec<f64>>,
 }
+
+/// The window over which a worker reports its tokens/s.
+const RATE_WINDOW: Duration = Duration::from_secs(5);
 
 /// The `q` quantile (nearest rank) of `v`.
 fn quantile(v: &[f64], q: f64) -> f64 {
@@ -108,9 +115,27 @@ async fn run_phase(
     spot_per_s: f64,
     tag: &str,
     straggler_wait: Duration,
+    worker_url: String,
 ) -> (Duration, Arc<Counters>) {
     let counters = Arc::new(Counters::default());
     let started = Instant::now();
+    // How busy the pool is, as the worker counts it, while the load is offered.
+    let sampler = {
+        let counters = counters.clone();
+        tokio::spawn(async move {
+            let Ok(mut worker) = WorkerServiceClient::connect(worker_url).await else { return };
+            let mut at = RATE_WINDOW;
+            while at <= phase {
+                tokio::time::sleep(at.saturating_sub(started.elapsed())).await;
+                if let Ok(s) = worker.stats(pb::WorkerStatsRequest {}).await
+                    && let Ok(mut v) = counters.worker_tps_samples.lock()
+                {
+                    v.push(s.into_inner().tokens_per_s);
+                }
+                at += RATE_WINDOW;
+            }
+        })
+    };
     let mut reserved_tasks = Vec::new();
     let mut spot_tasks = Vec::new();
     let mut next_reserved = 0.0f64;
@@ -136,6 +161,7 @@ async fn run_phase(
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    let _ = sampler.await;
     let deadline = Instant::now() + straggler_wait;
     for t in reserved_tasks {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -157,7 +183,7 @@ async fn platform(
     model: &std::path::Path,
     fcfs: bool,
     shutdown: &Shutdown,
-) -> anyhow::Result<(SchedulerServiceClient<Channel>, String)> {
+) -> anyhow::Result<(SchedulerServiceClient<Channel>, String, String)> {
     let pool = db::connect(url, 16).await?;
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let contracts = reservoir_contracts::build(
@@ -185,7 +211,7 @@ async fn platform(
             listen: loopback,
             metrics_listen: loopback,
             contracts_url: contracts_url.clone(),
-            workers: vec![reservoir_scheduler::WorkerEndpoint { id: "worker-0".into(), url: worker_url }],
+            workers: vec![reservoir_scheduler::WorkerEndpoint { id: "worker-0".into(), url: worker_url.clone() }],
             per_worker_in_flight: config.scheduler.per_worker_in_flight,
             queue_limits: reservoir_scheduler::QueueLimits::default(),
             fcfs,
@@ -195,7 +221,7 @@ async fn platform(
     .await?;
     let url = format!("http://127.0.0.1:{}", scheduler.port());
     tokio::spawn(scheduler.run_until_stopped(shutdown.clone()));
-    Ok((SchedulerServiceClient::connect(url).await?, contracts_url))
+    Ok((SchedulerServiceClient::connect(url).await?, contracts_url, worker_url))
 }
 
 pub async fn run(config: &Config, args: &Args) -> anyhow::Result<()> {
@@ -227,19 +253,20 @@ pub async fn run(config: &Config, args: &Args) -> anyhow::Result<()> {
     let mut results = Vec::new();
     for (label, fcfs, spot) in [("idle", false, 0.0), ("overload", false, spot_per_s), ("fcfs", true, spot_per_s)] {
         let shutdown = Shutdown::new();
-        let (client, contracts_url) = platform(config, &url, &args.model, fcfs, &shutdown).await.context(label)?;
+        let (client, contracts_url, worker_url) = platform(config, &url, &args.model, fcfs, &shutdown).await.context(label)?;
         // The same key each phase: the reservations are made once.
         reserve(&contracts_url, rate_each).await.context("reserving")?;
         warm_up(&client).await;
-        let (elapsed, counters) = run_phase(&client, phase, reserved_per_s, spot, label, straggler_wait).await;
+        let (elapsed, counters) =
+            run_phase(&client, phase, reserved_per_s, spot, label, straggler_wait, worker_url).await;
         shutdown.trigger();
         tokio::time::sleep(Duration::from_millis(300)).await;
         results.push((label, elapsed, counters));
     }
 
     println!(
-        "\n{:<10} {:>10} {:>12} {:>12} {:>12} {:>12} {:>12}",
-        "phase", "reserved", "ttft p50 ms", "ttft p99 ms", "delivered", "spot tok/s", "util"
+        "\n{:<10} {:>10} {:>12} {:>12} {:>12} {:>12} {:>12} {:>12}",
+        "phase", "reserved", "ttft p50 ms", "ttft p99 ms", "delivered", "spot tok/s", "util", "goodput"
     );
     let mut json = serde_json::Map::new();
     for (label, elapsed, counters) in &results {
@@ -254,12 +281,19 @@ pub async fn run(config: &Config, args: &Args) -> anyhow::Result<()> {
         let all_tokens = spot_tokens + counters.reserved_tokens.load(Ordering::Relaxed) as f64;
         let secs = elapsed.as_secs_f64();
         let spot_tps = spot_tokens / secs;
-        let util = all_tokens / secs / f64::from(capacity);
+        // Utilization: how busy the pool was while the load was offered, as
+        // the worker counts it (prompt and generated tokens processed, over
+        // the measured capacity). Goodput: completion tokens clients received.
+        let samples = counters.worker_tps_samples.lock().map(|v| v.clone()).unwrap_or_default();
+        let busy = samples.iter().sum::<f64>() / samples.len().max(1) as f64;
+        let util = busy / f64::from(capacity);
+        let goodput = all_tokens / secs / f64::from(capacity);
         let reserved_col = if starved > 0 { format!("{sent} ({starved} no token)") } else { sent.to_string() };
         println!(
-            "{label:<10} {reserved_col:>10} {ttft_p50:>12.1} {ttft:>12.1} {:>11.1}% {spot_tps:>12.1} {:>11.1}%",
+            "{label:<10} {reserved_col:>10} {ttft_p50:>12.1} {ttft:>12.1} {:>11.1}% {spot_tps:>12.1} {:>11.1}% {:>11.1}%",
             ratio * 100.0,
-            util * 100.0
+            util * 100.0,
+            goodput * 100.0
         );
         match *label {
             "idle" => {
@@ -270,6 +304,7 @@ pub async fn run(config: &Config, args: &Args) -> anyhow::Result<()> {
                 json.insert("reserved_delivered_ratio".into(), serde_json::json!((ratio * 1000.0).round() / 1000.0));
                 json.insert("spot_goodput_tps".into(), serde_json::json!(round1(spot_tps)));
                 json.insert("utilization".into(), serde_json::json!((util * 1000.0).round() / 1000.0));
+                json.insert("goodput_utilization".into(), serde_json::json!((goodput * 1000.0).round() / 1000.0));
             }
             _ => {
                 json.insert("fcfs_reserved_ttft_p99_ms".into(), serde_json::json!(round1(ttft)));
