@@ -12,6 +12,7 @@ mod openapi;
 mod routes;
 mod state;
 
+use axum::serve::ListenerExt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -122,7 +123,14 @@ impl Server {
 
     /// Serves until `shutdown`, then finishes the requests in flight.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
-        axum::serve(self.listener, self.router).with_graceful_shutdown(async move { shutdown.wait().await }).await?;
+        // Streamed tokens (SSE) are small writes: with Nagle's algorithm on,
+        // each could wait for the client's delayed ACK of the one before.
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
+            }
+        });
+        axum::serve(listener, self.router).with_graceful_shutdown(async move { shutdown.wait().await }).await?;
         Ok(())
     }
 }

@@ -3,8 +3,8 @@
 //! `grpcurl` works against every service; graceful shutdown on the token.
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
+use tonic::transport::server::TcpIncoming;
 
 use crate::Shutdown;
 
@@ -26,9 +26,13 @@ pub async fn serve(
         .build_v1()?;
     let routes = routes.add_service(health).add_service(reflection);
     let names: Vec<String> = service_names.iter().map(|s| (*s).to_owned()).collect();
+    // Streamed tokens are small writes: without TCP_NODELAY, Nagle's
+    // algorithm holds one back until the peer's (delayed, up to 40 ms) ACK
+    // of the previous segment, which put 40 ms into every first token.
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
         .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(incoming, async move {
             shutdown.wait().await;
             // Tell health checkers first, so balancers stop sending new work.
             for name in &names {
