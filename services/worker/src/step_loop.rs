@@ -18,13 +18,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use reservoir_domain::PriorityClass;
-use reservoir_engine::{EngineError, Logits, SeqId, StepBatch, StepEntry, StepOutput, Tokenizer};
+use rayon::prelude::*;
+use reservoir_engine::{EngineError, Logits, SeqId, SeqLogits, StepBatch, StepEntry, StepOutput, Tokenizer};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 
 use crate::backend::InferenceBackend;
 use reservoir_sched::planner::{Plan, Planner, Running, Waiting};
 use crate::request::{Event, FinishReason, Prepared, Usage};
+
+/// A sampled token and its logprob (when the request asked for logprobs).
+type Pick = Result<(u32, Option<f32>), EngineError>;
 
 /// Window over which tokens/s are reported.
 const RATE_WINDOW: Duration = Duration::from_secs(5);
@@ -388,24 +392,40 @@ impl<B: InferenceBackend> StepLoop<B> {
             }
         }
         let mut generated = 0;
-        for o in out.outputs {
-            if self.sample_next(o.seq, &o.logits) {
+        for (id, pick) in self.choose_tokens(&out.outputs) {
+            if self.emit_next(id, pick) {
                 generated += 1;
             }
         }
         self.window.push_back((Instant::now(), out.n_tokens, generated));
     }
 
-    /// Samples the sequence's next token and streams it. Returns whether a
-    /// token was generated.
-    fn sample_next(&mut self, id: SeqId, logits: &[f32]) -> bool {
-        let Some(s) = self.seqs.get_mut(&id) else { return false };
-        let sampled = if s.p.logprobs {
-            s.p.sampler.sample(logits, &s.p.tokens).map(|x| (x.token, Some(x.logprob)))
-        } else {
-            s.p.sampler.sample_token(logits, &s.p.tokens).map(|t| (t, None))
+    /// Each sequence's next token (with its logprob when asked for), in the
+    /// order of `outputs`. Sequences sample independently, each from its own
+    /// random stream, so a batch is sampled on all cores rather than on the
+    /// engine thread alone while the compute threads wait.
+    fn choose_tokens(&mut self, outputs: &[SeqLogits]) -> Vec<(SeqId, Pick)> {
+        let index: HashMap<SeqId, usize> = outputs.iter().enumerate().map(|(i, o)| (o.seq, i)).collect();
+        let mut work: Vec<(usize, &mut Seq)> =
+            self.seqs.iter_mut().filter_map(|(id, s)| index.get(id).map(|&i| (i, s))).collect();
+        work.sort_by_key(|(i, _)| *i);
+        let choose = |(i, s): &mut (usize, &mut Seq)| {
+            let logits = &outputs[*i].logits;
+            let pick = if s.p.logprobs {
+                s.p.sampler.sample(logits, &s.p.tokens).map(|x| (x.token, Some(x.logprob)))
+            } else {
+                s.p.sampler.sample_token(logits, &s.p.tokens).map(|t| (t, None))
+            };
+            (outputs[*i].seq, pick)
         };
-        let (token, logprob) = match sampled {
+        if work.len() < 4 { work.iter_mut().map(choose).collect() } else { work.par_iter_mut().map(choose).collect() }
+    }
+
+    /// Streams the sequence's chosen next token (or ends it). Returns
+    /// whether a token was generated.
+    fn emit_next(&mut self, id: SeqId, pick: Pick) -> bool {
+        let Some(s) = self.seqs.get_mut(&id) else { return false };
+        let (token, logprob) = match pick {
             Ok(x) => x,
             Err(e) => {
                 tracing::error!(error = %e, seq = id, "sampling failed");
