@@ -140,6 +140,10 @@ impl Sampler {
 fn nucleus(l: &[f32], temperature: f32, top_k: usize, top_p: f32) -> Vec<(u32, f32)> {
     let max = l.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let weight = |v: f32| ((v - max) / temperature).exp();
+    let top_k = if top_k == 0 { l.len() } else { top_k.min(l.len()) };
+    if top_k == l.len() && top_p >= 1.0 {
+        return l.iter().enumerate().map(|(i, &v)| (i as u32, weight(v))).collect();
+    }
     let by_rank = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
     let mut all: Vec<(u32, f32)> = l.iter().enumerate().map(|(i, &v)| (i as u32, v)).collect();
     // The `n` best, sorted, as weights.
@@ -152,36 +156,35 @@ fn nucleus(l: &[f32], temperature: f32, top_k: usize, top_p: f32) -> Vec<(u32, f
         cand.iter_mut().for_each(|c| c.1 = weight(c.1));
         cand
     };
-    // The shortest prefix of `cand` holding `top_p` of `total`, if any.
-    let cut = |mut cand: Vec<(u32, f32)>, total: f32| {
+    // Cuts `cand` to its shortest prefix holding `top_p` of `total`; false
+    // when the whole of it holds less.
+    let cut = |cand: &mut Vec<(u32, f32)>, total: f32| {
         let mut acc = 0.0;
-        let keep = cand.iter().position(|c| {
+        match cand.iter().position(|c| {
             acc += c.1;
             acc >= top_p * total
-        })?;
-        cand.truncate(keep + 1);
-        Some(cand)
-    };
-    if top_k > 0 && top_k < l.len() {
-        let cand = head(top_k);
-        if top_p >= 1.0 {
-            return cand;
+        }) {
+            Some(keep) => {
+                cand.truncate(keep + 1);
+                true
+            }
+            None => false,
         }
-        let total = cand.iter().map(|c| c.1).sum();
-        return cut(cand.clone(), total).unwrap_or(cand);
-    }
-    if top_p >= 1.0 {
-        return l.iter().enumerate().map(|(i, &v)| (i as u32, weight(v))).collect();
+    };
+    if top_k < l.len() {
+        let mut cand = head(top_k);
+        if top_p < 1.0 {
+            let total = cand.iter().map(|c| c.1).sum();
+            cut(&mut cand, total);
+        }
+        return cand;
     }
     let total: f32 = l.iter().map(|&v| weight(v)).sum();
     let mut n = 64.min(l.len());
     loop {
-        let cand = head(n);
-        if n == l.len() {
-            return cut(cand.clone(), total).unwrap_or(cand);
-        }
-        if let Some(nucleus) = cut(cand, total) {
-            return nucleus;
+        let mut cand = head(n);
+        if cut(&mut cand, total) || n == l.len() {
+            return cand;
         }
         n = (n * 4).min(l.len());
     }

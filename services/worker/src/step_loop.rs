@@ -197,8 +197,7 @@ impl<B: InferenceBackend> StepLoop<B> {
         // in a step of their own, exactly as they would cut into that step
         // between its layers: a reserved request that arrives just before a
         // step begins does not wait for a whole batch of spot decodes either.
-        let lowest_running = self.running.iter().filter_map(|id| self.seqs.get(id)).map(|s| s.p.class).max();
-        if let Some(lowest) = lowest_running.filter(|&c| c != PriorityClass::Reserved) {
+        if let Some(lowest) = self.lowest_below_reserved(&self.running) {
             self.cut_in(lowest, &HashSet::new());
         }
         let running = self.running_views();
@@ -214,13 +213,6 @@ impl<B: InferenceBackend> StepLoop<B> {
     /// The planner sees only that work, so it preempts nothing else.
     fn cut_in(&mut self, below: PriorityClass, in_step: &HashSet<SeqId>) {
         let higher = |c: PriorityClass| c < below;
-        if !PriorityClass::ALL.iter().any(|&c| higher(c) && !self.waiting[class_index(c)].is_empty())
-            && !self.running.iter().any(|id| {
-                self.seqs.get(id).is_some_and(|s| higher(s.p.class) && s.computed + 1 < s.p.tokens.len())
-            })
-        {
-            return;
-        }
         let running: Vec<Running> = self
             .running_views()
             .into_iter()
@@ -307,9 +299,9 @@ impl<B: InferenceBackend> StepLoop<B> {
     /// step of reserved work only runs straight through.
     fn run_yielding(&mut self, batch: &StepBatch) -> Result<StepOutput, EngineError> {
         let mut pending = self.backend.begin_step(batch)?;
-        let lowest = batch.entries.iter().filter_map(|e| self.seqs.get(&e.seq)).map(|s| s.p.class).max();
-        if let Some(lowest) = lowest.filter(|&c| c != PriorityClass::Reserved) {
-            let in_step: HashSet<SeqId> = batch.entries.iter().map(|e| e.seq).collect();
+        if let Some(lowest) = self.lowest_below_reserved(batch.entries.iter().map(|e| &e.seq)) {
+            // Built when the step first pauses: most steps never do.
+            let mut in_step: Option<HashSet<SeqId>> = None;
             let urgent = self.urgent.clone();
             loop {
                 match self.backend.advance(&mut pending, &|| urgent.load(Ordering::Relaxed)) {
@@ -326,10 +318,18 @@ impl<B: InferenceBackend> StepLoop<B> {
                 while let Ok(job) = self.jobs.try_recv() {
                     self.accept(job);
                 }
-                self.cut_in(lowest, &in_step);
+                let in_step = in_step.get_or_insert_with(|| batch.entries.iter().map(|e| e.seq).collect());
+                self.cut_in(lowest, in_step);
             }
         }
         self.backend.finish_step(pending)
+    }
+
+    /// The lowest class among `ids` when it is below reserved: the class
+    /// that higher-class prefills may cut in ahead of.
+    fn lowest_below_reserved<'a>(&self, ids: impl IntoIterator<Item = &'a SeqId>) -> Option<PriorityClass> {
+        let lowest = ids.into_iter().filter_map(|id| self.seqs.get(id)).map(|s| s.p.class).max()?;
+        (lowest != PriorityClass::Reserved).then_some(lowest)
     }
 
     fn running_views(&self) -> Vec<Running> {

@@ -138,11 +138,14 @@ impl Directory {
 
     /// The model's weights; NOT_FOUND for an unknown model.
     pub async fn weights(&self, model: &str) -> Result<Weights, Status> {
-        let (mut client, id) = (self.client.clone(), model.to_owned());
+        // The fetch is built only when the cache has to ask.
         self.weights
-            .get(model.to_owned(), || async move {
-                let m = client.get_model(pb::GetModelRequest { id }).await?.into_inner();
-                Ok(Weights { prompt_milli: milli(&m.prompt_weight)?, completion_milli: milli(&m.completion_weight)? })
+            .get(model.to_owned(), || {
+                let (mut client, id) = (self.client.clone(), model.to_owned());
+                async move {
+                    let m = client.get_model(pb::GetModelRequest { id }).await?.into_inner();
+                    Ok(Weights { prompt_milli: milli(&m.prompt_weight)?, completion_milli: milli(&m.completion_weight)? })
+                }
             })
             .await
     }
@@ -151,28 +154,31 @@ impl Directory {
     /// one with the highest rate when several are).
     pub async fn contract(&self, tenant: &str, model: &str) -> Result<Option<ActiveContract>, Status> {
         let key = format!("{tenant}\u{0}{model}");
-        let mut client = self.client.clone();
-        let request = pb::ListReservationsRequest {
-            tenant_id: tenant.to_owned(),
-            model: model.to_owned(),
-            status: "active".into(),
-            active_at: None,
-            limit: 100,
-        };
+        // The fetch is built only when the cache has to ask.
         self.contracts
-            .get(key, || async move {
-                let list = client.list_reservations(request).await?.into_inner();
-                Ok(list
-                    .reservations
-                    .iter()
-                    .filter_map(|r| {
-                        Some(ActiveContract {
-                            id: Uuid::parse_str(&r.id).ok()?,
-                            rate_tokens_per_s: r.rate_tokens_per_s,
-                            allow_burst: r.allow_burst,
+            .get(key, || {
+                let mut client = self.client.clone();
+                let request = pb::ListReservationsRequest {
+                    tenant_id: tenant.to_owned(),
+                    model: model.to_owned(),
+                    status: "active".into(),
+                    active_at: None,
+                    limit: 100,
+                };
+                async move {
+                    let list = client.list_reservations(request).await?.into_inner();
+                    Ok(list
+                        .reservations
+                        .iter()
+                        .filter_map(|r| {
+                            Some(ActiveContract {
+                                id: Uuid::parse_str(&r.id).ok()?,
+                                rate_tokens_per_s: r.rate_tokens_per_s,
+                                allow_burst: r.allow_burst,
+                            })
                         })
-                    })
-                    .max_by_key(|c| c.rate_tokens_per_s))
+                        .max_by_key(|c| c.rate_tokens_per_s))
+                }
             })
             .await
     }
