@@ -5,7 +5,7 @@ use reservoir_domain::PriorityClass;
 use crate::Micros;
 use crate::bucket::ContractBucket;
 
-/// What the scheduler knows of a tenant's active contract for the model.
+/// What the scheduler knows of one of a tenant's active contracts for the model.
 #[derive(Debug, Clone)]
 pub struct ContractState {
     pub bucket: ContractBucket,
@@ -18,21 +18,31 @@ pub struct Admission {
     pub class: PriorityClass,
     /// Taken from the contract's bucket (to settle when the request ends).
     pub charged_milli: u64,
+    /// The contract the request is served under (reserved) or spills over
+    /// from (burst), as an index into the contracts given; none for spot.
+    pub contract: Option<usize>,
 }
 
-/// Reserved while the contract's bucket holds the estimated cost; burst when
-/// a contract holder is over its rate and allows spillover; spot otherwise
-/// (no contract, spillover off, or the request asked for spot).
-pub fn classify(contract: Option<&mut ContractState>, cost_milli: u64, wants_spot: bool, now: Micros) -> Admission {
-    let spot = Admission { class: PriorityClass::Spot, charged_milli: 0 };
+/// A tenant may hold several active contracts for one model; together they
+/// reserve the sum of their rates. A request is reserved under the first
+/// contract (in the order given) whose bucket holds its estimated cost, so
+/// each contract's demand and delivery stay its own for the SLA. When none
+/// does, it is burst under the first contract that allows spillover, and
+/// spot otherwise (no contract, spillover off, or the request asked for
+/// spot). A request costing more than any one bucket holds is not split
+/// across contracts: it spills over.
+pub fn classify(contracts: &mut [ContractState], cost_milli: u64, wants_spot: bool, now: Micros) -> Admission {
+    let spot = Admission { class: PriorityClass::Spot, charged_milli: 0, contract: None };
     if wants_spot {
         return spot;
     }
-    let Some(contract) = contract else { return spot };
-    if contract.bucket.try_take(cost_milli, now) {
-        return Admission { class: PriorityClass::Reserved, charged_milli: cost_milli };
+    if let Some(i) = contracts.iter_mut().position(|c| c.bucket.try_take(cost_milli, now)) {
+        return Admission { class: PriorityClass::Reserved, charged_milli: cost_milli, contract: Some(i) };
     }
-    if contract.allow_burst { Admission { class: PriorityClass::Burst, charged_milli: 0 } } else { spot }
+    match contracts.iter().position(|c| c.allow_burst) {
+        Some(i) => Admission { class: PriorityClass::Burst, charged_milli: 0, contract: Some(i) },
+        None => spot,
+    }
 }
 
 #[cfg(test)]
@@ -43,21 +53,49 @@ mod tests {
         ContractState { bucket: ContractBucket::new(rate, 1, 0), allow_burst }
     }
 
+    fn class_of(contracts: &mut [ContractState], cost: u64, wants_spot: bool) -> PriorityClass {
+        classify(contracts, cost, wants_spot, 0).class
+    }
+
     #[test]
     fn within_rate_is_reserved_then_burst_then_spot() {
-        let mut c = contract(10, true);
-        assert_eq!(classify(Some(&mut c), 6_000, false, 0).class, PriorityClass::Reserved);
-        assert_eq!(classify(Some(&mut c), 6_000, false, 0).class, PriorityClass::Burst, "over the rate");
-        let mut strict = contract(10, false);
-        assert_eq!(classify(Some(&mut strict), 20_000, false, 0).class, PriorityClass::Spot);
-        assert_eq!(classify(None, 1, false, 0).class, PriorityClass::Spot, "no contract");
-        assert_eq!(classify(Some(&mut contract(10, true)), 1, true, 0).class, PriorityClass::Spot, "asked for flex");
+        let mut c = [contract(10, true)];
+        assert_eq!(class_of(&mut c, 6_000, false), PriorityClass::Reserved);
+        assert_eq!(class_of(&mut c, 6_000, false), PriorityClass::Burst, "over the rate");
+        let mut strict = [contract(10, false)];
+        assert_eq!(class_of(&mut strict, 20_000, false), PriorityClass::Spot);
+        assert_eq!(class_of(&mut [], 1, false), PriorityClass::Spot, "no contract");
+        assert_eq!(class_of(&mut [contract(10, true)], 1, true), PriorityClass::Spot, "asked for flex");
     }
 
     #[test]
     fn a_refused_request_takes_nothing_from_the_bucket() {
-        let mut c = contract(10, true);
-        assert_eq!(classify(Some(&mut c), 11_000, false, 0).class, PriorityClass::Burst);
-        assert_eq!(classify(Some(&mut c), 10_000, false, 0), Admission { class: PriorityClass::Reserved, charged_milli: 10_000 });
+        let mut c = [contract(10, true)];
+        assert_eq!(class_of(&mut c, 11_000, false), PriorityClass::Burst);
+        assert_eq!(classify(&mut c, 10_000, false, 0), Admission {
+            class: PriorityClass::Reserved,
+            charged_milli: 10_000,
+            contract: Some(0)
+        });
+    }
+
+    #[test]
+    fn several_contracts_reserve_the_sum_of_their_rates() {
+        // 10 + 5 tokens/s with 1 s windows: 15 tokens reserved now.
+        let mut c = [contract(10, false), contract(5, true)];
+        let first = classify(&mut c, 8_000, false, 0);
+        assert_eq!((first.class, first.contract), (PriorityClass::Reserved, Some(0)));
+        // 2 tokens left in the first bucket: the next 4 come from the second.
+        let second = classify(&mut c, 4_000, false, 0);
+        assert_eq!((second.class, second.contract, second.charged_milli), (PriorityClass::Reserved, Some(1), 4_000));
+        let third = classify(&mut c, 2_000, false, 0);
+        assert_eq!((third.class, third.contract), (PriorityClass::Reserved, Some(0)));
+        // Both nearly empty: burst under the one that allows it.
+        let over = classify(&mut c, 3_000, false, 0);
+        assert_eq!((over.class, over.contract, over.charged_milli), (PriorityClass::Burst, Some(1), 0));
+        // One second later both are full again.
+        assert_eq!(classify(&mut c, 5_000, false, crate::MICROS_PER_S).contract, Some(0));
+        assert_eq!(classify(&mut c, 5_000, false, crate::MICROS_PER_S).contract, Some(0));
+        assert_eq!(classify(&mut c, 5_000, false, crate::MICROS_PER_S).contract, Some(1));
     }
 }

@@ -158,31 +158,12 @@ async fn requests_are_classified_streamed_exactly_and_metered_once(pool: PgPool)
     assert_eq!(usage_row(&pool, "r-spot").await, ("spot".into(), None, 12, "ok".into()));
 
     // A contract holder within its rate: reserved, under its contract.
-    p.contracts.ensure_tenant(pb::EnsureTenantRequest { id: "acme".into() }).await.expect("tenant");
-    let reservation = p
-        .contracts
-        .create_reservation(pb::CreateReservationRequest {
-            order: Some(pb::QuoteRequest {
-                tenant_id: "acme".into(),
-                model: MODEL.into(),
-                rate_tokens_per_s: 10,
-                tier: "standard".into(),
-                term: "hourly".into(),
-                starts_at: None,
-                ends_at: None,
-            }),
-            idempotency_key: String::new(),
-            allow_burst: Some(true),
-        })
-        .await
-        .expect("reserve")
-        .into_inner();
+    let contract = reserve(&mut p, "acme", 10, true).await;
     let reserved = complete(&mut p, request("r-res", "acme", "hello there", 12)).await.expect("reserved");
     assert_eq!(reserved.admitted.class, "reserved");
-    assert_eq!(reserved.admitted.contract_id, reservation.id);
+    assert_eq!(reserved.admitted.contract_id, contract.to_string());
     assert_eq!(reserved.tokens, spot.tokens);
-    let contract = uuid::Uuid::parse_str(&reservation.id).ok();
-    assert_eq!(usage_row(&pool, "r-res").await, ("reserved".into(), contract, 12, "ok".into()));
+    assert_eq!(usage_row(&pool, "r-res").await, ("reserved".into(), Some(contract), 12, "ok".into()));
 
     // Above its rate (10 tokens/s, 4 s of burst: 40 weighted tokens): burst, billed on demand.
     let greedy = complete(&mut p, request("r-burst", "acme", "hello there", 60)).await.expect("burst");
@@ -204,6 +185,50 @@ async fn requests_are_classified_streamed_exactly_and_metered_once(pool: PgPool)
     assert!(metrics.contains(r#"reservoir_scheduler_admitted_total{class="burst"} 1"#), "{metrics}");
     assert!(metrics.contains(r#"reservoir_scheduler_ttft_seconds_count{class="spot"}"#), "{metrics}");
     assert!(metrics.contains("reservoir_scheduler_queue_depth"), "{metrics}");
+}
+
+async fn reserve(p: &mut Platform, tenant: &str, rate_tokens_per_s: u32, allow_burst: bool) -> uuid::Uuid {
+    p.contracts.ensure_tenant(pb::EnsureTenantRequest { id: tenant.into() }).await.expect("tenant");
+    let order = pb::QuoteRequest {
+        tenant_id: tenant.into(),
+        model: MODEL.into(),
+        rate_tokens_per_s,
+        tier: "standard".into(),
+        term: "hourly".into(),
+        starts_at: None,
+        ends_at: None,
+    };
+    let created = p
+        .contracts
+        .create_reservation(pb::CreateReservationRequest { order: Some(order), idempotency_key: String::new(), allow_burst: Some(allow_burst) })
+        .await
+        .expect("reserve")
+        .into_inner();
+    uuid::Uuid::parse_str(&created.id).expect("uuid")
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_tenant_with_two_contracts_gets_the_sum_of_their_rates(pool: PgPool) {
+    let model = model();
+    let (w0, _s0) = worker(&model).await;
+    let mut p = platform(pool.clone(), vec![w0], 4, QueueLimits::default()).await;
+    // Contracts of 11 and 10 tokens/s, 4 s of burst each: buckets of 44 and
+    // 40 weighted tokens. Each request below costs about 39 (a few prompt
+    // tokens at 0.25 and 38 completion tokens), so one bucket covers one
+    // request and two cover two; a bucket needs over 3 s to refill one.
+    let bigger = reserve(&mut p, "duo", 11, false).await;
+    let smaller = reserve(&mut p, "duo", 10, true).await;
+    let first = complete(&mut p, request("d1", "duo", "abc", 38)).await.expect("first");
+    let second = complete(&mut p, request("d2", "duo", "abc", 38)).await.expect("second");
+    let third = complete(&mut p, request("d3", "duo", "abc", 38)).await.expect("third");
+    let served = |s: &Streamed| (s.admitted.class.clone(), s.admitted.contract_id.clone());
+    assert_eq!(served(&first), ("reserved".into(), bigger.to_string()), "the larger contract's bucket is tried first");
+    assert_eq!(served(&second), ("reserved".into(), smaller.to_string()), "the second contract adds its rate");
+    assert_eq!(served(&third), ("burst".into(), smaller.to_string()), "over both: burst, under the one that allows it");
+    assert_eq!(usage_row(&pool, "d1").await.1, Some(bigger), "each contract's usage is its own for the SLA");
+    assert_eq!(usage_row(&pool, "d2").await.1, Some(smaller));
+    let flex = complete(&mut p, pb::CompleteRequest { wants_spot: true, ..request("d4", "duo", "abc", 2) }).await.expect("flex");
+    assert_eq!(served(&flex), ("spot".into(), String::new()), "spot is served under no contract");
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

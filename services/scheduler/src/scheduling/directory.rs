@@ -1,5 +1,5 @@
 //! What the scheduler needs from the contracts service, cached so admission
-//! does not wait on it for every request: a tenant's active contract for a
+//! does not wait on it for every request: a tenant's active contracts for a
 //! model, and the model's weights. Entries are re-read after a few seconds
 //! in the background while the cached one keeps serving (a reserved request
 //! must not wait for a database round trip on a loaded machine).
@@ -23,6 +23,9 @@ const FRESH_FOR: Duration = Duration::from_secs(5);
 /// in the background: requests never wait on the contracts service (and its
 /// database) for a tenant seen in the last minute.
 const USABLE_FOR: Duration = Duration::from_secs(60);
+/// Active contracts of one tenant for one model that admission considers
+/// (the contracts service's page limit).
+const CONTRACTS_PER_TENANT_MODEL_MAX: u32 = 1000;
 /// Entries kept at most per cache; past it the cache starts over.
 const CACHE_ENTRIES_MAX: usize = 100_000;
 
@@ -121,7 +124,7 @@ impl<T: Clone> Cache<T> {
 
 pub struct Directory {
     client: ContractServiceClient<Channel>,
-    contracts: Arc<Cache<Option<ActiveContract>>>,
+    contracts: Arc<Cache<Vec<ActiveContract>>>,
     weights: Arc<Cache<Weights>>,
 }
 
@@ -150,9 +153,9 @@ impl Directory {
             .await
     }
 
-    /// The tenant's contract for the model that is active now, if any (the
-    /// one with the highest rate when several are).
-    pub async fn contract(&self, tenant: &str, model: &str) -> Result<Option<ActiveContract>, Status> {
+    /// The tenant's contracts for the model that are active now, largest
+    /// rate first (ties by id), the order admission tries their buckets in.
+    pub async fn contracts(&self, tenant: &str, model: &str) -> Result<Vec<ActiveContract>, Status> {
         let key = format!("{tenant}\u{0}{model}");
         // The fetch is built only when the cache has to ask.
         self.contracts
@@ -163,11 +166,11 @@ impl Directory {
                     model: model.to_owned(),
                     status: "active".into(),
                     active_at: None,
-                    limit: 100,
+                    limit: CONTRACTS_PER_TENANT_MODEL_MAX,
                 };
                 async move {
                     let list = client.list_reservations(request).await?.into_inner();
-                    Ok(list
+                    let mut contracts: Vec<ActiveContract> = list
                         .reservations
                         .iter()
                         .filter_map(|r| {
@@ -177,7 +180,9 @@ impl Directory {
                                 allow_burst: r.allow_burst,
                             })
                         })
-                        .max_by_key(|c| c.rate_tokens_per_s))
+                        .collect();
+                    contracts.sort_by(|a, b| b.rate_tokens_per_s.cmp(&a.rate_tokens_per_s).then(a.id.cmp(&b.id)));
+                    Ok(contracts)
                 }
             })
             .await

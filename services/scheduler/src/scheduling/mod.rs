@@ -18,7 +18,7 @@ use reservoir_domain::PriorityClass;
 use reservoir_proto::v1 as pb;
 use reservoir_proto::v1::worker_service_client::WorkerServiceClient;
 use reservoir_runtime::Shutdown;
-use reservoir_sched::classify::ContractState;
+use reservoir_sched::classify::{Admission, ContractState, classify};
 use reservoir_sched::queues::{ClassQueues, QueueLimits};
 use reservoir_sched::routing::{self, WorkerView};
 use reservoir_sched::{Micros, Weights};
@@ -83,6 +83,13 @@ impl WorkerSlot {
             .connect_timeout(Duration::from_secs(2))
             .connect_lazy();
         Ok(WorkerSlot { endpoint, client: WorkerServiceClient::new(channel), in_flight: 0, healthy: true, free_kv_blocks: 0 })
+    }
+}
+
+fn new_bucket(contract: &ActiveContract, now: Micros) -> ContractState {
+    ContractState {
+        bucket: reservoir_sched::bucket::ContractBucket::new(contract.rate_tokens_per_s, BURST_WINDOW_S, now),
+        allow_burst: contract.allow_burst,
     }
 }
 
@@ -153,10 +160,27 @@ impl Shared {
 impl Core {
     /// The contract's bucket, created full on first sight.
     pub fn bucket(&mut self, contract: &ActiveContract, now: Micros) -> &mut ContractState {
-        self.buckets.entry(contract.id).or_insert_with(|| ContractState {
-            bucket: reservoir_sched::bucket::ContractBucket::new(contract.rate_tokens_per_s, BURST_WINDOW_S, now),
-            allow_burst: contract.allow_burst,
-        })
+        self.buckets.entry(contract.id).or_insert_with(|| new_bucket(contract, now))
+    }
+
+    /// The class of a request costing `cost_milli` from a tenant holding
+    /// `contracts` (see `reservoir_sched::classify`), and the contract it
+    /// is served under or spills over from.
+    pub fn admit(
+        &mut self,
+        contracts: &[ActiveContract],
+        cost_milli: u64,
+        wants_spot: bool,
+        now: Micros,
+    ) -> (Admission, Option<ActiveContract>) {
+        // The buckets leave the map for the decision (they are few) and go back.
+        let mut states: Vec<ContractState> =
+            contracts.iter().map(|c| self.buckets.remove(&c.id).unwrap_or_else(|| new_bucket(c, now))).collect();
+        let admission = classify(&mut states, cost_milli, wants_spot, now);
+        for (contract, state) in contracts.iter().zip(states) {
+            self.buckets.insert(contract.id, state);
+        }
+        (admission, admission.contract.and_then(|i| contracts.get(i).copied()))
     }
 
     fn views(&self) -> Vec<WorkerView> {

@@ -6,7 +6,6 @@ use std::time::Instant;
 use reservoir_domain::{ModelId, PriorityClass, TenantId};
 use reservoir_proto::v1 as pb;
 use reservoir_proto::v1::scheduler_service_server::SchedulerService;
-use reservoir_sched::classify::classify;
 use reservoir_sched::queues::Entry;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -78,20 +77,14 @@ impl SchedulerService for Scheduler {
         }
         let chars = prompt_chars(&request)?;
         let weights = self.shared.directory.weights(model.as_str()).await?;
-        let contract = self.shared.directory.contract(tenant.as_str(), model.as_str()).await?;
+        let contracts = self.shared.directory.contracts(tenant.as_str(), model.as_str()).await?;
         let params = request.params.get_or_insert_with(Default::default);
         let estimate_milli = weights.cost_milli(chars.div_ceil(CHARS_PER_TOKEN_ESTIMATE), u64::from(params.max_tokens));
 
         let (events, events_rx) = mpsc::channel(EVENTS_BUFFER);
         let now = self.shared.now();
         let mut core = self.shared.core.lock().await;
-        let admission = match contract {
-            Some(c) => {
-                let state = core.bucket(&c, now);
-                classify(Some(state), estimate_milli, request.wants_spot, now)
-            }
-            None => classify(None, estimate_milli, request.wants_spot, now),
-        };
+        let (admission, contract) = core.admit(&contracts, estimate_milli, request.wants_spot, now);
         if admission.class == PriorityClass::Spot {
             let params = request.params.get_or_insert_with(Default::default);
             let asked = if params.max_tokens == 0 { u32::MAX } else { params.max_tokens };
