@@ -31,9 +31,14 @@ fn engine(model: &Arc<Model>) -> Engine {
 
 /// A worker on loopback; answers its URL and its shutdown handle.
 async fn worker(model: &Arc<Model>) -> (String, Shutdown) {
+    worker_with_queue(model, 64).await
+}
+
+/// A worker that holds at most `queue_capacity` requests (running or queued).
+async fn worker_with_queue(model: &Arc<Model>, queue_capacity: usize) -> (String, Shutdown) {
     let backend = EngineBackend::new(engine(model), letter_tokenizer(VOCAB).expect("tokenizer"), 8192);
     let settings =
-        WorkerSettings { listen: SocketAddr::from(LOOPBACK), model_id: MODEL.parse().expect("id"), queue_capacity: 64, step_token_budget: 256 };
+        WorkerSettings { listen: SocketAddr::from(LOOPBACK), model_id: MODEL.parse().expect("id"), queue_capacity, step_token_budget: 256 };
     let server = reservoir_worker::build(&settings, backend).await.expect("worker");
     let url = format!("http://127.0.0.1:{}", server.port());
     let shutdown = Shutdown::new();
@@ -248,6 +253,36 @@ async fn a_dead_worker_is_routed_around_without_loss(pool: PgPool) {
     }
     let (rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM metering.usage_records").fetch_one(&pool).await.expect("count");
     assert_eq!(rows, 4);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_worker_with_a_full_queue_is_asked_again_not_taken_out(pool: PgPool) {
+    // The worker holds one request; the scheduler sends it up to four.
+    let model = model();
+    let (w0, _s0) = worker_with_queue(&model, 1).await;
+    let mut p = platform(pool.clone(), vec![w0], 4, QueueLimits::default()).await;
+    let mut clients = Vec::new();
+    for i in 0..4 {
+        let mut scheduler = p.scheduler.clone();
+        clients.push(tokio::spawn(async move {
+            let mut stream = scheduler.complete(request(&format!("b{i}"), "walk-in", "abc", 40)).await?.into_inner();
+            let mut tokens = Vec::new();
+            while let Some(event) = stream.message().await? {
+                if let Some(pb::complete_event::Event::Token(t)) = event.event {
+                    tokens.push(t.token_id);
+                }
+            }
+            Ok::<_, tonic::Status>(tokens)
+        }));
+    }
+    for (i, client) in clients.into_iter().enumerate() {
+        let tokens = client.await.expect("join").expect("served once the worker has room");
+        assert_eq!(tokens, reference(&model, "abc", 40), "b{i}");
+        assert_eq!(usage_row(&pool, &format!("b{i}")).await.3, "ok");
+    }
+    // Still in rotation: the next request is served at once.
+    let after = complete(&mut p, request("b-after", "walk-in", "abc", 3)).await.expect("served");
+    assert_eq!(after.tokens.len(), 3);
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

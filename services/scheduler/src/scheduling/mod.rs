@@ -151,6 +151,18 @@ impl Shared {
         Ok(shared)
     }
 
+    /// How many requests a worker may hold when the next is of `class`.
+    /// Strict priority across the scheduler-worker boundary: a reserved
+    /// request goes to a worker even when lower classes fill its usual share,
+    /// and the worker's planner preempts spot for it.
+    pub fn in_flight_cap(&self, class: PriorityClass) -> usize {
+        if class == PriorityClass::Reserved && !self.fcfs {
+            self.per_worker_in_flight.saturating_mul(RESERVED_OVERCOMMIT)
+        } else {
+            self.per_worker_in_flight
+        }
+    }
+
     /// The scheduler's clock for the pure policy crate.
     pub fn now(&self) -> Micros {
         u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
@@ -261,16 +273,8 @@ pub async fn dispatch_loop(shared: Arc<Shared>, shutdown: Shutdown) {
                 let _ = entry.item.events.try_send(Err(status));
                 expired.push(entry.item);
             }
-            // Strict priority across the scheduler-worker boundary: a reserved
-            // request goes to a worker even when lower classes fill its usual
-            // share, and the worker's planner preempts spot for it.
             while let Some((class, entry)) = core.queues.pop() {
-                let cap = if class == PriorityClass::Reserved && !shared.fcfs {
-                    shared.per_worker_in_flight.saturating_mul(RESERVED_OVERCOMMIT)
-                } else {
-                    shared.per_worker_in_flight
-                };
-                match core.worker_for(&entry.item, cap) {
+                match core.worker_for(&entry.item, shared.in_flight_cap(class)) {
                     Some(worker) => {
                         core.workers[worker].in_flight += 1;
                         started.push((entry.item, worker));

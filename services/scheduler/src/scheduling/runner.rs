@@ -14,10 +14,14 @@ use rust_decimal::Decimal;
 use super::{Pending, Shared};
 use crate::metering::record::{Outcome, UsageRecord};
 
-/// Workers one request may try before it fails.
-const ATTEMPTS_MAX: u32 = 4;
+/// Workers one request may lose before it fails.
+const LOSSES_MAX: u32 = 4;
 /// How long a request whose worker died waits for another with room.
 const FAILOVER_WAIT: Duration = Duration::from_secs(30);
+/// How long a request a worker turned away as busy waits before it asks
+/// again (that worker or another), and how long it keeps asking.
+const BUSY_BACKOFF: Duration = Duration::from_millis(20);
+const BUSY_WAIT: Duration = Duration::from_secs(30);
 
 fn event(e: pb::complete_event::Event) -> pb::CompleteEvent {
     pb::CompleteEvent { event: Some(e) }
@@ -30,6 +34,9 @@ enum Attempt {
     ClientGone,
     /// The worker failed or stopped mid-stream: continue elsewhere.
     WorkerLost,
+    /// The worker's own queue was full (RESOURCE_EXHAUSTED): it is healthy,
+    /// and nothing ran; ask again shortly.
+    WorkerBusy,
     /// The worker refused the request itself (invalid, too long): the client's answer.
     Refused(tonic::Status),
 }
@@ -60,7 +67,8 @@ pub async fn run(shared: Arc<Shared>, pending: Pending, first_worker: usize) {
     if pending.events.send(Ok(event(pb::complete_event::Event::Admitted(admitted)))).await.is_err() {
         outcome = Outcome::ClientCancelled;
     } else {
-        for attempt in 1..=ATTEMPTS_MAX {
+        let (mut losses, busy_until) = (0, Instant::now() + BUSY_WAIT);
+        loop {
             let request = pb::GenerateRequest {
                 request_id: pending.request.request_id.clone(),
                 tenant_id: pending.request.tenant_id.clone(),
@@ -96,15 +104,32 @@ pub async fn run(shared: Arc<Shared>, pending: Pending, first_worker: usize) {
                     shared.wake.notify_one();
                     return;
                 }
+                Attempt::WorkerBusy => {
+                    // The worker is fine but full (its queue is bounded on its
+                    // own): ask again shortly, any worker with room.
+                    if Instant::now() >= busy_until {
+                        break;
+                    }
+                    shared.core.lock().await.release(worker);
+                    tokio::time::sleep(BUSY_BACKOFF).await;
+                    match another_worker(&shared, pending.class, None).await {
+                        Some((index, id, next_client)) => (worker, last_worker_id, client) = (index, id, next_client),
+                        None => {
+                            worker = usize::MAX;
+                            break;
+                        }
+                    }
+                }
                 Attempt::WorkerLost => {
-                    tracing::warn!(request = %pending.request.request_id, attempt, worker = %last_worker_id,
+                    losses += 1;
+                    tracing::warn!(request = %pending.request.request_id, losses, worker = %last_worker_id,
                         tokens_sent = sent.len(), "worker lost mid-request; continuing on another");
                     let next = {
                         let mut core = shared.core.lock().await;
                         core.release(worker);
                         core.mark_unhealthy(worker);
                         drop(core);
-                        another_worker(&shared, worker).await
+                        if losses >= LOSSES_MAX { None } else { another_worker(&shared, pending.class, Some(worker)).await }
                     };
                     match next {
                         Some((index, id, next_client)) => {
@@ -150,6 +175,7 @@ async fn stream_once(
     let mut stream = match client.generate(request).await {
         Ok(s) => s.into_inner(),
         Err(status) if status.code() == tonic::Code::InvalidArgument => return Attempt::Refused(status),
+        Err(status) if status.code() == tonic::Code::ResourceExhausted => return Attempt::WorkerBusy,
         Err(_) => return Attempt::WorkerLost,
     };
     loop {
@@ -180,16 +206,17 @@ async fn stream_once(
     }
 }
 
-/// Waits (bounded) for a healthy worker with room other than `lost`.
+/// Waits (bounded) for a healthy worker with room, other than `lost` if given.
 async fn another_worker(
     shared: &Shared,
-    lost: usize,
+    class: PriorityClass,
+    lost: Option<usize>,
 ) -> Option<(usize, String, reservoir_proto::v1::worker_service_client::WorkerServiceClient<tonic::transport::Channel>)> {
     let deadline = Instant::now() + FAILOVER_WAIT;
     while Instant::now() < deadline {
         {
             let mut core = shared.core.lock().await;
-            if let Some(i) = core.free_worker(shared.per_worker_in_flight, Some(lost)) {
+            if let Some(i) = core.free_worker(shared.in_flight_cap(class), lost) {
                 core.workers[i].in_flight += 1;
                 return Some((i, core.workers[i].endpoint.id.clone(), core.workers[i].client.clone()));
             }
