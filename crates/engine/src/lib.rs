@@ -32,4 +32,4 @@ pub use generate::{
 pub use model::{Config, Model};
 pub use sampler::{Sampled, Sampler, SamplingParams};
 pub use text::{Piece, TextStream};
-pub use tokenizer::{ChatMessage, Tokenizer};
+pub use tokenizer::{ChatMessage, PreTokenizer, Tokenizer, TokenizerParts};

@@ -53,6 +53,29 @@ impl PreTokenizer {
             Some(other) => Err(EngineError::Tokenizer(format!("unsupported pre-tokenizer {other:?}"))),
         }
     }
+
+    /// The GGUF name `from_gguf_name` reads back as this variant.
+    pub fn gguf_name(self) -> &'static str {
+        match self {
+            PreTokenizer::Gpt2 => "gpt-2",
+            PreTokenizer::DigitsThenGpt2 => "smollm",
+        }
+    }
+}
+
+/// What a tokenizer is made of, so another process can rebuild the same one
+/// (the scheduler counts prompt tokens at admission with its workers' own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenizerParts {
+    pub tokens: Vec<String>,
+    /// "left right", in rank order (lowest merged first).
+    pub merges: Vec<String>,
+    /// Control tokens, matched verbatim in text.
+    pub control_ids: Vec<u32>,
+    pub bos_id: Option<u32>,
+    pub eos_id: Option<u32>,
+    pub add_bos: bool,
+    pub pre: PreTokenizer,
 }
 
 pub struct Tokenizer {
@@ -184,6 +207,35 @@ impl Tokenizer {
             eos_id,
             add_bos,
         })
+    }
+
+    /// The parts `from_parts` rebuilds an identical tokenizer from. Merge
+    /// ranks come back renumbered from 0 in the same order (only their order
+    /// decides an encoding); duplicate merges were dropped at build time.
+    pub fn parts(&self) -> TokenizerParts {
+        let mut ranked: Vec<(u32, u32, u32)> = self.merges.iter().map(|(&(a, b), &(rank, _))| (rank, a, b)).collect();
+        ranked.sort_unstable();
+        let name = |id: u32| self.tokens[id as usize].as_str();
+        TokenizerParts {
+            tokens: self.tokens.clone(),
+            merges: ranked.iter().map(|&(_, a, b)| format!("{} {}", name(a), name(b))).collect(),
+            control_ids: self.specials.iter().map(|&(_, id)| id).collect(),
+            bos_id: self.bos_id,
+            eos_id: self.eos_id,
+            add_bos: self.add_bos,
+            pre: self.pre,
+        }
+    }
+
+    /// Rebuilds a tokenizer from `parts` (as sent by another process: every
+    /// id is checked).
+    pub fn from_parts(parts: TokenizerParts) -> Result<Self, EngineError> {
+        let mut types = vec![1i64; parts.tokens.len()];
+        for id in parts.control_ids {
+            *types.get_mut(id as usize).ok_or_else(|| EngineError::Tokenizer(format!("control id {id} outside the vocab")))? =
+                TOKEN_TYPE_CONTROL;
+        }
+        Ok(Self::new(parts.tokens, &parts.merges, &types, parts.bos_id, parts.eos_id, parts.add_bos)?.with_pre_tokenizer(parts.pre))
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -377,6 +429,35 @@ mod tests {
         let t = t.with_pre_tokenizer(PreTokenizer::DigitsThenGpt2);
         assert_eq!(t.encode("12", false), vec![b'1' as u32, b'2' as u32]);
         assert!(PreTokenizer::from_gguf_name(Some("llama-bpe")).is_err());
+    }
+
+    #[test]
+    fn a_tokenizer_rebuilt_from_its_parts_encodes_the_same() {
+        // Byte-level vocab, merges in a deliberate (non-alphabetical) order, a
+        // duplicate merge, and two control tokens.
+        let m = bytes_to_unicode();
+        let mut tokens: Vec<String> = m.iter().map(|c| c.to_string()).collect();
+        for t in ["lo", "low", "er", "lower", "<|im_start|>", "<|im_end|>"] {
+            tokens.push(t.into());
+        }
+        let merges: Vec<String> = ["e r", "l o", "lo w", "l o", "low er"].iter().map(|s| s.to_string()).collect();
+        let mut types = vec![1i64; tokens.len()];
+        types[260] = TOKEN_TYPE_CONTROL;
+        types[261] = TOKEN_TYPE_CONTROL;
+        let original = Tokenizer::new(tokens, &merges, &types, Some(260), Some(261), true)
+            .unwrap()
+            .with_pre_tokenizer(PreTokenizer::DigitsThenGpt2);
+        let parts = original.parts();
+        assert_eq!(parts.merges, vec!["e r", "l o", "lo w", "low er"]);
+        let rebuilt = Tokenizer::from_parts(parts.clone()).unwrap();
+        assert_eq!(rebuilt.parts(), parts);
+        for text in ["lower lowest 123", "<|im_start|>user\nlower<|im_end|>", "", "élan 42 lo"] {
+            assert_eq!(rebuilt.encode(text, true), original.encode(text, true), "{text:?}");
+        }
+        assert!(rebuilt.encode("lower", false).len() == 1, "merges apply in rank order");
+        let mut bad = original.parts();
+        bad.control_ids.push(9_999);
+        assert!(Tokenizer::from_parts(bad).is_err());
     }
 
     #[test]

@@ -67,6 +67,20 @@ fn tokenizer_matches_reference_table() {
     }
 }
 
+/// The scheduler counts prompt tokens with a tokenizer rebuilt from the
+/// parts a worker sends: it must encode exactly as the model's own.
+#[test]
+fn a_tokenizer_rebuilt_from_its_parts_matches_the_models() {
+    let t = &model().tokenizer;
+    let rebuilt = Tokenizer::from_parts(t.parts()).unwrap();
+    for (text, ids) in REFERENCE {
+        assert_eq!(rebuilt.encode(text, true), t.encode(text, true), "encoding {text:?}");
+        assert_eq!(rebuilt.encode(text, false), ids.to_vec(), "encoding {text:?}");
+    }
+    let chat = Tokenizer::apply_chat_template(&[ChatMessage::new("user", "What is 2+2?")]);
+    assert_eq!(rebuilt.encode(&chat, true), t.encode(&chat, true));
+}
+
 /// Arbitrary strings with the chars the vocab cannot encode removed (see
 /// `Tokenizer::can_encode`: SmolLM2 lacks 21 byte tokens, e.g. the UTF-8
 /// lead bytes of planes 4-11), so no case is rejected.

@@ -29,6 +29,11 @@ pub type Micros = u64;
 
 pub const MICROS_PER_S: u64 = 1_000_000;
 
+/// Completion tokens a request that names no `max_tokens` may generate (the
+/// worker gives it less when the context leaves less); admission estimates
+/// its cost with this bound.
+pub const DEFAULT_MAX_TOKENS: u32 = 256;
+
 /// Prompt and completion weights in thousandths (0.25 is 250).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Weights {

@@ -237,6 +237,27 @@ async fn a_tenant_with_two_contracts_gets_the_sum_of_their_rates(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
+async fn admission_counts_prompt_tokens_with_the_workers_tokenizer(pool: PgPool) {
+    let model = model();
+    let (w0, _s0) = worker(&model).await;
+    let mut p = platform(pool.clone(), vec![w0], 4, QueueLimits::default()).await;
+    wait_metric(&p, &format!(r#"reservoir_scheduler_tokenizer_known{{model="{MODEL}"}} 1"#)).await;
+    // 10 tokens/s, 4 s of burst: 40 weighted tokens. The letter tokenizer
+    // makes one token of each letter; prompt tokens weigh 0.25.
+    reserve(&mut p, "counted", 10, true).await;
+    // 140 prompt tokens (35 weighted) + 8 completion = 43: over the rate. An
+    // estimate from the text's length (4 characters a token) would have let
+    // it through as reserved.
+    let over = complete(&mut p, request("c1", "counted", &"ab".repeat(70), 8)).await.expect("served");
+    assert_eq!(over.admitted.class, "burst");
+    // 100 prompt tokens (25) + 8 = 33: within it.
+    let within = complete(&mut p, request("c2", "counted", &"ab".repeat(50), 8)).await.expect("served");
+    assert_eq!(within.admitted.class, "reserved");
+    let metrics = reqwest::get(&p.metrics_url).await.expect("metrics").text().await.expect("text");
+    assert!(metrics.contains(r#"reservoir_scheduler_prompt_tokens_at_admission_total{how="counted"} 2"#), "{metrics}");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
 async fn a_dead_worker_is_routed_around_without_loss(pool: PgPool) {
     let model = model();
     let (w0, s0) = worker(&model).await;

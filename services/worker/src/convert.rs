@@ -3,7 +3,7 @@
 //! model happens in `request::prepare`.
 
 use reservoir_domain::{PriorityClass, TenantId};
-use reservoir_engine::{ChatMessage, SamplingParams};
+use reservoir_engine::{ChatMessage, SamplingParams, Tokenizer};
 use reservoir_proto::v1 as pb;
 
 use crate::error::WorkerError;
@@ -126,6 +126,21 @@ impl From<Event> for pb::GenerateEvent {
 }
 
 /// The stats answer: the loop's figures plus what the service knows.
+/// The worker's tokenizer as the scheduler rebuilds it.
+pub fn tokenizer_spec(tokenizer: &Tokenizer, model_id: &str) -> pb::TokenizerSpec {
+    let parts = tokenizer.parts();
+    pb::TokenizerSpec {
+        model_id: model_id.to_owned(),
+        tokens: parts.tokens,
+        merges: parts.merges,
+        control_token_ids: parts.control_ids,
+        bos_token_id: parts.bos_id,
+        eos_token_id: parts.eos_id,
+        add_bos: parts.add_bos,
+        pre_tokenizer: parts.pre.gguf_name().to_owned(),
+    }
+}
+
 pub fn stats(s: &LoopStats, model_id: &str, context_length: usize, queue_capacity: usize) -> pb::WorkerStats {
     let preemptions = PriorityClass::ALL
         .iter()

@@ -10,7 +10,7 @@ use crate::error::WorkerError;
 use reservoir_engine::text::TextStream;
 
 /// Completion tokens when the request does not say.
-pub const DEFAULT_MAX_TOKENS: usize = 256;
+pub const DEFAULT_MAX_TOKENS: usize = reservoir_sched::DEFAULT_MAX_TOKENS as usize;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {

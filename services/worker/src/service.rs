@@ -83,6 +83,10 @@ impl WorkerService for Worker {
         Ok(Response::new(Box::pin(stream)))
     }
 
+    async fn get_tokenizer(&self, _: Request<pb::GetTokenizerRequest>) -> Result<Response<pb::TokenizerSpec>, Status> {
+        Ok(Response::new(convert::tokenizer_spec(&self.tokenizer, &self.model_id)))
+    }
+
     async fn stats(&self, _: Request<pb::WorkerStatsRequest>) -> Result<Response<pb::WorkerStats>, Status> {
         let s = self.stats.borrow().clone();
         Ok(Response::new(convert::stats(&s, &self.model_id, self.info.ctx_len, self.queue_capacity)))

@@ -15,6 +15,8 @@ pub struct Metrics {
     pub worker_kv_used_ratio: GaugeVec,
     pub worker_tokens_per_s: GaugeVec,
     pub worker_up: IntGaugeVec,
+    pub tokenizer_known: IntGaugeVec,
+    pub prompt_tokens_at_admission: IntCounterVec,
 }
 
 impl Metrics {
@@ -32,6 +34,12 @@ impl Metrics {
         let worker_tokens_per_s =
             GaugeVec::new(Opts::new("worker_tokens_per_s", "Tokens a worker processed per second, recently"), &["worker"])?;
         let worker_up = IntGaugeVec::new(Opts::new("worker_up", "1 while a worker's stats stream is alive"), &["worker"])?;
+        let tokenizer_known =
+            IntGaugeVec::new(Opts::new("tokenizer_known", "1 once a worker taught the model's tokenizer"), &["model"])?;
+        let prompt_tokens_at_admission = IntCounterVec::new(
+            Opts::new("prompt_tokens_at_admission_total", "Admitted prompts, by how their tokens were found (counted, estimated)"),
+            &["how"],
+        )?;
         for c in [
             Box::new(queue_depth.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(admitted.clone()),
@@ -40,10 +48,23 @@ impl Metrics {
             Box::new(worker_kv_used_ratio.clone()),
             Box::new(worker_tokens_per_s.clone()),
             Box::new(worker_up.clone()),
+            Box::new(tokenizer_known.clone()),
+            Box::new(prompt_tokens_at_admission.clone()),
         ] {
             registry.register(c)?;
         }
-        Ok(Metrics { registry, queue_depth, admitted, shed, ttft_seconds, worker_kv_used_ratio, worker_tokens_per_s, worker_up })
+        Ok(Metrics {
+            registry,
+            queue_depth,
+            admitted,
+            shed,
+            ttft_seconds,
+            worker_kv_used_ratio,
+            worker_tokens_per_s,
+            worker_up,
+            tokenizer_known,
+            prompt_tokens_at_admission,
+        })
     }
 
     /// The text exposition format.

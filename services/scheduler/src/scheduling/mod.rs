@@ -8,6 +8,7 @@ pub mod directory;
 pub mod metrics;
 mod runner;
 pub mod service;
+pub mod tokenizers;
 pub mod workers;
 
 use std::collections::HashMap;
@@ -61,6 +62,8 @@ pub struct Pending {
     pub class: PriorityClass,
     pub contract: Option<ActiveContract>,
     pub weights: Weights,
+    /// Counted (or estimated) at admission; the worker's count is the one billed.
+    pub prompt_tokens: u64,
     /// Taken from the contract's bucket at admission (settled at the end).
     pub charged_milli: u64,
     pub events: mpsc::Sender<Result<pb::CompleteEvent, Status>>,
@@ -109,6 +112,7 @@ pub struct Shared {
     pub core: Mutex<Core>,
     pub wake: Notify,
     pub directory: Directory,
+    pub tokenizers: tokenizers::Tokenizers,
     pub usage: UsageSink,
     pub per_worker_in_flight: usize,
     pub fcfs: bool,
@@ -138,6 +142,7 @@ impl Shared {
             }),
             wake: Notify::new(),
             directory,
+            tokenizers: Default::default(),
             usage,
             per_worker_in_flight: config.per_worker_in_flight.max(1),
             fcfs: config.fcfs,

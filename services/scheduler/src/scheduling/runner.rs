@@ -253,8 +253,19 @@ async fn record(
     let completion = u32::try_from(sent.len()).unwrap_or(u32::MAX).max(usage.completion_tokens);
     let w = pending.weights;
     let weighted_milli = w.cost_milli(u64::from(usage.prompt_tokens), u64::from(completion));
-    let max_tokens = pending.request.params.as_ref().map(|p| p.max_tokens).unwrap_or(0);
-    let demand_milli = w.cost_milli(u64::from(usage.prompt_tokens), u64::from(max_tokens.max(completion)));
+    // Demand is what the request still wanted: for one served in full (or
+    // given up by its client) what it got; otherwise its prompt and the
+    // completion it asked for, with the admission count of the prompt when
+    // no worker counted it.
+    let demand_milli = match outcome {
+        Outcome::Ok | Outcome::ClientCancelled => weighted_milli,
+        Outcome::Shed | Outcome::PlatformError => {
+            let prompt = if usage.prompt_tokens > 0 { u64::from(usage.prompt_tokens) } else { pending.prompt_tokens };
+            let asked = pending.request.params.as_ref().map_or(0, |p| p.max_tokens);
+            let asked = if asked == 0 { reservoir_sched::DEFAULT_MAX_TOKENS } else { asked };
+            w.cost_milli(prompt, u64::from(asked.max(completion)))
+        }
+    };
     if let Some(contract) = pending.contract.filter(|_| pending.class == PriorityClass::Reserved) {
         let now = shared.now();
         let mut core = shared.core.lock().await;

@@ -6,18 +6,17 @@ use std::time::Instant;
 use reservoir_domain::{ModelId, PriorityClass, TenantId};
 use reservoir_proto::v1 as pb;
 use reservoir_proto::v1::scheduler_service_server::SchedulerService;
+use reservoir_sched::DEFAULT_MAX_TOKENS;
 use reservoir_sched::queues::Entry;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use super::tokenizers::PromptTokens;
 use super::{Pending, Shared, WorkerEndpoint, workers};
 
 /// Events buffered per request between its runner and its client.
 const EVENTS_BUFFER: usize = 64;
-/// Characters per token assumed when estimating a prompt's cost at admission
-/// (the worker's count corrects it when the request ends).
-const CHARS_PER_TOKEN_ESTIMATE: u64 = 4;
 
 pub struct Scheduler {
     pub shared: Arc<Shared>,
@@ -30,15 +29,6 @@ pub fn shed_status(retry_after_s: u32, why: &str) -> Status {
         status.metadata_mut().insert("retry-after", value);
     }
     status
-}
-
-fn prompt_chars(request: &pb::CompleteRequest) -> Result<u64, Status> {
-    let chars = match &request.input {
-        Some(pb::complete_request::Input::Prompt(p)) => p.chars().count(),
-        Some(pb::complete_request::Input::Messages(m)) => m.messages.iter().map(|t| t.content.chars().count() + 8).sum(),
-        None => return Err(Status::invalid_argument("a prompt or messages are required")),
-    };
-    Ok(u64::try_from(chars).unwrap_or(u64::MAX))
 }
 
 #[tonic::async_trait]
@@ -75,11 +65,20 @@ impl SchedulerService for Scheduler {
         if request.request_id.is_empty() || request.request_id.len() > 128 {
             return Err(Status::invalid_argument("request_id must be 1 to 128 characters"));
         }
-        let chars = prompt_chars(&request)?;
+        let Some(input) = request.input.as_ref() else {
+            return Err(Status::invalid_argument("a prompt or messages are required"));
+        };
+        let prompt_tokens = self.shared.tokenizers.prompt_tokens(model.as_str(), input).await;
+        let how = if matches!(prompt_tokens, PromptTokens::Counted(_)) { "counted" } else { "estimated" };
+        self.shared.metrics.prompt_tokens_at_admission.with_label_values(&[how]).inc();
+        let prompt_tokens = prompt_tokens.get();
         let weights = self.shared.directory.weights(model.as_str()).await?;
         let contracts = self.shared.directory.contracts(tenant.as_str(), model.as_str()).await?;
         let params = request.params.get_or_insert_with(Default::default);
-        let estimate_milli = weights.cost_milli(chars.div_ceil(CHARS_PER_TOKEN_ESTIMATE), u64::from(params.max_tokens));
+        let completion_bound = if params.max_tokens == 0 { DEFAULT_MAX_TOKENS } else { params.max_tokens };
+        // Admission charges prompt weight x prompt tokens + completion weight
+        // x max_tokens; the worker's counts settle it when the request ends.
+        let estimate_milli = weights.cost_milli(prompt_tokens, u64::from(completion_bound));
 
         let (events, events_rx) = mpsc::channel(EVENTS_BUFFER);
         let now = self.shared.now();
@@ -98,6 +97,7 @@ impl SchedulerService for Scheduler {
             class: admission.class,
             contract,
             weights,
+            prompt_tokens,
             charged_milli: admission.charged_milli,
             events,
             received_at,

@@ -51,10 +51,22 @@ pub async fn watch(shared: Arc<Shared>, index: usize) {
         let request = pb::WatchStatsRequest { min_interval_ms: STATS_MIN_INTERVAL_MS };
         if let Ok(Ok(response)) = tokio::time::timeout(STATS_SILENCE, client.watch_stats(request)).await {
             let mut stream = response.into_inner();
+            // Once per stream: learn the model's tokenizer if no worker taught it yet.
+            let mut asked_tokenizer = false;
             loop {
                 tokio::select! {
                     next = tokio::time::timeout(STATS_SILENCE, stream.message()) => match next {
-                        Ok(Ok(Some(stats))) => update(&shared, index, Some(&stats)).await,
+                        Ok(Ok(Some(stats))) => {
+                            update(&shared, index, Some(&stats)).await;
+                            if !asked_tokenizer && !shared.tokenizers.knows(&stats.model_id) {
+                                asked_tokenizer = true;
+                                match shared.tokenizers.learn_from(&mut client).await {
+                                    Ok(()) => shared.metrics.tokenizer_known.with_label_values(&[&stats.model_id]).set(1),
+                                    Err(e) => tracing::warn!(error = %e, model = %stats.model_id,
+                                        "could not learn the model's tokenizer; admission estimates prompt tokens"),
+                                }
+                            }
+                        }
                         _ => break,
                     },
                     _ = shutdown.wait() => return,

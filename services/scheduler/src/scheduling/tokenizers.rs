@@ -1,0 +1,109 @@
+//! The models' tokenizers, learned from the workers (`GetTokenizer`), so
+//! admission counts a prompt's tokens exactly as the worker will and charges
+//! the contract's bucket for them. Until a model's tokenizer is known (no
+//! worker of it has answered yet), the count is estimated from the text's
+//! length; either way the worker's own count settles the bucket at the end.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use reservoir_engine::{ChatMessage, PreTokenizer, Tokenizer, TokenizerParts};
+use reservoir_proto::v1 as pb;
+use reservoir_proto::v1::worker_service_client::WorkerServiceClient;
+use tonic::transport::Channel;
+
+/// Characters per token assumed while a model's tokenizer is unknown.
+const CHARS_PER_TOKEN_ESTIMATE: u64 = 4;
+/// Prompts longer than this (bytes) are tokenized off the async threads.
+const INLINE_TOKENIZE_BYTES_MAX: usize = 4096;
+
+#[derive(Default)]
+pub struct Tokenizers(RwLock<HashMap<String, Arc<Tokenizer>>>);
+
+/// How a prompt's token count was arrived at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromptTokens {
+    Counted(u64),
+    Estimated(u64),
+}
+
+impl PromptTokens {
+    pub fn get(self) -> u64 {
+        match self {
+            PromptTokens::Counted(n) | PromptTokens::Estimated(n) => n,
+        }
+    }
+}
+
+fn rebuild(spec: pb::TokenizerSpec) -> anyhow::Result<Tokenizer> {
+    let pre = PreTokenizer::from_gguf_name(Some(spec.pre_tokenizer.as_str()).filter(|p| !p.is_empty()))?;
+    Ok(Tokenizer::from_parts(TokenizerParts {
+        tokens: spec.tokens,
+        merges: spec.merges,
+        control_ids: spec.control_token_ids,
+        bos_id: spec.bos_token_id,
+        eos_id: spec.eos_token_id,
+        add_bos: spec.add_bos,
+        pre,
+    })?)
+}
+
+impl Tokenizers {
+    pub fn knows(&self, model: &str) -> bool {
+        self.0.read().is_ok_and(|m| m.contains_key(model))
+    }
+
+    fn get(&self, model: &str) -> Option<Arc<Tokenizer>> {
+        self.0.read().ok()?.get(model).cloned()
+    }
+
+    /// Asks a worker for its model's tokenizer and keeps it.
+    pub async fn learn_from(&self, client: &mut WorkerServiceClient<Channel>) -> anyhow::Result<()> {
+        let spec = client.get_tokenizer(pb::GetTokenizerRequest {}).await?.into_inner();
+        let model = spec.model_id.clone();
+        let tokenizer = tokio::task::spawn_blocking(move || rebuild(spec)).await??;
+        tracing::info!(model = %model, vocab = tokenizer.vocab_size(), "learned the model's tokenizer from a worker");
+        if let Ok(mut map) = self.0.write() {
+            map.insert(model, Arc::new(tokenizer));
+        }
+        Ok(())
+    }
+
+    /// The request's prompt tokens: counted with the model's tokenizer (the
+    /// worker's exact rule: chat template for messages, special tokens
+    /// added), or estimated from its length while the tokenizer is unknown.
+    pub async fn prompt_tokens(&self, model: &str, input: &pb::complete_request::Input) -> PromptTokens {
+        let Some(tokenizer) = self.get(model) else { return PromptTokens::Estimated(estimate(input)) };
+        let bytes = match input {
+            pb::complete_request::Input::Prompt(p) => p.len(),
+            pb::complete_request::Input::Messages(m) => m.messages.iter().map(|t| t.content.len()).sum(),
+        };
+        if bytes <= INLINE_TOKENIZE_BYTES_MAX {
+            return PromptTokens::Counted(count(&tokenizer, input));
+        }
+        let (estimated, input) = (estimate(input), input.clone());
+        match tokio::task::spawn_blocking(move || count(&tokenizer, &input)).await {
+            Ok(n) => PromptTokens::Counted(n),
+            Err(_) => PromptTokens::Estimated(estimated),
+        }
+    }
+}
+
+fn count(tokenizer: &Tokenizer, input: &pb::complete_request::Input) -> u64 {
+    let n = match input {
+        pb::complete_request::Input::Prompt(p) => tokenizer.encode(p, true).len(),
+        pb::complete_request::Input::Messages(m) => {
+            let turns: Vec<ChatMessage> = m.messages.iter().map(|t| ChatMessage::new(&t.role, &t.content)).collect();
+            reservoir_engine::chat_prompt(tokenizer, &turns).len()
+        }
+    };
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+fn estimate(input: &pb::complete_request::Input) -> u64 {
+    let chars = match input {
+        pb::complete_request::Input::Prompt(p) => p.chars().count(),
+        pb::complete_request::Input::Messages(m) => m.messages.iter().map(|t| t.content.chars().count() + 8).sum(),
+    };
+    u64::try_from(chars).unwrap_or(u64::MAX).div_ceil(CHARS_PER_TOKEN_ESTIMATE)
+}
