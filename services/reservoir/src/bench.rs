@@ -10,8 +10,8 @@ use crate::engine_cli;
 pub enum BenchCommand {
     /// Engine throughput on the default model: prefill, decode at batch 1/8/32/64, step time, KV waste, memory.
     Engine(engine_cli::BenchEngineArgs),
-    /// Scheduling policy time per decision with 1,000 and 10,000 requests queued.
-    Sched,
+    /// Scheduling policy time per decision with 1,000 and 10,000 requests queued, against a measured decode step.
+    Sched(engine_cli::ModelArg),
     /// Reserved tenants' service under a spot flood, against plain FCFS (needs DATABASE_URL).
     Isolation(crate::bench_isolation::Args),
 }
@@ -19,7 +19,7 @@ pub enum BenchCommand {
 pub async fn run(config: &reservoir_runtime::Config, what: &BenchCommand) -> anyhow::Result<()> {
     match what {
         BenchCommand::Engine(args) => engine_cli::bench_engine(args),
-        BenchCommand::Sched => crate::bench_sched::run(),
+        BenchCommand::Sched(model) => crate::bench_sched::run(model),
         BenchCommand::Isolation(args) => crate::bench_isolation::run(config, args).await,
     }
 }

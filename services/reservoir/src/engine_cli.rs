@@ -25,7 +25,7 @@ pub struct ModelArg {
 }
 
 impl ModelArg {
-    fn load(&self) -> anyhow::Result<LoadedModel> {
+    pub fn load(&self) -> anyhow::Result<LoadedModel> {
         let path = self.model.clone().unwrap_or_else(default_model);
         load_model(&path, self.model.is_none())
     }
