@@ -1,5 +1,11 @@
 //! A contract's token bucket: it holds at most `rate x burst window`
-//! weighted tokens and refills at the reserved rate. Integer arithmetic in
+//! weighted tokens and refills at the reserved rate. A request is admitted
+//! against it while the bucket has tokens at all, and its whole estimated
+//! cost is taken, which may leave the bucket in debt: a request larger than
+//! the burst window (a long completion on a small contract) is still served
+//! as reserved, and the debt holds the contract's next requests back until
+//! the rate has paid it off, so over any span a contract is never served
+//! more than its rate plus one window plus one request. Integer arithmetic in
 //! milli-tokens with the remainder carried, so refills never drift.
 
 use crate::{MICROS_PER_S, Micros};
@@ -9,8 +15,9 @@ pub struct ContractBucket {
     /// Refill rate, milli-tokens per second (reserved rate x 1000).
     rate_milli_per_s: u64,
     /// Most the bucket holds, milli-tokens.
-    capacity_milli: u64,
-    level_milli: u64,
+    capacity_milli: i64,
+    /// Below zero: debt.
+    level_milli: i64,
     /// Time of the last refill.
     last: Micros,
     /// Refill owed but not yet a whole milli-token, in milli-token-micros.
@@ -22,11 +29,11 @@ impl ContractBucket {
     /// `burst_window_s` seconds.
     pub fn new(rate_tokens_per_s: u32, burst_window_s: u32, now: Micros) -> Self {
         let rate_milli_per_s = u64::from(rate_tokens_per_s) * 1000;
-        let capacity_milli = rate_milli_per_s * u64::from(burst_window_s.max(1));
+        let capacity_milli = i64::try_from(rate_milli_per_s * u64::from(burst_window_s.max(1))).unwrap_or(i64::MAX);
         Self { rate_milli_per_s, capacity_milli, level_milli: capacity_milli, last: now, carry: 0 }
     }
 
-    pub fn capacity_milli(&self) -> u64 {
+    pub fn capacity_milli(&self) -> i64 {
         self.capacity_milli
     }
 
@@ -40,24 +47,25 @@ impl ContractBucket {
         let owed = u128::from(elapsed) * u128::from(self.rate_milli_per_s) + self.carry;
         let whole = owed / u128::from(MICROS_PER_S);
         self.carry = owed % u128::from(MICROS_PER_S);
-        let room = self.capacity_milli - self.level_milli;
-        self.level_milli += u64::try_from(whole).unwrap_or(u64::MAX).min(room);
+        let whole = i64::try_from(whole).unwrap_or(i64::MAX);
+        self.level_milli = self.level_milli.saturating_add(whole).min(self.capacity_milli);
         if self.level_milli == self.capacity_milli {
             self.carry = 0;
         }
     }
 
-    /// The level at `now`, in milli-tokens.
-    pub fn level_milli(&mut self, now: Micros) -> u64 {
+    /// The level at `now`, in milli-tokens (negative: in debt).
+    pub fn level_milli(&mut self, now: Micros) -> i64 {
         self.refill(now);
         self.level_milli
     }
 
-    /// Takes `cost_milli` if the bucket holds it; otherwise takes nothing.
+    /// Takes `cost_milli` if the bucket has tokens (its level is above zero),
+    /// into debt if need be; otherwise takes nothing.
     pub fn try_take(&mut self, cost_milli: u64, now: Micros) -> bool {
         self.refill(now);
-        if cost_milli <= self.level_milli {
-            self.level_milli -= cost_milli;
+        if self.level_milli > 0 {
+            self.level_milli = self.level_milli.saturating_sub(i64::try_from(cost_milli).unwrap_or(i64::MAX));
             true
         } else {
             false
@@ -66,15 +74,12 @@ impl ContractBucket {
 
     /// Corrects an admission-time estimate once the real cost is known:
     /// refunds what was over-estimated (up to the capacity), or takes what
-    /// was under-estimated (down to empty).
+    /// was under-estimated (into debt if need be).
     pub fn settle(&mut self, estimated_milli: u64, actual_milli: u64, now: Micros) {
         self.refill(now);
-        if actual_milli < estimated_milli {
-            let refund = estimated_milli - actual_milli;
-            self.level_milli = self.level_milli.saturating_add(refund).min(self.capacity_milli);
-        } else {
-            self.level_milli = self.level_milli.saturating_sub(actual_milli - estimated_milli);
-        }
+        let difference = i128::from(estimated_milli) - i128::from(actual_milli);
+        let level = (i128::from(self.level_milli) + difference).clamp(i128::from(i64::MIN), i128::from(self.capacity_milli));
+        self.level_milli = i64::try_from(level).unwrap_or(i64::MIN);
     }
 }
 
@@ -112,12 +117,26 @@ mod tests {
         b.settle(8_000, 3_000, 0);
         assert_eq!(b.level_milli(0), 7_000);
         b.settle(1_000, 50_000, 0);
-        assert_eq!(b.level_milli(0), 0, "an under-estimate empties the bucket, no debt below zero");
+        assert_eq!(b.level_milli(0), -42_000, "an under-estimate is taken in full, into debt");
+        b.settle(0, 0, 0);
+        b.settle(100_000, 0, 0);
+        assert_eq!(b.level_milli(0), 10_000, "a refund never fills past the capacity");
+    }
+
+    #[test]
+    fn a_request_larger_than_the_window_goes_into_debt_that_the_rate_pays_off() {
+        // 10 tokens/s, 2 s window: 20 tokens. A 50-token request is taken whole.
+        let mut b = ContractBucket::new(10, 2, 0);
+        assert!(b.try_take(50_000, 0));
+        assert_eq!(b.level_milli(0), -30_000);
+        assert!(!b.try_take(1, 0), "in debt: nothing more until it is paid off");
+        assert!(!b.try_take(1, 3 * MICROS_PER_S), "3 s pay 30 tokens: level 0, still no tokens");
+        assert!(b.try_take(1_000, 3 * MICROS_PER_S + 1_000), "the next refill has tokens again");
     }
 
     proptest! {
         #[test]
-        fn level_stays_within_capacity(
+        fn level_stays_within_capacity_and_debt_within_what_was_taken(
             rate in 1u32..10_000, window in 1u32..10,
             ops in proptest::collection::vec((0u64..2_000_000, 0u64..50_000_000, any::<bool>()), 1..50),
         ) {
@@ -128,7 +147,10 @@ mod tests {
                 let before = b.level_milli(now);
                 if take {
                     let took = b.try_take(cost, now);
-                    prop_assert_eq!(took, cost <= before);
+                    prop_assert_eq!(took, before > 0);
+                    if took {
+                        prop_assert!(b.level_milli(now) >= before - i64::try_from(cost).unwrap());
+                    }
                 } else {
                     b.settle(cost, cost / 2, now);
                 }

@@ -163,16 +163,21 @@ async fn requests_are_classified_streamed_exactly_and_metered_once(pool: PgPool)
     assert_eq!(usage_row(&pool, "r-spot").await, ("spot".into(), None, 12, "ok".into()));
 
     // A contract holder within its rate: reserved, under its contract.
-    let contract = reserve(&mut p, "acme", 10, true).await;
+    let contract = reserve(&mut p, "acme", 5, true).await;
     let reserved = complete(&mut p, request("r-res", "acme", "hello there", 12)).await.expect("reserved");
     assert_eq!(reserved.admitted.class, "reserved");
     assert_eq!(reserved.admitted.contract_id, contract.to_string());
     assert_eq!(reserved.tokens, spot.tokens);
     assert_eq!(usage_row(&pool, "r-res").await, ("reserved".into(), Some(contract), 12, "ok".into()));
 
-    // Above its rate (10 tokens/s, 4 s of burst: 40 weighted tokens): burst, billed on demand.
-    let greedy = complete(&mut p, request("r-burst", "acme", "hello there", 60)).await.expect("burst");
-    assert_eq!(greedy.admitted.class, "burst");
+    // 5 tokens/s, 4 s of burst: a bucket of 20 weighted tokens, about 5 left.
+    // A request larger than that is still reserved while tokens are left,
+    // and puts the contract about 57 tokens (11 s) in debt...
+    let large = complete(&mut p, request("r-large", "acme", "hello there", 60)).await.expect("reserved");
+    assert_eq!(large.admitted.class, "reserved");
+    // ...so the next one is over its rate: burst, billed on demand.
+    let over = complete(&mut p, request("r-burst", "acme", "hello there", 4)).await.expect("burst");
+    assert_eq!(over.admitted.class, "burst");
 
     // Asking for flex is spot even with a contract.
     let flex = complete(&mut p, pb::CompleteRequest { wants_spot: true, ..request("r-flex", "acme", "hi", 4) }).await.expect("flex");
@@ -186,7 +191,7 @@ async fn requests_are_classified_streamed_exactly_and_metered_once(pool: PgPool)
 
     // Prometheus sees what happened.
     let metrics = reqwest::get(&p.metrics_url).await.expect("metrics").text().await.expect("text");
-    assert!(metrics.contains(r#"reservoir_scheduler_admitted_total{class="reserved"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"reservoir_scheduler_admitted_total{class="reserved"} 2"#), "{metrics}");
     assert!(metrics.contains(r#"reservoir_scheduler_admitted_total{class="burst"} 1"#), "{metrics}");
     assert!(metrics.contains(r#"reservoir_scheduler_ttft_seconds_count{class="spot"}"#), "{metrics}");
     assert!(metrics.contains("reservoir_scheduler_queue_depth"), "{metrics}");
@@ -217,12 +222,13 @@ async fn a_tenant_with_two_contracts_gets_the_sum_of_their_rates(pool: PgPool) {
     let model = model();
     let (w0, _s0) = worker(&model).await;
     let mut p = platform(pool.clone(), vec![w0], 4, QueueLimits::default()).await;
-    // Contracts of 11 and 10 tokens/s, 4 s of burst each: buckets of 44 and
-    // 40 weighted tokens. Each request below costs about 39 (a few prompt
-    // tokens at 0.25 and 38 completion tokens), so one bucket covers one
-    // request and two cover two; a bucket needs over 3 s to refill one.
-    let bigger = reserve(&mut p, "duo", 11, false).await;
-    let smaller = reserve(&mut p, "duo", 10, true).await;
+    // Contracts of 3 and 2 tokens/s, 4 s of burst each: buckets of 12 and 8
+    // weighted tokens. Each request below costs about 39 (a few prompt
+    // tokens at 0.25 and 38 completion tokens): it is reserved under a
+    // contract with tokens left and puts that contract in debt for 10 s or
+    // more, so the next request goes to the other contract.
+    let bigger = reserve(&mut p, "duo", 3, false).await;
+    let smaller = reserve(&mut p, "duo", 2, true).await;
     let first = complete(&mut p, request("d1", "duo", "abc", 38)).await.expect("first");
     let second = complete(&mut p, request("d2", "duo", "abc", 38)).await.expect("second");
     let third = complete(&mut p, request("d3", "duo", "abc", 38)).await.expect("third");
@@ -245,14 +251,15 @@ async fn admission_counts_prompt_tokens_with_the_workers_tokenizer(pool: PgPool)
     // 10 tokens/s, 4 s of burst: 40 weighted tokens. The letter tokenizer
     // makes one token of each letter; prompt tokens weigh 0.25.
     reserve(&mut p, "counted", 10, true).await;
-    // 140 prompt tokens (35 weighted) + 8 completion = 43: over the rate. An
-    // estimate from the text's length (4 characters a token) would have let
-    // it through as reserved.
-    let over = complete(&mut p, request("c1", "counted", &"ab".repeat(70), 8)).await.expect("served");
-    assert_eq!(over.admitted.class, "burst");
-    // 100 prompt tokens (25) + 8 = 33: within it.
-    let within = complete(&mut p, request("c2", "counted", &"ab".repeat(50), 8)).await.expect("served");
-    assert_eq!(within.admitted.class, "reserved");
+    // 400 prompt tokens (100 weighted) + 8 completion: reserved, and the
+    // contract is 68 tokens (nearly 7 s) in debt, so the next request is
+    // over the rate. Had the prompt been estimated from its length (4
+    // characters a token: 25 + 8 = 33), 7 tokens would be left and the next
+    // request would be reserved too.
+    let large = complete(&mut p, request("c1", "counted", &"ab".repeat(200), 8)).await.expect("served");
+    assert_eq!(large.admitted.class, "reserved");
+    let next = complete(&mut p, request("c2", "counted", "ab", 8)).await.expect("served");
+    assert_eq!(next.admitted.class, "burst");
     let metrics = reqwest::get(&p.metrics_url).await.expect("metrics").text().await.expect("text");
     assert!(metrics.contains(r#"reservoir_scheduler_prompt_tokens_at_admission_total{how="counted"} 2"#), "{metrics}");
 }
