@@ -38,6 +38,8 @@ pub const BURST_WINDOW_S: u32 = 4;
 const RESERVED_OVERCOMMIT: usize = 4;
 /// How often the dispatcher looks again without being woken.
 const DISPATCH_TICK: Duration = Duration::from_millis(50);
+/// How often full contract buckets are forgotten.
+const FORGET_FULL_BUCKETS_EVERY: Micros = 60 * reservoir_sched::MICROS_PER_S;
 
 #[derive(Debug, Clone)]
 pub struct WorkerEndpoint {
@@ -105,6 +107,7 @@ pub struct Core {
     workers: Vec<WorkerSlot>,
     /// Prompt prefix key -> the worker that last served it.
     affinity: HashMap<u64, usize>,
+    buckets_checked_at: Micros,
 }
 
 /// What every task of the scheduler shares.
@@ -139,6 +142,7 @@ impl Shared {
                 buckets: HashMap::new(),
                 workers,
                 affinity: HashMap::new(),
+                buckets_checked_at: 0,
             }),
             wake: Notify::new(),
             directory,
@@ -190,14 +194,28 @@ impl Core {
         wants_spot: bool,
         now: Micros,
     ) -> (Admission, Option<ActiveContract>) {
-        // The buckets leave the map for the decision (they are few) and go back.
-        let mut states: Vec<ContractState> =
-            contracts.iter().map(|c| self.buckets.remove(&c.id).unwrap_or_else(|| new_bucket(c, now))).collect();
+        // The buckets leave the map for the decision (they are few) and go
+        // back. The spillover switch is the contract's as read now.
+        let mut states: Vec<ContractState> = contracts
+            .iter()
+            .map(|c| {
+                let mut state = self.buckets.remove(&c.id).unwrap_or_else(|| new_bucket(c, now));
+                state.allow_burst = c.allow_burst;
+                state
+            })
+            .collect();
         let admission = classify(&mut states, cost_milli, wants_spot, now);
         for (contract, state) in contracts.iter().zip(states) {
             self.buckets.insert(contract.id, state);
         }
         (admission, admission.contract.and_then(|i| contracts.get(i).copied()))
+    }
+
+    /// Forgets the buckets that are full: one made afresh on the contract's
+    /// next request is the same, so nothing changes but the memory held for
+    /// contracts that ended or went quiet.
+    fn forget_full_buckets(&mut self, now: Micros) {
+        self.buckets.retain(|_, state| state.bucket.level_milli(now) < state.bucket.capacity_milli());
     }
 
     fn views(&self) -> Vec<WorkerView> {
@@ -272,6 +290,10 @@ pub async fn dispatch_loop(shared: Arc<Shared>, shutdown: Shutdown) {
         let mut expired = Vec::new();
         {
             let mut core = shared.core.lock().await;
+            if now.saturating_sub(core.buckets_checked_at) >= FORGET_FULL_BUCKETS_EVERY {
+                core.buckets_checked_at = now;
+                core.forget_full_buckets(now);
+            }
             for (class, entry, shed) in core.queues.expire(now) {
                 shared.metrics.shed.with_label_values(&[class.as_str()]).inc();
                 let status = service::shed_status(shed.retry_after_s, &format!("the {class} queue timed out"));
@@ -301,5 +323,44 @@ pub async fn dispatch_loop(shared: Arc<Shared>, shutdown: Shutdown) {
         for (pending, worker) in started {
             tokio::spawn(runner::run(shared.clone(), pending, worker));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn core() -> Core {
+        Core {
+            queues: ClassQueues::new(QueueLimits::default()),
+            buckets: HashMap::new(),
+            workers: Vec::new(),
+            affinity: HashMap::new(),
+            buckets_checked_at: 0,
+        }
+    }
+
+    #[test]
+    fn only_full_buckets_are_forgotten_and_forgetting_them_changes_nothing() {
+        let contract = ActiveContract { id: Uuid::nil(), rate_tokens_per_s: 10, allow_burst: true };
+        let mut core = core();
+        let (admission, _) = core.admit(&[contract], 30_000, false, 0);
+        assert_eq!(admission.class, PriorityClass::Reserved);
+        core.forget_full_buckets(1_000_000);
+        assert_eq!(core.buckets.len(), 1, "20 of 40 tokens after 1 s: kept");
+        core.forget_full_buckets(3_000_000);
+        assert!(core.buckets.is_empty(), "full again after 3 s: forgotten");
+        let remade = core.bucket(&contract, 3_000_000).bucket.clone();
+        assert_eq!(remade, new_bucket(&contract, 3_000_000).bucket);
+    }
+
+    #[test]
+    fn the_spillover_switch_is_read_from_the_contract_each_time() {
+        let mut contract = ActiveContract { id: Uuid::nil(), rate_tokens_per_s: 1, allow_burst: true };
+        let mut core = core();
+        assert_eq!(core.admit(&[contract], 10_000, false, 0).0.class, PriorityClass::Reserved);
+        assert_eq!(core.admit(&[contract], 1_000, false, 0).0.class, PriorityClass::Burst);
+        contract.allow_burst = false;
+        assert_eq!(core.admit(&[contract], 1_000, false, 0).0.class, PriorityClass::Spot);
     }
 }

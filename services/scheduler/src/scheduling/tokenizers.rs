@@ -4,8 +4,8 @@
 //! worker of it has answered yet), the count is estimated from the text's
 //! length; either way the worker's own count settles the bucket at the end.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
 
 use reservoir_engine::{ChatMessage, PreTokenizer, Tokenizer, TokenizerParts};
 use reservoir_proto::v1 as pb;
@@ -18,7 +18,12 @@ const CHARS_PER_TOKEN_ESTIMATE: u64 = 4;
 const INLINE_TOKENIZE_BYTES_MAX: usize = 4096;
 
 #[derive(Default)]
-pub struct Tokenizers(RwLock<HashMap<String, Arc<Tokenizer>>>);
+pub struct Tokenizers {
+    known: RwLock<HashMap<String, Arc<Tokenizer>>>,
+    /// Models whose tokenizer a watcher is fetching now (workers of one
+    /// model often start together: one fetch is enough).
+    fetching: Mutex<HashSet<String>>,
+}
 
 /// How a prompt's token count was arrived at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,22 +54,36 @@ fn rebuild(spec: pb::TokenizerSpec) -> anyhow::Result<Tokenizer> {
 }
 
 impl Tokenizers {
-    pub fn knows(&self, model: &str) -> bool {
-        self.0.read().is_ok_and(|m| m.contains_key(model))
-    }
-
     fn get(&self, model: &str) -> Option<Arc<Tokenizer>> {
-        self.0.read().ok()?.get(model).cloned()
+        self.known.read().ok()?.get(model).cloned()
     }
 
-    /// Asks a worker for its model's tokenizer and keeps it.
-    pub async fn learn_from(&self, client: &mut WorkerServiceClient<Channel>) -> anyhow::Result<()> {
+    /// Whether the caller should fetch `model`'s tokenizer: it is not known
+    /// and nobody is fetching it. A true answer must be followed by
+    /// `learn_from`, which ends the fetch either way.
+    pub fn should_learn(&self, model: &str) -> bool {
+        if self.known.read().is_ok_and(|m| m.contains_key(model)) {
+            return false;
+        }
+        self.fetching.lock().is_ok_and(|mut f| f.insert(model.to_owned()))
+    }
+
+    /// Asks a worker of `model` for its tokenizer and keeps it.
+    pub async fn learn_from(&self, client: &mut WorkerServiceClient<Channel>, model: &str) -> anyhow::Result<()> {
+        let learned = self.fetch(client, model).await;
+        if let Ok(mut fetching) = self.fetching.lock() {
+            fetching.remove(model);
+        }
+        learned
+    }
+
+    async fn fetch(&self, client: &mut WorkerServiceClient<Channel>, model: &str) -> anyhow::Result<()> {
         let spec = client.get_tokenizer(pb::GetTokenizerRequest {}).await?.into_inner();
-        let model = spec.model_id.clone();
+        anyhow::ensure!(spec.model_id == model, "the worker serves {:?}, not {model:?}", spec.model_id);
         let tokenizer = tokio::task::spawn_blocking(move || rebuild(spec)).await??;
-        tracing::info!(model = %model, vocab = tokenizer.vocab_size(), "learned the model's tokenizer from a worker");
-        if let Ok(mut map) = self.0.write() {
-            map.insert(model, Arc::new(tokenizer));
+        tracing::info!(model, vocab = tokenizer.vocab_size(), "learned the model's tokenizer from a worker");
+        if let Ok(mut map) = self.known.write() {
+            map.insert(model.to_owned(), Arc::new(tokenizer));
         }
         Ok(())
     }

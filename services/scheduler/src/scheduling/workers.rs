@@ -58,9 +58,9 @@ pub async fn watch(shared: Arc<Shared>, index: usize) {
                     next = tokio::time::timeout(STATS_SILENCE, stream.message()) => match next {
                         Ok(Ok(Some(stats))) => {
                             update(&shared, index, Some(&stats)).await;
-                            if !asked_tokenizer && !shared.tokenizers.knows(&stats.model_id) {
+                            if !asked_tokenizer && shared.tokenizers.should_learn(&stats.model_id) {
                                 asked_tokenizer = true;
-                                match shared.tokenizers.learn_from(&mut client).await {
+                                match shared.tokenizers.learn_from(&mut client, &stats.model_id).await {
                                     Ok(()) => shared.metrics.tokenizer_known.with_label_values(&[&stats.model_id]).set(1),
                                     Err(e) => tracing::warn!(error = %e, model = %stats.model_id,
                                         "could not learn the model's tokenizer; admission estimates prompt tokens"),
