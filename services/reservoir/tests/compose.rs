@@ -89,6 +89,11 @@ fn every_compose_service_exists_in_the_code() {
         for port in strings(&service["ports"]) {
             let container_port: u16 = port.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
             assert!(listen_ports.contains(&container_port), "{name} publishes {port} but listens on {listen_ports:?}");
+            // Only the gateway authenticates its callers; internal gRPC and
+            // metrics stay on the host's loopback.
+            if name != "gateway" {
+                assert!(port.starts_with("127.0.0.1:"), "{name} publishes {port} beyond the host's loopback");
+            }
         }
         for health_arg in &health {
             if let Some(rest) = health_arg.strip_prefix("http://127.0.0.1:") {
