@@ -56,6 +56,12 @@ impl Default for Options {
     }
 }
 
+/// The platform's services run with an internal token, as `reservoir up`
+/// does, so every test goes through service-to-service authentication.
+pub fn internal_token() -> reservoir_runtime::InternalToken {
+    reservoir_runtime::InternalToken::new(Some("e2e-internal-token"))
+}
+
 /// Contracts and gateway, running until dropped.
 pub struct Platform {
     pub gateway: String,
@@ -68,6 +74,13 @@ pub struct Platform {
 }
 
 impl Platform {
+    /// A channel to one of the platform's internal services (`url`) that
+    /// carries the internal token.
+    pub async fn internal_channel(&self, url: &str) -> reservoir_runtime::InternalChannel {
+        let channel = tonic::transport::Endpoint::from_shared(url.to_owned()).expect("url").connect().await.expect("connect");
+        internal_token().attach(channel)
+    }
+
     pub async fn start(pool: PgPool) -> Platform {
         Self::start_with(pool, Options::default()).await
     }
@@ -78,7 +91,11 @@ impl Platform {
         let shutdown = Shutdown::new();
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         let contracts = reservoir_contracts::build(
-            &reservoir_contracts::ContractsSettings { listen: loopback, default_currency: Default::default() },
+            &reservoir_contracts::ContractsSettings {
+                listen: loopback,
+                default_currency: Default::default(),
+                internal_token: internal_token(),
+            },
             pool.clone(),
         )
         .await
@@ -99,6 +116,7 @@ impl Platform {
                     per_worker_in_flight: 16,
                     queue_limits: Default::default(),
                     fcfs: false,
+                    internal_token: internal_token(),
                 },
                 pool.clone(),
             )
@@ -112,6 +130,7 @@ impl Platform {
             body_limit_bytes: options.body_limit_bytes,
             rate_limit: options.rate_limit,
             auth: options.auth.clone(),
+            internal_token: internal_token(),
         })
         .await
         .expect("gateway");
@@ -191,6 +210,7 @@ async fn start_tiny_worker(shutdown: &Shutdown) -> String {
         model_id: MODEL.parse().expect("model id"),
         queue_capacity: 64,
         step_token_budget: 256,
+        internal_token: internal_token(),
     };
     let server = reservoir_worker::build(&settings, backend).await.expect("worker");
     let url = format!("http://127.0.0.1:{}", server.port());

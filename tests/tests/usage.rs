@@ -41,9 +41,7 @@ async fn tenants_read_their_own_usage_by_class_and_by_day(pool: PgPool) {
         record("u3", "acme", "spot", 1, "1"),
         record("u4", "someone-else", "spot", 0, "1000"),
     ];
-    MeteringServiceClient::connect(p.scheduler.clone())
-        .await
-        .expect("connect")
+    MeteringServiceClient::new(p.internal_channel(&p.scheduler).await)
         .record_usage(pb::RecordUsageRequest { records })
         .await
         .expect("record");

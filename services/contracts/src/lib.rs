@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 
 use reservoir_domain::{Currency, ModelId};
 use reservoir_proto::v1::contract_service_server::{ContractServiceServer, SERVICE_NAME};
-use reservoir_runtime::Shutdown;
+use reservoir_runtime::{InternalToken, Shutdown};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
@@ -29,17 +29,21 @@ pub use models::ModelChange;
 pub struct ContractsSettings {
     pub listen: SocketAddr,
     pub default_currency: Currency,
+    /// Required of every caller when set (see `reservoir_runtime::internal_auth`).
+    pub internal_token: InternalToken,
 }
 
 pub struct Server {
     listener: TcpListener,
     contracts: service::Contracts,
+    internal_token: InternalToken,
 }
 
 /// Binds the service's port; call `run_until_stopped` to serve.
 pub async fn build(settings: &ContractsSettings, pool: PgPool) -> anyhow::Result<Server> {
     let listener = TcpListener::bind(settings.listen).await?;
-    Ok(Server { listener, contracts: service::Contracts { pool, default_currency: settings.default_currency } })
+    let contracts = service::Contracts { pool, default_currency: settings.default_currency };
+    Ok(Server { listener, contracts, internal_token: settings.internal_token.clone() })
 }
 
 impl Server {
@@ -49,7 +53,7 @@ impl Server {
 
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let routes = Routes::new(ContractServiceServer::new(self.contracts));
-        reservoir_runtime::grpc::serve(self.listener, routes, &[SERVICE_NAME], shutdown).await
+        reservoir_runtime::grpc::serve(self.listener, routes, &[SERVICE_NAME], &self.internal_token, shutdown).await
     }
 }
 

@@ -130,7 +130,9 @@ pub fn hs256_secret(auth: &AuthConfig) -> anyhow::Result<String> {
     read_or_create_secret(&auth.hs256_secret_file)
 }
 
-fn read_or_create_secret(path: &Path) -> anyhow::Result<String> {
+/// The secret in `path`, created there (mode 0600) with 256 random bits when
+/// the file does not exist yet.
+pub fn read_or_create_secret(path: &Path) -> anyhow::Result<String> {
     if let Ok(secret) = std::fs::read_to_string(path) {
         let secret = secret.trim().to_owned();
         anyhow::ensure!(secret.len() >= 32, "{} holds fewer than 32 bytes", path.display());

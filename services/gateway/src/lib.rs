@@ -20,11 +20,11 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, patch, post};
-use reservoir_proto::v1::contract_service_client::ContractServiceClient;
 use reservoir_runtime::Shutdown;
 use reservoir_runtime::config::{AuthConfig, RateLimit};
 use tokio::net::TcpListener;
-use tonic::transport::{Channel, Endpoint};
+use reservoir_runtime::InternalToken;
+use tonic::transport::Endpoint;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
@@ -43,6 +43,8 @@ pub struct GatewaySettings {
     pub body_limit_bytes: usize,
     pub rate_limit: RateLimit,
     pub auth: AuthConfig,
+    /// Sent with every call to the services behind the gateway.
+    pub internal_token: InternalToken,
 }
 
 pub struct Server {
@@ -64,7 +66,8 @@ pub async fn build(settings: &GatewaySettings) -> anyhow::Result<Server> {
         .timeout(Duration::from_secs(30))
         .connect_lazy();
     let limiter = state::CallerLimiter::new(settings.rate_limit)?;
-    let state = AppState::new(state::Downstream { contracts: channel, scheduler }, verifier, limiter);
+    let downstream = state::Downstream { contracts: channel, scheduler, token: settings.internal_token.clone() };
+    let state = AppState::new(downstream, verifier, limiter);
     let listener = TcpListener::bind(settings.listen).await?;
     Ok(Server { listener, router: router(state, settings.body_limit_bytes) })
 }
@@ -135,5 +138,3 @@ impl Server {
     }
 }
 
-/// The client the gateway uses, for tools and tests.
-pub type ContractsClient = ContractServiceClient<Channel>;

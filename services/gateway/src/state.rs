@@ -17,6 +17,7 @@ use reservoir_proto::v1::EnsureTenantRequest;
 use reservoir_proto::v1::contract_service_client::ContractServiceClient;
 use reservoir_proto::v1::metering_service_client::MeteringServiceClient;
 use reservoir_proto::v1::scheduler_service_client::SchedulerServiceClient;
+use reservoir_runtime::{InternalChannel, InternalToken};
 use tonic::transport::Channel;
 
 use crate::auth::{Caller, Verifier};
@@ -60,14 +61,16 @@ impl CallerLimiter {
 pub struct Downstream {
     pub contracts: Channel,
     pub scheduler: Channel,
+    /// Sent with every call behind the gateway (health checks need none).
+    pub token: InternalToken,
 }
 
 #[derive(Clone)]
 pub struct AppState {
-    pub contracts: ContractServiceClient<Channel>,
+    pub contracts: ContractServiceClient<InternalChannel>,
     pub verifier: Arc<Verifier>,
-    pub metering: MeteringServiceClient<Channel>,
-    pub scheduler: SchedulerServiceClient<Channel>,
+    pub metering: MeteringServiceClient<InternalChannel>,
+    pub scheduler: SchedulerServiceClient<InternalChannel>,
     /// The channels, for health checks.
     pub channels: Arc<Downstream>,
     known_tenants: Arc<Mutex<HashSet<TenantId>>>,
@@ -77,9 +80,9 @@ pub struct AppState {
 impl AppState {
     pub fn new(downstream: Downstream, verifier: Verifier, limiter: CallerLimiter) -> Self {
         Self {
-            contracts: ContractServiceClient::new(downstream.contracts.clone()),
-            metering: MeteringServiceClient::new(downstream.scheduler.clone()),
-            scheduler: SchedulerServiceClient::new(downstream.scheduler.clone()),
+            contracts: ContractServiceClient::new(downstream.token.attach(downstream.contracts.clone())),
+            metering: MeteringServiceClient::new(downstream.token.attach(downstream.scheduler.clone())),
+            scheduler: SchedulerServiceClient::new(downstream.token.attach(downstream.scheduler.clone())),
             channels: Arc::new(downstream),
             verifier: Arc::new(verifier),
             known_tenants: Arc::default(),

@@ -186,8 +186,14 @@ async fn platform(
 ) -> anyhow::Result<(SchedulerServiceClient<Channel>, String, String)> {
     let pool = db::connect(url, 16).await?;
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    // The services listen on the loopback of this process: no internal token.
+    let internal_token = reservoir_runtime::InternalToken::default();
     let contracts = reservoir_contracts::build(
-        &reservoir_contracts::ContractsSettings { listen: loopback, default_currency: config.contracts.default_currency },
+        &reservoir_contracts::ContractsSettings {
+            listen: loopback,
+            default_currency: config.contracts.default_currency,
+            internal_token: internal_token.clone(),
+        },
         pool.clone(),
     )
     .await?;
@@ -200,6 +206,7 @@ async fn platform(
             model_id: MODEL.parse()?,
             queue_capacity: config.worker.queue_capacity,
             step_token_budget: config.worker.step_token_budget,
+            internal_token: internal_token.clone(),
         },
         backend,
     )
@@ -215,6 +222,7 @@ async fn platform(
             per_worker_in_flight: config.scheduler.per_worker_in_flight,
             queue_limits: reservoir_scheduler::QueueLimits::default(),
             fcfs,
+            internal_token,
         },
         pool,
     )

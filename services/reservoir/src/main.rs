@@ -146,14 +146,15 @@ async fn serve(config: Config, service: Service) -> anyhow::Result<()> {
             reservoir_worker::lower_compute_priority();
             let worker = config.worker.clone();
             let backend = tokio::task::spawn_blocking(move || reservoir_worker::load_backend(&worker)).await??;
-            let settings = reservoir_worker::WorkerSettings::from_config(&config.worker)?;
+            let settings = reservoir_worker::WorkerSettings::from_config(&config.worker, config.internal.token())?;
             let server = reservoir_worker::build(&settings, backend).await?;
             tracing::info!(port = server.port(), model = %settings.model_id, "worker listening");
             workers::stop_when_orphaned(&shutdown);
             if let Some(scheduler_url) = config.worker.scheduler_url.clone() {
                 let url = config.worker.advertise_url.clone().unwrap_or_else(|| format!("http://{}", config.worker.listen));
                 let id = config.worker.id.clone();
-                tokio::spawn(reservoir_worker::register_with_scheduler(scheduler_url, id, url, shutdown.clone()));
+                let token = config.internal.token();
+                tokio::spawn(reservoir_worker::register_with_scheduler(scheduler_url, id, url, token, shutdown.clone()));
             }
             server.run_until_stopped(shutdown).await
         }

@@ -12,7 +12,11 @@ use serde::Serialize;
 use crate::workers::{self, WorkerEndpoint};
 
 pub fn contracts_settings(config: &Config) -> ContractsSettings {
-    ContractsSettings { listen: config.contracts.listen, default_currency: config.contracts.default_currency }
+    ContractsSettings {
+        listen: config.contracts.listen,
+        default_currency: config.contracts.default_currency,
+        internal_token: config.internal.token(),
+    }
 }
 
 pub fn scheduler_settings(config: &Config) -> reservoir_scheduler::SchedulerSettings {
@@ -31,6 +35,7 @@ pub fn scheduler_settings(config: &Config) -> reservoir_scheduler::SchedulerSett
         per_worker_in_flight: config.scheduler.per_worker_in_flight,
         queue_limits: reservoir_scheduler::QueueLimits::default(),
         fcfs: false,
+        internal_token: config.internal.token(),
     }
 }
 
@@ -42,6 +47,7 @@ pub fn gateway_settings(config: &Config) -> GatewaySettings {
         body_limit_bytes: config.gateway.body_limit_bytes,
         rate_limit: config.gateway.rate_limit,
         auth: config.auth.clone(),
+        internal_token: config.internal.token(),
     }
 }
 
@@ -88,6 +94,13 @@ pub async fn run(mut config: Config, worker_count: usize) -> anyhow::Result<()> 
 
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();
+    // The services (worker children included) authenticate each other with
+    // the configured internal token, else with one kept in the state folder
+    // (made on first use, readable by this user only, for grpcurl).
+    if !config.internal.token().is_set() {
+        let path = config.state_dir.join("internal-token");
+        config.internal.token = Some(reservoir_gateway::auth::read_or_create_secret(&path)?);
+    }
 
     config.contracts.listen = free_if_taken(config.contracts.listen);
     let contracts = reservoir_contracts::build(&contracts_settings(&config), pool.clone()).await?;
@@ -120,7 +133,8 @@ pub async fn run(mut config: Config, worker_count: usize) -> anyhow::Result<()> 
     write_endpoints(&endpoints_path, &endpoints)?;
     let (worker_table, worker_tasks) = {
         let (path, base) = (endpoints_path.clone(), endpoints.clone());
-        workers::spawn_all(planned_workers, &scheduler_url, &shutdown, move |workers| {
+        let child_env = workers::ChildEnv { scheduler_url: scheduler_url.clone(), internal_token: config.internal.token.clone() };
+        workers::spawn_all(planned_workers, &child_env, &shutdown, move |workers| {
             let current = Endpoints { workers: workers.to_vec(), ..base.clone() };
             if let Err(e) = write_endpoints(&path, &current) {
                 tracing::warn!(error = %e, "cannot update endpoints.json");

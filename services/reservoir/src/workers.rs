@@ -71,11 +71,20 @@ pub fn plan(count: usize) -> anyhow::Result<Vec<WorkerEndpoint>> {
         .collect()
 }
 
+/// What every worker child is told besides its own address and id.
+#[derive(Clone)]
+pub struct ChildEnv {
+    pub scheduler_url: String,
+    /// The run's internal token (the children's servers require it, and
+    /// they send it when they register).
+    pub internal_token: Option<String>,
+}
+
 /// Starts the planned workers under supervision; `on_change` runs whenever a
 /// pid changes.
 pub fn spawn_all(
     planned: Vec<WorkerEndpoint>,
-    scheduler_url: &str,
+    child_env: &ChildEnv,
     shutdown: &Shutdown,
     on_change: impl Fn(&[WorkerEndpoint]) + Send + Sync + 'static,
 ) -> anyhow::Result<(WorkerTable, Vec<tokio::task::JoinHandle<()>>)> {
@@ -86,9 +95,9 @@ pub fn spawn_all(
     let mut tasks = Vec::with_capacity(count);
     for index in 0..count {
         let (table, on_change, shutdown, exe) = (table.clone(), on_change.clone(), shutdown.clone(), exe.clone());
-        let scheduler_url = scheduler_url.to_owned();
+        let child_env = child_env.clone();
         tasks.push(tokio::spawn(async move {
-            supervise(index, exe, &scheduler_url, table, on_change.as_ref(), shutdown).await;
+            supervise(index, exe, &child_env, table, on_change.as_ref(), shutdown).await;
         }));
     }
     Ok((table, tasks))
@@ -106,7 +115,7 @@ fn set_pid(table: &WorkerTable, index: usize, pid: Option<u32>, on_change: &(imp
 async fn supervise(
     index: usize,
     exe: PathBuf,
-    scheduler_url: &str,
+    child_env: &ChildEnv,
     table: WorkerTable,
     on_change: &(impl Fn(&[WorkerEndpoint]) + ?Sized),
     shutdown: Shutdown,
@@ -117,14 +126,18 @@ async fn supervise(
     let mut backoff = Duration::from_millis(250);
     while !shutdown.is_triggered() {
         let started = Instant::now();
-        let child = Command::new(&exe)
+        let mut command = Command::new(&exe);
+        command
             .args(["serve", "worker"])
             .env("RESERVOIR__WORKER__LISTEN", &addr)
             .env("RESERVOIR__WORKER__ID", &id)
-            .env("RESERVOIR__WORKER__SCHEDULER_URL", scheduler_url)
+            .env("RESERVOIR__WORKER__SCHEDULER_URL", &child_env.scheduler_url)
             .env(SUPERVISOR_PID_ENV, std::process::id().to_string())
-            .kill_on_drop(true)
-            .spawn();
+            .kill_on_drop(true);
+        if let Some(token) = &child_env.internal_token {
+            command.env("RESERVOIR__INTERNAL__TOKEN", token);
+        }
+        let child = command.spawn();
         let mut child = match child {
             Ok(c) => c,
             Err(e) => {

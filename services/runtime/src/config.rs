@@ -23,8 +23,30 @@ pub struct Config {
     pub worker: WorkerConfig,
     pub scheduler: SchedulerConfig,
     pub auth: AuthConfig,
+    pub internal: InternalConfig,
     /// Where `reservoir up` writes `endpoints.json`, the secret and the models.
     pub state_dir: PathBuf,
+}
+
+/// Service-to-service calls (see `internal_auth`).
+#[derive(Clone, Default, Serialize, Deserialize)]
+pub struct InternalConfig {
+    /// Shared secret every internal gRPC call carries; each service refuses
+    /// calls without it (health checks excepted). Unset: internal services
+    /// trust their network. `reservoir up` sets a random one for its run.
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for InternalConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InternalConfig").field("token", &self.token.as_ref().map(|_| "<set>")).finish()
+    }
+}
+
+impl InternalConfig {
+    pub fn token(&self) -> crate::InternalToken {
+        crate::InternalToken::new(self.token.as_deref())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -191,6 +213,7 @@ impl Default for Config {
                 scheduler_url: None,
                 advertise_url: None,
             },
+            internal: InternalConfig::default(),
             state_dir: PathBuf::from(".reservoir"),
         }
     }

@@ -7,13 +7,16 @@ use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 
 use crate::Shutdown;
+use crate::internal_auth::{InternalToken, RequireInternalToken};
 
 /// Serves `routes` plus health and reflection on `listener` until `shutdown`.
-/// `service_names` are the fully qualified names reported as SERVING.
+/// `service_names` are the fully qualified names reported as SERVING. With
+/// an internal token set, every call but health checks must carry it.
 pub async fn serve(
     listener: TcpListener,
     routes: Routes,
     service_names: &[&str],
+    token: &InternalToken,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -31,6 +34,7 @@ pub async fn serve(
     // of the previous segment, which put 40 ms into every first token.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
+        .layer(RequireInternalToken(token.clone()))
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, async move {
             shutdown.wait().await;

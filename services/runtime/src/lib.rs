@@ -5,8 +5,10 @@
 pub mod config;
 pub mod db;
 pub mod grpc;
+pub mod internal_auth;
 pub mod shutdown;
 pub mod telemetry;
 
 pub use config::Config;
+pub use internal_auth::{InternalChannel, InternalToken};
 pub use shutdown::Shutdown;

@@ -17,7 +17,7 @@ pub use reservoir_sched::queues::QueueLimits;
 pub use scheduling::WorkerEndpoint;
 use scheduling::SchedulingConfig;
 use scheduling::directory::Directory;
-use reservoir_runtime::Shutdown;
+use reservoir_runtime::{InternalToken, Shutdown};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
@@ -37,6 +37,9 @@ pub struct SchedulerSettings {
     pub queue_limits: QueueLimits,
     /// First-come-first-served baseline (benchmarks only).
     pub fcfs: bool,
+    /// Required of every caller, and sent to the contracts service and the
+    /// workers, when set (see `reservoir_runtime::internal_auth`).
+    pub internal_token: InternalToken,
 }
 
 pub struct Server {
@@ -65,12 +68,14 @@ impl Server {
     /// Serves until `shutdown`; then stores every buffered usage record.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let (usage, recorder) = metering::recorder::spawn(self.pool.clone(), RecorderConfig::default(), shutdown.clone());
-        let contracts = tonic::transport::Endpoint::from_shared(self.settings.contracts_url.clone())?.connect_lazy();
+        let token = self.settings.internal_token.clone();
+        let contracts = token.attach(tonic::transport::Endpoint::from_shared(self.settings.contracts_url.clone())?.connect_lazy());
         let config = SchedulingConfig {
             workers: self.settings.workers.clone(),
             per_worker_in_flight: self.settings.per_worker_in_flight,
             queue_limits: self.settings.queue_limits,
             fcfs: self.settings.fcfs,
+            internal_token: token.clone(),
         };
         let shared = scheduling::Shared::start(&config, Directory::new(contracts), usage, shutdown.clone())?;
         let dispatcher = tokio::spawn(scheduling::dispatch_loop(shared.clone(), shutdown.clone()));
@@ -91,7 +96,7 @@ impl Server {
         let routes = Routes::new(MeteringServiceServer::new(metering::service::Metering { pool: self.pool }))
             .add_service(SchedulerServiceServer::new(scheduling::service::Scheduler { shared: shared.clone() }));
         let served =
-            reservoir_runtime::grpc::serve(self.listener, routes, &[METERING, SCHEDULER], shutdown).await;
+            reservoir_runtime::grpc::serve(self.listener, routes, &[METERING, SCHEDULER], &token, shutdown).await;
         let _ = dispatcher.await;
         let _ = metrics_server.await;
         drop(shared);

@@ -53,6 +53,7 @@ async fn start(pool: PgPool) -> (MeteringServiceClient<Channel>, Shutdown) {
         per_worker_in_flight: 1,
         queue_limits: Default::default(),
         fcfs: false,
+        internal_token: Default::default(),
     };
     let server = reservoir_scheduler::build(&settings, pool).await.expect("build");
     let url = format!("http://127.0.0.1:{}", server.port());

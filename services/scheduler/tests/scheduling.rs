@@ -10,12 +10,16 @@ use reservoir_engine::{Engine, EngineConfig, Model, SamplingParams};
 use reservoir_proto::v1 as pb;
 use reservoir_proto::v1::contract_service_client::ContractServiceClient;
 use reservoir_proto::v1::scheduler_service_client::SchedulerServiceClient;
+use reservoir_proto::v1::worker_service_client::WorkerServiceClient;
 use reservoir_runtime::Shutdown;
 use reservoir_runtime::db::MIGRATOR;
 use reservoir_scheduler::{QueueLimits, SchedulerSettings, WorkerEndpoint};
 use reservoir_worker::{EngineBackend, WorkerSettings};
 use sqlx::PgPool;
-use tonic::transport::Channel;
+use reservoir_runtime::{InternalChannel, InternalToken};
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 const MODEL: &str = "smollm2-135m-instruct";
 const VOCAB: usize = 96;
@@ -36,9 +40,19 @@ async fn worker(model: &Arc<Model>) -> (String, Shutdown) {
 
 /// A worker that holds at most `queue_capacity` requests (running or queued).
 async fn worker_with_queue(model: &Arc<Model>, queue_capacity: usize) -> (String, Shutdown) {
+    secured_worker(model, queue_capacity, InternalToken::default()).await
+}
+
+/// A worker that requires `internal_token` of its callers.
+async fn secured_worker(model: &Arc<Model>, queue_capacity: usize, internal_token: InternalToken) -> (String, Shutdown) {
     let backend = EngineBackend::new(engine(model), letter_tokenizer(VOCAB).expect("tokenizer"), 8192);
-    let settings =
-        WorkerSettings { listen: SocketAddr::from(LOOPBACK), model_id: MODEL.parse().expect("id"), queue_capacity, step_token_budget: 256 };
+    let settings = WorkerSettings {
+        listen: SocketAddr::from(LOOPBACK),
+        model_id: MODEL.parse().expect("id"),
+        queue_capacity,
+        step_token_budget: 256,
+        internal_token,
+    };
     let server = reservoir_worker::build(&settings, backend).await.expect("worker");
     let url = format!("http://127.0.0.1:{}", server.port());
     let shutdown = Shutdown::new();
@@ -47,19 +61,37 @@ async fn worker_with_queue(model: &Arc<Model>, queue_capacity: usize) -> (String
 }
 
 struct Platform {
-    scheduler: SchedulerServiceClient<Channel>,
+    /// Clients that send the platform's internal token (if any).
+    scheduler: SchedulerServiceClient<InternalChannel>,
     metrics_url: String,
-    contracts: ContractServiceClient<Channel>,
+    contracts: ContractServiceClient<InternalChannel>,
+    scheduler_url: String,
+    contracts_url: String,
     _shutdown: Shutdown,
 }
 
 async fn platform(pool: PgPool, workers: Vec<String>, per_worker_in_flight: usize, queue_limits: QueueLimits) -> Platform {
+    secured_platform(pool, workers, per_worker_in_flight, queue_limits, InternalToken::default()).await
+}
+
+/// Contracts and scheduler services that require `internal_token` of their callers.
+async fn secured_platform(
+    pool: PgPool,
+    workers: Vec<String>,
+    per_worker_in_flight: usize,
+    queue_limits: QueueLimits,
+    internal_token: InternalToken,
+) -> Platform {
     let shutdown = Shutdown::new();
     reservoir_contracts::seed_model(&pool, &MODEL.parse().expect("id"), 1000, rust_decimal::Decimal::new(10, 2))
         .await
         .expect("seed");
     let contracts = reservoir_contracts::build(
-        &reservoir_contracts::ContractsSettings { listen: SocketAddr::from(LOOPBACK), default_currency: Default::default() },
+        &reservoir_contracts::ContractsSettings {
+            listen: SocketAddr::from(LOOPBACK),
+            default_currency: Default::default(),
+            internal_token: internal_token.clone(),
+        },
         pool.clone(),
     )
     .await
@@ -74,15 +106,19 @@ async fn platform(pool: PgPool, workers: Vec<String>, per_worker_in_flight: usiz
         per_worker_in_flight,
         queue_limits,
         fcfs: false,
+        internal_token: internal_token.clone(),
     };
     let scheduler = reservoir_scheduler::build(&settings, pool).await.expect("scheduler");
     let scheduler_url = format!("http://127.0.0.1:{}", scheduler.port());
     let metrics_url = format!("http://127.0.0.1:{}/metrics", scheduler.metrics_port());
     tokio::spawn(scheduler.run_until_stopped(shutdown.clone()));
+    let connect = |url: String| async move { Endpoint::from_shared(url).expect("url").connect().await.expect("connect") };
     Platform {
-        scheduler: SchedulerServiceClient::connect(scheduler_url).await.expect("connect scheduler"),
+        scheduler: SchedulerServiceClient::new(internal_token.attach(connect(scheduler_url.clone()).await)),
         metrics_url,
-        contracts: ContractServiceClient::connect(contracts_url).await.expect("connect contracts"),
+        contracts: ContractServiceClient::new(internal_token.attach(connect(contracts_url.clone()).await)),
+        scheduler_url,
+        contracts_url,
         _shutdown: shutdown,
     }
 }
@@ -262,6 +298,42 @@ async fn admission_counts_prompt_tokens_with_the_workers_tokenizer(pool: PgPool)
     assert_eq!(next.admitted.class, "burst");
     let metrics = reqwest::get(&p.metrics_url).await.expect("metrics").text().await.expect("text");
     assert!(metrics.contains(r#"reservoir_scheduler_prompt_tokens_at_admission_total{how="counted"} 2"#), "{metrics}");
+}
+
+async fn bare_channel(url: &str) -> Channel {
+    Endpoint::from_shared(url.to_owned()).expect("url").connect().await.expect("connect")
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn with_an_internal_token_every_internal_call_must_carry_it(pool: PgPool) {
+    let model = model();
+    let token = InternalToken::new(Some("internal-s3cret"));
+    let (w0, _s0) = secured_worker(&model, 64, token.clone()).await;
+    let mut p = secured_platform(pool.clone(), vec![w0.clone()], 4, QueueLimits::default(), token).await;
+    // The scheduler sends the token to the contracts service and the worker.
+    let served = complete(&mut p, request("t1", "walk-in", "abc", 5)).await.expect("served with the token");
+    assert_eq!(served.tokens, reference(&model, "abc", 5));
+
+    // Without it, or with another, every internal service refuses.
+    let refused = Some(tonic::Code::Unauthenticated);
+    let mut scheduler = SchedulerServiceClient::new(bare_channel(&p.scheduler_url).await);
+    assert_eq!(scheduler.complete(request("t2", "walk-in", "abc", 5)).await.err().map(|e| e.code()), refused);
+    let rogue = pb::RegisterWorkerRequest { worker_id: "rogue".into(), url: "http://127.0.0.1:9".into() };
+    assert_eq!(scheduler.register_worker(rogue).await.err().map(|e| e.code()), refused);
+    let mut contracts = ContractServiceClient::new(bare_channel(&p.contracts_url).await);
+    let tenant = pb::EnsureTenantRequest { id: "intruder".into() };
+    assert_eq!(contracts.ensure_tenant(tenant).await.err().map(|e| e.code()), refused);
+    let wrong = InternalToken::new(Some("internal-guess"));
+    let mut worker = WorkerServiceClient::new(wrong.attach(bare_channel(&w0).await));
+    assert_eq!(worker.stats(pb::WorkerStatsRequest {}).await.err().map(|e| e.code()), refused);
+
+    // Health checks stay open to probes.
+    let mut health = HealthClient::new(bare_channel(&p.scheduler_url).await);
+    let check = HealthCheckRequest { service: "reservoir.v1.SchedulerService".into() };
+    let status = health.check(check).await.expect("health answers without the token").into_inner().status;
+    assert_eq!(status, ServingStatus::Serving as i32);
+    let (records,): (i64,) = sqlx::query_as("SELECT count(*) FROM metering.usage_records").fetch_one(&pool).await.expect("count");
+    assert!(records <= 1, "the refused request was never admitted");
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

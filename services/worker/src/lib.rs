@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use reservoir_domain::ModelId;
 use reservoir_proto::v1::worker_service_server::{SERVICE_NAME, WorkerServiceServer};
-use reservoir_runtime::Shutdown;
+use reservoir_runtime::{InternalToken, Shutdown};
 use reservoir_runtime::config::WorkerConfig;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -49,15 +49,18 @@ pub struct WorkerSettings {
     pub queue_capacity: usize,
     /// Tokens one engine step carries at most (prefill chunks and decodes).
     pub step_token_budget: usize,
+    /// Required of every caller when set (see `reservoir_runtime::internal_auth`).
+    pub internal_token: InternalToken,
 }
 
 impl WorkerSettings {
-    pub fn from_config(c: &WorkerConfig) -> anyhow::Result<Self> {
+    pub fn from_config(c: &WorkerConfig, internal_token: InternalToken) -> anyhow::Result<Self> {
         Ok(WorkerSettings {
             listen: c.listen,
             model_id: c.model_id.parse()?,
             queue_capacity: c.queue_capacity,
             step_token_budget: c.step_token_budget,
+            internal_token,
         })
     }
 }
@@ -73,6 +76,7 @@ pub struct Server {
     worker: service::Worker,
     stopping: Arc<AtomicBool>,
     engine_thread: std::thread::JoinHandle<()>,
+    internal_token: InternalToken,
 }
 
 /// Starts the engine thread over `backend` and binds the service's port;
@@ -111,7 +115,7 @@ pub async fn build<B: InferenceBackend>(settings: &WorkerSettings, backend: B) -
         shutdown: Shutdown::new(),
         urgent,
     };
-    Ok(Server { listener, worker, stopping, engine_thread })
+    Ok(Server { listener, worker, stopping, engine_thread, internal_token: settings.internal_token.clone() })
 }
 
 impl Server {
@@ -120,7 +124,7 @@ impl Server {
     }
 
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
-        let Server { listener, mut worker, stopping, engine_thread } = self;
+        let Server { listener, mut worker, stopping, engine_thread, internal_token } = self;
         worker.shutdown = shutdown.clone();
         // On shutdown, running generations end with `cancelled` (the
         // scheduler resumes them elsewhere) instead of holding the server open.
@@ -132,7 +136,7 @@ impl Server {
             })
         };
         let routes = Routes::new(WorkerServiceServer::new(worker));
-        let served = reservoir_runtime::grpc::serve(listener, routes, &[SERVICE_NAME], shutdown).await;
+        let served = reservoir_runtime::grpc::serve(listener, routes, &[SERVICE_NAME], &internal_token, shutdown).await;
         watcher.abort();
         // The job sender went with the routes: the thread ends once idle.
         let joined = tokio::task::spawn_blocking(move || engine_thread.join()).await;

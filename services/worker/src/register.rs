@@ -6,20 +6,27 @@ use std::time::Duration;
 
 use reservoir_proto::v1 as pb;
 use reservoir_proto::v1::scheduler_service_client::SchedulerServiceClient;
-use reservoir_runtime::Shutdown;
+use reservoir_runtime::{InternalToken, Shutdown};
 
 const REGISTER_EVERY: Duration = Duration::from_secs(5);
 /// First retry after a failed registration (the scheduler may still be starting).
 const RETRY_FIRST: Duration = Duration::from_millis(200);
 
 /// Registers `worker_id` at `url` with the scheduler until shutdown.
-pub async fn register_with_scheduler(scheduler_url: String, worker_id: String, url: String, shutdown: Shutdown) {
+pub async fn register_with_scheduler(
+    scheduler_url: String,
+    worker_id: String,
+    url: String,
+    token: InternalToken,
+    shutdown: Shutdown,
+) {
     let mut pause = RETRY_FIRST;
     let mut registered = false;
     loop {
         let request = pb::RegisterWorkerRequest { worker_id: worker_id.clone(), url: url.clone() };
         let answer = async {
-            let mut client = SchedulerServiceClient::connect(scheduler_url.clone()).await?;
+            let channel = tonic::transport::Endpoint::from_shared(scheduler_url.clone())?.connect().await?;
+            let mut client = SchedulerServiceClient::new(token.attach(channel));
             client.register_worker(request).await.map_err(anyhow::Error::from)
         };
         match tokio::time::timeout(Duration::from_secs(2), answer).await {

@@ -82,6 +82,7 @@ async fn health_and_reflection_are_served() {
         model_id: "tiny".parse().unwrap(),
         queue_capacity: 4,
         step_token_budget: 64,
+        internal_token: Default::default(),
     };
     let server = reservoir_worker::build(&settings, backend(&model(), 16, 64)).await.unwrap();
     let port = server.port();
@@ -377,6 +378,7 @@ async fn shutdown_cancels_running_generations() {
         model_id: "tiny".parse().unwrap(),
         queue_capacity: 4,
         step_token_budget: 64,
+        internal_token: Default::default(),
     };
     let server = reservoir_worker::build(&settings, backend).await.unwrap();
     let port = server.port();

@@ -14,7 +14,7 @@ use reservoir_sched::Weights;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use tonic::Status;
-use tonic::transport::Channel;
+use reservoir_runtime::InternalChannel;
 use uuid::Uuid;
 
 /// How long a looked-up contract or model is used without asking again.
@@ -123,7 +123,7 @@ impl<T: Clone> Cache<T> {
 }
 
 pub struct Directory {
-    client: ContractServiceClient<Channel>,
+    client: ContractServiceClient<InternalChannel>,
     contracts: Arc<Cache<Vec<ActiveContract>>>,
     weights: Arc<Cache<Weights>>,
 }
@@ -135,7 +135,7 @@ fn milli(weight: &str) -> Result<u64, Status> {
 }
 
 impl Directory {
-    pub fn new(channel: Channel) -> Self {
+    pub fn new(channel: InternalChannel) -> Self {
         Directory { client: ContractServiceClient::new(channel), contracts: Cache::new(), weights: Cache::new() }
     }
 

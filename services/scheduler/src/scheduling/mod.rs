@@ -25,7 +25,7 @@ use reservoir_sched::routing::{self, WorkerView};
 use reservoir_sched::{Micros, Weights};
 use tokio::sync::{Mutex, Notify, mpsc};
 use tonic::Status;
-use tonic::transport::Channel;
+use reservoir_runtime::{InternalChannel, InternalToken};
 use uuid::Uuid;
 
 use crate::metering::recorder::UsageSink;
@@ -56,6 +56,8 @@ pub struct SchedulingConfig {
     /// Baseline for benchmarks: one first-come-first-served queue and
     /// class-blind workers (classes are still recorded for metering).
     pub fcfs: bool,
+    /// Sent with every call to a worker.
+    pub internal_token: InternalToken,
 }
 
 /// A request waiting for a worker.
@@ -74,7 +76,7 @@ pub struct Pending {
 
 struct WorkerSlot {
     endpoint: WorkerEndpoint,
-    client: WorkerServiceClient<Channel>,
+    client: WorkerServiceClient<InternalChannel>,
     in_flight: usize,
     /// Its stats stream is alive (see `workers::watch`).
     healthy: bool,
@@ -83,11 +85,12 @@ struct WorkerSlot {
 }
 
 impl WorkerSlot {
-    fn new(endpoint: WorkerEndpoint) -> anyhow::Result<Self> {
+    fn new(endpoint: WorkerEndpoint, token: &InternalToken) -> anyhow::Result<Self> {
         let channel = tonic::transport::Endpoint::from_shared(endpoint.url.clone())?
             .connect_timeout(Duration::from_secs(2))
             .connect_lazy();
-        Ok(WorkerSlot { endpoint, client: WorkerServiceClient::new(channel), in_flight: 0, healthy: true, free_kv_blocks: 0 })
+        let client = WorkerServiceClient::new(token.attach(channel));
+        Ok(WorkerSlot { endpoint, client, in_flight: 0, healthy: true, free_kv_blocks: 0 })
     }
 }
 
@@ -119,6 +122,8 @@ pub struct Shared {
     pub usage: UsageSink,
     pub per_worker_in_flight: usize,
     pub fcfs: bool,
+    /// Sent with every call to a worker, those that register later included.
+    pub internal_token: InternalToken,
     pub metrics: metrics::Metrics,
     /// Ends the per-worker stats watchers, including those of workers that
     /// register later.
@@ -135,7 +140,8 @@ impl Shared {
         usage: UsageSink,
         shutdown: Shutdown,
     ) -> anyhow::Result<Arc<Self>> {
-        let workers = config.workers.iter().map(|e| WorkerSlot::new(e.clone())).collect::<anyhow::Result<_>>()?;
+        let workers =
+            config.workers.iter().map(|e| WorkerSlot::new(e.clone(), &config.internal_token)).collect::<anyhow::Result<_>>()?;
         let shared = Arc::new(Shared {
             core: Mutex::new(Core {
                 queues: ClassQueues::new(config.queue_limits),
@@ -150,6 +156,7 @@ impl Shared {
             usage,
             per_worker_in_flight: config.per_worker_in_flight.max(1),
             fcfs: config.fcfs,
+            internal_token: config.internal_token.clone(),
             metrics: metrics::Metrics::new()?,
             shutdown,
             epoch: Instant::now(),

@@ -165,7 +165,7 @@ pub async fn run(shared: Arc<Shared>, pending: Pending, first_worker: usize) {
 }
 
 async fn stream_once(
-    client: &mut reservoir_proto::v1::worker_service_client::WorkerServiceClient<tonic::transport::Channel>,
+    client: &mut reservoir_proto::v1::worker_service_client::WorkerServiceClient<reservoir_runtime::InternalChannel>,
     request: pb::GenerateRequest,
     pending: &Pending,
     sent: &mut Vec<u32>,
@@ -211,7 +211,7 @@ async fn another_worker(
     shared: &Shared,
     class: PriorityClass,
     lost: Option<usize>,
-) -> Option<(usize, String, reservoir_proto::v1::worker_service_client::WorkerServiceClient<tonic::transport::Channel>)> {
+) -> Option<(usize, String, reservoir_proto::v1::worker_service_client::WorkerServiceClient<reservoir_runtime::InternalChannel>)> {
     let deadline = Instant::now() + FAILOVER_WAIT;
     while Instant::now() < deadline {
         {

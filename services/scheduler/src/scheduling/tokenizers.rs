@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use reservoir_engine::{ChatMessage, PreTokenizer, Tokenizer, TokenizerParts};
 use reservoir_proto::v1 as pb;
 use reservoir_proto::v1::worker_service_client::WorkerServiceClient;
-use tonic::transport::Channel;
+use reservoir_runtime::InternalChannel;
 
 /// Characters per token assumed while a model's tokenizer is unknown.
 const CHARS_PER_TOKEN_ESTIMATE: u64 = 4;
@@ -69,7 +69,7 @@ impl Tokenizers {
     }
 
     /// Asks a worker of `model` for its tokenizer and keeps it.
-    pub async fn learn_from(&self, client: &mut WorkerServiceClient<Channel>, model: &str) -> anyhow::Result<()> {
+    pub async fn learn_from(&self, client: &mut WorkerServiceClient<InternalChannel>, model: &str) -> anyhow::Result<()> {
         let learned = self.fetch(client, model).await;
         if let Ok(mut fetching) = self.fetching.lock() {
             fetching.remove(model);
@@ -77,7 +77,7 @@ impl Tokenizers {
         learned
     }
 
-    async fn fetch(&self, client: &mut WorkerServiceClient<Channel>, model: &str) -> anyhow::Result<()> {
+    async fn fetch(&self, client: &mut WorkerServiceClient<InternalChannel>, model: &str) -> anyhow::Result<()> {
         let spec = client.get_tokenizer(pb::GetTokenizerRequest {}).await?.into_inner();
         anyhow::ensure!(spec.model_id == model, "the worker serves {:?}, not {model:?}", spec.model_id);
         let tokenizer = tokio::task::spawn_blocking(move || rebuild(spec)).await??;

@@ -26,14 +26,14 @@ pub async fn register(shared: &Arc<Shared>, endpoint: WorkerEndpoint) -> anyhow:
     if let Some(slot) = core.workers.iter_mut().find(|w| w.endpoint.id == endpoint.id) {
         if slot.endpoint.url != endpoint.url {
             tracing::info!(worker = %endpoint.id, url = %endpoint.url, "worker moved");
-            let fresh = WorkerSlot::new(endpoint)?;
+            let fresh = WorkerSlot::new(endpoint, &shared.internal_token)?;
             slot.endpoint = fresh.endpoint;
             slot.client = fresh.client;
         }
         return Ok(true);
     }
     tracing::info!(worker = %endpoint.id, url = %endpoint.url, "worker registered");
-    core.workers.push(WorkerSlot::new(endpoint)?);
+    core.workers.push(WorkerSlot::new(endpoint, &shared.internal_token)?);
     let index = core.workers.len() - 1;
     drop(core);
     tokio::spawn(watch(shared.clone(), index));

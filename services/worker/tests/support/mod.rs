@@ -49,6 +49,7 @@ pub async fn start(backend: impl InferenceBackend, queue_capacity: usize, step_t
         model_id: "tiny".parse().unwrap(),
         queue_capacity,
         step_token_budget,
+        internal_token: Default::default(),
     };
     let server = reservoir_worker::build(&settings, backend).await.unwrap();
     let port = server.port();
