@@ -77,7 +77,8 @@ impl Platform {
     /// A channel to one of the platform's internal services (`url`) that
     /// carries the internal token.
     pub async fn internal_channel(&self, url: &str) -> reservoir_runtime::InternalChannel {
-        let channel = tonic::transport::Endpoint::from_shared(url.to_owned()).expect("url").connect().await.expect("connect");
+        let channel =
+            tonic::transport::Endpoint::from_shared(url.to_owned()).expect("url").connect().await.expect("connect");
         internal_token().attach(channel)
     }
 
@@ -106,22 +107,21 @@ impl Platform {
             let url = start_tiny_worker(&shutdown).await;
             workers.push(reservoir_scheduler::WorkerEndpoint { id: format!("worker-{i}"), url });
         }
-        let scheduler =
-            reservoir_scheduler::build(
-                &reservoir_scheduler::SchedulerSettings {
-                    listen: loopback,
-                    metrics_listen: loopback,
-                    contracts_url: contracts_url.clone(),
-                    workers,
-                    per_worker_in_flight: 16,
-                    queue_limits: Default::default(),
-                    fcfs: false,
-                    internal_token: internal_token(),
-                },
-                pool.clone(),
-            )
-            .await
-            .expect("scheduler");
+        let scheduler = reservoir_scheduler::build(
+            &reservoir_scheduler::SchedulerSettings {
+                listen: loopback,
+                metrics_listen: loopback,
+                contracts_url: contracts_url.clone(),
+                workers,
+                per_worker_in_flight: 16,
+                queue_limits: Default::default(),
+                fcfs: false,
+                internal_token: internal_token(),
+            },
+            pool.clone(),
+        )
+        .await
+        .expect("scheduler");
         let scheduler_url = format!("http://127.0.0.1:{}", scheduler.port());
         let gateway = reservoir_gateway::build(&reservoir_gateway::GatewaySettings {
             listen: loopback,

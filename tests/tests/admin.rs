@@ -10,24 +10,40 @@ use sqlx::PgPool;
 async fn tenants_and_models_are_managed_idempotently(pool: PgPool) {
     let p = Platform::start(pool).await;
     let admin = p.admin_token();
-    let (status, tenant) = p.call(Method::POST, "/admin/tenants", &admin, Some(json!({"id": "euro-co", "currency": "EUR"}))).await;
+    let (status, tenant) =
+        p.call(Method::POST, "/admin/tenants", &admin, Some(json!({"id": "euro-co", "currency": "EUR"}))).await;
     assert_eq!(status, 201, "{tenant}");
     assert_eq!(tenant["currency"], "EUR");
-    let (status, _) = p.call(Method::POST, "/admin/tenants", &admin, Some(json!({"id": "euro-co", "currency": "EUR"}))).await;
+    let (status, _) =
+        p.call(Method::POST, "/admin/tenants", &admin, Some(json!({"id": "euro-co", "currency": "EUR"}))).await;
     assert_eq!(status, 201, "the same tenant again is the first answer");
-    let (status, body) = p.call(Method::POST, "/admin/tenants", &admin, Some(json!({"id": "euro-co", "currency": "USD"}))).await;
+    let (status, body) =
+        p.call(Method::POST, "/admin/tenants", &admin, Some(json!({"id": "euro-co", "currency": "USD"}))).await;
     assert_eq!((status, error_code(&body)), (409, "conflict"));
-    let (status, body) = p.call(Method::POST, "/admin/tenants", &admin, Some(json!({"id": "x", "currency": "euro"}))).await;
+    let (status, body) =
+        p.call(Method::POST, "/admin/tenants", &admin, Some(json!({"id": "x", "currency": "euro"}))).await;
     assert_eq!((status, error_code(&body)), (422, "invalid_request"));
 
-    let (status, model) = p.call(Method::POST, "/admin/models", &admin, Some(json!({"id": "llama-8b", "capacity": 2000, "headroom": "0.25"}))).await;
+    let (status, model) = p
+        .call(
+            Method::POST,
+            "/admin/models",
+            &admin,
+            Some(json!({"id": "llama-8b", "capacity": 2000, "headroom": "0.25"})),
+        )
+        .await;
     assert_eq!(status, 201, "{model}");
     assert_eq!((model["sellable"].as_u64(), model["prompt_weight"].as_str()), (Some(1500), Some("0.25")));
-    let (status, body) = p.call(Method::POST, "/admin/models", &admin, Some(json!({"id": "llama-8b", "capacity": 10}))).await;
+    let (status, body) =
+        p.call(Method::POST, "/admin/models", &admin, Some(json!({"id": "llama-8b", "capacity": 10}))).await;
     assert_eq!((status, error_code(&body)), (409, "conflict"));
-    let (status, body) = p.call(Method::POST, "/admin/models", &admin, Some(json!({"id": "m2", "capacity": 10, "headroom": "1.5"}))).await;
+    let (status, body) = p
+        .call(Method::POST, "/admin/models", &admin, Some(json!({"id": "m2", "capacity": 10, "headroom": "1.5"})))
+        .await;
     assert_eq!((status, error_code(&body)), (422, "invalid_request"));
-    let (status, body) = p.call(Method::POST, "/admin/models", &admin, Some(json!({"id": "m2", "capacity": 10, "headroom": "lots"}))).await;
+    let (status, body) = p
+        .call(Method::POST, "/admin/models", &admin, Some(json!({"id": "m2", "capacity": 10, "headroom": "lots"})))
+        .await;
     assert_eq!((status, error_code(&body)), (422, "invalid_request"));
     let (_, models) = p.call(Method::GET, "/admin/models", &admin, None).await;
     let ids: Vec<_> = models["models"].as_array().expect("models").iter().map(|m| m["id"].clone()).collect();
@@ -40,21 +56,29 @@ async fn capacity_cannot_drop_below_what_is_sold(pool: PgPool) {
     let admin = p.admin_token();
     let token = p.tenant_token("acme");
     let (_, sold) = p
-        .call(Method::POST, "/v1/reservations", &token, Some(json!({"model": MODEL, "rate": 600, "tier": "standard", "term": "month"})))
+        .call(
+            Method::POST,
+            "/v1/reservations",
+            &token,
+            Some(json!({"model": MODEL, "rate": 600, "tier": "standard", "term": "month"})),
+        )
         .await;
     let id = sold["id"].as_str().expect("id");
     // 600 sold; capacity 600 with 10% headroom sells only 540.
-    let (status, refused) = p.call(Method::PATCH, &format!("/admin/models/{MODEL}"), &admin, Some(json!({"capacity": 600}))).await;
+    let (status, refused) =
+        p.call(Method::PATCH, &format!("/admin/models/{MODEL}"), &admin, Some(json!({"capacity": 600}))).await;
     assert_eq!((status, error_code(&refused)), (409, "conflict"), "{refused}");
     assert_eq!(refused["error"]["details"]["reservations"], json!([id]));
     assert!(refused["error"]["message"].as_str().unwrap_or("").contains(id));
     let (_, unchanged) = p.call(Method::GET, "/admin/models", &admin, None).await;
     assert_eq!(unchanged["models"][0]["capacity"], 1000, "nothing changed");
 
-    let (status, lowered) = p.call(Method::PATCH, &format!("/admin/models/{MODEL}"), &admin, Some(json!({"capacity": 700}))).await;
+    let (status, lowered) =
+        p.call(Method::PATCH, &format!("/admin/models/{MODEL}"), &admin, Some(json!({"capacity": 700}))).await;
     assert_eq!(status, 200, "{lowered}");
     assert_eq!(lowered["sellable"], 630);
-    let (status, raised) = p.call(Method::PATCH, &format!("/admin/models/{MODEL}"), &admin, Some(json!({"headroom": "0"}))).await;
+    let (status, raised) =
+        p.call(Method::PATCH, &format!("/admin/models/{MODEL}"), &admin, Some(json!({"headroom": "0"}))).await;
     assert_eq!((status, raised["sellable"].as_u64()), (200, Some(700)));
     let (status, body) = p.call(Method::PATCH, "/admin/models/no-such", &admin, Some(json!({"capacity": 1}))).await;
     assert_eq!((status, error_code(&body)), (404, "not_found"));

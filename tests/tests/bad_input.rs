@@ -36,20 +36,52 @@ async fn malformed_and_invalid_bodies_get_typed_errors(pool: PgPool) {
         (r#"{"model": "m", "rate": "ten", "tier": "standard", "term": "hourly"}"#, 422, "invalid_request"),
         (r#"{"model": "m", "rate": -1, "tier": "standard", "term": "hourly"}"#, 422, "invalid_request"),
         (r#"{"model": "m", "rate": 1e40, "tier": "standard", "term": "hourly"}"#, 422, "invalid_request"),
-        (r#"{"model": "m", "rate": 99999999999999999999999, "tier": "standard", "term": "hourly"}"#, 422, "invalid_request"),
+        (
+            r#"{"model": "m", "rate": 99999999999999999999999, "tier": "standard", "term": "hourly"}"#,
+            422,
+            "invalid_request",
+        ),
         (r#"{"model": "m", "rate": 1.5, "tier": "standard", "term": "hourly"}"#, 422, "invalid_request"),
         (r#"{"model": "m", "rate": 0, "tier": "standard", "term": "hourly"}"#, 422, "invalid_request"),
-        (r#"{"model": "smollm2-135m-instruct", "rate": 4294967295, "tier": "standard", "term": "hourly"}"#, 422, "invalid_request"),
+        (
+            r#"{"model": "smollm2-135m-instruct", "rate": 4294967295, "tier": "standard", "term": "hourly"}"#,
+            422,
+            "invalid_request",
+        ),
         (r#"{"model": "m", "rate": 1, "tier": "gold", "term": "hourly"}"#, 422, "invalid_request"),
         (r#"{"model": "m", "rate": 1, "tier": "standard", "term": "forever"}"#, 422, "invalid_request"),
-        (r#"{"model": "m", "rate": 1, "tier": "standard", "term": "hourly", "starts_at": "yesterday"}"#, 422, "invalid_request"),
-        (r#"{"model": "m", "rate": 1, "tier": "standard", "term": "hourly", "starts_at": "2027-13-45T00:00:00Z"}"#, 422, "invalid_request"),
-        (r#"{"model": "smollm2-135m-instruct", "rate": 1, "tier": "standard", "term": "hourly", "starts_at": "1999-01-01T00:00:00Z"}"#, 422, "invalid_request"),
-        (r#"{"model": "smollm2-135m-instruct", "rate": 1, "tier": "standard", "term": "hourly", "starts_at": "2027-01-01T00:00:00Z", "ends_at": "2026-12-01T00:00:00Z"}"#, 422, "invalid_request"),
-        (r#"{"model": "smollm2-135m-instruct", "rate": 1, "tier": "standard", "term": "month", "starts_at": "2027-01-01T00:00:00Z", "ends_at": "2027-01-15T00:00:00Z"}"#, 422, "invalid_request"),
+        (
+            r#"{"model": "m", "rate": 1, "tier": "standard", "term": "hourly", "starts_at": "yesterday"}"#,
+            422,
+            "invalid_request",
+        ),
+        (
+            r#"{"model": "m", "rate": 1, "tier": "standard", "term": "hourly", "starts_at": "2027-13-45T00:00:00Z"}"#,
+            422,
+            "invalid_request",
+        ),
+        (
+            r#"{"model": "smollm2-135m-instruct", "rate": 1, "tier": "standard", "term": "hourly", "starts_at": "1999-01-01T00:00:00Z"}"#,
+            422,
+            "invalid_request",
+        ),
+        (
+            r#"{"model": "smollm2-135m-instruct", "rate": 1, "tier": "standard", "term": "hourly", "starts_at": "2027-01-01T00:00:00Z", "ends_at": "2026-12-01T00:00:00Z"}"#,
+            422,
+            "invalid_request",
+        ),
+        (
+            r#"{"model": "smollm2-135m-instruct", "rate": 1, "tier": "standard", "term": "month", "starts_at": "2027-01-01T00:00:00Z", "ends_at": "2027-01-15T00:00:00Z"}"#,
+            422,
+            "invalid_request",
+        ),
         (r#"{"model": "bad\u0000model", "rate": 1, "tier": "standard", "term": "hourly"}"#, 422, "invalid_request"),
         (r#"{"model": "no-such-model", "rate": 1, "tier": "standard", "term": "hourly"}"#, 404, "not_found"),
-        (r#"{"model": "smollm2-135m-instruct", "rate": 1, "tier": "standard", "term": "hourly", "colour": "red"}"#, 422, "invalid_request"),
+        (
+            r#"{"model": "smollm2-135m-instruct", "rate": 1, "tier": "standard", "term": "hourly", "colour": "red"}"#,
+            422,
+            "invalid_request",
+        ),
         (r#"{"rate": 1, "tier": "standard", "term": "hourly"}"#, 422, "invalid_request"),
     ];
     for path in ["/v1/reservations", "/v1/reservations/quote"] {
@@ -58,7 +90,8 @@ async fn malformed_and_invalid_bodies_get_typed_errors(pool: PgPool) {
             assert_eq!((got, error_code(&answer)), (*status, *code), "{path} {body}: {answer}");
         }
     }
-    let (rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM contracts.reservations").fetch_one(&pool).await.expect("count");
+    let (rows,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM contracts.reservations").fetch_one(&pool).await.expect("count");
     assert_eq!(rows, 0, "nothing was written");
 }
 
@@ -68,7 +101,15 @@ async fn odd_requests_get_json_errors(pool: PgPool) {
     let token = p.tenant_token("acme");
 
     let huge = format!(r#"{{"model": "{}", "rate": 1, "tier": "standard", "term": "hourly"}}"#, "x".repeat(10_000));
-    let response = p.http.post(p.url("/v1/reservations")).bearer_auth(&token).header("content-type", "application/json").body(huge).send().await.expect("sent");
+    let response = p
+        .http
+        .post(p.url("/v1/reservations"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(response.status().as_u16(), 413);
     assert_eq!(error_code(&response.json().await.expect("json")), "payload_too_large");
 
@@ -77,7 +118,8 @@ async fn odd_requests_get_json_errors(pool: PgPool) {
 
     let (status, body) = p.call(Method::GET, "/v1/reservations/not-a-uuid", &token, None).await;
     assert_eq!((status, error_code(&body)), (404, "not_found"));
-    let (status, body) = p.call(Method::GET, "/v1/reservations/00000000-0000-0000-0000-000000000000", &token, None).await;
+    let (status, body) =
+        p.call(Method::GET, "/v1/reservations/00000000-0000-0000-0000-000000000000", &token, None).await;
     assert_eq!((status, error_code(&body)), (404, "not_found"));
     let (status, body) = p.call(Method::GET, "/v1/no-such-thing", &token, None).await;
     assert_eq!((status, error_code(&body)), (404, "not_found"));
@@ -87,16 +129,51 @@ async fn odd_requests_get_json_errors(pool: PgPool) {
     assert_eq!((status, error_code(&body)), (422, "invalid_request"));
     let (status, body) = p.call(Method::GET, "/v1/reservations?status=bogus", &token, None).await;
     assert_eq!((status, error_code(&body)), (422, "invalid_request"));
-    let (status, body) = p.call(Method::GET, "/v1/capacity?model=smollm2-135m-instruct&from=2027-01-02T00:00:00Z&to=2027-01-01T00:00:00Z", &token, None).await;
+    let (status, body) = p
+        .call(
+            Method::GET,
+            "/v1/capacity?model=smollm2-135m-instruct&from=2027-01-02T00:00:00Z&to=2027-01-01T00:00:00Z",
+            &token,
+            None,
+        )
+        .await;
     assert_eq!((status, error_code(&body)), (422, "invalid_request"));
-    let (status, body) = p.call(Method::GET, "/v1/capacity?model=smollm2-135m-instruct&from=2027-01-01T00:00:00Z&to=2099-01-01T00:00:00Z", &token, None).await;
+    let (status, body) = p
+        .call(
+            Method::GET,
+            "/v1/capacity?model=smollm2-135m-instruct&from=2027-01-01T00:00:00Z&to=2099-01-01T00:00:00Z",
+            &token,
+            None,
+        )
+        .await;
     assert_eq!((status, error_code(&body)), (422, "invalid_request"));
 
-    let (_, created) = p.call(Method::POST, "/v1/reservations", &token, Some(json!({"model": MODEL, "rate": 1, "tier": "standard", "term": "hourly"}))).await;
+    let (_, created) = p
+        .call(
+            Method::POST,
+            "/v1/reservations",
+            &token,
+            Some(json!({"model": MODEL, "rate": 1, "tier": "standard", "term": "hourly"})),
+        )
+        .await;
     let id = created["id"].as_str().expect("id");
-    let response = p.http.post(p.url(&format!("/v1/reservations/{id}/cancel"))).bearer_auth(&token).body(r#"{"reason": "nul \u0000 byte"}"#).send().await.expect("sent");
+    let response = p
+        .http
+        .post(p.url(&format!("/v1/reservations/{id}/cancel")))
+        .bearer_auth(&token)
+        .body(r#"{"reason": "nul \u0000 byte"}"#)
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(response.status().as_u16(), 422, "a NUL byte in the reason");
-    let response = p.http.post(p.url(&format!("/v1/reservations/{id}/cancel"))).bearer_auth(&token).body("{oops").send().await.expect("sent");
+    let response = p
+        .http
+        .post(p.url(&format!("/v1/reservations/{id}/cancel")))
+        .bearer_auth(&token)
+        .body("{oops")
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(response.status().as_u16(), 400);
 }
 
@@ -108,13 +185,21 @@ fn any_json() -> impl Strategy<Value = Value> {
         any::<i64>().prop_map(|n| json!(n)),
         any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
         ".{0,40}".prop_map(Value::String),
-        prop_oneof![Just("standard"), Just("hourly"), Just("month"), Just(MODEL), Just("2027-01-01T00:00:00Z"), Just("\u{0}")]
-            .prop_map(|s| Value::String(s.into())),
+        prop_oneof![
+            Just("standard"),
+            Just("hourly"),
+            Just("month"),
+            Just(MODEL),
+            Just("2027-01-01T00:00:00Z"),
+            Just("\u{0}")
+        ]
+        .prop_map(|s| Value::String(s.into())),
     ];
     leaf.prop_recursive(2, 16, 6, |inner| {
         prop_oneof![
             proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            proptest::collection::btree_map(".{0,12}", inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect())),
+            proptest::collection::btree_map(".{0,12}", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
 }
@@ -124,7 +209,14 @@ fn reservation_like() -> impl Strategy<Value = Value> {
     (any_json(), any_json(), any_json(), any_json(), any_json(), any_json(), 0usize..7).prop_map(
         |(model, rate, tier, term, starts, ends, keep)| {
             let mut body = json!({"model": MODEL, "rate": 1, "tier": "standard", "term": "hourly"});
-            let fields = [("model", model), ("rate", rate), ("tier", tier), ("term", term), ("starts_at", starts), ("ends_at", ends)];
+            let fields = [
+                ("model", model),
+                ("rate", rate),
+                ("tier", tier),
+                ("term", term),
+                ("starts_at", starts),
+                ("ends_at", ends),
+            ];
             for (i, (name, value)) in fields.into_iter().enumerate() {
                 if i != keep {
                     body[name] = value;

@@ -24,7 +24,15 @@ async fn racing_buyers_fill_the_last_slice_exactly(pool: PgPool) {
     let racers = (0..RACERS).map(|i| {
         let token = p.tenant_token(&format!("racer-{i}"));
         let p = &p;
-        async move { p.call(Method::POST, "/v1/reservations", &token, Some(json!({"model": MODEL, "rate": RATE, "tier": "standard", "term": "hourly"}))).await }
+        async move {
+            p.call(
+                Method::POST,
+                "/v1/reservations",
+                &token,
+                Some(json!({"model": MODEL, "rate": RATE, "tier": "standard", "term": "hourly"})),
+            )
+            .await
+        }
     });
     let answers = join_all(racers).await;
 
@@ -36,7 +44,10 @@ async fn racing_buyers_fill_the_last_slice_exactly(pool: PgPool) {
         assert_eq!(error_code(body), "conflict");
         let message = body["error"]["message"].as_str().unwrap_or("");
         assert!(message.contains("weighted tokens/s") && message.contains("free"), "{message}");
-        assert!(body["error"]["details"]["available_tokens_per_s"].as_u64().is_some_and(|a| a < u64::from(RATE)), "{body}");
+        assert!(
+            body["error"]["details"]["available_tokens_per_s"].as_u64().is_some_and(|a| a < u64::from(RATE)),
+            "{body}"
+        );
     }
 
     // The database agrees: what is sold now is exactly what can be sold.

@@ -38,15 +38,22 @@ async fn chat_completions_answer_in_openais_shape(pool: PgPool) {
     let text = answer["choices"][0]["message"]["content"].as_str().expect("content").to_owned();
 
     // Streamed: the same text in chunks, the usage chunk, then [DONE].
-    let streamed = post(&p, "/v1/chat/completions", &token, json!({
+    let streamed = post(
+        &p,
+        "/v1/chat/completions",
+        &token,
+        json!({
         "model": MODEL, "messages": [{"role": "user", "content": "hello"}], "max_tokens": 8, "temperature": 0,
-        "stream": true, "stream_options": {"include_usage": true}})).await;
+        "stream": true, "stream_options": {"include_usage": true}}),
+    )
+    .await;
     assert_eq!(streamed.status().as_u16(), 200);
     assert!(streamed.headers()["content-type"].to_str().unwrap_or("").starts_with("text/event-stream"));
     let sse = streamed.text().await.expect("body");
     let data: Vec<&str> = sse.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
     assert_eq!(data.last(), Some(&"[DONE]"), "{sse}");
-    let chunks: Vec<Value> = data[..data.len() - 1].iter().map(|d| serde_json::from_str(d).expect("chunk json")).collect();
+    let chunks: Vec<Value> =
+        data[..data.len() - 1].iter().map(|d| serde_json::from_str(d).expect("chunk json")).collect();
     let joined: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
     assert_eq!(joined, text, "streamed and whole answers agree (greedy)");
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
@@ -54,17 +61,22 @@ async fn chat_completions_answer_in_openais_shape(pool: PgPool) {
     assert_eq!(usage["choices"], json!([]));
     assert_eq!(usage["usage"]["completion_tokens"], 8);
 
-    let completion = post(&p, "/v1/completions", &token, json!({"model": MODEL, "prompt": "abc", "max_tokens": 4})).await;
+    let completion =
+        post(&p, "/v1/completions", &token, json!({"model": MODEL, "prompt": "abc", "max_tokens": 4})).await;
     assert_eq!(completion.status().as_u16(), 200);
     let completion: Value = completion.json().await.expect("json");
     assert_eq!(completion["object"], "text_completion");
     assert!(completion["choices"][0]["text"].is_string());
 
-    let models: Value = p.http.get(p.url("/v1/models")).bearer_auth(&token).send().await.expect("sent").json().await.expect("json");
+    let models: Value =
+        p.http.get(p.url("/v1/models")).bearer_auth(&token).send().await.expect("sent").json().await.expect("json");
     assert_eq!(models["data"][0]["id"], MODEL);
 
     let metrics = p.http.get(p.url("/metrics")).send().await.expect("sent").text().await.expect("text");
-    assert!(metrics.contains(r#"reservoir_gateway_requests_total{route="/v1/chat/completions",status="200"} 2"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"reservoir_gateway_requests_total{route="/v1/chat/completions",status="200"} 2"#),
+        "{metrics}"
+    );
     assert!(metrics.contains(r#"reservoir_gateway_inference_requests_total{class="spot"} 3"#), "{metrics}");
 }
 
@@ -94,12 +106,32 @@ async fn bad_requests_get_openai_style_errors(pool: PgPool) {
             assert_eq!(got_code, code, "{answer}");
         }
     }
-    let malformed = p.http.post(p.url("/v1/chat/completions")).bearer_auth(&token).header("content-type", "application/json").body("{").send().await.expect("sent");
+    let malformed = p
+        .http
+        .post(p.url("/v1/chat/completions"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(malformed.status().as_u16(), 400);
     let huge = "x".repeat(300 * 1024);
-    let oversized = post(&p, "/v1/chat/completions", &token, json!({"model": MODEL, "messages": [{"role": "user", "content": huge}]})).await;
+    let oversized = post(
+        &p,
+        "/v1/chat/completions",
+        &token,
+        json!({"model": MODEL, "messages": [{"role": "user", "content": huge}]}),
+    )
+    .await;
     assert_eq!(oversized.status().as_u16(), 413);
-    let no_key = p.http.post(p.url("/v1/chat/completions")).json(&json!({"model": MODEL, "messages": user})).send().await.expect("sent");
+    let no_key = p
+        .http
+        .post(p.url("/v1/chat/completions"))
+        .json(&json!({"model": MODEL, "messages": user}))
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(no_key.status().as_u16(), 401);
     let answer: Value = no_key.json().await.expect("json");
     assert_eq!(openai_error(&answer), ("authentication_error", "invalid_api_key"));

@@ -27,7 +27,8 @@ async fn health_and_readiness(pool: PgPool) {
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn grpc_health_and_reflection_answer(pool: PgPool) {
     let p = Platform::start(pool).await;
-    let channel = tonic::transport::Endpoint::from_shared(p.contracts.clone()).expect("url").connect().await.expect("connect");
+    let channel =
+        tonic::transport::Endpoint::from_shared(p.contracts.clone()).expect("url").connect().await.expect("connect");
     let status = HealthClient::new(channel.clone())
         .check(HealthCheckRequest { service: "reservoir.v1.ContractService".into() })
         .await
@@ -36,18 +37,23 @@ async fn grpc_health_and_reflection_answer(pool: PgPool) {
         .status;
     assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
 
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
-    let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
     let mut stream = ServerReflectionClient::new(channel)
         .server_reflection_info(futures_util::stream::iter([request]))
         .await
         .expect("reflection")
         .into_inner();
     let reply = stream.message().await.expect("message").expect("one reply");
-    let Some(MessageResponse::ListServicesResponse(list)) = reply.message_response else { panic!("not a service list") };
+    let Some(MessageResponse::ListServicesResponse(list)) = reply.message_response else {
+        panic!("not a service list")
+    };
     let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
     assert!(names.contains(&"reservoir.v1.ContractService"), "{names:?}");
     assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
@@ -60,7 +66,8 @@ async fn the_api_explorer_and_document_are_served(pool: PgPool) {
     assert_eq!(docs.status().as_u16(), 200);
     let page = docs.text().await.expect("text");
     assert!(page.contains("swagger-ui"), "the explorer page is served from the binary");
-    let document: serde_json::Value = p.http.get(p.url("/openapi.json")).send().await.expect("sent").json().await.expect("json");
+    let document: serde_json::Value =
+        p.http.get(p.url("/openapi.json")).send().await.expect("sent").json().await.expect("json");
     assert_eq!(document["openapi"], "3.1.0");
     assert!(document["paths"]["/v1/reservations"]["post"].is_object());
 }

@@ -22,8 +22,10 @@ async fn quote_shows_its_breakdown_and_is_reproducible(pool: PgPool) {
     assert_eq!(quote["base_price_per_hour"], "1.45");
     assert_eq!(quote["tier_multiplier"], "1.5");
     assert_eq!(quote["term_discount"], "0.20");
-    assert_eq!(quote["price_per_hour"].as_str().and_then(|s| s.parse::<rust_decimal::Decimal>().ok()),
-        Some(rust_decimal_macros::dec!(1.74)));
+    assert_eq!(
+        quote["price_per_hour"].as_str().and_then(|s| s.parse::<rust_decimal::Decimal>().ok()),
+        Some(rust_decimal_macros::dec!(1.74))
+    );
     assert_eq!(quote["catalog_version"], 1);
     assert_eq!(quote["ends_at"], "2027-04-01T00:00:00Z");
     // March has 744 hours: 1.74 x 744 = 1294.56.
@@ -39,7 +41,8 @@ async fn reserve_read_list_and_retry_with_the_same_key(pool: PgPool) {
     let p = Platform::start(pool.clone()).await;
     let token = p.tenant_token("acme");
     let send = |key: &'static str, body: serde_json::Value| {
-        let request = p.http.post(p.url("/v1/reservations")).bearer_auth(&token).header("Idempotency-Key", key).json(&body);
+        let request =
+            p.http.post(p.url("/v1/reservations")).bearer_auth(&token).header("Idempotency-Key", key).json(&body);
         async move {
             let response = request.send().await.expect("sent");
             (response.status().as_u16(), response.json::<serde_json::Value>().await.expect("json"))
@@ -59,7 +62,8 @@ async fn reserve_read_list_and_retry_with_the_same_key(pool: PgPool) {
     let (status, conflict) = send("k-1", hourly(41)).await;
     assert_eq!(status, 409, "{conflict}");
     assert!(conflict["error"]["message"].as_str().unwrap_or("").contains("Idempotency-Key"));
-    let (rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM contracts.reservations").fetch_one(&pool).await.expect("count");
+    let (rows,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM contracts.reservations").fetch_one(&pool).await.expect("count");
     assert_eq!(rows, 1, "retries and conflicts write nothing");
 
     let id = first["id"].as_str().expect("id");
@@ -79,7 +83,9 @@ async fn tenants_see_only_their_own_reservations(pool: PgPool) {
     let b = p.tenant_token("tenant-b");
     let (_, reservation) = p.call(Method::POST, "/v1/reservations", &a, Some(hourly(10))).await;
     let id = reservation["id"].as_str().expect("id");
-    for (method, path) in [(Method::GET, format!("/v1/reservations/{id}")), (Method::POST, format!("/v1/reservations/{id}/cancel"))] {
+    for (method, path) in
+        [(Method::GET, format!("/v1/reservations/{id}")), (Method::POST, format!("/v1/reservations/{id}/cancel"))]
+    {
         let (status, body) = p.call(method, &path, &b, None).await;
         assert_eq!(status, 404, "{path}: {body}");
         assert_eq!(error_code(&body), "not_found");
@@ -116,7 +122,12 @@ async fn cancelling_follows_the_term_rules(pool: PgPool) {
         p.call(Method::POST, &format!("/admin/reservations/{id}/cancel"), &admin, Some(json!({"reason": " "}))).await;
     assert_eq!((status, error_code(&no_reason)), (422, "invalid_request"));
     let (status, by_admin) = p
-        .call(Method::POST, &format!("/admin/reservations/{id}/cancel"), &admin, Some(json!({"reason": "customer moved region"})))
+        .call(
+            Method::POST,
+            &format!("/admin/reservations/{id}/cancel"),
+            &admin,
+            Some(json!({"reason": "customer moved region"})),
+        )
         .await;
     assert_eq!(status, 200, "{by_admin}");
     assert_eq!(by_admin["status"], "cancelled");

@@ -49,7 +49,12 @@ async fn tenants_read_their_own_usage_by_class_and_by_day(pool: PgPool) {
     let from = (Utc::now() - Duration::days(3)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let (status, by_class) = p.call(Method::GET, &format!("/v1/usage?from={from}&group_by=class"), &token, None).await;
     assert_eq!(status, 200, "{by_class}");
-    let rows: Vec<_> = by_class["rows"].as_array().expect("rows").iter().map(|r| (r["class"].clone(), r["requests"].clone(), r["weighted_tokens"].clone())).collect();
+    let rows: Vec<_> = by_class["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| (r["class"].clone(), r["requests"].clone(), r["weighted_tokens"].clone()))
+        .collect();
     assert_eq!(rows, vec![(json!("reserved"), json!(2), json!("9.75")), (json!("spot"), json!(1), json!("1"))]);
 
     let (status, by_day) = p.call(Method::GET, &format!("/v1/usage?from={from}&group_by=day"), &token, None).await;
@@ -59,7 +64,8 @@ async fn tenants_read_their_own_usage_by_class_and_by_day(pool: PgPool) {
     assert_eq!(days[1]["weighted_tokens"], "9.75");
     assert!(days[0]["day"].as_str().is_some_and(|d| d.ends_with("T00:00:00Z")), "{by_day}");
 
-    let (status, body) = p.call(Method::GET, "/v1/usage?from=2027-01-02T00:00:00Z&to=2027-01-01T00:00:00Z", &token, None).await;
+    let (status, body) =
+        p.call(Method::GET, "/v1/usage?from=2027-01-02T00:00:00Z&to=2027-01-01T00:00:00Z", &token, None).await;
     assert_eq!((status, error_code(&body)), (422, "invalid_request"));
     let (status, body) = p.call(Method::GET, "/v1/usage?group_by=week", &token, None).await;
     assert_eq!((status, error_code(&body)), (422, "invalid_request"));

@@ -95,9 +95,7 @@ impl Default for ReservationId {
 impl FromStr for ReservationId {
     type Err = DomainError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        uuid::Uuid::parse_str(s)
-            .map(Self)
-            .map_err(|_| DomainError::invalid("reservation id", "not a UUID"))
+        uuid::Uuid::parse_str(s).map(Self).map_err(|_| DomainError::invalid("reservation id", "not a UUID"))
     }
 }
 

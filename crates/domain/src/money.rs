@@ -95,10 +95,7 @@ impl Money {
 
     /// Rounded to the currency's minor unit, half to even.
     pub fn rounded(&self) -> Money {
-        Money {
-            amount: round_half_even(self.amount, self.currency.minor_unit_digits()),
-            currency: self.currency,
-        }
+        Money { amount: round_half_even(self.amount, self.currency.minor_unit_digits()), currency: self.currency }
     }
 
     /// Sum of two amounts in the same currency; `None` when the currencies

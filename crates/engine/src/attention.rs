@@ -75,14 +75,7 @@ pub struct KvView<'a> {
 /// Token `t` attends to positions `0..=pos[t]` of its sequence, read from the
 /// slots its block table `tables[t]` maps them to. `q` is `[T][n_heads*hd]`,
 /// `out` the same shape. K/V for every attended position must be written.
-pub fn paged_attention(
-    shape: AttnShape,
-    q: &[f32],
-    kv: KvView,
-    tables: &[&[u32]],
-    pos: &[usize],
-    out: &mut [f32],
-) {
+pub fn paged_attention(shape: AttnShape, q: &[f32], kv: KvView, tables: &[&[u32]], pos: &[usize], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     let wide = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c");
     #[cfg(not(target_arch = "x86_64"))]
@@ -274,8 +267,7 @@ mod tests {
             let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
             let z: f64 = e.iter().sum();
             for d in 0..hd {
-                out[h * hd + d] =
-                    (0..n_ctx).map(|p| e[p] / z * v[p * kv_dim + g * hd + d] as f64).sum::<f64>() as f32;
+                out[h * hd + d] = (0..n_ctx).map(|p| e[p] / z * v[p * kv_dim + g * hd + d] as f64).sum::<f64>() as f32;
             }
         }
         out
@@ -324,9 +316,8 @@ mod tests {
             }
             let q: Vec<f32> = (0..pos.len() * qd).map(|_| rng.random_range(-2.0..2.0)).collect();
             #[cfg(target_arch = "x86_64")]
-            let wide = is_x86_feature_detected!("avx2")
-                && is_x86_feature_detected!("fma")
-                && is_x86_feature_detected!("f16c");
+            let wide =
+                is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c");
             #[cfg(not(target_arch = "x86_64"))]
             let wide = false;
             for use_wide in [false, wide] {

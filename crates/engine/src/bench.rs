@@ -50,7 +50,12 @@ pub fn run(
     let c = &model.config;
     let per_token = KvStore::bytes_per_block(c.n_layers, 1, c.kv_dim());
     let need_tokens = (prefill_tokens + 16).max(max_batch * (prompt_len + decode_steps + 16));
-    let cfg = EngineConfig { block_size: 16, kv_budget_bytes: need_tokens * per_token + (64 << 20), prefix_caching: false, ..EngineConfig::default() };
+    let cfg = EngineConfig {
+        block_size: 16,
+        kv_budget_bytes: need_tokens * per_token + (64 << 20),
+        prefix_caching: false,
+        ..EngineConfig::default()
+    };
     let mut eng = Engine::new(model.clone(), cfg)?;
 
     let prompt: Vec<u32> = (0..prefill_tokens as u32).map(|i| (i * 7919 + 13) % vocab).collect();

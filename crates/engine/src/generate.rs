@@ -130,7 +130,8 @@ impl<'a> Generation<'a> {
             let n = self.pending.len().min(PREFILL_CHUNK);
             let chunk: Vec<u32> = self.pending.drain(..n).collect();
             let last = self.pending.is_empty();
-            let entry = StepEntry { seq: self.seq, tokens: chunk, logits: if last { Logits::Last } else { Logits::None } };
+            let entry =
+                StepEntry { seq: self.seq, tokens: chunk, logits: if last { Logits::Last } else { Logits::None } };
             let out = self.engine.step(&StepBatch { entries: vec![entry] })?;
             if last {
                 logits = out.outputs.into_iter().next().map(|o| o.logits).unwrap_or_default();

@@ -156,8 +156,7 @@ pub struct GgufFile {
 impl GgufFile {
     /// Memory-maps and parses a GGUF file.
     pub fn open(path: &Path) -> Result<Self, EngineError> {
-        let file = std::fs::File::open(path)
-            .map_err(|e| EngineError::Io(format!("{}: {e}", path.display())))?;
+        let file = std::fs::File::open(path).map_err(|e| EngineError::Io(format!("{}: {e}", path.display())))?;
         // SAFETY: the map is read-only and we never hand out `&mut`. The usual
         // mmap caveat applies (another process truncating the file under us
         // would fault); model files are treated as immutable artifacts.
@@ -207,9 +206,8 @@ impl GgufFile {
                 dims.push(r.u64()?);
             }
             let raw_ty = r.u32()?;
-            let ty = GgmlType::from_u32(raw_ty).ok_or_else(|| {
-                EngineError::UnsupportedTensorType { tensor: name.clone(), ty: raw_ty }
-            })?;
+            let ty = GgmlType::from_u32(raw_ty)
+                .ok_or_else(|| EngineError::UnsupportedTensorType { tensor: name.clone(), ty: raw_ty })?;
             let offset = r.u64()?;
             let n_el = dims
                 .iter()
@@ -251,9 +249,7 @@ impl GgufFile {
     /// The raw bytes of a tensor (bounds were checked at parse time).
     pub fn tensor_bytes(&self, info: &TensorInfo) -> Result<Bytes, EngineError> {
         let off = usize::try_from(info.offset).map_err(|_| gguf_err("tensor offset overflow"))?;
-        self.data
-            .slice(off, info.size_bytes)
-            .ok_or_else(|| gguf_err(format!("tensor {} out of range", info.name)))
+        self.data.slice(off, info.size_bytes).ok_or_else(|| gguf_err(format!("tensor {} out of range", info.name)))
     }
 }
 
@@ -476,10 +472,7 @@ mod tests {
         let pos = b.windows(1 + 4 + 8 + 8 + 4).rposition(|w| w[0] == b't' && w[1..5] == 2u32.to_le_bytes()).unwrap();
         let ty_pos = pos + 1 + 4 + 16;
         b[ty_pos..ty_pos + 4].copy_from_slice(&99u32.to_le_bytes());
-        assert!(matches!(
-            GgufFile::parse(Bytes::from_vec(b)),
-            Err(EngineError::UnsupportedTensorType { ty: 99, .. })
-        ));
+        assert!(matches!(GgufFile::parse(Bytes::from_vec(b)), Err(EngineError::UnsupportedTensorType { ty: 99, .. })));
     }
 
     proptest! {

@@ -241,9 +241,10 @@ impl BlockPool {
                 return Err(format!("block {i} unreferenced but not free"));
             }
             if let Some(k) = &m.key
-                && self.cached.get(&k.hash) != Some(&(i as u32)) {
-                    return Err(format!("block {i} key not in map"));
-                }
+                && self.cached.get(&k.hash) != Some(&(i as u32))
+            {
+                return Err(format!("block {i} key not in map"));
+            }
         }
         for (h, &b) in &self.cached {
             if self.blocks[b as usize].key.as_ref().map(|k| k.hash) != Some(*h) {

@@ -73,7 +73,10 @@ impl Config {
         if self.n_layers == 0 || self.n_heads == 0 || self.n_kv_heads == 0 || self.dim == 0 {
             return bad("zero-sized dimension");
         }
-        if !self.dim.is_multiple_of(self.n_heads) || self.head_dim * self.n_heads != self.dim || !self.head_dim.is_multiple_of(2) {
+        if !self.dim.is_multiple_of(self.n_heads)
+            || self.head_dim * self.n_heads != self.dim
+            || !self.head_dim.is_multiple_of(2)
+        {
             return bad("embedding dim must split into even-sized heads");
         }
         if !self.n_heads.is_multiple_of(self.n_kv_heads) {

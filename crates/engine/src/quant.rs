@@ -110,9 +110,7 @@ pub fn quantize(ty: GgmlType, x: &[f32]) -> Vec<u8> {
     let mut out = Vec::with_capacity(ty.row_bytes(x.len()));
     match ty {
         GgmlType::F32 => x.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
-        GgmlType::F16 => {
-            x.iter().for_each(|v| out.extend_from_slice(&f16::from_f32(*v).to_bits().to_le_bytes()))
-        }
+        GgmlType::F16 => x.iter().for_each(|v| out.extend_from_slice(&f16::from_f32(*v).to_bits().to_le_bytes())),
         GgmlType::Q4_0 => {
             for b in x.chunks_exact(QK) {
                 // As ggml: the value of largest magnitude maps to -8.

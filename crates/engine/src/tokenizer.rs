@@ -15,13 +15,11 @@ use crate::gguf::{GgufFile, Value};
 
 /// GPT-2's split regex as used by HF's ByteLevel pre-tokenizer (the trailing
 /// `\s+` catches a lone whitespace run before a non-space, e.g. "\na").
-const GPT2_PATTERN: &str =
-    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+const GPT2_PATTERN: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 
 const TOKEN_TYPE_CONTROL: i64 = 3;
 
-pub const DEFAULT_SYSTEM_PROMPT: &str =
-    "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
+pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatMessage {
@@ -113,10 +111,7 @@ fn bytes_to_unicode() -> [char; 256] {
 }
 
 fn str_array(f: &GgufFile, key: &str) -> Result<Vec<String>, EngineError> {
-    let arr = f
-        .get(key)
-        .and_then(Value::as_array)
-        .ok_or_else(|| EngineError::MissingMetadata(key.to_string()))?;
+    let arr = f.get(key).and_then(Value::as_array).ok_or_else(|| EngineError::MissingMetadata(key.to_string()))?;
     arr.iter()
         .map(|v| v.as_str().map(str::to_string))
         .collect::<Option<Vec<_>>>()
@@ -138,8 +133,15 @@ impl Tokenizer {
         let id = |k: &str| f.get(k).and_then(Value::as_u64).map(|v| v as u32);
         let add_bos = f.get("tokenizer.ggml.add_bos_token").and_then(Value::as_bool).unwrap_or(false);
         let pre = PreTokenizer::from_gguf_name(f.get("tokenizer.ggml.pre").and_then(Value::as_str))?;
-        Ok(Self::new(tokens, &merges, &types, id("tokenizer.ggml.bos_token_id"), id("tokenizer.ggml.eos_token_id"), add_bos)?
-            .with_pre_tokenizer(pre))
+        Ok(Self::new(
+            tokens,
+            &merges,
+            &types,
+            id("tokenizer.ggml.bos_token_id"),
+            id("tokenizer.ggml.eos_token_id"),
+            add_bos,
+        )?
+        .with_pre_tokenizer(pre))
     }
 
     pub fn with_pre_tokenizer(mut self, pre: PreTokenizer) -> Self {
@@ -167,13 +169,10 @@ impl Tokenizer {
                 return Err(EngineError::Tokenizer(format!("special id {tid} outside vocab of {n}")));
             }
         }
-        let token_to_id: HashMap<String, u32> =
-            tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+        let token_to_id: HashMap<String, u32> = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
         let mut merge_map = HashMap::with_capacity(merges.len());
         for (rank, m) in merges.iter().enumerate() {
-            let (a, b) = m
-                .split_once(' ')
-                .ok_or_else(|| EngineError::Tokenizer(format!("bad merge {m:?}")))?;
+            let (a, b) = m.split_once(' ').ok_or_else(|| EngineError::Tokenizer(format!("bad merge {m:?}")))?;
             let (Some(&ia), Some(&ib), Some(&im)) =
                 (token_to_id.get(a), token_to_id.get(b), token_to_id.get(&format!("{a}{b}")))
             else {
@@ -232,10 +231,13 @@ impl Tokenizer {
     pub fn from_parts(parts: TokenizerParts) -> Result<Self, EngineError> {
         let mut types = vec![1i64; parts.tokens.len()];
         for id in parts.control_ids {
-            *types.get_mut(id as usize).ok_or_else(|| EngineError::Tokenizer(format!("control id {id} outside the vocab")))? =
+            *types
+                .get_mut(id as usize)
+                .ok_or_else(|| EngineError::Tokenizer(format!("control id {id} outside the vocab")))? =
                 TOKEN_TYPE_CONTROL;
         }
-        Ok(Self::new(parts.tokens, &parts.merges, &types, parts.bos_id, parts.eos_id, parts.add_bos)?.with_pre_tokenizer(parts.pre))
+        Ok(Self::new(parts.tokens, &parts.merges, &types, parts.bos_id, parts.eos_id, parts.add_bos)?
+            .with_pre_tokenizer(parts.pre))
     }
 
     pub fn vocab_size(&self) -> usize {

@@ -25,7 +25,8 @@ fn scalar_kernels_agree_with_simd_on_the_real_model() {
     let ids = m.tokenizer.encode(&prompt, true);
     let mut eng = Engine::new(m.model.clone(), EngineConfig::default()).unwrap();
     let params = SamplingParams { max_tokens: 16, ..Default::default() };
-    let reply: String = Generation::new(&mut eng, &m.tokenizer, 1, &ids, params).unwrap().map(|t| t.unwrap().text).collect();
+    let reply: String =
+        Generation::new(&mut eng, &m.tokenizer, 1, &ids, params).unwrap().map(|t| t.unwrap().text).collect();
     Level::set_override(None);
 
     // Only 31 tokens are scored, and Q8 activation rounding makes perplexity

@@ -9,7 +9,12 @@ use reservoir_engine::*;
 fn engine(model: &Arc<Model>, budget_blocks: usize, block_size: usize) -> Engine {
     let c = &model.config;
     let per_block = reservoir_engine::attention::KvStore::bytes_per_block(c.n_layers, block_size, c.kv_dim());
-    let cfg = EngineConfig { block_size, kv_budget_bytes: budget_blocks * per_block, prefix_caching: true, ..EngineConfig::default() };
+    let cfg = EngineConfig {
+        block_size,
+        kv_budget_bytes: budget_blocks * per_block,
+        prefix_caching: true,
+        ..EngineConfig::default()
+    };
     Engine::new(model.clone(), cfg).unwrap()
 }
 
@@ -23,7 +28,8 @@ fn generate_alone(eng: &mut Engine, id: SeqId, prompt: &[u32], n: usize) -> Vec<
     let mut out = Vec::new();
     let mut next = prompt[cached..].to_vec();
     for _ in 0..n {
-        let o = eng.step(&StepBatch { entries: vec![StepEntry { seq: id, tokens: next, logits: Logits::Last }] }).unwrap();
+        let o =
+            eng.step(&StepBatch { entries: vec![StepEntry { seq: id, tokens: next, logits: Logits::Last }] }).unwrap();
         let t = argmax(&o.outputs[0].logits);
         out.push(t);
         next = vec![t];
@@ -41,14 +47,34 @@ fn prompts(vocab: u32) -> Vec<Vec<u32>> {
 fn batched_generation_equals_generating_each_alone() {
     for (spec, bs) in [
         (TinySpec::default(), 16),
-        (TinySpec { n_heads: 6, n_kv_heads: 2, weight_type: reservoir_engine::quant::GgmlType::Q8_0, seed: 5, ..TinySpec::default() }, 4),
-        (TinySpec { n_heads: 2, n_kv_heads: 2, head_dim: 32, weight_type: reservoir_engine::quant::GgmlType::F32, seed: 9, ..TinySpec::default() }, 3),
+        (
+            TinySpec {
+                n_heads: 6,
+                n_kv_heads: 2,
+                weight_type: reservoir_engine::quant::GgmlType::Q8_0,
+                seed: 5,
+                ..TinySpec::default()
+            },
+            4,
+        ),
+        (
+            TinySpec {
+                n_heads: 2,
+                n_kv_heads: 2,
+                head_dim: 32,
+                weight_type: reservoir_engine::quant::GgmlType::F32,
+                seed: 9,
+                ..TinySpec::default()
+            },
+            3,
+        ),
     ] {
         let model = tiny_model(&spec).unwrap();
         let ps = prompts(spec.vocab as u32);
         let n_gen = 12;
         let mut eng = engine(&model, 200, bs);
-        let alone: Vec<Vec<u32>> = ps.iter().enumerate().map(|(i, p)| generate_alone(&mut eng, 100 + i as u64, p, n_gen)).collect();
+        let alone: Vec<Vec<u32>> =
+            ps.iter().enumerate().map(|(i, p)| generate_alone(&mut eng, 100 + i as u64, p, n_gen)).collect();
 
         // Mixed steps: sequences join at different steps, prefill in chunks of
         // 5 tokens while others decode, all in one forward pass per step.
@@ -70,7 +96,11 @@ fn batched_generation_equals_generating_each_alone() {
                 if fed[i] < p.len() {
                     let end = (fed[i] + 5).min(p.len());
                     let last = end == p.len();
-                    entries.push(StepEntry { seq: id, tokens: p[fed[i]..end].to_vec(), logits: if last { Logits::Last } else { Logits::None } });
+                    entries.push(StepEntry {
+                        seq: id,
+                        tokens: p[fed[i]..end].to_vec(),
+                        logits: if last { Logits::Last } else { Logits::None },
+                    });
                     fed[i] = end;
                 } else if let Some(t) = next[i] {
                     entries.push(StepEntry { seq: id, tokens: vec![t], logits: Logits::Last });
@@ -161,11 +191,18 @@ fn invalid_batches_are_errors() {
     let e = |seq, tokens: Vec<u32>| StepEntry { seq, tokens, logits: Logits::Last };
     assert!(matches!(eng.step(&StepBatch { entries: vec![e(9, vec![1])] }), Err(EngineError::UnknownSequence(9))));
     assert!(matches!(eng.step(&StepBatch { entries: vec![e(1, vec![])] }), Err(EngineError::InvalidBatch(_))));
-    assert!(matches!(eng.step(&StepBatch { entries: vec![e(1, vec![1]), e(1, vec![2])] }), Err(EngineError::InvalidBatch(_))));
+    assert!(matches!(
+        eng.step(&StepBatch { entries: vec![e(1, vec![1]), e(1, vec![2])] }),
+        Err(EngineError::InvalidBatch(_))
+    ));
     assert!(matches!(eng.step(&StepBatch { entries: vec![e(1, vec![5000])] }), Err(EngineError::BadToken(5000))));
-    assert!(matches!(eng.step(&StepBatch { entries: vec![e(1, vec![1; 33])] }), Err(EngineError::ContextOverflow { .. })));
+    assert!(matches!(
+        eng.step(&StepBatch { entries: vec![e(1, vec![1; 33])] }),
+        Err(EngineError::ContextOverflow { .. })
+    ));
     assert!(matches!(eng.add_sequence(1, &[1]), Err(EngineError::DuplicateSequence(1))));
-    let mut small = Engine::new(model.clone(), EngineConfig { max_batch_tokens: 4, ..EngineConfig::default() }).unwrap();
+    let mut small =
+        Engine::new(model.clone(), EngineConfig { max_batch_tokens: 4, ..EngineConfig::default() }).unwrap();
     small.add_sequence(1, &[1]).unwrap();
     assert!(matches!(small.step(&StepBatch { entries: vec![e(1, vec![1; 5])] }), Err(EngineError::InvalidBatch(_))));
     eng.check_invariants().unwrap();
@@ -224,7 +261,8 @@ fn shared_types_are_thread_safe() {
 
 /// A tokenizer whose token i is the single letter `a + i % 26` (no merges).
 fn letter_tokenizer(vocab: usize) -> Tokenizer {
-    let tokens: Vec<String> = (0..vocab).map(|i| ((b'a' + (i % 26) as u8) as char).to_string() + &"_".repeat(i / 26)).collect();
+    let tokens: Vec<String> =
+        (0..vocab).map(|i| ((b'a' + (i % 26) as u8) as char).to_string() + &"_".repeat(i / 26)).collect();
     Tokenizer::new(tokens, &[], &vec![1; vocab], None, None, false).unwrap()
 }
 
@@ -235,10 +273,8 @@ fn stop_strings_cut_the_text_and_streamed_pieces_add_up() {
     let mut eng = engine(&model, 50, 16);
     // First learn what greedy produces, then stop on a 2-char string inside it.
     let params = SamplingParams { max_tokens: 20, ..Default::default() };
-    let full: String = Generation::new(&mut eng, &tok, 1, &[1, 2, 3], params.clone())
-        .unwrap()
-        .map(|t| t.unwrap().text)
-        .collect();
+    let full: String =
+        Generation::new(&mut eng, &tok, 1, &[1, 2, 3], params.clone()).unwrap().map(|t| t.unwrap().text).collect();
     assert!(full.len() >= 6, "{full:?}");
     let stop = full[4..6].to_string();
     let at = full.find(&stop).unwrap();
@@ -343,7 +379,9 @@ fn steps_run_between_the_layers_of_a_pending_step_change_nothing() {
         assert!(eng.remove_sequence(10).is_err());
         let again = StepBatch { entries: vec![StepEntry { seq: 10, tokens: vec![1], logits: Logits::Last }] };
         assert!(eng.step(&again).is_err());
-        let out_b = eng.step(&StepBatch { entries: vec![StepEntry { seq: 20, tokens: next_b, logits: Logits::Last }] }).unwrap();
+        let out_b = eng
+            .step(&StepBatch { entries: vec![StepEntry { seq: 20, tokens: next_b, logits: Logits::Last }] })
+            .unwrap();
         let out_a = eng.finish_step(pending).unwrap();
         eng.check_invariants().unwrap();
         let (ta, tb) = (argmax(&out_a.outputs[0].logits), argmax(&out_b.outputs[0].logits));
@@ -357,7 +395,9 @@ fn steps_run_between_the_layers_of_a_pending_step_change_nothing() {
     // A pending step belongs to the engine that began it.
     let mut other = engine(&model, 200, 4);
     other.add_sequence(10, a).unwrap();
-    let pending = other.begin_step(&StepBatch { entries: vec![StepEntry { seq: 10, tokens: vec![3], logits: Logits::Last }] }).unwrap();
+    let pending = other
+        .begin_step(&StepBatch { entries: vec![StepEntry { seq: 10, tokens: vec![3], logits: Logits::Last }] })
+        .unwrap();
     assert!(eng.finish_step(pending).is_err());
     eng.remove_sequence(10).unwrap();
     eng.remove_sequence(20).unwrap();

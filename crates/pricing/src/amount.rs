@@ -34,8 +34,7 @@ pub(crate) fn fix(d: Decimal) -> Decimal {
 
 /// [`fix`] at `scale` places.
 pub(crate) fn fix_at(d: Decimal, scale: u32) -> Decimal {
-    d.round_dp_with_strategy(scale, RoundingStrategy::MidpointNearestEven)
-        .normalize()
+    d.round_dp_with_strategy(scale, RoundingStrategy::MidpointNearestEven).normalize()
 }
 
 /// Whether `|d| < AMOUNT_LIMIT`.
@@ -46,11 +45,7 @@ pub(crate) fn within_limit(d: Decimal) -> bool {
 /// `fix(d)`, or [`PricingError::Overflow`] when it reaches the limit.
 pub(crate) fn bounded(d: Decimal, what: &'static str) -> Result<Decimal, PricingError> {
     let d = fix(d);
-    if within_limit(d) {
-        Ok(d)
-    } else {
-        Err(PricingError::Overflow { what })
-    }
+    if within_limit(d) { Ok(d) } else { Err(PricingError::Overflow { what }) }
 }
 
 /// `amount` rounded half to even to its currency's minor unit and written
@@ -90,9 +85,7 @@ pub(crate) fn within_scale(d: Decimal) -> bool {
 /// or not below the limit. `name` is how the caller's message names it.
 pub(crate) fn check_number(name: &str, value: Decimal) -> Result<(), String> {
     if !within_scale(value) {
-        return Err(format!(
-            "{name} ({value}) has more than {INTERNAL_SCALE} decimal places"
-        ));
+        return Err(format!("{name} ({value}) has more than {INTERNAL_SCALE} decimal places"));
     }
     if !within_limit(value) {
         return Err(format!("{name} ({value}) must be below 10^16"));
@@ -111,14 +104,8 @@ mod tests {
         assert_eq!(AMOUNT_LIMIT, dec!(10000000000000000));
         // 16 integer digits and 12 places fit exactly, so sums do not round.
         let big = dec!(4999999999999999.999999999999);
-        assert_eq!(
-            add(big, big, "x").unwrap(),
-            dec!(9999999999999999.999999999998)
-        );
-        assert_eq!(
-            add(big, dec!(5000000000000000.000000000001), "x"),
-            Err(PricingError::Overflow { what: "x" })
-        );
+        assert_eq!(add(big, big, "x").unwrap(), dec!(9999999999999999.999999999998));
+        assert_eq!(add(big, dec!(5000000000000000.000000000001), "x"), Err(PricingError::Overflow { what: "x" }));
     }
 
     #[test]
@@ -133,44 +120,22 @@ mod tests {
 
     #[test]
     fn presented_totals_show_the_minor_unit() {
-        let shown = |a, c: &str| {
-            presented(Money::new(a, c.parse().unwrap()))
-                .amount
-                .to_string()
-        };
+        let shown = |a, c: &str| presented(Money::new(a, c.parse().unwrap())).amount.to_string();
         assert_eq!(shown(dec!(19492.8), "USD"), "19492.80");
         assert_eq!(shown(dec!(0.125), "USD"), "0.12");
         assert_eq!(shown(dec!(0.135), "USD"), "0.14");
         assert_eq!(shown(dec!(2.5), "JPY"), "2");
         assert_eq!(shown(dec!(1.0005), "KWD"), "1.000");
-        assert_eq!(
-            presented(Money::new(dec!(1), Currency::EUR)).currency,
-            Currency::EUR
-        );
+        assert_eq!(presented(Money::new(dec!(1), Currency::EUR)).currency, Currency::EUR);
     }
 
     #[test]
     fn overflow_is_an_error() {
-        assert_eq!(
-            mul(Decimal::MAX, dec!(2), "x"),
-            Err(PricingError::Overflow { what: "x" })
-        );
-        assert_eq!(
-            mul(AMOUNT_LIMIT, dec!(1), "x"),
-            Err(PricingError::Overflow { what: "x" })
-        );
-        assert_eq!(
-            add(Decimal::MAX, dec!(1), "x"),
-            Err(PricingError::Overflow { what: "x" })
-        );
-        assert_eq!(
-            sub(Decimal::MIN, dec!(1), "x"),
-            Err(PricingError::Overflow { what: "x" })
-        );
-        assert_eq!(
-            sub(dec!(0), AMOUNT_LIMIT, "x"),
-            Err(PricingError::Overflow { what: "x" })
-        );
+        assert_eq!(mul(Decimal::MAX, dec!(2), "x"), Err(PricingError::Overflow { what: "x" }));
+        assert_eq!(mul(AMOUNT_LIMIT, dec!(1), "x"), Err(PricingError::Overflow { what: "x" }));
+        assert_eq!(add(Decimal::MAX, dec!(1), "x"), Err(PricingError::Overflow { what: "x" }));
+        assert_eq!(sub(Decimal::MIN, dec!(1), "x"), Err(PricingError::Overflow { what: "x" }));
+        assert_eq!(sub(dec!(0), AMOUNT_LIMIT, "x"), Err(PricingError::Overflow { what: "x" }));
     }
 
     #[test]
@@ -179,14 +144,7 @@ mod tests {
         assert!(within_scale(dec!(0.000000000001)));
         assert!(!within_scale(dec!(0.0000000000001)));
         assert!(check_number("n", dec!(9999999999999999.999999999999)).is_ok());
-        assert_eq!(
-            check_number("n", AMOUNT_LIMIT),
-            Err("n (10000000000000000) must be below 10^16".into())
-        );
-        assert!(
-            check_number("n", dec!(-0.0000000000001))
-                .unwrap_err()
-                .contains("more than 12")
-        );
+        assert_eq!(check_number("n", AMOUNT_LIMIT), Err("n (10000000000000000) must be below 10^16".into()));
+        assert!(check_number("n", dec!(-0.0000000000001)).unwrap_err().contains("more than 12"));
     }
 }

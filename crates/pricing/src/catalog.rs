@@ -46,18 +46,13 @@ impl ModelPrices {
     /// Checks each table and the mode each must have: reservation and
     /// on-demand graduated, spot volume.
     pub fn validate(&self) -> Result<(), PricingError> {
-        self.check()
-            .map_err(|reason| PricingError::InvalidCatalog { reason })
+        self.check().map_err(|reason| PricingError::InvalidCatalog { reason })
     }
 
     fn check(&self) -> Result<(), String> {
         let tables = [
             ("reservation", &self.reservation, TierMode::Graduated),
-            (
-                "on_demand_per_million",
-                &self.on_demand_per_million,
-                TierMode::Graduated,
-            ),
+            ("on_demand_per_million", &self.on_demand_per_million, TierMode::Graduated),
             ("spot_per_million", &self.spot_per_million, TierMode::Volume),
         ];
         for (name, table, mode) in tables {
@@ -68,9 +63,7 @@ impl ModelPrices {
                 };
                 return Err(format!("{name} must be a {want} table"));
             }
-            table
-                .check()
-                .map_err(|reason| format!("{name}: {reason}"))?;
+            table.check().map_err(|reason| format!("{name}: {reason}"))?;
         }
         Ok(())
     }
@@ -97,10 +90,7 @@ impl ModelPrices {
             },
             spot_per_million: TierTable {
                 mode: TierMode::Volume,
-                tiers: vec![
-                    PriceTier::up_to(d(1000, 0), d(5, 2)),
-                    PriceTier::open(d(4, 2)),
-                ],
+                tiers: vec![PriceTier::up_to(d(1000, 0), d(5, 2)), PriceTier::open(d(4, 2))],
             },
         }
     }
@@ -172,8 +162,7 @@ impl Catalog {
     /// `[0, 1)` for every term; at most 12 decimal places everywhere; every
     /// model's tables valid and of the right mode (see [`ModelPrices::validate`]).
     pub fn validate(&self) -> Result<(), PricingError> {
-        self.check()
-            .map_err(|reason| PricingError::InvalidCatalog { reason })
+        self.check().map_err(|reason| PricingError::InvalidCatalog { reason })
     }
 
     fn check(&self) -> Result<(), String> {
@@ -181,22 +170,15 @@ impl Catalog {
             return Err(format!("version must be at least 1, got {}", self.version));
         }
         for tier in Tier::ALL {
-            let m = self
-                .tier_multipliers
-                .get(tier)
-                .ok_or_else(|| format!("tier_multipliers has no entry for {tier}"))?;
+            let m =
+                self.tier_multipliers.get(tier).ok_or_else(|| format!("tier_multipliers has no entry for {tier}"))?;
             if *m <= Decimal::ZERO {
-                return Err(format!(
-                    "tier_multipliers.{tier} must be greater than 0, got {m}"
-                ));
+                return Err(format!("tier_multipliers.{tier} must be greater than 0, got {m}"));
             }
             check_number(&format!("tier_multipliers.{tier}"), *m)?;
         }
         for term in Term::ALL {
-            let d = self
-                .term_discounts
-                .get(term)
-                .ok_or_else(|| format!("term_discounts has no entry for {term}"))?;
+            let d = self.term_discounts.get(term).ok_or_else(|| format!("term_discounts has no entry for {term}"))?;
             if *d < Decimal::ZERO || *d >= Decimal::ONE {
                 return Err(format!(
                     "term_discounts.{term} must be a fraction from 0 up to (not including) 1, got {d}"
@@ -205,9 +187,7 @@ impl Catalog {
             check_number(&format!("term_discounts.{term}"), *d)?;
         }
         for (model, prices) in &self.models {
-            prices
-                .check()
-                .map_err(|reason| format!("model \"{model}\": {reason}"))?;
+            prices.check().map_err(|reason| format!("model \"{model}\": {reason}"))?;
         }
         Ok(())
     }
@@ -216,10 +196,7 @@ impl Catalog {
     pub fn model_prices(&self, model: &ModelId) -> Result<&ModelPrices, PricingError> {
         self.models
             .get(model)
-            .ok_or_else(|| PricingError::UnknownModel {
-                model: model.clone(),
-                catalog_version: self.version,
-            })
+            .ok_or_else(|| PricingError::UnknownModel { model: model.clone(), catalog_version: self.version })
     }
 
     /// Multiplier of `tier`; an error only for a catalog that fails validation.
@@ -227,9 +204,7 @@ impl Catalog {
         self.tier_multipliers
             .get(&tier)
             .copied()
-            .ok_or_else(|| PricingError::InvalidCatalog {
-                reason: format!("tier_multipliers has no entry for {tier}"),
-            })
+            .ok_or_else(|| PricingError::InvalidCatalog { reason: format!("tier_multipliers has no entry for {tier}") })
     }
 
     /// Discount of `term`; an error only for a catalog that fails validation.
@@ -237,18 +212,12 @@ impl Catalog {
         self.term_discounts
             .get(&term)
             .copied()
-            .ok_or_else(|| PricingError::InvalidCatalog {
-                reason: format!("term_discounts has no entry for {term}"),
-            })
+            .ok_or_else(|| PricingError::InvalidCatalog { reason: format!("term_discounts has no entry for {term}") })
     }
 
     /// The next version with `model` priced at `prices` (added or replaced),
     /// validated.
-    pub fn with_model_prices(
-        &self,
-        model: ModelId,
-        prices: ModelPrices,
-    ) -> Result<Catalog, PricingError> {
+    pub fn with_model_prices(&self, model: ModelId, prices: ModelPrices) -> Result<Catalog, PricingError> {
         let mut next = self.next_version()?;
         next.models.insert(model, prices);
         next.validate()?;
@@ -266,11 +235,7 @@ impl Catalog {
     }
 
     /// The next version with `tier` priced at `multiplier`, validated.
-    pub fn with_tier_multiplier(
-        &self,
-        tier: Tier,
-        multiplier: Decimal,
-    ) -> Result<Catalog, PricingError> {
+    pub fn with_tier_multiplier(&self, tier: Tier, multiplier: Decimal) -> Result<Catalog, PricingError> {
         let mut next = self.next_version()?;
         next.tier_multipliers.insert(tier, multiplier);
         next.validate()?;
@@ -278,11 +243,7 @@ impl Catalog {
     }
 
     /// The next version with `term` discounted by `discount`, validated.
-    pub fn with_term_discount(
-        &self,
-        term: Term,
-        discount: Decimal,
-    ) -> Result<Catalog, PricingError> {
+    pub fn with_term_discount(&self, term: Term, discount: Decimal) -> Result<Catalog, PricingError> {
         let mut next = self.next_version()?;
         next.term_discounts.insert(term, discount);
         next.validate()?;
@@ -291,13 +252,8 @@ impl Catalog {
 
     /// A copy with `version + 1`: the one place versions move.
     pub fn next_version(&self) -> Result<Catalog, PricingError> {
-        let version = self.version.checked_add(1).ok_or(PricingError::Overflow {
-            what: "catalog version",
-        })?;
-        Ok(Catalog {
-            version,
-            ..self.clone()
-        })
+        let version = self.version.checked_add(1).ok_or(PricingError::Overflow { what: "catalog version" })?;
+        Ok(Catalog { version, ..self.clone() })
     }
 }
 
@@ -334,25 +290,15 @@ mod tests {
 
     #[test]
     fn unknown_models_name_the_model_and_version() {
-        let err = Catalog::builtin_default()
-            .model_prices(&model("llama-9000"))
-            .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "model \"llama-9000\" has no prices in the price catalog (version 1)"
-        );
+        let err = Catalog::builtin_default().model_prices(&model("llama-9000")).unwrap_err();
+        assert_eq!(err.to_string(), "model \"llama-9000\" has no prices in the price catalog (version 1)");
     }
 
     #[test]
     fn json_keeps_decimals_as_written_and_fills_defaults() {
         let c = Catalog::builtin_default();
         let json = serde_json::to_string(&c).unwrap();
-        assert!(
-            json.contains(
-                r#""tier_multipliers":{"standard":"1.0","premium":"1.5","enterprise":"2.5"}"#
-            ),
-            "{json}"
-        );
+        assert!(json.contains(r#""tier_multipliers":{"standard":"1.0","premium":"1.5","enterprise":"2.5"}"#), "{json}");
         assert!(json.contains(r#""unit_price":"0.0100""#), "{json}");
         let back: Catalog = serde_json::from_str(&json).unwrap();
         assert_eq!(back, c);
@@ -363,8 +309,7 @@ mod tests {
         c.validate().unwrap();
         assert_eq!(c.term_discount(Term::Month).unwrap(), dec!(0.20));
         // Unknown keys (a misspelled tier) are refused at parse time.
-        let bad_tier =
-            r#"{"version": 1, "currency": "USD", "models": {}, "tier_multipliers": {"gold": "3"}}"#;
+        let bad_tier = r#"{"version": 1, "currency": "USD", "models": {}, "tier_multipliers": {"gold": "3"}}"#;
         assert!(serde_json::from_str::<Catalog>(bad_tier).is_err());
     }
 
@@ -378,18 +323,12 @@ mod tests {
 
         let mut c = base.clone();
         c.tier_multipliers.remove(&Tier::Premium);
-        assert_eq!(
-            reason(c.validate().unwrap_err()),
-            "tier_multipliers has no entry for premium"
-        );
+        assert_eq!(reason(c.validate().unwrap_err()), "tier_multipliers has no entry for premium");
         assert!(c.tier_multiplier(Tier::Premium).is_err());
 
         let mut c = base.clone();
         c.tier_multipliers.insert(Tier::Standard, dec!(0));
-        assert!(
-            reason(c.validate().unwrap_err())
-                .contains("tier_multipliers.standard must be greater than 0")
-        );
+        assert!(reason(c.validate().unwrap_err()).contains("tier_multipliers.standard must be greater than 0"));
 
         for bad in [dec!(1), dec!(1.5), dec!(-0.1)] {
             let err = base.with_term_discount(Term::Month, bad).unwrap_err();
@@ -398,24 +337,16 @@ mod tests {
 
         let mut c = base.clone();
         c.term_discounts.remove(&Term::Hourly);
-        assert!(
-            reason(c.validate().unwrap_err()).contains("term_discounts has no entry for hourly")
-        );
+        assert!(reason(c.validate().unwrap_err()).contains("term_discounts has no entry for hourly"));
 
         let mut prices = ModelPrices::builtin_default();
         prices.spot_per_million.mode = TierMode::Graduated;
         let err = base.with_model_prices(model("m"), prices).unwrap_err();
-        assert_eq!(
-            reason(err),
-            "model \"m\": spot_per_million must be a volume table"
-        );
+        assert_eq!(reason(err), "model \"m\": spot_per_million must be a volume table");
 
         let mut prices = ModelPrices::builtin_default();
         prices.reservation.mode = TierMode::Volume;
-        assert!(
-            reason(prices.validate().unwrap_err())
-                .contains("reservation must be a graduated table")
-        );
+        assert!(reason(prices.validate().unwrap_err()).contains("reservation must be a graduated table"));
 
         let mut prices = ModelPrices::builtin_default();
         prices.on_demand_per_million.tiers[1].up_to = Some(dec!(50));
@@ -425,40 +356,25 @@ mod tests {
             "model \"m\": on_demand_per_million: tiers[1].up_to (50) must be greater than tiers[0].up_to (100)"
         );
 
-        let err = base
-            .with_tier_multiplier(Tier::Premium, dec!(1.0000000000001))
-            .unwrap_err();
+        let err = base.with_tier_multiplier(Tier::Premium, dec!(1.0000000000001)).unwrap_err();
         assert!(reason(err).contains("more than 12 decimal places"));
     }
 
     #[test]
     fn changes_make_new_versions_and_leave_the_old_one_alone() {
         let v1 = Catalog::builtin_default();
-        let v2 = v1
-            .with_model_prices(model("tiny"), ModelPrices::builtin_default())
-            .unwrap();
+        let v2 = v1.with_model_prices(model("tiny"), ModelPrices::builtin_default()).unwrap();
         assert_eq!(v2.version, 2);
         assert!(v2.model_prices(&model("tiny")).is_ok());
         assert!(v1.model_prices(&model("tiny")).is_err());
         let v3 = v2.with_tier_multiplier(Tier::Premium, dec!(1.6)).unwrap();
-        assert_eq!(
-            (v3.version, v3.tier_multiplier(Tier::Premium).unwrap()),
-            (3, dec!(1.6))
-        );
+        assert_eq!((v3.version, v3.tier_multiplier(Tier::Premium).unwrap()), (3, dec!(1.6)));
         let v4 = v3.without_model(&model("tiny")).unwrap();
         assert_eq!(v4.version, 4);
-        assert!(matches!(
-            v4.without_model(&model("tiny")),
-            Err(PricingError::UnknownModel { .. })
-        ));
+        assert!(matches!(v4.without_model(&model("tiny")), Err(PricingError::UnknownModel { .. })));
         let mut last = v4;
         last.version = i64::MAX;
-        assert_eq!(
-            last.next_version(),
-            Err(PricingError::Overflow {
-                what: "catalog version"
-            })
-        );
+        assert_eq!(last.next_version(), Err(PricingError::Overflow { what: "catalog version" }));
     }
 
     #[test]
@@ -469,16 +385,10 @@ mod tests {
             r#"{"mode":"volume","tiers":[{"up_to":"1000","unit_price":"0.05","flat_fee":"0"},{"up_to":null,"unit_price":"0.04","flat_fee":"0"}]}"#
         );
         // flat_fee and up_to may be left out.
-        let t: TierTable =
-            serde_json::from_str(r#"{"mode":"graduated","tiers":[{"unit_price":"0.5"}]}"#).unwrap();
+        let t: TierTable = serde_json::from_str(r#"{"mode":"graduated","tiers":[{"unit_price":"0.5"}]}"#).unwrap();
         assert_eq!(t.tiers, vec![PriceTier::open(dec!(0.5))]);
         // JSON numbers would go through floats somewhere: refused.
-        assert!(
-            serde_json::from_str::<TierTable>(
-                r#"{"mode":"graduated","tiers":[{"unit_price":0.5}]}"#
-            )
-            .is_err()
-        );
+        assert!(serde_json::from_str::<TierTable>(r#"{"mode":"graduated","tiers":[{"unit_price":0.5}]}"#).is_err());
         // Typos are refused rather than silently ignored.
         let typo = r#"{"mode":"graduated","tiers":[{"unit_price":"0.5","flat_fees":"1"}]}"#;
         assert!(serde_json::from_str::<TierTable>(typo).is_err());

@@ -18,17 +18,11 @@ pub enum PricingError {
 
     /// The catalog has no prices for this model.
     #[error("model \"{model}\" has no prices in the price catalog (version {catalog_version})")]
-    UnknownModel {
-        model: ModelId,
-        catalog_version: i64,
-    },
+    UnknownModel { model: ModelId, catalog_version: i64 },
 
     /// A quantity handed to a tier table cannot be priced.
     #[error("invalid quantity {quantity}: {reason}")]
-    InvalidQuantity {
-        quantity: Decimal,
-        reason: &'static str,
-    },
+    InvalidQuantity { quantity: Decimal, reason: &'static str },
 
     /// A field of a quote request (or of a proration call) is out of range.
     #[error("invalid {field}: {reason}")]
@@ -45,9 +39,6 @@ pub enum PricingError {
 
 impl PricingError {
     pub(crate) fn request(field: &'static str, reason: impl Into<String>) -> Self {
-        PricingError::InvalidRequest {
-            field,
-            reason: reason.into(),
-        }
+        PricingError::InvalidRequest { field, reason: reason.into() }
     }
 }

@@ -35,20 +35,18 @@
 // In tests a failed unwrap is a failed test, with the value in the message.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-#[cfg(feature = "openapi")]
-mod schema;
 mod amount;
 mod catalog;
 mod error;
 mod prorate;
 mod quote;
+#[cfg(feature = "openapi")]
+mod schema;
 mod tiers;
 
 pub use amount::{AMOUNT_LIMIT, INTERNAL_SCALE};
 pub use catalog::{BUILTIN_MODEL, Catalog, ModelPrices};
 pub use error::PricingError;
-pub use prorate::{
-    SECONDS_PER_HOUR, prorate, prorate_elapsed, prorate_span, prorate_span_to_scale,
-};
+pub use prorate::{SECONDS_PER_HOUR, prorate, prorate_elapsed, prorate_span, prorate_span_to_scale};
 pub use quote::{Quote, QuoteRequest, quote};
 pub use tiers::{PriceTier, TIERS_MAX, TierLine, TierMode, TierTable, TieredCharge, price_tokens};

@@ -11,15 +11,8 @@ pub const SECONDS_PER_HOUR: i64 = 3600;
 /// `round_half_even(total x t / period, scale)`, with the two ends pinned so
 /// that the telescoping sum is the whole even where `total x period` would
 /// need more than `Decimal`'s 28 digits.
-fn cumulative(
-    total: Decimal,
-    period_seconds: i64,
-    t: i64,
-    scale: u32,
-) -> Result<Decimal, PricingError> {
-    let overflow = || PricingError::Overflow {
-        what: "prorated amount",
-    };
+fn cumulative(total: Decimal, period_seconds: i64, t: i64, scale: u32) -> Result<Decimal, PricingError> {
+    let overflow = || PricingError::Overflow { what: "prorated amount" };
     if !within_limit(total) {
         return Err(overflow());
     }
@@ -29,18 +22,12 @@ fn cumulative(
         fix_at(total, scale)
     } else {
         let whole_times_t = total.checked_mul(Decimal::from(t)).ok_or_else(overflow)?;
-        let share = whole_times_t
-            .checked_div(Decimal::from(period_seconds))
-            .ok_or_else(overflow)?;
+        let share = whole_times_t.checked_div(Decimal::from(period_seconds)).ok_or_else(overflow)?;
         fix_at(share, scale)
     };
     // Within a period |share| <= |total|; an open-ended hourly contract can
     // run past the limit.
-    if within_limit(share) {
-        Ok(share)
-    } else {
-        Err(overflow())
-    }
+    if within_limit(share) { Ok(share) } else { Err(overflow()) }
 }
 
 fn span_error(reason: String) -> PricingError {
@@ -82,13 +69,7 @@ pub fn prorate_span(
     from_second: i64,
     to_second: i64,
 ) -> Result<Decimal, PricingError> {
-    prorate_span_to_scale(
-        total,
-        period_seconds,
-        from_second,
-        to_second,
-        INTERNAL_SCALE,
-    )
+    prorate_span_to_scale(total, period_seconds, from_second, to_second, INTERNAL_SCALE)
 }
 
 /// [`prorate_span`] rounded half to even to `scale` places (at most
@@ -103,9 +84,7 @@ pub fn prorate_span_to_scale(
     scale: u32,
 ) -> Result<Decimal, PricingError> {
     if period_seconds <= 0 {
-        return Err(span_error(format!(
-            "the period must last at least 1 second, got {period_seconds}"
-        )));
+        return Err(span_error(format!("the period must last at least 1 second, got {period_seconds}")));
     }
     if !(0 <= from_second && from_second <= to_second && to_second <= period_seconds) {
         return Err(span_error(format!(
@@ -113,15 +92,11 @@ pub fn prorate_span_to_scale(
         )));
     }
     if scale > INTERNAL_SCALE {
-        return Err(span_error(format!(
-            "at most {INTERNAL_SCALE} decimal places, got {scale}"
-        )));
+        return Err(span_error(format!("at most {INTERNAL_SCALE} decimal places, got {scale}")));
     }
     let to = cumulative(total, period_seconds, to_second, scale)?;
     let from = cumulative(total, period_seconds, from_second, scale)?;
-    to.checked_sub(from).ok_or(PricingError::Overflow {
-        what: "prorated amount",
-    })
+    to.checked_sub(from).ok_or(PricingError::Overflow { what: "prorated amount" })
 }
 
 /// The price of `[from_second, to_second)` seconds after the start of an
@@ -129,26 +104,13 @@ pub fn prorate_span_to_scale(
 /// cumulative(from)` with a one-hour period that keeps running, so
 /// `prorate(p, a) + prorate_elapsed(p, a, b) == prorate(p, b)` exactly.
 /// Billing uses it to split an hourly contract across invoice periods.
-pub fn prorate_elapsed(
-    amount_per_hour: Decimal,
-    from_second: i64,
-    to_second: i64,
-) -> Result<Decimal, PricingError> {
+pub fn prorate_elapsed(amount_per_hour: Decimal, from_second: i64, to_second: i64) -> Result<Decimal, PricingError> {
     if !(0 <= from_second && from_second <= to_second) {
-        return Err(span_error(format!(
-            "seconds {from_second}..{to_second} must be non-negative and in order"
-        )));
+        return Err(span_error(format!("seconds {from_second}..{to_second} must be non-negative and in order")));
     }
     let to = cumulative(amount_per_hour, SECONDS_PER_HOUR, to_second, INTERNAL_SCALE)?;
-    let from = cumulative(
-        amount_per_hour,
-        SECONDS_PER_HOUR,
-        from_second,
-        INTERNAL_SCALE,
-    )?;
-    to.checked_sub(from).ok_or(PricingError::Overflow {
-        what: "prorated amount",
-    })
+    let from = cumulative(amount_per_hour, SECONDS_PER_HOUR, from_second, INTERNAL_SCALE)?;
+    to.checked_sub(from).ok_or(PricingError::Overflow { what: "prorated amount" })
 }
 
 /// `amount_per_hour x seconds / 3600`, half to even at [`INTERNAL_SCALE`]
@@ -156,10 +118,7 @@ pub fn prorate_elapsed(
 /// `Result` because negative seconds and overflow are errors, not panics.
 pub fn prorate(amount_per_hour: Decimal, seconds: i64) -> Result<Decimal, PricingError> {
     if seconds < 0 {
-        return Err(PricingError::request(
-            "duration",
-            format!("must not be negative, got {seconds} s"),
-        ));
+        return Err(PricingError::request("duration", format!("must not be negative, got {seconds} s")));
     }
     prorate_elapsed(amount_per_hour, 0, seconds)
 }
@@ -187,27 +146,15 @@ mod tests {
         // 0.000000000009 / 3600 x 200 = 0.0000000000005 exactly, a tie: half to even -> 0
         assert_eq!(prorate(dec!(0.000000000009), 200).unwrap(), dec!(0));
         // x 600: 0.0000000000015, a tie -> 0.000000000002
-        assert_eq!(
-            prorate(dec!(0.000000000009), 600).unwrap(),
-            dec!(0.000000000002)
-        );
+        assert_eq!(prorate(dec!(0.000000000009), 600).unwrap(), dec!(0.000000000002));
     }
 
     #[test]
     fn thirds_add_up_to_the_whole() {
         // cumulative(1) = 0.333333333333, cumulative(2) = 0.666666666667, cumulative(3) = 1
-        let parts: Vec<_> = [(0, 1), (1, 2), (2, 3)]
-            .iter()
-            .map(|&(a, b)| prorate_span(dec!(1), 3, a, b).unwrap())
-            .collect();
-        assert_eq!(
-            parts,
-            vec![
-                dec!(0.333333333333),
-                dec!(0.333333333334),
-                dec!(0.333333333333)
-            ]
-        );
+        let parts: Vec<_> =
+            [(0, 1), (1, 2), (2, 3)].iter().map(|&(a, b)| prorate_span(dec!(1), 3, a, b).unwrap()).collect();
+        assert_eq!(parts, vec![dec!(0.333333333333), dec!(0.333333333334), dec!(0.333333333333)]);
         assert_eq!(parts.iter().sum::<Decimal>(), dec!(1));
     }
 
@@ -215,10 +162,7 @@ mod tests {
     fn rounded_parts_add_up_to_the_rounded_total() {
         // 100.00 in thirds at cents: 33.33, 66.67 - 33.33 = 33.34, 100 - 66.67 = 33.33
         let part = |a, b| prorate_span_to_scale(dec!(100.00), 3, a, b, 2).unwrap();
-        assert_eq!(
-            [part(0, 1), part(1, 2), part(2, 3)],
-            [dec!(33.33), dec!(33.34), dec!(33.33)]
-        );
+        assert_eq!([part(0, 1), part(1, 2), part(2, 3)], [dec!(33.33), dec!(33.34), dec!(33.33)]);
         // A tie at cents: 0.05 / 2 = 0.025 -> 0.02 (even), then 0.05 - 0.02 = 0.03
         let part = |a, b| prorate_span_to_scale(dec!(0.05), 2, a, b, 2).unwrap();
         assert_eq!([part(0, 1), part(1, 2)], [dec!(0.02), dec!(0.03)]);
@@ -236,28 +180,15 @@ mod tests {
 
     #[test]
     fn bad_spans_and_overflow_are_errors() {
-        assert!(
-            prorate(dec!(1), -1)
-                .unwrap_err()
-                .to_string()
-                .contains("must not be negative")
-        );
+        assert!(prorate(dec!(1), -1).unwrap_err().to_string().contains("must not be negative"));
         assert!(prorate_span(dec!(1), 0, 0, 0).is_err());
         assert!(prorate_span(dec!(1), 10, 5, 4).is_err());
         assert!(prorate_span(dec!(1), 10, -1, 4).is_err());
         let err = prorate_span(dec!(1), 10, 0, 11).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "invalid proration span: seconds 0..11 are not inside the period 0..10"
-        );
+        assert_eq!(err.to_string(), "invalid proration span: seconds 0..11 are not inside the period 0..10");
         assert!(prorate_span_to_scale(dec!(1), 10, 0, 1, 13).is_err());
         assert!(prorate_elapsed(dec!(1), 4, 3).is_err());
-        assert_eq!(
-            prorate(Decimal::MAX, 7200),
-            Err(PricingError::Overflow {
-                what: "prorated amount"
-            })
-        );
+        assert_eq!(prorate(Decimal::MAX, 7200), Err(PricingError::Overflow { what: "prorated amount" }));
         assert!(prorate_elapsed(dec!(9000000000000000), 0, 7200).is_err());
         // The largest total: its x t needs more than 28 digits, so Decimal
         // rounds the share; pinned ends and exact differences still add up.

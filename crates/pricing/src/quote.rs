@@ -81,16 +81,11 @@ pub struct Quote {
 /// term, an invalid catalog, or an amount too large to compute.
 pub fn quote(catalog: &Catalog, req: &QuoteRequest) -> Result<Quote, PricingError> {
     if req.rate_tokens_per_s == 0 {
-        return Err(PricingError::request(
-            "rate_tokens_per_s",
-            "must be at least 1 token/s",
-        ));
+        return Err(PricingError::request("rate_tokens_per_s", "must be at least 1 token/s"));
     }
     catalog.validate()?;
     let prices = catalog.model_prices(&req.model)?;
-    let rate = prices
-        .reservation
-        .price(Decimal::from(req.rate_tokens_per_s))?;
+    let rate = prices.reservation.price(Decimal::from(req.rate_tokens_per_s))?;
     let tier_multiplier = catalog.tier_multiplier(req.tier)?;
     let term_discount = catalog.term_discount(req.term)?;
 
@@ -104,10 +99,7 @@ pub fn quote(catalog: &Catalog, req: &QuoteRequest) -> Result<Quote, PricingErro
     let (starts_at, ends_at) = term_bounds(req)?;
     let term_seconds = ends_at.map(|end| (end - starts_at).num_seconds());
     let total_for_term = match term_seconds {
-        Some(seconds) => Some(Money::new(
-            prorate(price_per_hour, seconds)?,
-            catalog.currency,
-        )),
+        Some(seconds) => Some(Money::new(prorate(price_per_hour, seconds)?, catalog.currency)),
         None => None,
     };
 
@@ -141,10 +133,7 @@ fn term_bounds(req: &QuoteRequest) -> Result<(DateTime<Utc>, Option<DateTime<Utc
         None => match ends_at {
             Some(end) if end <= starts_at => Err(PricingError::request(
                 "ends_at",
-                format!(
-                    "must be at least one second after starts_at ({})",
-                    rfc3339(starts_at)
-                ),
+                format!("must be at least one second after starts_at ({})", rfc3339(starts_at)),
             )),
             other => Ok((starts_at, other)),
         },
@@ -196,31 +185,13 @@ mod tests {
 
     #[test]
     fn enterprise_month_across_all_rate_tiers() {
-        let q = quote(
-            &Catalog::builtin_default(),
-            &req(1500, Tier::Enterprise, Term::Month),
-        )
-        .unwrap();
+        let q = quote(&Catalog::builtin_default(), &req(1500, Tier::Enterprise, Term::Month)).unwrap();
         // 100 x 0.0100 + 900 x 0.0090 + 500 x 0.0080 = 1 + 8.1 + 4 = 13.1 per hour
-        let lines: Vec<_> = q
-            .rate_tiers
-            .iter()
-            .map(|l| (l.quantity, l.amount))
-            .collect();
-        assert_eq!(
-            lines,
-            vec![
-                (dec!(100), dec!(1)),
-                (dec!(900), dec!(8.1)),
-                (dec!(500), dec!(4))
-            ]
-        );
+        let lines: Vec<_> = q.rate_tiers.iter().map(|l| (l.quantity, l.amount)).collect();
+        assert_eq!(lines, vec![(dec!(100), dec!(1)), (dec!(900), dec!(8.1)), (dec!(500), dec!(4))]);
         assert_eq!(q.base_price_per_hour, dec!(13.1));
         // 13.1 x 2.5 x (1 - 0.20) = 32.75 x 0.8 = 26.2 per hour
-        assert_eq!(
-            (q.tier_multiplier, q.term_discount),
-            (dec!(2.5), dec!(0.20))
-        );
+        assert_eq!((q.tier_multiplier, q.term_discount), (dec!(2.5), dec!(0.20)));
         assert_eq!(q.price_per_hour, dec!(26.2));
         // Jan 15 -> Feb 15: 31 days = 744 h = 2,678,400 s; 26.2 x 744 = 19492.8
         assert_eq!(q.ends_at, Some(at(2026, 2, 15)));
@@ -232,11 +203,7 @@ mod tests {
 
     #[test]
     fn premium_half_year_rounds_only_the_presented_totals() {
-        let q = quote(
-            &Catalog::builtin_default(),
-            &req(7, Tier::Premium, Term::HalfYear),
-        )
-        .unwrap();
+        let q = quote(&Catalog::builtin_default(), &req(7, Tier::Premium, Term::HalfYear)).unwrap();
         // 7 x 0.0100 = 0.07; x 1.5 = 0.105; x (1 - 0.35) = 0.06825 per hour
         assert_eq!(q.price_per_hour, dec!(0.06825));
         // 0.06825 -> 0.07 at cents (not a tie)
@@ -249,22 +216,10 @@ mod tests {
 
     #[test]
     fn hourly_open_ended_has_only_a_price_per_hour() {
-        let q = quote(
-            &Catalog::builtin_default(),
-            &req(10, Tier::Standard, Term::Hourly),
-        )
-        .unwrap();
+        let q = quote(&Catalog::builtin_default(), &req(10, Tier::Standard, Term::Hourly)).unwrap();
         // 10 x 0.0100 x 1.0 x (1 - 0) = 0.1
         assert_eq!(q.price_per_hour, dec!(0.1));
-        assert_eq!(
-            (
-                q.ends_at,
-                q.term_seconds,
-                q.total_for_term,
-                q.total_for_term_rounded
-            ),
-            (None, None, None, None)
-        );
+        assert_eq!((q.ends_at, q.term_seconds, q.total_for_term, q.total_for_term_rounded), (None, None, None, None));
     }
 
     #[test]
@@ -285,10 +240,7 @@ mod tests {
     fn requests_that_do_not_fit_the_term_are_refused_clearly() {
         let catalog = Catalog::builtin_default();
         let err = quote(&catalog, &req(0, Tier::Standard, Term::Month)).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "invalid rate_tokens_per_s: must be at least 1 token/s"
-        );
+        assert_eq!(err.to_string(), "invalid rate_tokens_per_s: must be at least 1 token/s");
 
         let mut r = req(10, Tier::Standard, Term::Month);
         r.ends_at = Some(at(2026, 2, 14));
@@ -308,10 +260,7 @@ mod tests {
 
         let mut r = req(10, Tier::Standard, Term::Hourly);
         r.model = "unknown-model".parse().unwrap();
-        assert!(matches!(
-            quote(&catalog, &r),
-            Err(PricingError::UnknownModel { .. })
-        ));
+        assert!(matches!(quote(&catalog, &r), Err(PricingError::UnknownModel { .. })));
 
         let mut broken = catalog.clone();
         broken.version = 0;
@@ -330,8 +279,7 @@ mod tests {
         let catalog = Catalog::builtin_default();
         let r = req(4321, Tier::Premium, Term::Month);
         let a = serde_json::to_string(&quote(&catalog, &r).unwrap()).unwrap();
-        let reparsed: Catalog =
-            serde_json::from_str(&serde_json::to_string(&catalog).unwrap()).unwrap();
+        let reparsed: Catalog = serde_json::from_str(&serde_json::to_string(&catalog).unwrap()).unwrap();
         let b = serde_json::to_string(&quote(&reparsed, &r).unwrap()).unwrap();
         assert_eq!(a, b);
     }
@@ -350,11 +298,7 @@ mod tests {
 
     #[test]
     fn quotes_serialize_decimals_as_strings() {
-        let q = quote(
-            &Catalog::builtin_default(),
-            &req(1500, Tier::Enterprise, Term::Month),
-        )
-        .unwrap();
+        let q = quote(&Catalog::builtin_default(), &req(1500, Tier::Enterprise, Term::Month)).unwrap();
         let v: serde_json::Value = serde_json::to_value(&q).unwrap();
         assert_eq!(v["price_per_hour"], "26.2");
         assert_eq!(v["base_price_per_hour"], "13.1");

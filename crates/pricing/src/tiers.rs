@@ -44,20 +44,12 @@ pub struct PriceTier {
 impl PriceTier {
     /// A bounded tier without flat fee.
     pub fn up_to(bound: Decimal, unit_price: Decimal) -> Self {
-        Self {
-            up_to: Some(bound),
-            unit_price,
-            flat_fee: Decimal::ZERO,
-        }
+        Self { up_to: Some(bound), unit_price, flat_fee: Decimal::ZERO }
     }
 
     /// The open last tier, without flat fee.
     pub fn open(unit_price: Decimal) -> Self {
-        Self {
-            up_to: None,
-            unit_price,
-            flat_fee: Decimal::ZERO,
-        }
+        Self { up_to: None, unit_price, flat_fee: Decimal::ZERO }
     }
 
     pub fn with_flat_fee(self, flat_fee: Decimal) -> Self {
@@ -131,20 +123,14 @@ pub struct TieredCharge {
 impl TierTable {
     /// A graduated table, validated.
     pub fn graduated(tiers: Vec<PriceTier>) -> Result<Self, PricingError> {
-        let table = Self {
-            mode: TierMode::Graduated,
-            tiers,
-        };
+        let table = Self { mode: TierMode::Graduated, tiers };
         table.validate()?;
         Ok(table)
     }
 
     /// A volume table, validated.
     pub fn volume(tiers: Vec<PriceTier>) -> Result<Self, PricingError> {
-        let table = Self {
-            mode: TierMode::Volume,
-            tiers,
-        };
+        let table = Self { mode: TierMode::Volume, tiers };
         table.validate()?;
         Ok(table)
     }
@@ -155,8 +141,7 @@ impl TierTable {
     /// every number has at most [`crate::INTERNAL_SCALE`] decimal places and is
     /// below [`crate::AMOUNT_LIMIT`] (10^16).
     pub fn validate(&self) -> Result<(), PricingError> {
-        self.check()
-            .map_err(|reason| PricingError::InvalidTable { reason })
+        self.check().map_err(|reason| PricingError::InvalidTable { reason })
     }
 
     /// The reason a table is invalid, for callers that add their own context.
@@ -166,27 +151,21 @@ impl TierTable {
             return Err("a table needs at least one tier".into());
         }
         if count > TIERS_MAX {
-            return Err(format!(
-                "a table has at most {TIERS_MAX} tiers, this one has {count}"
-            ));
+            return Err(format!("a table has at most {TIERS_MAX} tiers, this one has {count}"));
         }
         let last = count - 1;
         let mut previous_bound: Option<Decimal> = None;
         for (i, tier) in self.tiers.iter().enumerate() {
             for (field, value) in [("unit_price", tier.unit_price), ("flat_fee", tier.flat_fee)] {
                 if value < Decimal::ZERO {
-                    return Err(format!(
-                        "tiers[{i}].{field} must not be negative, got {value}"
-                    ));
+                    return Err(format!("tiers[{i}].{field} must not be negative, got {value}"));
                 }
                 check_number(&format!("tiers[{i}].{field}"), value)?;
             }
             match (tier.up_to, i == last) {
                 (None, true) => {}
                 (None, false) => {
-                    return Err(format!(
-                        "tiers[{i}] has no up_to: only the last tier may be open"
-                    ));
+                    return Err(format!("tiers[{i}] has no up_to: only the last tier may be open"));
                 }
                 (Some(_), true) => {
                     return Err(format!(
@@ -196,9 +175,7 @@ impl TierTable {
                 (Some(bound), false) => {
                     check_number(&format!("tiers[{i}].up_to"), bound)?;
                     if bound <= Decimal::ZERO {
-                        return Err(format!(
-                            "tiers[{i}].up_to must be greater than 0, got {bound}"
-                        ));
+                        return Err(format!("tiers[{i}].up_to must be greater than 0, got {bound}"));
                     }
                     if let Some(prev) = previous_bound
                         && bound <= prev
@@ -220,22 +197,13 @@ impl TierTable {
     pub fn price(&self, quantity: Decimal) -> Result<TieredCharge, PricingError> {
         self.validate()?;
         if quantity < Decimal::ZERO {
-            return Err(PricingError::InvalidQuantity {
-                quantity,
-                reason: "must not be negative",
-            });
+            return Err(PricingError::InvalidQuantity { quantity, reason: "must not be negative" });
         }
         if !within_scale(quantity) {
-            return Err(PricingError::InvalidQuantity {
-                quantity,
-                reason: "has more than 12 decimal places",
-            });
+            return Err(PricingError::InvalidQuantity { quantity, reason: "has more than 12 decimal places" });
         }
         if !within_limit(quantity) {
-            return Err(PricingError::InvalidQuantity {
-                quantity,
-                reason: "must be below 10^16",
-            });
+            return Err(PricingError::InvalidQuantity { quantity, reason: "must be below 10^16" });
         }
         // Canonical text in the breakdown: `150` for 150,000,000 tokens, not
         // `150.000000`, and `0` for `-0`.
@@ -252,12 +220,7 @@ impl TierTable {
         for line in &lines {
             total = add(total, line.amount, "tiered total")?;
         }
-        Ok(TieredCharge {
-            mode: self.mode,
-            quantity,
-            lines,
-            total,
-        })
+        Ok(TieredCharge { mode: self.mode, quantity, lines, total })
     }
 
     /// Needs a valid table and `quantity > 0`.
@@ -289,9 +252,7 @@ impl TierTable {
             .find(|(_, tier)| tier.up_to.is_none_or(|bound| quantity <= bound))
             // Unreachable for a validated table (its last tier is open); an
             // error rather than a panic keeps that promise checked.
-            .ok_or_else(|| PricingError::InvalidTable {
-                reason: "the last tier must be open".into(),
-            })?;
+            .ok_or_else(|| PricingError::InvalidTable { reason: "the last tier must be open".into() })?;
         line(index, tier, quantity)
     }
 }
@@ -313,9 +274,7 @@ fn line(tier_index: usize, tier: &PriceTier, quantity: Decimal) -> Result<TierLi
 /// quantity is `tokens / 1,000,000`, exact (a scale-6 decimal, no division).
 pub fn price_tokens(table: &TierTable, tokens: u64) -> Result<TieredCharge, PricingError> {
     let millions = Decimal::try_from_i128_with_scale(i128::from(tokens), TOKENS_PER_MILLION_SCALE)
-        .map_err(|_| PricingError::Overflow {
-            what: "token count",
-        })?;
+        .map_err(|_| PricingError::Overflow { what: "token count" })?;
     table.price(millions)
 }
 

@@ -10,8 +10,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
 use reservoir_domain::{Currency, ModelId, Term, Tier};
 use reservoir_pricing::{
-    Catalog, ModelPrices, PriceTier, QuoteRequest, TierMode, TierTable, price_tokens, prorate,
-    prorate_elapsed, prorate_span, prorate_span_to_scale, quote,
+    Catalog, ModelPrices, PriceTier, QuoteRequest, TierMode, TierTable, price_tokens, prorate, prorate_elapsed,
+    prorate_span, prorate_span_to_scale, quote,
 };
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
@@ -24,43 +24,25 @@ fn decimal(max_mantissa: i64, max_scale: u32) -> impl Strategy<Value = Decimal> 
 
 /// Any decimal at all, huge, tiny, negative or with 28 places.
 fn any_decimal() -> impl Strategy<Value = Decimal> {
-    (
-        any::<u32>(),
-        any::<u32>(),
-        any::<u32>(),
-        any::<bool>(),
-        0u32..=28,
-    )
-        .prop_map(|(lo, mid, hi, negative, scale)| {
-            Decimal::from_parts(lo, mid, hi, negative, scale)
-        })
+    (any::<u32>(), any::<u32>(), any::<u32>(), any::<bool>(), 0u32..=28)
+        .prop_map(|(lo, mid, hi, negative, scale)| Decimal::from_parts(lo, mid, hi, negative, scale))
 }
 
 /// Valid tiers: positive strictly increasing bounds, open last tier.
 fn valid_tiers(max_tiers: usize) -> impl Strategy<Value = Vec<PriceTier>> {
-    prop::collection::vec(
-        (
-            decimal(1_000_000, 3),
-            decimal(100_000, 4),
-            decimal(10_000, 2),
-        ),
-        1..=max_tiers,
+    prop::collection::vec((decimal(1_000_000, 3), decimal(100_000, 4), decimal(10_000, 2)), 1..=max_tiers).prop_map(
+        |raw| {
+            let last = raw.len() - 1;
+            let mut bound = Decimal::ZERO;
+            raw.into_iter()
+                .enumerate()
+                .map(|(i, (step, unit_price, flat_fee))| {
+                    bound += if step.is_zero() { Decimal::ONE } else { step };
+                    PriceTier { up_to: (i < last).then_some(bound), unit_price, flat_fee }
+                })
+                .collect()
+        },
     )
-    .prop_map(|raw| {
-        let last = raw.len() - 1;
-        let mut bound = Decimal::ZERO;
-        raw.into_iter()
-            .enumerate()
-            .map(|(i, (step, unit_price, flat_fee))| {
-                bound += if step.is_zero() { Decimal::ONE } else { step };
-                PriceTier {
-                    up_to: (i < last).then_some(bound),
-                    unit_price,
-                    flat_fee,
-                }
-            })
-            .collect()
-    })
 }
 
 fn table(mode: TierMode, max_tiers: usize) -> impl Strategy<Value = TierTable> {
@@ -73,54 +55,33 @@ fn any_mode() -> impl Strategy<Value = TierMode> {
 
 /// Quantities around the generated bounds (up to ~6,000), with up to 6 places.
 fn quantity() -> impl Strategy<Value = Decimal> {
-    prop_oneof![
-        decimal(10_000, 0),
-        decimal(10_000_000_000, 6),
-        decimal(100, 0)
-    ]
+    prop_oneof![decimal(10_000, 0), decimal(10_000_000_000, 6), decimal(100, 0)]
 }
 
 fn model_prices() -> impl Strategy<Value = ModelPrices> {
-    (
-        table(TierMode::Graduated, 5),
-        table(TierMode::Graduated, 5),
-        table(TierMode::Volume, 5),
+    (table(TierMode::Graduated, 5), table(TierMode::Graduated, 5), table(TierMode::Volume, 5)).prop_map(
+        |(reservation, on_demand_per_million, spot_per_million)| ModelPrices {
+            reservation,
+            on_demand_per_million,
+            spot_per_million,
+        },
     )
-        .prop_map(
-            |(reservation, on_demand_per_million, spot_per_million)| ModelPrices {
-                reservation,
-                on_demand_per_million,
-                spot_per_million,
-            },
-        )
 }
 
 fn catalog() -> impl Strategy<Value = Catalog> {
     let multipliers = prop::collection::vec(decimal(100_000, 4), 3);
     // Fractions in [0, 1) written with 4 to 8 places (trailing zeros included).
-    let discounts = prop::collection::vec(
-        (0i64..10_000, 4u32..=8).prop_map(|(m, s)| Decimal::new(m, s)),
-        3,
-    );
+    let discounts = prop::collection::vec((0i64..10_000, 4u32..=8).prop_map(|(m, s)| Decimal::new(m, s)), 3);
     let currency = prop::sample::select(vec!["USD", "EUR", "JPY", "KWD"]);
     let models = prop::collection::btree_map("[a-z][a-z0-9-]{0,20}", model_prices(), 1..=3);
-    (1..=i64::MAX, currency, multipliers, discounts, models).prop_map(
-        |(version, currency, m, d, models)| Catalog {
-            version,
-            currency: currency.parse().unwrap(),
-            // Zero multipliers are invalid; 0 + 1 keeps the strategy simple.
-            tier_multipliers: Tier::ALL
-                .iter()
-                .copied()
-                .zip(m.into_iter().map(|x| x + Decimal::ONE))
-                .collect(),
-            term_discounts: Term::ALL.iter().copied().zip(d).collect(),
-            models: models
-                .into_iter()
-                .map(|(k, v)| (k.parse::<ModelId>().unwrap(), v))
-                .collect::<BTreeMap<_, _>>(),
-        },
-    )
+    (1..=i64::MAX, currency, multipliers, discounts, models).prop_map(|(version, currency, m, d, models)| Catalog {
+        version,
+        currency: currency.parse().unwrap(),
+        // Zero multipliers are invalid; 0 + 1 keeps the strategy simple.
+        tier_multipliers: Tier::ALL.iter().copied().zip(m.into_iter().map(|x| x + Decimal::ONE)).collect(),
+        term_discounts: Term::ALL.iter().copied().zip(d).collect(),
+        models: models.into_iter().map(|(k, v)| (k.parse::<ModelId>().unwrap(), v)).collect::<BTreeMap<_, _>>(),
+    })
 }
 
 fn request() -> impl Strategy<Value = QuoteRequest> {
@@ -129,23 +90,21 @@ fn request() -> impl Strategy<Value = QuoteRequest> {
     // 2000-01-01 .. 2100-01-01, with sub-second parts.
     let start = (946_684_800i64..4_102_444_800, 0u32..1_000_000_000);
     let hourly_end = prop::option::of(1i64..100_000_000);
-    (1u32..=2_000_000, tier, term, start, hourly_end).prop_map(
-        |(rate, tier, term, (s, ns), end)| {
-            let starts_at: DateTime<Utc> = Utc.timestamp_opt(s, ns).unwrap();
-            let ends_at = match term {
-                Term::Hourly => end.map(|secs| starts_at + chrono::Duration::seconds(secs)),
-                _ => None,
-            };
-            QuoteRequest {
-                model: "smollm2-135m-instruct".parse().unwrap(),
-                rate_tokens_per_s: rate,
-                tier,
-                term,
-                starts_at,
-                ends_at,
-            }
-        },
-    )
+    (1u32..=2_000_000, tier, term, start, hourly_end).prop_map(|(rate, tier, term, (s, ns), end)| {
+        let starts_at: DateTime<Utc> = Utc.timestamp_opt(s, ns).unwrap();
+        let ends_at = match term {
+            Term::Hourly => end.map(|secs| starts_at + chrono::Duration::seconds(secs)),
+            _ => None,
+        };
+        QuoteRequest {
+            model: "smollm2-135m-instruct".parse().unwrap(),
+            rate_tokens_per_s: rate,
+            tier,
+            term,
+            starts_at,
+            ends_at,
+        }
+    })
 }
 
 proptest! {
@@ -293,10 +252,5 @@ fn the_default_catalog_prices_in_usd() {
         starts_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
         ends_at: None,
     };
-    assert_eq!(
-        quote(&Catalog::builtin_default(), &req)
-            .unwrap()
-            .price_per_hour,
-        dec!(0.01)
-    );
+    assert_eq!(quote(&Catalog::builtin_default(), &req).unwrap().price_per_hour, dec!(0.01));
 }

@@ -78,7 +78,8 @@ impl ContractBucket {
     pub fn settle(&mut self, estimated_milli: u64, actual_milli: u64, now: Micros) {
         self.refill(now);
         let difference = i128::from(estimated_milli) - i128::from(actual_milli);
-        let level = (i128::from(self.level_milli) + difference).clamp(i128::from(i64::MIN), i128::from(self.capacity_milli));
+        let level =
+            (i128::from(self.level_milli) + difference).clamp(i128::from(i64::MIN), i128::from(self.capacity_milli));
         self.level_milli = i64::try_from(level).unwrap_or(i64::MIN);
     }
 }

@@ -76,7 +76,10 @@ mod tests {
         let mut c = [contract(10, true)];
         assert_eq!(class_of(&mut c, 10_000, false), PriorityClass::Reserved);
         assert_eq!(c[0].bucket.level_milli(0), 0);
-        assert_eq!(classify(&mut c, 5_000, false, 0), Admission { class: PriorityClass::Burst, charged_milli: 0, contract: Some(0) });
+        assert_eq!(
+            classify(&mut c, 5_000, false, 0),
+            Admission { class: PriorityClass::Burst, charged_milli: 0, contract: Some(0) }
+        );
         assert_eq!(c[0].bucket.level_milli(0), 0, "burst is billed on demand, not taken from the bucket");
         assert_eq!(classify(&mut c, 5_000, true, 0).contract, None);
     }

@@ -183,8 +183,7 @@ impl Planner {
         // 3. Admission, class order, FIFO within a class. Walked lazily, one
         // class after the other: admission stops at the first request that
         // does not fit, so a long queue costs nothing beyond its head.
-        let in_class_order =
-            PriorityClass::ALL.iter().flat_map(|c| waiting.iter().filter(move |w| w.class == *c));
+        let in_class_order = PriorityClass::ALL.iter().flat_map(|c| waiting.iter().filter(move |w| w.class == *c));
         for w in in_class_order.take_while(|_| !pressed) {
             if budget == 0 || w.tokens == 0 {
                 break;

@@ -31,10 +31,14 @@ pub fn prefix_key(prompt: &str) -> u64 {
 /// The worker for the next request, or `None` when no healthy worker has
 /// room. `preferred` (prefix affinity) wins when it has room; `avoid` (a
 /// worker that just failed) is never chosen.
-pub fn choose(workers: &[WorkerView], per_worker_in_flight: usize, preferred: Option<usize>, avoid: Option<usize>) -> Option<usize> {
-    let has_room = |i: usize| {
-        workers.get(i).is_some_and(|w| w.healthy && w.in_flight < per_worker_in_flight) && Some(i) != avoid
-    };
+pub fn choose(
+    workers: &[WorkerView],
+    per_worker_in_flight: usize,
+    preferred: Option<usize>,
+    avoid: Option<usize>,
+) -> Option<usize> {
+    let has_room =
+        |i: usize| workers.get(i).is_some_and(|w| w.healthy && w.in_flight < per_worker_in_flight) && Some(i) != avoid;
     if let Some(p) = preferred.filter(|p| has_room(*p)) {
         return Some(p);
     }

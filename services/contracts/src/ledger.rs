@@ -91,18 +91,14 @@ pub async fn check_capacity_covers_sales(conn: &mut PgConnection, model: &ModelI
     let window = TimeRange { start: Utc::now(), end: None };
     let rows = holdings(conn, model, window).await?;
     let plain: Vec<Holding> = rows.iter().map(|r| r.holding).collect();
-    let over: Vec<_> = reserved_steps(&plain, window)
-        .into_iter()
-        .filter(|s| s.reserved_tokens_per_s > u64::from(sellable))
-        .collect();
+    let over: Vec<_> =
+        reserved_steps(&plain, window).into_iter().filter(|s| s.reserved_tokens_per_s > u64::from(sellable)).collect();
     let Some(worst) = over.iter().max_by_key(|s| s.reserved_tokens_per_s) else {
         return Ok(());
     };
     let mut in_the_way: Vec<Uuid> = rows
         .iter()
-        .filter(|r| {
-            over.iter().any(|s| r.holding.range.overlaps(&TimeRange { start: s.from, end: s.to }))
-        })
+        .filter(|r| over.iter().any(|s| r.holding.range.overlaps(&TimeRange { start: s.from, end: s.to })))
         .map(|r| r.reservation_id)
         .collect();
     in_the_way.sort();

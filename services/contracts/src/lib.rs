@@ -59,14 +59,23 @@ impl Server {
 
 /// Records a measured pool capacity on a model. Refused (and nothing
 /// changes) when the measured pool would sell less than is already sold.
-pub async fn record_measured_capacity(pool: &PgPool, id: &ModelId, capacity_tokens_per_s: u32) -> Result<(), ContractsError> {
+pub async fn record_measured_capacity(
+    pool: &PgPool,
+    id: &ModelId,
+    capacity_tokens_per_s: u32,
+) -> Result<(), ContractsError> {
     let change = ModelChange { capacity_tokens_per_s: Some(capacity_tokens_per_s), ..ModelChange::default() };
     models::update(pool, id, &change).await.map(|_| ())
 }
 
 /// Seeds a model with a configured capacity unless it exists already (the
 /// engine's calibration replaces the figure once it can measure the pool).
-pub async fn seed_model(pool: &PgPool, id: &ModelId, capacity_tokens_per_s: u32, headroom: rust_decimal::Decimal) -> anyhow::Result<()> {
+pub async fn seed_model(
+    pool: &PgPool,
+    id: &ModelId,
+    capacity_tokens_per_s: u32,
+    headroom: rust_decimal::Decimal,
+) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO contracts.models (id, capacity_tokens_per_s, headroom) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
     )

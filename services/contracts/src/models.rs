@@ -65,7 +65,6 @@ impl ModelChange {
 
 type ModelRow = (String, i32, Decimal, Decimal, Decimal, DateTime<Utc>);
 
-
 fn from_row((id, capacity, headroom, prompt_weight, completion_weight, updated_at): ModelRow) -> Result<Model> {
     Ok(Model {
         id: id.parse().map_err(|e| ContractsError::Internal(format!("stored model id: {e}")))?,
@@ -81,9 +80,8 @@ fn from_row((id, capacity, headroom, prompt_weight, completion_weight, updated_a
 /// model again, other settings are a conflict (use update).
 pub async fn create(pool: &PgPool, id: &ModelId, settings: &ModelChange) -> Result<Model> {
     settings.validate()?;
-    let capacity = settings
-        .capacity_tokens_per_s
-        .ok_or_else(|| ContractsError::Invalid("capacity is required".into()))?;
+    let capacity =
+        settings.capacity_tokens_per_s.ok_or_else(|| ContractsError::Invalid("capacity is required".into()))?;
     let inserted = sqlx::query(
         "INSERT INTO contracts.models (id, capacity_tokens_per_s, headroom, prompt_weight, completion_weight) \
          VALUES ($1, $2, COALESCE($3, 0.10), COALESCE($4, 0.25), COALESCE($5, 1)) ON CONFLICT (id) DO NOTHING",
@@ -141,7 +139,9 @@ pub async fn list(pool: &PgPool) -> Result<Vec<Model>> {
     let rows: Vec<ModelRow> = sqlx::query_as(
         "SELECT id, capacity_tokens_per_s, headroom, prompt_weight, completion_weight, updated_at \
          FROM contracts.models ORDER BY id",
-    ).fetch_all(pool).await?;
+    )
+    .fetch_all(pool)
+    .await?;
     rows.into_iter().map(from_row).collect()
 }
 

@@ -53,9 +53,7 @@ impl NewReservation {
         }
         if let Some(key) = &self.idempotency_key {
             if key.is_empty() || key.len() > 255 || key.chars().any(char::is_control) {
-                return Err(ContractsError::Invalid(
-                    "idempotency key must be 1 to 255 printable characters".into(),
-                ));
+                return Err(ContractsError::Invalid("idempotency key must be 1 to 255 printable characters".into()));
             }
         }
         Ok(())
@@ -131,7 +129,7 @@ impl Reservation {
 }
 
 mod rows;
-pub use rows::{get, list, ListFilter};
+pub use rows::{ListFilter, get, list};
 
 /// Creates a reservation when the model's pool has room for it at every
 /// instant of its term; one serializable transaction, idempotent by

@@ -115,8 +115,7 @@ impl ContractService for Contracts {
         // Quoting an unknown model is a 404, as reserving it would be.
         models::get_with(&mut conn, &wanted.model, false).await?;
         let quote = reservations::quote(&mut conn, &wanted, Utc::now()).await?;
-        let quote_json =
-            serde_json::to_string(&quote).map_err(|e| ContractsError::Internal(format!("quote: {e}")))?;
+        let quote_json = serde_json::to_string(&quote).map_err(|e| ContractsError::Internal(format!("quote: {e}")))?;
         Ok(Response::new(pb::QuoteResponse { quote_json, catalog_version: quote.catalog_version }))
     }
 
@@ -152,11 +151,8 @@ impl ContractService for Contracts {
             limit: Some(r.limit).filter(|l| *l > 0),
         };
         let now = Utc::now();
-        let reservations = reservations::list(&self.pool, &filter)
-            .await?
-            .into_iter()
-            .map(|r| convert::reservation(r, now))
-            .collect();
+        let reservations =
+            reservations::list(&self.pool, &filter).await?.into_iter().map(|r| convert::reservation(r, now)).collect();
         Ok(Response::new(pb::ListReservationsResponse { reservations }))
     }
 

@@ -39,10 +39,7 @@ pub async fn ensure(pool: &PgPool, id: &TenantId, currency: Currency) -> Result<
 pub async fn create(pool: &PgPool, id: &TenantId, currency: Currency) -> Result<Tenant> {
     let tenant = ensure(pool, id, currency).await?;
     if tenant.currency != currency {
-        return Err(ContractsError::conflict(format!(
-            "tenant {id} already exists with currency {}",
-            tenant.currency
-        )));
+        return Err(ContractsError::conflict(format!("tenant {id} already exists with currency {}", tenant.currency)));
     }
     Ok(tenant)
 }
@@ -62,10 +59,9 @@ pub async fn list(pool: &PgPool) -> Result<Vec<Tenant>> {
 
 /// `get` inside a transaction.
 pub async fn get_in(conn: &mut sqlx::PgConnection, id: &TenantId) -> Result<Tenant> {
-    let row: Option<TenantRow> =
-        sqlx::query_as("SELECT id, currency, created_at FROM contracts.tenants WHERE id = $1")
-            .bind(id.as_str())
-            .fetch_optional(&mut *conn)
-            .await?;
+    let row: Option<TenantRow> = sqlx::query_as("SELECT id, currency, created_at FROM contracts.tenants WHERE id = $1")
+        .bind(id.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
     from_row(row.ok_or_else(|| ContractsError::NotFound(format!("tenant {id}")))?)
 }

@@ -76,8 +76,12 @@ pub struct ReservationList {
 fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     use serde::de::Error;
     let n = serde_json::Number::deserialize(d)?;
-    let whole = n.as_u64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= f64::from(u32::MAX)).map(|f| f as u64));
-    whole.and_then(|w| u32::try_from(w).ok()).ok_or_else(|| D::Error::custom(format!("expected a whole number from 0 to {}, got {n}", u32::MAX)))
+    let whole = n.as_u64().or_else(|| {
+        n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= f64::from(u32::MAX)).map(|f| f as u64)
+    });
+    whole
+        .and_then(|w| u32::try_from(w).ok())
+        .ok_or_else(|| D::Error::custom(format!("expected a whole number from 0 to {}, got {n}", u32::MAX)))
 }
 
 fn optional_whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
@@ -130,7 +134,11 @@ impl TryFrom<pb::Reservation> for Reservation {
             allow_burst: r.allow_burst,
             price: Price {
                 per_hour: money("price_per_hour", &r.price_per_hour, currency)?,
-                total_for_term: r.total_for_term.as_deref().map(|t| money("total_for_term", t, currency)).transpose()?,
+                total_for_term: r
+                    .total_for_term
+                    .as_deref()
+                    .map(|t| money("total_for_term", t, currency))
+                    .transpose()?,
                 catalog_version: r.catalog_version,
             },
             idempotency_key: Some(r.idempotency_key).filter(|k| !k.is_empty()),

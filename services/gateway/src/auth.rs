@@ -73,8 +73,7 @@ impl Verifier {
             };
             ApiError::unauthorized(why)
         })?;
-        let role: Role =
-            data.claims.role.parse().map_err(|_| ApiError::unauthorized("the token's role is unknown"))?;
+        let role: Role = data.claims.role.parse().map_err(|_| ApiError::unauthorized("the token's role is unknown"))?;
         let sub = &data.claims.sub;
         if sub.is_empty() || sub.len() > SUBJECT_LEN_MAX || sub.chars().any(char::is_control) {
             return Err(ApiError::unauthorized("the token's subject must be 1 to 200 printable characters"));

@@ -20,10 +20,10 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, patch, post};
+use reservoir_runtime::InternalToken;
 use reservoir_runtime::Shutdown;
 use reservoir_runtime::config::{AuthConfig, RateLimit};
 use tokio::net::TcpListener;
-use reservoir_runtime::InternalToken;
 use tonic::transport::Endpoint;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
@@ -137,4 +137,3 @@ impl Server {
         Ok(())
     }
 }
-

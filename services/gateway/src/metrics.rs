@@ -19,13 +19,16 @@ pub struct GatewayMetrics {
 impl GatewayMetrics {
     pub fn new() -> Result<Arc<Self>, prometheus::Error> {
         let registry = Registry::new_custom(Some("reservoir_gateway".into()), None)?;
-        let requests = IntCounterVec::new(Opts::new("requests_total", "HTTP requests by route and status"), &["route", "status"])?;
+        let requests =
+            IntCounterVec::new(Opts::new("requests_total", "HTTP requests by route and status"), &["route", "status"])?;
         let latency_seconds = HistogramVec::new(
             HistogramOpts::new("request_seconds", "HTTP request latency (to the response head) by route"),
             &["route"],
         )?;
-        let served_by_class =
-            IntCounterVec::new(Opts::new("inference_requests_total", "Inference requests by the class that served them"), &["class"])?;
+        let served_by_class = IntCounterVec::new(
+            Opts::new("inference_requests_total", "Inference requests by the class that served them"),
+            &["class"],
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency_seconds.clone()))?;
         registry.register(Box::new(served_by_class.clone()))?;
@@ -44,7 +47,8 @@ impl GatewayMetrics {
 /// Counts every request under its route template (never the raw path, so
 /// ids do not explode the label set).
 pub async fn track(State(metrics): State<Arc<GatewayMetrics>>, request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    let route =
+        request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
     let started = Instant::now();
     let response = next.run(request).await;
     metrics.latency_seconds.with_label_values(&[route.as_str()]).observe(started.elapsed().as_secs_f64());

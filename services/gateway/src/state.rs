@@ -8,15 +8,15 @@ use std::num::NonZeroU32;
 
 use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use reservoir_runtime::config::RateLimit;
-use axum::http::request::Parts;
 use reservoir_domain::TenantId;
 use reservoir_proto::v1::EnsureTenantRequest;
 use reservoir_proto::v1::contract_service_client::ContractServiceClient;
 use reservoir_proto::v1::metering_service_client::MeteringServiceClient;
 use reservoir_proto::v1::scheduler_service_client::SchedulerServiceClient;
+use reservoir_runtime::config::RateLimit;
 use reservoir_runtime::{InternalChannel, InternalToken};
 use tonic::transport::Channel;
 
@@ -50,7 +50,8 @@ impl CallerLimiter {
         }
         self.limiter.check_key(&caller.to_owned()).map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
-            let mut error = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests; slow down");
+            let mut error =
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests; slow down");
             error.retry_after_s = Some(wait.as_secs() + 1);
             error
         })

@@ -255,13 +255,19 @@ pub async fn run(config: &Config, args: &Args) -> anyhow::Result<()> {
     let rate_each = (f64::from(capacity) * RESERVED_SHARE_EACH).floor().max(1.0) as u32;
     let reserved_per_s = f64::from(rate_each) * RESERVED_TENANTS as f64 * RESERVED_OFFERED / cost;
     let spot_per_s = f64::from(capacity) * SPOT_OFFERED / cost;
-    println!("pool capacity {capacity} weighted tokens/s (measured); {RESERVED_TENANTS} reserved tenants at {rate_each} tokens/s each");
-    println!("offered: reserved {reserved_per_s:.2} req/s (80% of their rate), spot {spot_per_s:.1} req/s (5x capacity); phases of {} s", phase.as_secs());
+    println!(
+        "pool capacity {capacity} weighted tokens/s (measured); {RESERVED_TENANTS} reserved tenants at {rate_each} tokens/s each"
+    );
+    println!(
+        "offered: reserved {reserved_per_s:.2} req/s (80% of their rate), spot {spot_per_s:.1} req/s (5x capacity); phases of {} s",
+        phase.as_secs()
+    );
 
     let mut results = Vec::new();
     for (label, fcfs, spot) in [("idle", false, 0.0), ("overload", false, spot_per_s), ("fcfs", true, spot_per_s)] {
         let shutdown = Shutdown::new();
-        let (client, contracts_url, worker_url) = platform(config, &url, &args.model, fcfs, &shutdown).await.context(label)?;
+        let (client, contracts_url, worker_url) =
+            platform(config, &url, &args.model, fcfs, &shutdown).await.context(label)?;
         // The same key each phase: the reservations are made once.
         reserve(&contracts_url, rate_each).await.context("reserving")?;
         warm_up(&client).await;
@@ -343,7 +349,8 @@ fn round1(x: f64) -> f64 {
 /// Hourly contracts for the reserved tenants, through the contracts service
 /// so they are priced and checked like any other.
 async fn reserve(contracts_url: &str, rate: u32) -> anyhow::Result<()> {
-    let mut client = reservoir_proto::v1::contract_service_client::ContractServiceClient::connect(contracts_url.to_owned()).await?;
+    let mut client =
+        reservoir_proto::v1::contract_service_client::ContractServiceClient::connect(contracts_url.to_owned()).await?;
     for i in 0..RESERVED_TENANTS {
         let tenant = format!("reserved-{i}");
         client.ensure_tenant(pb::EnsureTenantRequest { id: tenant.clone() }).await?;

@@ -81,7 +81,9 @@ fn decode_step_us(model: &crate::engine_cli::ModelArg) -> anyhow::Result<f64> {
 
 pub fn run(model: &crate::engine_cli::ModelArg) -> anyhow::Result<()> {
     let step_us = decode_step_us(model)?;
-    println!("scheduling policy time per decision (median of {ROUNDS}); decode step at batch 1 measured at {step_us:.0} us");
+    println!(
+        "scheduling policy time per decision (median of {ROUNDS}); decode step at batch 1 measured at {step_us:.0} us"
+    );
     println!("{:>8}  {:>14}  {:>12}  {:>14}", "queued", "planner us", "% of step", "queue pop us");
     let mut json = serde_json::Map::new();
     for queued in [1_000usize, 10_000] {

@@ -31,9 +31,8 @@ pub struct Calibration {
 pub fn measure(path: &Path) -> anyhow::Result<Calibration> {
     let loaded = reservoir_engine::load(path).with_context(|| format!("loading {}", path.display()))?;
     let model: Arc<_> = loaded.model;
-    let report =
-        reservoir_engine::bench::run(&model, 64, &[CALIBRATION_BATCH; CALIBRATION_RUNS], CALIBRATION_STEPS)
-            .context("calibration run")?;
+    let report = reservoir_engine::bench::run(&model, 64, &[CALIBRATION_BATCH; CALIBRATION_RUNS], CALIBRATION_STEPS)
+        .context("calibration run")?;
     let mut runs: Vec<f64> = report.decode_tok_per_s.iter().map(|(_, tps)| *tps).collect();
     runs.sort_by(f64::total_cmp);
     let decode = runs.get(runs.len() / 2).copied().ok_or_else(|| anyhow::anyhow!("calibration produced no figure"))?;

@@ -244,9 +244,7 @@ pub fn bench_engine(args: &BenchEngineArgs) -> anyhow::Result<()> {
         t_load.elapsed().as_secs_f64()
     );
     println!("threads: {}", thread_description());
-    println!(
-        "rounds: {rounds} (best of), prefill {prefill_tokens} tokens, {decode_steps} decode steps per batch size"
-    );
+    println!("rounds: {rounds} (best of), prefill {prefill_tokens} tokens, {decode_steps} decode steps per batch size");
     // Warm-up: the first forward pass pays for page faults on the mmapped
     // weights and for rayon's thread start; keep that out of the figures.
     reservoir_engine::bench::run(&loaded.model, 16, &[1], 2).context("warm-up")?;
@@ -286,10 +284,7 @@ pub fn bench_engine(args: &BenchEngineArgs) -> anyhow::Result<()> {
             waste * 100.0
         );
     }
-    println!(
-        "resident memory: peak {:.1} MiB (VmHWM), now {:.1} MiB (VmRSS)",
-        mem.peak_rss_mb, mem.rss_mb
-    );
+    println!("resident memory: peak {:.1} MiB (VmHWM), now {:.1} MiB (VmRSS)", mem.peak_rss_mb, mem.rss_mb);
     let tps = |b: usize| best.decode.iter().find(|d| d.0 == b).map_or(0.0, |d| d.1);
     // One JSON line last, for scripts (scripts/bench-vs-llamacpp reads it).
     // rss_mb is the peak: the engines are dropped by now, and what a worker

@@ -11,8 +11,8 @@
 mod bench;
 mod bench_isolation;
 mod bench_sched;
-mod engine_cli;
 mod calibrate;
+mod engine_cli;
 mod healthcheck;
 mod up;
 mod workers;
@@ -151,10 +151,17 @@ async fn serve(config: Config, service: Service) -> anyhow::Result<()> {
             tracing::info!(port = server.port(), model = %settings.model_id, "worker listening");
             workers::stop_when_orphaned(&shutdown);
             if let Some(scheduler_url) = config.worker.scheduler_url.clone() {
-                let url = config.worker.advertise_url.clone().unwrap_or_else(|| format!("http://{}", config.worker.listen));
+                let url =
+                    config.worker.advertise_url.clone().unwrap_or_else(|| format!("http://{}", config.worker.listen));
                 let id = config.worker.id.clone();
                 let token = config.internal.token();
-                tokio::spawn(reservoir_worker::register_with_scheduler(scheduler_url, id, url, token, shutdown.clone()));
+                tokio::spawn(reservoir_worker::register_with_scheduler(
+                    scheduler_url,
+                    id,
+                    url,
+                    token,
+                    shutdown.clone(),
+                ));
             }
             server.run_until_stopped(shutdown).await
         }

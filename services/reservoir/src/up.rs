@@ -90,7 +90,8 @@ pub async fn run(mut config: Config, worker_count: usize) -> anyhow::Result<()> 
     let model_id: ModelId = default_model.id.parse().context("contracts.default_model.id")?;
     reservoir_contracts::seed_model(&pool, &model_id, default_model.capacity_tokens_per_s, default_model.headroom)
         .await?;
-    let capacity_note = if default_model.calibrate { calibrate_pool(&config, &pool, &model_id).await } else { "configured".to_owned() };
+    let capacity_note =
+        if default_model.calibrate { calibrate_pool(&config, &pool, &model_id).await } else { "configured".to_owned() };
 
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();
@@ -133,7 +134,8 @@ pub async fn run(mut config: Config, worker_count: usize) -> anyhow::Result<()> 
     write_endpoints(&endpoints_path, &endpoints)?;
     let (worker_table, worker_tasks) = {
         let (path, base) = (endpoints_path.clone(), endpoints.clone());
-        let child_env = workers::ChildEnv { scheduler_url: scheduler_url.clone(), internal_token: config.internal.token.clone() };
+        let child_env =
+            workers::ChildEnv { scheduler_url: scheduler_url.clone(), internal_token: config.internal.token.clone() };
         workers::spawn_all(planned_workers, &child_env, &shutdown, move |workers| {
             let current = Endpoints { workers: workers.to_vec(), ..base.clone() };
             if let Err(e) = write_endpoints(&path, &current) {
@@ -171,7 +173,8 @@ pub async fn run(mut config: Config, worker_count: usize) -> anyhow::Result<()> 
     let contracts_task = tokio::spawn(contracts.run_until_stopped(shutdown.clone()));
     let scheduler_task = tokio::spawn(scheduler.run_until_stopped(shutdown.clone()));
     let gateway_task = tokio::spawn(gateway.run_until_stopped(shutdown.clone()));
-    let (contracts_result, scheduler_result, gateway_result) = tokio::join!(contracts_task, scheduler_task, gateway_task);
+    let (contracts_result, scheduler_result, gateway_result) =
+        tokio::join!(contracts_task, scheduler_task, gateway_task);
     pool.close().await;
     for task in worker_tasks {
         task.await?;

@@ -57,7 +57,10 @@ fn every_compose_service_exists_in_the_code() {
     for (name, service) in services {
         let name = name.as_str().expect("service name");
         for dependency in service["depends_on"].as_mapping().map(|m| m.keys().collect::<Vec<_>>()).unwrap_or_default() {
-            assert!(names.iter().any(|n| Some(n.as_str()) == dependency.as_str()), "{name} depends on unknown {dependency:?}");
+            assert!(
+                names.iter().any(|n| Some(n.as_str()) == dependency.as_str()),
+                "{name} depends on unknown {dependency:?}"
+            );
         }
         if service["image"].as_str() != Some("reservoir:latest") {
             continue;

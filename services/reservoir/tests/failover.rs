@@ -46,7 +46,8 @@ async fn a_killed_worker_loses_no_token_and_usage_counts_once() {
         .expect("a tenant token in the banner");
     std::thread::spawn(move || lines.for_each(drop));
     let read_endpoints = || -> Value {
-        serde_json::from_str(&std::fs::read_to_string(state.join("endpoints.json")).expect("endpoints.json")).expect("json")
+        serde_json::from_str(&std::fs::read_to_string(state.join("endpoints.json")).expect("endpoints.json"))
+            .expect("json")
     };
     let gateway = read_endpoints()["gateway"].as_str().expect("gateway").to_owned();
     let http = reqwest::Client::new();
@@ -54,7 +55,13 @@ async fn a_killed_worker_loses_no_token_and_usage_counts_once() {
     // Workers load the model: wait until a completion goes through.
     let deadline = Instant::now() + Duration::from_secs(60);
     let undisturbed: Value = loop {
-        let r = http.post(format!("{gateway}/v1/chat/completions")).bearer_auth(&token).json(&body(false)).send().await.expect("sent");
+        let r = http
+            .post(format!("{gateway}/v1/chat/completions"))
+            .bearer_auth(&token)
+            .json(&body(false))
+            .send()
+            .await
+            .expect("sent");
         if r.status().is_success() {
             break r.json().await.expect("json");
         }
@@ -64,8 +71,13 @@ async fn a_killed_worker_loses_no_token_and_usage_counts_once() {
     let expected = undisturbed["choices"][0]["message"]["content"].as_str().expect("text").to_owned();
     assert_eq!(undisturbed["usage"]["completion_tokens"], MAX_TOKENS, "a long reply, so the kill lands mid-stream");
 
-    let mut response =
-        http.post(format!("{gateway}/v1/chat/completions")).bearer_auth(&token).json(&body(true)).send().await.expect("sent");
+    let mut response = http
+        .post(format!("{gateway}/v1/chat/completions"))
+        .bearer_auth(&token)
+        .json(&body(true))
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(response.status().as_u16(), 200);
     let worker = response.headers()["x-reservoir-worker"].to_str().expect("ascii").to_owned();
     let request_id = response.headers()["x-request-id"].to_str().expect("ascii").to_owned();
@@ -121,5 +133,8 @@ async fn a_killed_worker_loses_no_token_and_usage_counts_once() {
 
     assert!(up.stop(Duration::from_secs(20)).is_some(), "reservoir up did not stop");
     let _ = std::fs::remove_dir_all(&state);
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&admin).await.expect("drop db");
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+        .execute(&admin)
+        .await
+        .expect("drop db");
 }

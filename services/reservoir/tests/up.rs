@@ -53,7 +53,8 @@ async fn up_serves_prints_a_working_example_and_stops_on_sigterm() {
     assert!(pool_line.contains("measured on start"), "the pool is calibrated on start: {pool_line}");
 
     let read_endpoints = || -> serde_json::Value {
-        serde_json::from_str(&std::fs::read_to_string(state.join("endpoints.json")).expect("endpoints.json")).expect("json")
+        serde_json::from_str(&std::fs::read_to_string(state.join("endpoints.json")).expect("endpoints.json"))
+            .expect("json")
     };
     let endpoints = read_endpoints();
     let gateway = endpoints["gateway"].as_str().expect("gateway url").to_owned();
@@ -110,7 +111,10 @@ async fn up_serves_prints_a_working_example_and_stops_on_sigterm() {
 
     let _ = std::fs::remove_dir_all(&state);
     // The child's connections are closed: the database can go.
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&admin).await.expect("drop db");
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+        .execute(&admin)
+        .await
+        .expect("drop db");
 }
 
 /// A process that is gone or a zombie (its parent, init, has not reaped it yet).
@@ -155,5 +159,8 @@ async fn workers_do_not_outlive_a_killed_up() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let _ = std::fs::remove_dir_all(&state);
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&admin).await.expect("drop db");
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+        .execute(&admin)
+        .await
+        .expect("drop db");
 }

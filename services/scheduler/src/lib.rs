@@ -12,12 +12,12 @@ use std::net::SocketAddr;
 
 use metering::recorder::RecorderConfig;
 use reservoir_proto::v1::metering_service_server::{MeteringServiceServer, SERVICE_NAME as METERING};
-use reservoir_proto::v1::scheduler_service_server::{SchedulerServiceServer, SERVICE_NAME as SCHEDULER};
-pub use reservoir_sched::queues::QueueLimits;
-pub use scheduling::WorkerEndpoint;
-use scheduling::SchedulingConfig;
-use scheduling::directory::Directory;
+use reservoir_proto::v1::scheduler_service_server::{SERVICE_NAME as SCHEDULER, SchedulerServiceServer};
 use reservoir_runtime::{InternalToken, Shutdown};
+pub use reservoir_sched::queues::QueueLimits;
+use scheduling::SchedulingConfig;
+pub use scheduling::WorkerEndpoint;
+use scheduling::directory::Directory;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
@@ -67,9 +67,11 @@ impl Server {
 
     /// Serves until `shutdown`; then stores every buffered usage record.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
-        let (usage, recorder) = metering::recorder::spawn(self.pool.clone(), RecorderConfig::default(), shutdown.clone());
+        let (usage, recorder) =
+            metering::recorder::spawn(self.pool.clone(), RecorderConfig::default(), shutdown.clone());
         let token = self.settings.internal_token.clone();
-        let contracts = token.attach(tonic::transport::Endpoint::from_shared(self.settings.contracts_url.clone())?.connect_lazy());
+        let contracts =
+            token.attach(tonic::transport::Endpoint::from_shared(self.settings.contracts_url.clone())?.connect_lazy());
         let config = SchedulingConfig {
             workers: self.settings.workers.clone(),
             per_worker_in_flight: self.settings.per_worker_in_flight,

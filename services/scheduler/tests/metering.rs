@@ -75,12 +75,18 @@ async fn records_are_stored_once_and_totalled_exactly(pool: PgPool) {
     assert_eq!(retry.into_inner().inserted, 0, "a retried write never counts twice");
 
     let totals = client
-        .usage_totals(pb::UsageTotalsRequest { tenant_id: "acme".into(), from: Some(timestamp(at(0, 0))), to: Some(timestamp(at(59, 0))), by_day: false })
+        .usage_totals(pb::UsageTotalsRequest {
+            tenant_id: "acme".into(),
+            from: Some(timestamp(at(0, 0))),
+            to: Some(timestamp(at(59, 0))),
+            by_day: false,
+        })
         .await
         .expect("totals")
         .into_inner()
         .totals;
-    let by_class: Vec<(&str, u64, &str)> = totals.iter().map(|t| (t.class.as_str(), t.requests, t.weighted_tokens.as_str())).collect();
+    let by_class: Vec<(&str, u64, &str)> =
+        totals.iter().map(|t| (t.class.as_str(), t.requests, t.weighted_tokens.as_str())).collect();
     assert_eq!(by_class, vec![("burst", 1, "45"), ("reserved", 1, "45"), ("spot", 1, "45")]);
     assert_eq!(totals[0].cached_prompt_tokens, 32);
 }
@@ -88,9 +94,8 @@ async fn records_are_stored_once_and_totalled_exactly(pool: PgPool) {
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn windows_give_the_sla_its_measures(pool: PgPool) {
     let (mut client, _shutdown) = start(pool).await;
-    let mut batch: Vec<pb::UsageRecord> = (0..20)
-        .map(|i| record(&format!("a{i}"), "reserved", "ok", at(1, i), Some(100 + 10 * i)))
-        .collect();
+    let mut batch: Vec<pb::UsageRecord> =
+        (0..20).map(|i| record(&format!("a{i}"), "reserved", "ok", at(1, i), Some(100 + 10 * i))).collect();
     batch.push(record("err", "reserved", "platform_error", at(2, 0), None));
     batch.push(record("gone", "reserved", "client_cancelled", at(2, 1), Some(5)));
     batch.push(record("not-sla", "burst", "ok", at(2, 2), Some(9_999)));
@@ -98,7 +103,11 @@ async fn windows_give_the_sla_its_measures(pool: PgPool) {
     client.record_usage(pb::RecordUsageRequest { records: batch }).await.expect("record");
 
     let windows = client
-        .usage_windows(pb::UsageWindowsRequest { contract_id: CONTRACT.into(), from: Some(timestamp(at(0, 0))), to: Some(timestamp(at(10, 0))) })
+        .usage_windows(pb::UsageWindowsRequest {
+            contract_id: CONTRACT.into(),
+            from: Some(timestamp(at(0, 0))),
+            to: Some(timestamp(at(10, 0))),
+        })
         .await
         .expect("windows")
         .into_inner()
@@ -136,10 +145,14 @@ async fn bad_records_are_refused_and_nothing_is_written(pool: PgPool) {
     cases.push(record("", "spot", "ok", at(0, 0), None));
     for bad in cases {
         let good = record("fine", "spot", "ok", at(0, 0), None);
-        let status = client.record_usage(pb::RecordUsageRequest { records: vec![good, bad.clone()] }).await.expect_err("refused");
+        let status = client
+            .record_usage(pb::RecordUsageRequest { records: vec![good, bad.clone()] })
+            .await
+            .expect_err("refused");
         assert_eq!(status.code(), tonic::Code::InvalidArgument, "{bad:?}: {status:?}");
     }
-    let (rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM metering.usage_records").fetch_one(&pool).await.expect("count");
+    let (rows,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM metering.usage_records").fetch_one(&pool).await.expect("count");
     assert_eq!(rows, 0, "a batch with one bad record writes nothing");
 }
 
@@ -154,7 +167,12 @@ async fn the_recorder_batches_and_flushes_everything_on_shutdown(pool: PgPool) {
     }
     shutdown.trigger();
     tokio::time::timeout(Duration::from_secs(30), writer).await.expect("writer stops").expect("writer ok");
-    let (rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM metering.usage_records").fetch_one(&pool).await.expect("count");
+    let (rows,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM metering.usage_records").fetch_one(&pool).await.expect("count");
     assert_eq!(rows, 900, "every distinct request stored once, the last batch flushed at shutdown");
-    assert!(sink.record(UsageRecord::try_from(&record("late", "spot", "ok", at(0, 0), None)).expect("valid")).await.is_err());
+    assert!(
+        sink.record(UsageRecord::try_from(&record("late", "spot", "ok", at(0, 0), None)).expect("valid"))
+            .await
+            .is_err()
+    );
 }

@@ -13,10 +13,10 @@ use reservoir_proto::v1::scheduler_service_client::SchedulerServiceClient;
 use reservoir_proto::v1::worker_service_client::WorkerServiceClient;
 use reservoir_runtime::Shutdown;
 use reservoir_runtime::db::MIGRATOR;
+use reservoir_runtime::{InternalChannel, InternalToken};
 use reservoir_scheduler::{QueueLimits, SchedulerSettings, WorkerEndpoint};
 use reservoir_worker::{EngineBackend, WorkerSettings};
 use sqlx::PgPool;
-use reservoir_runtime::{InternalChannel, InternalToken};
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
@@ -44,7 +44,11 @@ async fn worker_with_queue(model: &Arc<Model>, queue_capacity: usize) -> (String
 }
 
 /// A worker that requires `internal_token` of its callers.
-async fn secured_worker(model: &Arc<Model>, queue_capacity: usize, internal_token: InternalToken) -> (String, Shutdown) {
+async fn secured_worker(
+    model: &Arc<Model>,
+    queue_capacity: usize,
+    internal_token: InternalToken,
+) -> (String, Shutdown) {
     let backend = EngineBackend::new(engine(model), letter_tokenizer(VOCAB).expect("tokenizer"), 8192);
     let settings = WorkerSettings {
         listen: SocketAddr::from(LOOPBACK),
@@ -70,7 +74,12 @@ struct Platform {
     _shutdown: Shutdown,
 }
 
-async fn platform(pool: PgPool, workers: Vec<String>, per_worker_in_flight: usize, queue_limits: QueueLimits) -> Platform {
+async fn platform(
+    pool: PgPool,
+    workers: Vec<String>,
+    per_worker_in_flight: usize,
+    queue_limits: QueueLimits,
+) -> Platform {
     secured_platform(pool, workers, per_worker_in_flight, queue_limits, InternalToken::default()).await
 }
 
@@ -112,7 +121,8 @@ async fn secured_platform(
     let scheduler_url = format!("http://127.0.0.1:{}", scheduler.port());
     let metrics_url = format!("http://127.0.0.1:{}/metrics", scheduler.metrics_port());
     tokio::spawn(scheduler.run_until_stopped(shutdown.clone()));
-    let connect = |url: String| async move { Endpoint::from_shared(url).expect("url").connect().await.expect("connect") };
+    let connect =
+        |url: String| async move { Endpoint::from_shared(url).expect("url").connect().await.expect("connect") };
     Platform {
         scheduler: SchedulerServiceClient::new(internal_token.attach(connect(scheduler_url.clone()).await)),
         metrics_url,
@@ -216,7 +226,9 @@ async fn requests_are_classified_streamed_exactly_and_metered_once(pool: PgPool)
     assert_eq!(over.admitted.class, "burst");
 
     // Asking for flex is spot even with a contract.
-    let flex = complete(&mut p, pb::CompleteRequest { wants_spot: true, ..request("r-flex", "acme", "hi", 4) }).await.expect("flex");
+    let flex = complete(&mut p, pb::CompleteRequest { wants_spot: true, ..request("r-flex", "acme", "hi", 4) })
+        .await
+        .expect("flex");
     assert_eq!(flex.admitted.class, "spot");
 
     // What the worker refuses reaches the client as is, and the worker stays in service.
@@ -246,7 +258,11 @@ async fn reserve(p: &mut Platform, tenant: &str, rate_tokens_per_s: u32, allow_b
     };
     let created = p
         .contracts
-        .create_reservation(pb::CreateReservationRequest { order: Some(order), idempotency_key: String::new(), allow_burst: Some(allow_burst) })
+        .create_reservation(pb::CreateReservationRequest {
+            order: Some(order),
+            idempotency_key: String::new(),
+            allow_burst: Some(allow_burst),
+        })
         .await
         .expect("reserve")
         .into_inner();
@@ -274,7 +290,9 @@ async fn a_tenant_with_two_contracts_gets_the_sum_of_their_rates(pool: PgPool) {
     assert_eq!(served(&third), ("burst".into(), smaller.to_string()), "over both: burst, under the one that allows it");
     assert_eq!(usage_row(&pool, "d1").await.1, Some(bigger), "each contract's usage is its own for the SLA");
     assert_eq!(usage_row(&pool, "d2").await.1, Some(smaller));
-    let flex = complete(&mut p, pb::CompleteRequest { wants_spot: true, ..request("d4", "duo", "abc", 2) }).await.expect("flex");
+    let flex = complete(&mut p, pb::CompleteRequest { wants_spot: true, ..request("d4", "duo", "abc", 2) })
+        .await
+        .expect("flex");
     assert_eq!(served(&flex), ("spot".into(), String::new()), "spot is served under no contract");
 }
 
@@ -332,7 +350,8 @@ async fn with_an_internal_token_every_internal_call_must_carry_it(pool: PgPool) 
     let check = HealthCheckRequest { service: "reservoir.v1.SchedulerService".into() };
     let status = health.check(check).await.expect("health answers without the token").into_inner().status;
     assert_eq!(status, ServingStatus::Serving as i32);
-    let (records,): (i64,) = sqlx::query_as("SELECT count(*) FROM metering.usage_records").fetch_one(&pool).await.expect("count");
+    let (records,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM metering.usage_records").fetch_one(&pool).await.expect("count");
     assert!(records <= 1, "the refused request was never admitted");
 }
 
@@ -351,7 +370,8 @@ async fn a_dead_worker_is_routed_around_without_loss(pool: PgPool) {
         assert_eq!(done.tokens, reference(&model, "abc", 10), "{id}");
         assert_eq!(usage_row(&pool, &id).await.2, 10, "usage counted once for {id}");
     }
-    let (rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM metering.usage_records").fetch_one(&pool).await.expect("count");
+    let (rows,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM metering.usage_records").fetch_one(&pool).await.expect("count");
     assert_eq!(rows, 4);
 }
 
@@ -393,13 +413,18 @@ async fn a_full_spot_queue_sheds_with_retry_after_and_bad_requests_are_refused(p
     let _waiting = p.scheduler.complete(request("q1", "walk-in", "abc", 5)).await.expect("queued");
     let shed = p.scheduler.complete(request("q2", "walk-in", "abc", 5)).await.expect_err("shed");
     assert_eq!(shed.code(), tonic::Code::ResourceExhausted);
-    let retry_after: u32 = shed.metadata().get("retry-after").expect("retry-after").to_str().expect("ascii").parse().expect("seconds");
+    let retry_after: u32 =
+        shed.metadata().get("retry-after").expect("retry-after").to_str().expect("ascii").parse().expect("seconds");
     assert!(retry_after >= 1);
     assert_eq!(usage_row(&pool, "q2").await, ("spot".into(), None, 0, "shed".into()), "a shed request is metered too");
 
-    let unknown = p.scheduler.complete(pb::CompleteRequest { model: "no-such".into(), ..request("q3", "walk-in", "a", 1) }).await;
+    let unknown =
+        p.scheduler.complete(pb::CompleteRequest { model: "no-such".into(), ..request("q3", "walk-in", "a", 1) }).await;
     assert_eq!(unknown.map(|_| ()).expect_err("unknown model").code(), tonic::Code::NotFound);
-    let bad = p.scheduler.complete(pb::CompleteRequest { tenant_id: "bad tenant".into(), ..request("q4", "x", "a", 1) }).await;
+    let bad = p
+        .scheduler
+        .complete(pb::CompleteRequest { tenant_id: "bad tenant".into(), ..request("q4", "x", "a", 1) })
+        .await;
     assert_eq!(bad.map(|_| ()).expect_err("bad tenant").code(), tonic::Code::InvalidArgument);
     let empty = p.scheduler.complete(pb::CompleteRequest { input: None, ..request("q5", "walk-in", "a", 1) }).await;
     assert_eq!(empty.map(|_| ()).expect_err("no input").code(), tonic::Code::InvalidArgument);

@@ -26,8 +26,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use reservoir_domain::ModelId;
 use reservoir_proto::v1::worker_service_server::{SERVICE_NAME, WorkerServiceServer};
-use reservoir_runtime::{InternalToken, Shutdown};
 use reservoir_runtime::config::WorkerConfig;
+use reservoir_runtime::{InternalToken, Shutdown};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tonic::service::Routes;
@@ -35,10 +35,10 @@ use tonic::service::Routes;
 pub use backend::{BackendInfo, EngineBackend, InferenceBackend};
 pub use error::WorkerError;
 pub use register::register_with_scheduler;
-pub use threads::lower_compute_priority;
-pub use reservoir_sched::planner::{Plan, PlannedEntry, Planner, PlannerConfig, Running, Waiting};
 pub use request::{DEFAULT_MAX_TOKENS, FinishReason, Usage};
 pub use reservoir_engine::text::{Piece, TextStream};
+pub use reservoir_sched::planner::{Plan, PlannedEntry, Planner, PlannerConfig, Running, Waiting};
+pub use threads::lower_compute_priority;
 
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {

@@ -17,15 +17,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use reservoir_domain::PriorityClass;
 use rayon::prelude::*;
+use reservoir_domain::PriorityClass;
 use reservoir_engine::{EngineError, Logits, SeqId, SeqLogits, StepBatch, StepEntry, StepOutput, Tokenizer};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 
 use crate::backend::InferenceBackend;
-use reservoir_sched::planner::{Plan, Planner, Running, Waiting};
 use crate::request::{Event, FinishReason, Prepared, Usage};
+use reservoir_sched::planner::{Plan, Planner, Running, Waiting};
 
 /// A sampled token and its logprob (when the request asked for logprobs).
 type Pick = Result<(u32, Option<f32>), EngineError>;

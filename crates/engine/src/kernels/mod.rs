@@ -10,9 +10,9 @@
 //! kernels in `quant::scalar` are the reference every SIMD tile is tested
 //! against.
 
+pub mod pack;
 #[cfg(target_arch = "x86_64")]
 mod x86;
-pub mod pack;
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -39,9 +39,7 @@ impl Level {
             Level::Scalar => true,
             #[cfg(target_arch = "x86_64")]
             Level::Avx2 => {
-                is_x86_feature_detected!("avx2")
-                    && is_x86_feature_detected!("fma")
-                    && is_x86_feature_detected!("f16c")
+                is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
             }
             #[cfg(target_arch = "x86_64")]
             Level::Avx512Vnni => {
@@ -66,10 +64,7 @@ impl Level {
         }
         static BEST: OnceLock<Level> = OnceLock::new();
         *BEST.get_or_init(|| {
-            [Level::Avx512Vnni, Level::Avx2]
-                .into_iter()
-                .find(|l| l.is_available())
-                .unwrap_or(Level::Scalar)
+            [Level::Avx512Vnni, Level::Avx2].into_iter().find(|l| l.is_available()).unwrap_or(Level::Scalar)
         })
     }
 
@@ -87,10 +82,7 @@ impl Level {
 
     /// All levels usable here (tests compare each against `Scalar`).
     pub fn available() -> Vec<Level> {
-        [Level::Scalar, Level::Avx2, Level::Avx512Vnni]
-            .into_iter()
-            .filter(|l| l.is_available())
-            .collect()
+        [Level::Scalar, Level::Avx2, Level::Avx512Vnni].into_iter().filter(|l| l.is_available()).collect()
     }
 }
 
@@ -483,7 +475,11 @@ mod tests {
                             );
                             // Batch invariance: the same bits whatever tile computed it.
                             let got = r2[r & 1][n];
-                            assert_eq!(got.to_bits(), alone.to_bits(), "{level:?} {ty:?} nb={nb} r2n4 row {r} token {n}");
+                            assert_eq!(
+                                got.to_bits(),
+                                alone.to_bits(),
+                                "{level:?} {ty:?} nb={nb} r2n4 row {r} token {n}"
+                            );
                             let one = (tl.r2n1)([&w[r & !1], &w[r | 1]], [&xp[n]], nb)[r & 1][0];
                             assert_eq!(one.to_bits(), alone.to_bits(), "{level:?} {ty:?} nb={nb} r2n1");
                         }
@@ -501,7 +497,8 @@ mod tests {
         for level in Level::available() {
             for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
                 let (rows, cols) = (43, 18 * QK);
-                let w = Weight::new(ty, rows, cols, Bytes::from_vec(quantize(ty, &rand_vec(&mut rng, rows * cols)))).unwrap();
+                let w = Weight::new(ty, rows, cols, Bytes::from_vec(quantize(ty, &rand_vec(&mut rng, rows * cols))))
+                    .unwrap();
                 let x = rand_vec(&mut rng, 40 * cols);
                 let alone: Vec<Vec<f32>> = x
                     .chunks(cols)

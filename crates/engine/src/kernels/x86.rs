@@ -94,13 +94,21 @@ macro_rules! impl_tile {
                     (
                         std::array::from_fn(|r| unsafe { _mm256_cvtph_ps(_mm_loadu_si128(wp[r] as *const __m128i)) }),
                         std::array::from_fn(|r| {
-                            if TY == Q4_1 { unsafe { _mm256_cvtph_ps(_mm_loadu_si128(wp[r].add(16) as *const __m128i)) } } else { _mm256_setzero_ps() }
+                            if TY == Q4_1 {
+                                unsafe { _mm256_cvtph_ps(_mm_loadu_si128(wp[r].add(16) as *const __m128i)) }
+                            } else {
+                                _mm256_setzero_ps()
+                            }
                         }),
                     )
                 } else {
                     let sc: [__m256; R] = std::array::from_fn(|r| {
                         let h = unsafe {
-                            if TY == Q4_1 { _mm_loadl_epi64(wp[r] as *const __m128i) } else { _mm_cvtsi32_si128((wp[r] as *const i32).read_unaligned()) }
+                            if TY == Q4_1 {
+                                _mm_loadl_epi64(wp[r] as *const __m128i)
+                            } else {
+                                _mm_cvtsi32_si128((wp[r] as *const i32).read_unaligned())
+                            }
                         };
                         _mm256_castps128_ps256(_mm_cvtph_ps(h))
                     });
@@ -121,7 +129,8 @@ macro_rules! impl_tile {
                 let mut ia: [[__m256i; N]; R] = [init; R];
                 let mut ib = [[zero; N]; R];
                 // SAFETY: vectors 0..8 of the 256-byte `qs`.
-                let xv = |n: usize, j: usize| unsafe { _mm256_loadu_si256(xg[n].qs.as_ptr().add(j * 32) as *const __m256i) };
+                let xv =
+                    |n: usize, j: usize| unsafe { _mm256_loadu_si256(xg[n].qs.as_ptr().add(j * 32) as *const __m256i) };
                 for j in 0..if full { 4 } else { 1 } {
                     // Two weight vectors per step: nibbles `j` low/high for
                     // Q4 (activation vectors j, j + 4; a pair's are 0, 1),
@@ -145,7 +154,8 @@ macro_rules! impl_tile {
                         let (va, vb) = (xv(n, xa), xv(n, xb));
                         for r in 0..R {
                             let (ua, ub, sa, sbv) = wv[r];
-                            let (va, vb) = if TY == Q8_0 { (q8_x!($kind, va, sa), q8_x!($kind, vb, sbv)) } else { (va, vb) };
+                            let (va, vb) =
+                                if TY == Q8_0 { (q8_x!($kind, va, sa), q8_x!($kind, vb, sbv)) } else { (va, vb) };
                             ia[r][n] = dot(ia[r][n], ua, va);
                             if two {
                                 ib[r][n] = dot(ib[r][n], ub, vb);
@@ -172,7 +182,8 @@ macro_rules! impl_tile {
             // order is the same whichever vectors share the tree.
             for q0 in (0..R * N).step_by(4) {
                 let at = |i: usize| ((q0 + i) / N, (q0 + i) % N);
-                let v: [__m256; 4] = std::array::from_fn(|i| if q0 + i < R * N { facc[at(i).0][at(i).1] } else { _mm256_setzero_ps() });
+                let v: [__m256; 4] =
+                    std::array::from_fn(|i| if q0 + i < R * N { facc[at(i).0][at(i).1] } else { _mm256_setzero_ps() });
                 let s = hsum4(v);
                 for (i, &si) in s.iter().enumerate().take(R * N - q0) {
                     out[at(i).0][at(i).1] = si;

@@ -13,19 +13,11 @@ fn reservation() -> TierTable {
 
 /// The built-in spot table: 1000 @ 0.05, open @ 0.04 (volume).
 fn spot() -> TierTable {
-    TierTable::volume(vec![
-        PriceTier::up_to(dec!(1000), dec!(0.05)),
-        PriceTier::open(dec!(0.04)),
-    ])
-    .unwrap()
+    TierTable::volume(vec![PriceTier::up_to(dec!(1000), dec!(0.05)), PriceTier::open(dec!(0.04))]).unwrap()
 }
 
 fn amounts(charge: &TieredCharge) -> Vec<(usize, Decimal, Decimal)> {
-    charge
-        .lines
-        .iter()
-        .map(|l| (l.tier_index, l.quantity, l.amount))
-        .collect()
+    charge.lines.iter().map(|l| (l.tier_index, l.quantity, l.amount)).collect()
 }
 
 #[test]
@@ -43,10 +35,7 @@ fn graduated_exactly_at_a_bound_stays_in_that_tier() {
     assert_eq!(amounts(&c), vec![(0, dec!(100), dec!(1))]);
     // 100 x 0.0100 + 900 x 0.0090 = 1 + 8.1 = 9.1; tier 2 is not entered.
     let c = reservation().price(dec!(1000)).unwrap();
-    assert_eq!(
-        amounts(&c),
-        vec![(0, dec!(100), dec!(1)), (1, dec!(900), dec!(8.1))]
-    );
+    assert_eq!(amounts(&c), vec![(0, dec!(100), dec!(1)), (1, dec!(900), dec!(8.1))]);
     assert_eq!(c.total, dec!(9.1));
 }
 
@@ -54,16 +43,10 @@ fn graduated_exactly_at_a_bound_stays_in_that_tier() {
 fn graduated_just_above_a_bound_enters_the_next_tier() {
     // 100 x 0.0100 + 1 x 0.0090 = 1.009
     let c = reservation().price(dec!(101)).unwrap();
-    assert_eq!(
-        amounts(&c),
-        vec![(0, dec!(100), dec!(1)), (1, dec!(1), dec!(0.009))]
-    );
+    assert_eq!(amounts(&c), vec![(0, dec!(100), dec!(1)), (1, dec!(1), dec!(0.009))]);
     assert_eq!(c.total, dec!(1.009));
     // Fractional: 100 x 0.0100 + 0.5 x 0.0090 = 1 + 0.0045 = 1.0045
-    assert_eq!(
-        reservation().price(dec!(100.5)).unwrap().total,
-        dec!(1.0045)
-    );
+    assert_eq!(reservation().price(dec!(100.5)).unwrap().total, dec!(1.0045));
     // Smallest step above the bound: 0.000000000001 x 0.0090 = 9e-15, which
     // rounds to 0 at 12 places; the tier is still entered (a line of 0).
     let c = reservation().price(dec!(100.000000000001)).unwrap();
@@ -75,14 +58,7 @@ fn graduated_just_above_a_bound_enters_the_next_tier() {
 fn graduated_across_all_tiers() {
     // 100 x 0.0100 + 900 x 0.0090 + 500 x 0.0080 = 1 + 8.1 + 4 = 13.1
     let c = reservation().price(dec!(1500)).unwrap();
-    assert_eq!(
-        amounts(&c),
-        vec![
-            (0, dec!(100), dec!(1)),
-            (1, dec!(900), dec!(8.1)),
-            (2, dec!(500), dec!(4))
-        ]
-    );
+    assert_eq!(amounts(&c), vec![(0, dec!(100), dec!(1)), (1, dec!(900), dec!(8.1)), (2, dec!(500), dec!(4))]);
     assert_eq!(c.total, dec!(13.1));
     assert_eq!(c.lines[2].up_to, None);
 }
@@ -137,47 +113,24 @@ fn volume_adds_the_flat_fee_of_its_tier_only() {
 
 #[test]
 fn huge_quantities_are_errors_not_panics() {
-    let open = |mode| TierTable {
-        mode,
-        tiers: vec![PriceTier::open(dec!(2))],
-    };
+    let open = |mode| TierTable { mode, tiers: vec![PriceTier::open(dec!(2))] };
     for mode in [TierMode::Graduated, TierMode::Volume] {
         // Beyond the limit (and beyond what Decimal multiplies): refused.
         let err = open(mode).price(Decimal::MAX).unwrap_err();
         assert!(err.to_string().ends_with("must be below 10^16"), "{err}");
         // 6e15 x 2 = 1.2e16 reaches the limit: overflow.
-        assert_eq!(
-            open(mode).price(dec!(6000000000000000)),
-            Err(PricingError::Overflow {
-                what: "tier amount"
-            })
-        );
+        assert_eq!(open(mode).price(dec!(6000000000000000)), Err(PricingError::Overflow { what: "tier amount" }));
         // 4e15 x 2 = 8e15 is fine, and exact.
-        assert_eq!(
-            open(mode).price(dec!(4000000000000000)).unwrap().total,
-            dec!(8000000000000000)
-        );
+        assert_eq!(open(mode).price(dec!(4000000000000000)).unwrap().total, dec!(8000000000000000));
     }
     // Each line fits, their sum does not: 6e15 x 1 + 3e15 x 2 = 1.2e16.
-    let table = TierTable::graduated(vec![
-        PriceTier::up_to(dec!(6000000000000000), dec!(1)),
-        PriceTier::open(dec!(2)),
-    ])
-    .unwrap();
-    assert_eq!(
-        table.price(dec!(9000000000000000)),
-        Err(PricingError::Overflow {
-            what: "tiered total"
-        })
-    );
+    let table = TierTable::graduated(vec![PriceTier::up_to(dec!(6000000000000000), dec!(1)), PriceTier::open(dec!(2))])
+        .unwrap();
+    assert_eq!(table.price(dec!(9000000000000000)), Err(PricingError::Overflow { what: "tiered total" }));
     // A flat fee near the limit: 9.9e15 + 1e15 x 1 overflows.
     let fee = dec!(9900000000000000);
-    let table =
-        TierTable::graduated(vec![PriceTier::open(dec!(1)).with_flat_fee(fee)]).unwrap();
-    assert!(matches!(
-        table.price(dec!(1000000000000000)),
-        Err(PricingError::Overflow { .. })
-    ));
+    let table = TierTable::graduated(vec![PriceTier::open(dec!(1)).with_flat_fee(fee)]).unwrap();
+    assert!(matches!(table.price(dec!(1000000000000000)), Err(PricingError::Overflow { .. })));
 }
 
 #[test]
@@ -190,19 +143,10 @@ fn tokens_are_priced_in_exact_millions() {
     .unwrap();
     // 1 token = 0.000001 M x 0.20 = 0.0000002
     let c = price_tokens(&on_demand, 1).unwrap();
-    assert_eq!(
-        price_tokens(&on_demand, 150_000_000)
-            .unwrap()
-            .quantity
-            .to_string(),
-        "150"
-    );
+    assert_eq!(price_tokens(&on_demand, 150_000_000).unwrap().quantity.to_string(), "150");
     assert_eq!((c.quantity, c.total), (dec!(0.000001), dec!(0.0000002)));
     // 150,000,000 tokens = 150 M: 100 x 0.20 + 50 x 0.15 = 20 + 7.5 = 27.5
-    assert_eq!(
-        price_tokens(&on_demand, 150_000_000).unwrap().total,
-        dec!(27.5)
-    );
+    assert_eq!(price_tokens(&on_demand, 150_000_000).unwrap().total, dec!(27.5));
     // u64::MAX tokens = 18446744073709.551615 M:
     // 20 + 900 x 0.15 + (18446744073709.551615 - 1000) x 0.10
     // = 20 + 135 + 1844674407270.9551615 = 1844674407425.9551615
@@ -228,37 +172,23 @@ fn invalid_tables_are_refused_with_the_offending_tier() {
     assert!(table_error(g, open_middle).contains("tiers[0] has no up_to"));
     let closed_last = vec![PriceTier::up_to(dec!(10), dec!(1))];
     assert!(table_error(g, closed_last).contains("must be open"));
-    let equal = vec![
-        PriceTier::up_to(dec!(10), dec!(1)),
-        PriceTier::up_to(dec!(10.0), dec!(1)),
-        PriceTier::open(dec!(1)),
-    ];
-    assert!(
-        table_error(g, equal)
-            .contains("tiers[1].up_to (10.0) must be greater than tiers[0].up_to (10)")
-    );
-    let decreasing = vec![
-        PriceTier::up_to(dec!(10), dec!(1)),
-        PriceTier::up_to(dec!(5), dec!(1)),
-        PriceTier::open(dec!(1)),
-    ];
+    let equal =
+        vec![PriceTier::up_to(dec!(10), dec!(1)), PriceTier::up_to(dec!(10.0), dec!(1)), PriceTier::open(dec!(1))];
+    assert!(table_error(g, equal).contains("tiers[1].up_to (10.0) must be greater than tiers[0].up_to (10)"));
+    let decreasing =
+        vec![PriceTier::up_to(dec!(10), dec!(1)), PriceTier::up_to(dec!(5), dec!(1)), PriceTier::open(dec!(1))];
     assert!(table_error(g, decreasing).contains("tiers[1].up_to"));
     let zero_bound = vec![PriceTier::up_to(dec!(0), dec!(1)), PriceTier::open(dec!(1))];
     assert!(table_error(g, zero_bound).contains("greater than 0"));
     let negative_price = vec![PriceTier::open(dec!(-0.01))];
-    assert!(
-        table_error(TierMode::Volume, negative_price)
-            .contains("tiers[0].unit_price must not be negative")
-    );
+    assert!(table_error(TierMode::Volume, negative_price).contains("tiers[0].unit_price must not be negative"));
     let negative_fee = vec![PriceTier::open(dec!(1)).with_flat_fee(dec!(-1))];
     assert!(table_error(g, negative_fee).contains("tiers[0].flat_fee must not be negative"));
     let too_precise = vec![PriceTier::open(dec!(0.0000000000001))];
     assert!(table_error(g, too_precise).contains("more than 12 decimal places"));
     let too_big = vec![PriceTier::open(Decimal::MAX)];
     assert!(
-        table_error(g, too_big).contains(
-            "tiers[0].unit_price (79228162514264337593543950335) must be below 10^16"
-        )
+        table_error(g, too_big).contains("tiers[0].unit_price (79228162514264337593543950335) must be below 10^16")
     );
     // A negative zero price is a zero price.
     assert!(TierTable::graduated(vec![PriceTier::open(dec!(-0))]).is_ok());
@@ -266,19 +196,10 @@ fn invalid_tables_are_refused_with_the_offending_tier() {
 
 #[test]
 fn pricing_refuses_invalid_tables_and_quantities() {
-    let bad = TierTable {
-        mode: TierMode::Volume,
-        tiers: vec![],
-    };
-    assert!(matches!(
-        bad.price(dec!(1)),
-        Err(PricingError::InvalidTable { .. })
-    ));
+    let bad = TierTable { mode: TierMode::Volume, tiers: vec![] };
+    assert!(matches!(bad.price(dec!(1)), Err(PricingError::InvalidTable { .. })));
     let err = reservation().price(dec!(-1)).unwrap_err();
     assert_eq!(err.to_string(), "invalid quantity -1: must not be negative");
     let err = reservation().price(dec!(0.0000000000001)).unwrap_err();
-    assert!(
-        err.to_string().contains("more than 12 decimal places"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("more than 12 decimal places"), "{err}");
 }

@@ -37,7 +37,8 @@ fn a_flood_does_not_starve_another_tenant_of_the_same_class() {
 
 #[test]
 fn full_queues_shed_with_retry_after_but_reserved_never() {
-    let limits = QueueLimits { spot_capacity: 2, burst_capacity: 1, assumed_drain_milli_per_s: 1000, ..QueueLimits::default() };
+    let limits =
+        QueueLimits { spot_capacity: 2, burst_capacity: 1, assumed_drain_milli_per_s: 1000, ..QueueLimits::default() };
     let mut q = ClassQueues::new(limits);
     q.push(Spot, entry("a", 5000, 0, 1), 0).unwrap();
     q.push(Spot, entry("a", 5000, 0, 2), 0).unwrap();

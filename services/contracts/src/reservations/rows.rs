@@ -81,27 +81,31 @@ pub async fn get(pool: &PgPool, id: Uuid, tenant: Option<&TenantId>) -> Result<R
 }
 
 pub async fn get_in(conn: &mut PgConnection, id: Uuid, tenant: Option<&TenantId>) -> Result<Reservation> {
-    let row: Option<Row> = sqlx::query_as(select_reservation!("WHERE id = $1 AND ($2::text IS NULL OR tenant_id = $2)"))
-        .bind(id)
-        .bind(tenant.map(TenantId::as_str))
-        .fetch_optional(&mut *conn)
-        .await?;
+    let row: Option<Row> =
+        sqlx::query_as(select_reservation!("WHERE id = $1 AND ($2::text IS NULL OR tenant_id = $2)"))
+            .bind(id)
+            .bind(tenant.map(TenantId::as_str))
+            .fetch_optional(&mut *conn)
+            .await?;
     from_row(row.ok_or_else(|| not_found(id))?)
 }
 
 pub async fn get_for_update(conn: &mut PgConnection, id: Uuid, tenant: Option<&TenantId>) -> Result<Reservation> {
-    let row: Option<Row> = sqlx::query_as(select_reservation!(
-        "WHERE id = $1 AND ($2::text IS NULL OR tenant_id = $2) FOR UPDATE"
-    ))
-    .bind(id)
-    .bind(tenant.map(TenantId::as_str))
-    .fetch_optional(&mut *conn)
-    .await?;
+    let row: Option<Row> =
+        sqlx::query_as(select_reservation!("WHERE id = $1 AND ($2::text IS NULL OR tenant_id = $2) FOR UPDATE"))
+            .bind(id)
+            .bind(tenant.map(TenantId::as_str))
+            .fetch_optional(&mut *conn)
+            .await?;
     from_row(row.ok_or_else(|| not_found(id))?)
 }
 
 /// The reservation and request fingerprint stored under an idempotency key.
-pub async fn by_idempotency_key(conn: &mut PgConnection, tenant: &TenantId, key: &str) -> Result<Option<(Uuid, String)>> {
+pub async fn by_idempotency_key(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    key: &str,
+) -> Result<Option<(Uuid, String)>> {
     Ok(sqlx::query_as(
         "SELECT id, request_fingerprint FROM contracts.reservations WHERE tenant_id = $1 AND idempotency_key = $2",
     )

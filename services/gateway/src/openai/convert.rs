@@ -42,7 +42,9 @@ fn params(s: &Sampling) -> Result<(pb::GenerationParams, bool), OpenAiError> {
     let wants_spot = match s.service_tier.as_deref() {
         None | Some("auto") | Some("default") => false,
         Some("flex") => true,
-        Some(other) => return Err(invalid("service_tier", format!("service_tier {other:?} is not one of auto, default, flex"))),
+        Some(other) => {
+            return Err(invalid("service_tier", format!("service_tier {other:?} is not one of auto, default, flex")));
+        }
     };
     let params = pb::GenerationParams {
         max_tokens: max_tokens.unwrap_or(0),
@@ -64,7 +66,11 @@ fn model(model: &str) -> Result<String, OpenAiError> {
     Ok(model.to_owned())
 }
 
-pub fn chat(tenant: &TenantId, request_id: &str, req: &ChatCompletionRequest) -> Result<pb::CompleteRequest, OpenAiError> {
+pub fn chat(
+    tenant: &TenantId,
+    request_id: &str,
+    req: &ChatCompletionRequest,
+) -> Result<pb::CompleteRequest, OpenAiError> {
     if req.messages.is_empty() {
         return Err(invalid("messages", "messages must not be empty"));
     }
@@ -77,7 +83,12 @@ pub fn chat(tenant: &TenantId, request_id: &str, req: &ChatCompletionRequest) ->
             "system" | "developer" => "system",
             "user" => "user",
             "assistant" => "assistant",
-            other => return Err(invalid("messages", format!("role {other:?} is not supported (system, developer, user, assistant)"))),
+            other => {
+                return Err(invalid(
+                    "messages",
+                    format!("role {other:?} is not supported (system, developer, user, assistant)"),
+                ));
+            }
         };
         let content = match &m.content {
             None => String::new(),
@@ -87,7 +98,12 @@ pub fn chat(tenant: &TenantId, request_id: &str, req: &ChatCompletionRequest) ->
                 for part in parts {
                     match (part.kind.as_str(), &part.text) {
                         ("text", Some(t)) => text.push_str(t),
-                        (kind, _) => return Err(invalid("messages", format!("content part {kind:?} is not supported (text only)"))),
+                        (kind, _) => {
+                            return Err(invalid(
+                                "messages",
+                                format!("content part {kind:?} is not supported (text only)"),
+                            ));
+                        }
                     }
                 }
                 text
@@ -106,7 +122,11 @@ pub fn chat(tenant: &TenantId, request_id: &str, req: &ChatCompletionRequest) ->
     })
 }
 
-pub fn completion(tenant: &TenantId, request_id: &str, req: &CompletionRequest) -> Result<pb::CompleteRequest, OpenAiError> {
+pub fn completion(
+    tenant: &TenantId,
+    request_id: &str,
+    req: &CompletionRequest,
+) -> Result<pb::CompleteRequest, OpenAiError> {
     let prompt = match &req.prompt {
         serde_json::Value::String(s) => s.clone(),
         serde_json::Value::Array(items) if items.len() == 1 && items[0].is_string() => {

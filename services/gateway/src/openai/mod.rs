@@ -100,7 +100,10 @@ pub async fn completions(
         (status = 401, description = "Missing or invalid API key", body = Object),
     ),
     security(("bearer" = [])))]
-pub async fn models(State(state): State<AppState>, ApiKeyTenant(_tenant): ApiKeyTenant) -> Result<axum::Json<ModelList>, OpenAiError> {
+pub async fn models(
+    State(state): State<AppState>,
+    ApiKeyTenant(_tenant): ApiKeyTenant,
+) -> Result<axum::Json<ModelList>, OpenAiError> {
     let reply = state.contracts.clone().list_models(pb::ListModelsRequest {}).await?.into_inner();
     let data = reply
         .models

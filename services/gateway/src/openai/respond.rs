@@ -53,7 +53,8 @@ impl Meta {
     fn choice(&self, text: &str, logprobs: Option<Value>, finish: Option<&str>, first: bool) -> Value {
         match self.kind {
             Kind::Chat => {
-                let delta = if first { json!({"role": "assistant", "content": text}) } else { json!({"content": text}) };
+                let delta =
+                    if first { json!({"role": "assistant", "content": text}) } else { json!({"content": text}) };
                 json!({"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish})
             }
             Kind::Text => json!({"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish}),
@@ -71,7 +72,12 @@ fn usage(u: &pb::Usage) -> Usage {
 }
 
 fn token_logprob(t: &pb::TokenEvent) -> Option<TokenLogprob> {
-    t.logprob.map(|logprob| TokenLogprob { token: t.text.clone(), logprob, bytes: t.text.as_bytes().to_vec(), top_logprobs: Vec::new() })
+    t.logprob.map(|logprob| TokenLogprob {
+        token: t.text.clone(),
+        logprob,
+        bytes: t.text.as_bytes().to_vec(),
+        top_logprobs: Vec::new(),
+    })
 }
 
 fn finish_reason(f: &pb::FinishEvent) -> Result<&'static str, OpenAiError> {
@@ -79,7 +85,10 @@ fn finish_reason(f: &pb::FinishEvent) -> Result<&'static str, OpenAiError> {
         "stop" => Ok("stop"),
         "length" => Ok("length"),
         _ => {
-            let mut e = OpenAiError::invalid(None, if f.message.is_empty() { "the request failed".into() } else { f.message.clone() });
+            let mut e = OpenAiError::invalid(
+                None,
+                if f.message.is_empty() { "the request failed".into() } else { f.message.clone() },
+            );
             e.status = axum::http::StatusCode::SERVICE_UNAVAILABLE;
             e.kind = "server_error";
             Err(e)
@@ -90,7 +99,9 @@ fn finish_reason(f: &pb::FinishEvent) -> Result<&'static str, OpenAiError> {
 /// `x-request-id` is the id usage is recorded under.
 fn headers(response: &mut Response, meta: &Meta, worker: &str, request_id: &str) {
     let h = response.headers_mut();
-    for (name, value) in [("x-reservoir-class", meta.class.as_str()), ("x-reservoir-worker", worker), ("x-request-id", request_id)] {
+    for (name, value) in
+        [("x-reservoir-class", meta.class.as_str()), ("x-reservoir-worker", worker), ("x-request-id", request_id)]
+    {
         if let Ok(v) = HeaderValue::from_str(value) {
             h.insert(name, v);
         }
@@ -113,7 +124,13 @@ pub async fn run(
         Some(pb::CompleteEvent { event: Some(pb::complete_event::Event::Admitted(a)) }) => a,
         _ => return Err(OpenAiError::from(tonic::Status::internal("the scheduler answered out of order"))),
     };
-    let meta = Meta { id, created: chrono::Utc::now().timestamp(), model: model.to_owned(), class: admitted.class.clone(), kind };
+    let meta = Meta {
+        id,
+        created: chrono::Utc::now().timestamp(),
+        model: model.to_owned(),
+        class: admitted.class.clone(),
+        kind,
+    };
     let mut response = if sampling.stream {
         let include_usage = sampling.stream_options.as_ref().is_some_and(|o| o.include_usage);
         stream_events(stream, meta.clone(), include_usage).into_response()
@@ -124,7 +141,11 @@ pub async fn run(
     Ok(response)
 }
 
-async fn whole(stream: &mut tonic::Streaming<pb::CompleteEvent>, meta: &Meta, want_logprobs: bool) -> Result<Json<Value>, OpenAiError> {
+async fn whole(
+    stream: &mut tonic::Streaming<pb::CompleteEvent>,
+    meta: &Meta,
+    want_logprobs: bool,
+) -> Result<Json<Value>, OpenAiError> {
     let mut text = String::new();
     let mut logprobs = Vec::new();
     while let Some(event) = stream.message().await? {
@@ -136,7 +157,8 @@ async fn whole(stream: &mut tonic::Streaming<pb::CompleteEvent>, meta: &Meta, wa
             Some(pb::complete_event::Event::Finish(f)) => {
                 text.push_str(&f.text);
                 let reason = finish_reason(&f)?;
-                let lp = want_logprobs.then(|| serde_json::to_value(Logprobs { content: logprobs.clone() }).unwrap_or(Value::Null));
+                let lp = want_logprobs
+                    .then(|| serde_json::to_value(Logprobs { content: logprobs.clone() }).unwrap_or(Value::Null));
                 let choice = match meta.kind {
                     Kind::Chat => {
                         json!({"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": lp, "finish_reason": reason})
@@ -189,12 +211,14 @@ fn stream_events(
                             send(meta.envelope(true, json!([meta.choice(&f.text, None, Some(reason), first)]))).await;
                             if include_usage {
                                 let mut chunk = meta.envelope(true, json!([]));
-                                chunk["usage"] = serde_json::to_value(usage(&f.usage.unwrap_or_default())).unwrap_or(Value::Null);
+                                chunk["usage"] =
+                                    serde_json::to_value(usage(&f.usage.unwrap_or_default())).unwrap_or(Value::Null);
                                 send(chunk).await;
                             }
                         }
                         Err(e) => {
-                            send(json!({"error": {"message": e.message, "type": e.kind, "param": null, "code": null}})).await;
+                            send(json!({"error": {"message": e.message, "type": e.kind, "param": null, "code": null}}))
+                                .await;
                         }
                     }
                     break;

@@ -8,9 +8,8 @@ use reservoir_proto::time::timestamp;
 use reservoir_proto::v1 as pb;
 
 use crate::api::{
-    list_limit, non_empty, present,
     AdminCancelRequest, AdminReservationFilter, CatalogVersion, Model, ModelList, ModelPatch, NewModel, NewTenant,
-    Reservation, ReservationList, Tenant, TenantList,
+    Reservation, ReservationList, Tenant, TenantList, list_limit, non_empty, present,
 };
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{JsonBody, PathParam, QueryParams};

@@ -10,9 +10,8 @@ use reservoir_proto::time::timestamp;
 use reservoir_proto::v1 as pb;
 
 use crate::api::{
-    list_limit, non_empty,
     CancelRequest, Capacity, CapacityQuery, CatalogVersion, Reservation, ReservationFilter, ReservationList,
-    ReservationRequest,
+    ReservationRequest, list_limit, non_empty,
 };
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{JsonBody, OptionalJsonBody, PathParam, QueryParams};
@@ -218,11 +217,7 @@ pub async fn capacity(
     let reply = state
         .contracts
         .clone()
-        .get_capacity(pb::GetCapacityRequest {
-            model: q.model,
-            from: q.from.map(timestamp),
-            to: q.to.map(timestamp),
-        })
+        .get_capacity(pb::GetCapacityRequest { model: q.model, from: q.from.map(timestamp), to: q.to.map(timestamp) })
         .await?
         .into_inner();
     Ok(Json(reply.into()))
@@ -236,7 +231,10 @@ pub async fn capacity(
         (status = 403, description = "Not a tenant token", body = ErrorBody),
     ),
     security(("bearer" = [])))]
-pub async fn catalog(State(state): State<AppState>, AuthTenant(_tenant): AuthTenant) -> ApiResult<Json<CatalogVersion>> {
+pub async fn catalog(
+    State(state): State<AppState>,
+    AuthTenant(_tenant): AuthTenant,
+) -> ApiResult<Json<CatalogVersion>> {
     let reply = state.contracts.clone().get_catalog(pb::GetCatalogRequest { version: 0 }).await?.into_inner();
     Ok(Json(reply.try_into()?))
 }

@@ -19,7 +19,10 @@ pub struct Metering {
     pub pool: PgPool,
 }
 
-fn window(from: Option<&prost_types::Timestamp>, to: Option<&prost_types::Timestamp>) -> Result<(DateTime<Utc>, DateTime<Utc>), MeteringError> {
+fn window(
+    from: Option<&prost_types::Timestamp>,
+    to: Option<&prost_types::Timestamp>,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), MeteringError> {
     let from = from.and_then(instant).ok_or_else(|| MeteringError::Invalid("from is required".into()))?;
     let to = to.and_then(instant).ok_or_else(|| MeteringError::Invalid("to is required".into()))?;
     if to <= from {
@@ -30,7 +33,10 @@ fn window(from: Option<&prost_types::Timestamp>, to: Option<&prost_types::Timest
 
 #[tonic::async_trait]
 impl MeteringService for Metering {
-    async fn record_usage(&self, req: Request<pb::RecordUsageRequest>) -> Result<Response<pb::RecordUsageResponse>, Status> {
+    async fn record_usage(
+        &self,
+        req: Request<pb::RecordUsageRequest>,
+    ) -> Result<Response<pb::RecordUsageResponse>, Status> {
         let records = &req.get_ref().records;
         if records.len() > RECORDS_PER_CALL_MAX {
             return Err(MeteringError::Invalid(format!("at most {RECORDS_PER_CALL_MAX} records per call")).into());
@@ -40,7 +46,10 @@ impl MeteringService for Metering {
         Ok(Response::new(pb::RecordUsageResponse { inserted: u32::try_from(inserted).unwrap_or(u32::MAX) }))
     }
 
-    async fn usage_totals(&self, req: Request<pb::UsageTotalsRequest>) -> Result<Response<pb::UsageTotalsResponse>, Status> {
+    async fn usage_totals(
+        &self,
+        req: Request<pb::UsageTotalsRequest>,
+    ) -> Result<Response<pb::UsageTotalsResponse>, Status> {
         let r = req.get_ref();
         let (from, to) = window(r.from.as_ref(), r.to.as_ref())?;
         let tenant = Some(r.tenant_id.as_str()).filter(|t| !t.is_empty());
@@ -63,13 +72,19 @@ impl MeteringService for Metering {
         Ok(Response::new(pb::UsageTotalsResponse { totals }))
     }
 
-    async fn usage_windows(&self, req: Request<pb::UsageWindowsRequest>) -> Result<Response<pb::UsageWindowsResponse>, Status> {
+    async fn usage_windows(
+        &self,
+        req: Request<pb::UsageWindowsRequest>,
+    ) -> Result<Response<pb::UsageWindowsResponse>, Status> {
         let r = req.get_ref();
         let (from, to) = window(r.from.as_ref(), r.to.as_ref())?;
         let contract = if r.contract_id.is_empty() {
             None
         } else {
-            Some(uuid::Uuid::parse_str(&r.contract_id).map_err(|_| MeteringError::Invalid("contract_id must be a UUID".into()))?)
+            Some(
+                uuid::Uuid::parse_str(&r.contract_id)
+                    .map_err(|_| MeteringError::Invalid("contract_id must be a UUID".into()))?,
+            )
         };
         let windows = store::windows(&self.pool, contract, from, to)
             .await?

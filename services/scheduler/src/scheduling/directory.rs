@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use reservoir_proto::v1 as pb;
 use reservoir_proto::v1::contract_service_client::ContractServiceClient;
+use reservoir_runtime::InternalChannel;
 use reservoir_sched::Weights;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use tonic::Status;
-use reservoir_runtime::InternalChannel;
 use uuid::Uuid;
 
 /// How long a looked-up contract or model is used without asking again.
@@ -147,7 +147,10 @@ impl Directory {
                 let (mut client, id) = (self.client.clone(), model.to_owned());
                 async move {
                     let m = client.get_model(pb::GetModelRequest { id }).await?.into_inner();
-                    Ok(Weights { prompt_milli: milli(&m.prompt_weight)?, completion_milli: milli(&m.completion_weight)? })
+                    Ok(Weights {
+                        prompt_milli: milli(&m.prompt_weight)?,
+                        completion_milli: milli(&m.completion_weight)?,
+                    })
                 }
             })
             .await

@@ -1,7 +1,9 @@
 //! Prometheus metrics of the scheduler, served as text at `/metrics` on
 //! their own HTTP port (`scheduler.metrics_listen`).
 
-use prometheus::{Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 /// TTFT buckets in seconds: the SLA tiers' targets (0.5, 1, 2 s) are bounds.
 const TTFT_BUCKETS_S: &[f64] = &[0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0];
@@ -26,18 +28,25 @@ impl Metrics {
         let admitted = IntCounterVec::new(Opts::new("admitted_total", "Requests admitted, per class"), &["class"])?;
         let shed = IntCounterVec::new(Opts::new("shed_total", "Requests shed (429), per class"), &["class"])?;
         let ttft_seconds = HistogramVec::new(
-            HistogramOpts::new("ttft_seconds", "Time to first token from arrival, per class").buckets(TTFT_BUCKETS_S.to_vec()),
+            HistogramOpts::new("ttft_seconds", "Time to first token from arrival, per class")
+                .buckets(TTFT_BUCKETS_S.to_vec()),
             &["class"],
         )?;
         let worker_kv_used_ratio =
             GaugeVec::new(Opts::new("worker_kv_used_ratio", "Share of a worker's KV blocks in use"), &["worker"])?;
-        let worker_tokens_per_s =
-            GaugeVec::new(Opts::new("worker_tokens_per_s", "Tokens a worker processed per second, recently"), &["worker"])?;
-        let worker_up = IntGaugeVec::new(Opts::new("worker_up", "1 while a worker's stats stream is alive"), &["worker"])?;
+        let worker_tokens_per_s = GaugeVec::new(
+            Opts::new("worker_tokens_per_s", "Tokens a worker processed per second, recently"),
+            &["worker"],
+        )?;
+        let worker_up =
+            IntGaugeVec::new(Opts::new("worker_up", "1 while a worker's stats stream is alive"), &["worker"])?;
         let tokenizer_known =
             IntGaugeVec::new(Opts::new("tokenizer_known", "1 once a worker taught the model's tokenizer"), &["model"])?;
         let prompt_tokens_at_admission = IntCounterVec::new(
-            Opts::new("prompt_tokens_at_admission_total", "Admitted prompts, by how their tokens were found (counted, estimated)"),
+            Opts::new(
+                "prompt_tokens_at_admission_total",
+                "Admitted prompts, by how their tokens were found (counted, estimated)",
+            ),
             &["how"],
         )?;
         for c in [

@@ -19,13 +19,13 @@ use reservoir_domain::PriorityClass;
 use reservoir_proto::v1 as pb;
 use reservoir_proto::v1::worker_service_client::WorkerServiceClient;
 use reservoir_runtime::Shutdown;
+use reservoir_runtime::{InternalChannel, InternalToken};
 use reservoir_sched::classify::{Admission, ContractState, classify};
 use reservoir_sched::queues::{ClassQueues, QueueLimits};
 use reservoir_sched::routing::{self, WorkerView};
 use reservoir_sched::{Micros, Weights};
 use tokio::sync::{Mutex, Notify, mpsc};
 use tonic::Status;
-use reservoir_runtime::{InternalChannel, InternalToken};
 use uuid::Uuid;
 
 use crate::metering::recorder::UsageSink;
@@ -140,8 +140,11 @@ impl Shared {
         usage: UsageSink,
         shutdown: Shutdown,
     ) -> anyhow::Result<Arc<Self>> {
-        let workers =
-            config.workers.iter().map(|e| WorkerSlot::new(e.clone(), &config.internal_token)).collect::<anyhow::Result<_>>()?;
+        let workers = config
+            .workers
+            .iter()
+            .map(|e| WorkerSlot::new(e.clone(), &config.internal_token))
+            .collect::<anyhow::Result<_>>()?;
         let shared = Arc::new(Shared {
             core: Mutex::new(Core {
                 queues: ClassQueues::new(config.queue_limits),

@@ -129,7 +129,11 @@ pub async fn run(shared: Arc<Shared>, pending: Pending, first_worker: usize) {
                         core.release(worker);
                         core.mark_unhealthy(worker);
                         drop(core);
-                        if losses >= LOSSES_MAX { None } else { another_worker(&shared, pending.class, Some(worker)).await }
+                        if losses >= LOSSES_MAX {
+                            None
+                        } else {
+                            another_worker(&shared, pending.class, Some(worker)).await
+                        }
                     };
                     match next {
                         Some((index, id, next_client)) => {
@@ -161,7 +165,19 @@ pub async fn run(shared: Arc<Shared>, pending: Pending, first_worker: usize) {
         core.release(worker);
     }
     shared.wake.notify_one();
-    record(&shared, &pending, finish.as_ref(), &sent, outcome, queue_ms, first_token, dispatched, started_at, last_worker_id).await;
+    record(
+        &shared,
+        &pending,
+        finish.as_ref(),
+        &sent,
+        outcome,
+        queue_ms,
+        first_token,
+        dispatched,
+        started_at,
+        last_worker_id,
+    )
+    .await;
 }
 
 async fn stream_once(
@@ -211,7 +227,11 @@ async fn another_worker(
     shared: &Shared,
     class: PriorityClass,
     lost: Option<usize>,
-) -> Option<(usize, String, reservoir_proto::v1::worker_service_client::WorkerServiceClient<reservoir_runtime::InternalChannel>)> {
+) -> Option<(
+    usize,
+    String,
+    reservoir_proto::v1::worker_service_client::WorkerServiceClient<reservoir_runtime::InternalChannel>,
+)> {
     let deadline = Instant::now() + FAILOVER_WAIT;
     while Instant::now() < deadline {
         {
@@ -285,7 +305,8 @@ async fn record(
         weighted_tokens: Decimal::new(i64::try_from(weighted_milli).unwrap_or(i64::MAX), 3).normalize(),
         demand_weighted_tokens: Decimal::new(i64::try_from(demand_milli).unwrap_or(i64::MAX), 3).normalize(),
         queue_ms,
-        ttft_ms: first_token.map(|t| u32::try_from(t.duration_since(dispatched).as_millis()).unwrap_or(u32::MAX) + queue_ms),
+        ttft_ms: first_token
+            .map(|t| u32::try_from(t.duration_since(dispatched).as_millis()).unwrap_or(u32::MAX) + queue_ms),
         total_ms: u32::try_from(dispatched.elapsed().as_millis()).unwrap_or(u32::MAX) + queue_ms,
         worker_id,
         started_at,

@@ -69,7 +69,11 @@ impl Tokenizers {
     }
 
     /// Asks a worker of `model` for its tokenizer and keeps it.
-    pub async fn learn_from(&self, client: &mut WorkerServiceClient<InternalChannel>, model: &str) -> anyhow::Result<()> {
+    pub async fn learn_from(
+        &self,
+        client: &mut WorkerServiceClient<InternalChannel>,
+        model: &str,
+    ) -> anyhow::Result<()> {
         let learned = self.fetch(client, model).await;
         if let Ok(mut fetching) = self.fetching.lock() {
             fetching.remove(model);

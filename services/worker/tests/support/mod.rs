@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 
 use reservoir_engine::test_support::{TinySpec, tiny_model};
 use reservoir_engine::{
-    Engine, EngineConfig, EngineError, EngineStats, Model, SamplingParams, SeqId, StepBatch, StepOutput,
-    Tokenizer,
+    Engine, EngineConfig, EngineError, EngineStats, Model, SamplingParams, SeqId, StepBatch, StepOutput, Tokenizer,
 };
 use reservoir_proto::v1 as pb;
 use reservoir_proto::v1::worker_service_client::WorkerServiceClient;
@@ -43,7 +42,11 @@ pub fn backend(model: &Arc<Model>, block_size: usize, blocks: usize) -> EngineBa
     EngineBackend::new(engine(model, block_size, blocks), letter_tokenizer(), 8192)
 }
 
-pub async fn start(backend: impl InferenceBackend, queue_capacity: usize, step_token_budget: usize) -> (Client, Shutdown) {
+pub async fn start(
+    backend: impl InferenceBackend,
+    queue_capacity: usize,
+    step_token_budget: usize,
+) -> (Client, Shutdown) {
     let settings = WorkerSettings {
         listen: "127.0.0.1:0".parse().unwrap(),
         model_id: "tiny".parse().unwrap(),
@@ -272,4 +275,3 @@ pub fn gated(inner: EngineBackend) -> (Gated<EngineBackend>, Arc<Gate>) {
     let gate = Arc::new(Gate::default());
     (Gated { inner, gate: gate.clone() }, gate)
 }
-
