@@ -47,10 +47,10 @@ pub fn reserved_steps(holdings: &[Holding], window: TimeRange) -> Vec<Step> {
         } else {
             changes.push((h.range.start, rate));
         }
-        if let Some(end) = h.range.end {
-            if window.end.is_none_or(|w| end < w) {
-                changes.push((end, -rate));
-            }
+        if let Some(end) = h.range.end
+            && window.end.is_none_or(|w| end < w)
+        {
+            changes.push((end, -rate));
         }
     }
     changes.sort_by_key(|(t, _)| *t);
@@ -79,11 +79,11 @@ pub fn reserved_steps(holdings: &[Holding], window: TimeRange) -> Vec<Step> {
 fn push_merged(steps: &mut Vec<Step>, from: DateTime<Utc>, to: Option<DateTime<Utc>>, rate: i128) {
     // A sum of u64 rates never goes negative: every end follows its start.
     let rate = u64::try_from(rate.max(0)).unwrap_or(u64::MAX);
-    if let Some(last) = steps.last_mut() {
-        if last.reserved_tokens_per_s == rate {
-            last.to = to;
-            return;
-        }
+    if let Some(last) = steps.last_mut()
+        && last.reserved_tokens_per_s == rate
+    {
+        last.to = to;
+        return;
     }
     steps.push(Step { from, to, reserved_tokens_per_s: rate });
 }

@@ -4,6 +4,8 @@
 //! `new`), so a value of one of these types is always valid: services parse
 //! wire input into these types once, at their edge.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod capacity;
 mod ids;
 mod money;

@@ -15,10 +15,10 @@ pub struct TimeRange {
 
 impl TimeRange {
     pub fn new(start: DateTime<Utc>, end: Option<DateTime<Utc>>) -> Result<Self, DomainError> {
-        if let Some(end) = end {
-            if end <= start {
-                return Err(DomainError::invalid("time range", "ends_at must be after starts_at"));
-            }
+        if let Some(end) = end
+            && end <= start
+        {
+            return Err(DomainError::invalid("time range", "ends_at must be after starts_at"));
         }
         Ok(Self { start, end })
     }

@@ -37,26 +37,26 @@ pub struct ModelChange {
 
 impl ModelChange {
     pub fn validate(&self) -> Result<()> {
-        if let Some(c) = self.capacity_tokens_per_s {
-            if i32::try_from(c).is_err() {
-                return Err(ContractsError::Invalid(format!("capacity must be at most {}", i32::MAX)));
-            }
+        if let Some(c) = self.capacity_tokens_per_s
+            && i32::try_from(c).is_err()
+        {
+            return Err(ContractsError::Invalid(format!("capacity must be at most {}", i32::MAX)));
         }
         // The columns keep 5 and 6 decimal places: refuse more rather than round.
-        if let Some(h) = self.headroom {
-            if h < Decimal::ZERO || h >= Decimal::ONE || h.normalize().scale() > 5 {
-                return Err(ContractsError::Invalid(
-                    "headroom must be at least 0 and below 1, with at most 5 decimal places".into(),
-                ));
-            }
+        if let Some(h) = self.headroom
+            && (h < Decimal::ZERO || h >= Decimal::ONE || h.normalize().scale() > 5)
+        {
+            return Err(ContractsError::Invalid(
+                "headroom must be at least 0 and below 1, with at most 5 decimal places".into(),
+            ));
         }
         for (name, w) in [("prompt_weight", self.prompt_weight), ("completion_weight", self.completion_weight)] {
-            if let Some(w) = w {
-                if w < Decimal::ZERO || w >= Decimal::from(1000) || w.normalize().scale() > 6 {
-                    return Err(ContractsError::Invalid(format!(
-                        "{name} must be at least 0 and below 1000, with at most 6 decimal places"
-                    )));
-                }
+            if let Some(w) = w
+                && (w < Decimal::ZERO || w >= Decimal::from(1000) || w.normalize().scale() > 6)
+            {
+                return Err(ContractsError::Invalid(format!(
+                    "{name} must be at least 0 and below 1000, with at most 6 decimal places"
+                )));
             }
         }
         Ok(())

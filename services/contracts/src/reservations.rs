@@ -51,10 +51,10 @@ impl NewReservation {
         if self.rate_tokens_per_s == 0 || i32::try_from(self.rate_tokens_per_s).is_err() {
             return Err(ContractsError::Invalid(format!("rate must be between 1 and {}", i32::MAX)));
         }
-        if let Some(key) = &self.idempotency_key {
-            if key.is_empty() || key.len() > 255 || key.chars().any(char::is_control) {
-                return Err(ContractsError::Invalid("idempotency key must be 1 to 255 printable characters".into()));
-            }
+        if let Some(key) = &self.idempotency_key
+            && (key.is_empty() || key.len() > 255 || key.chars().any(char::is_control))
+        {
+            return Err(ContractsError::Invalid("idempotency key must be 1 to 255 printable characters".into()));
         }
         Ok(())
     }
@@ -146,16 +146,16 @@ pub async fn create(pool: &PgPool, req: &NewReservation) -> Result<Reservation> 
 }
 
 async fn create_in(tx: &mut PgConnection, req: &NewReservation, fingerprint: &str) -> Result<Reservation> {
-    if let Some(key) = &req.idempotency_key {
-        if let Some((id, stored_fingerprint)) = rows::by_idempotency_key(&mut *tx, &req.tenant, key).await? {
-            if stored_fingerprint != fingerprint {
-                return Err(ContractsError::Conflict {
-                    message: "this Idempotency-Key was already used with a different request".into(),
-                    details: serde_json::json!({ "reservation_id": id }),
-                });
-            }
-            return rows::get_in(&mut *tx, id, Some(&req.tenant)).await;
+    if let Some(key) = &req.idempotency_key
+        && let Some((id, stored_fingerprint)) = rows::by_idempotency_key(&mut *tx, &req.tenant, key).await?
+    {
+        if stored_fingerprint != fingerprint {
+            return Err(ContractsError::Conflict {
+                message: "this Idempotency-Key was already used with a different request".into(),
+                details: serde_json::json!({ "reservation_id": id }),
+            });
         }
+        return rows::get_in(&mut *tx, id, Some(&req.tenant)).await;
     }
     let tenant = tenants::get_in(&mut *tx, &req.tenant).await?;
     let model = models::get_with(&mut *tx, &req.model, true).await?;

@@ -94,10 +94,8 @@ async fn one_request(
             if first {
                 first = false;
                 let ttft = sent.elapsed().as_secs_f64() * 1e3;
-                if reserved {
-                    if let Ok(mut v) = counters.reserved_ttfts_ms.lock() {
-                        v.push(ttft);
-                    }
+                if reserved && let Ok(mut v) = counters.reserved_ttfts_ms.lock() {
+                    v.push(ttft);
                 }
             }
             let counter = if reserved { &counters.reserved_tokens } else { &counters.spot_tokens };

@@ -90,10 +90,10 @@ async fn up_serves_prints_a_working_example_and_stops_on_sigterm() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let restarted = loop {
         let now = worker_pids(&read_endpoints());
-        if let Some(Some(new)) = now.first() {
-            if *new != pids[0] {
-                break *new;
-            }
+        if let Some(Some(new)) = now.first()
+            && *new != pids[0]
+        {
+            break *new;
         }
         assert!(Instant::now() < deadline, "the killed worker was not restarted");
         std::thread::sleep(Duration::from_millis(100));

@@ -245,6 +245,8 @@ mod tests {
     use super::*;
 
     #[test]
+    // figment's `Jail` fixes the closure's error type (its own, large one).
+    #[allow(clippy::result_large_err)]
     fn environment_overrides_file_overrides_defaults() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("r.toml", "[gateway]\nlisten = \"127.0.0.1:9000\"\nbody_limit_bytes = 10\n")?;

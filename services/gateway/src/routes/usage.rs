@@ -103,30 +103,31 @@ pub async fn usage(
 
 /// Sums metering's finer rows (per contract, class, model and day) into the asked groups.
 fn group(totals: Vec<pb::UsageTotal>, group_by: GroupBy) -> ApiResult<Vec<UsageRow>> {
-    let mut rows: Vec<(Option<DateTime<Utc>>, Option<String>, UsageRow, rust_decimal::Decimal)> = Vec::new();
+    // Each row with its exact weighted sum (written as a string at the end).
+    let mut rows: Vec<(UsageRow, rust_decimal::Decimal)> = Vec::new();
     for t in totals {
-        let key = match group_by {
+        let (day, class) = match group_by {
             GroupBy::Day => (t.day.as_ref().and_then(instant), None),
             GroupBy::Class => (None, Some(t.class.clone())),
         };
         let weighted: rust_decimal::Decimal = t.weighted_tokens.parse().map_err(|_| ApiError::internal())?;
-        let at = match rows.iter().position(|(d, c, _, _)| (*d, c.clone()) == key) {
+        let at = match rows.iter().position(|(r, _)| r.day == day && r.class == class) {
             Some(i) => i,
             None => {
                 let empty = UsageRow {
-                    day: key.0,
-                    class: key.1.clone(),
+                    day,
+                    class,
                     requests: 0,
                     prompt_tokens: 0,
                     cached_prompt_tokens: 0,
                     completion_tokens: 0,
                     weighted_tokens: String::new(),
                 };
-                rows.push((key.0, key.1, empty, rust_decimal::Decimal::ZERO));
+                rows.push((empty, rust_decimal::Decimal::ZERO));
                 rows.len() - 1
             }
         };
-        let (_, _, row, sum) = &mut rows[at];
+        let (row, sum) = &mut rows[at];
         row.requests += t.requests;
         row.prompt_tokens += t.prompt_tokens;
         row.cached_prompt_tokens += t.cached_prompt_tokens;
@@ -135,7 +136,7 @@ fn group(totals: Vec<pb::UsageTotal>, group_by: GroupBy) -> ApiResult<Vec<UsageR
     }
     let mut out: Vec<UsageRow> = rows
         .into_iter()
-        .map(|(_, _, mut row, sum)| {
+        .map(|(mut row, sum)| {
             row.weighted_tokens = sum.normalize().to_string();
             row
         })

@@ -267,7 +267,7 @@ async fn record(
     started_at: chrono::DateTime<Utc>,
     worker_id: String,
 ) {
-    let usage = finish.and_then(|f| f.usage.clone()).unwrap_or_default();
+    let usage = finish.and_then(|f| f.usage).unwrap_or_default();
     // Completion tokens are what the client received; the last worker's count
     // includes the continued ones, so nothing recomputed is billed twice.
     let completion = u32::try_from(sent.len()).unwrap_or(u32::MAX).max(usage.completion_tokens);
