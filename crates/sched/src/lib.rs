@@ -34,6 +34,12 @@ pub const MICROS_PER_S: u64 = 1_000_000;
 /// its cost with this bound.
 pub const DEFAULT_MAX_TOKENS: u32 = 256;
 
+/// The completion tokens a request is charged for at admission: its
+/// `max_tokens`, or `DEFAULT_MAX_TOKENS` when it names none (0 on the wire).
+pub fn completion_bound(max_tokens: u32) -> u32 {
+    if max_tokens == 0 { DEFAULT_MAX_TOKENS } else { max_tokens }
+}
+
 /// Prompt and completion weights in thousandths (0.25 is 250).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Weights {

@@ -281,8 +281,7 @@ async fn record(
         Outcome::Ok | Outcome::ClientCancelled => weighted_milli,
         Outcome::Shed | Outcome::PlatformError => {
             let prompt = if usage.prompt_tokens > 0 { u64::from(usage.prompt_tokens) } else { pending.prompt_tokens };
-            let asked = pending.request.params.as_ref().map_or(0, |p| p.max_tokens);
-            let asked = if asked == 0 { reservoir_sched::DEFAULT_MAX_TOKENS } else { asked };
+            let asked = reservoir_sched::completion_bound(pending.request.params.as_ref().map_or(0, |p| p.max_tokens));
             w.cost_milli(prompt, u64::from(asked.max(completion)))
         }
     };

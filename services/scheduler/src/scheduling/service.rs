@@ -6,7 +6,7 @@ use std::time::Instant;
 use reservoir_domain::{ModelId, PriorityClass, TenantId};
 use reservoir_proto::v1 as pb;
 use reservoir_proto::v1::scheduler_service_server::SchedulerService;
-use reservoir_sched::DEFAULT_MAX_TOKENS;
+use reservoir_sched::completion_bound;
 use reservoir_sched::queues::Entry;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -75,10 +75,9 @@ impl SchedulerService for Scheduler {
         let weights = self.shared.directory.weights(model.as_str()).await?;
         let contracts = self.shared.directory.contracts(tenant.as_str(), model.as_str()).await?;
         let params = request.params.get_or_insert_with(Default::default);
-        let completion_bound = if params.max_tokens == 0 { DEFAULT_MAX_TOKENS } else { params.max_tokens };
         // Admission charges prompt weight x prompt tokens + completion weight
         // x max_tokens; the worker's counts settle it when the request ends.
-        let estimate_milli = weights.cost_milli(prompt_tokens, u64::from(completion_bound));
+        let estimate_milli = weights.cost_milli(prompt_tokens, u64::from(completion_bound(params.max_tokens)));
 
         let (events, events_rx) = mpsc::channel(EVENTS_BUFFER);
         let now = self.shared.now();
