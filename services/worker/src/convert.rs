@@ -97,6 +97,7 @@ impl TryFrom<pb::GenerateRequest> for GenerateSpec {
             sampling,
             logprobs: p.logprobs,
             continue_from: r.continue_from_token_ids,
+            prompt_ids: r.prompt_token_ids,
         })
     }
 }
@@ -176,6 +177,7 @@ mod tests {
             input: Some(pb::generate_request::Input::Prompt("hello".into())),
             params: None,
             continue_from_token_ids: vec![],
+            prompt_token_ids: vec![],
         }
     }
 

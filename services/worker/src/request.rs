@@ -34,6 +34,8 @@ pub struct GenerateSpec {
     pub logprobs: bool,
     /// Failover: tokens already generated and streamed elsewhere.
     pub continue_from: Vec<u32>,
+    /// The input already tokenized by the scheduler; empty: tokenize it here.
+    pub prompt_ids: Vec<u32>,
 }
 
 /// A request ready for the step loop.
@@ -56,11 +58,21 @@ pub struct Prepared {
     pub done: Option<FinishReason>,
 }
 
-/// Tokenizes and checks a request against the model and the KV pool.
+/// Tokenizes (unless the scheduler did) and checks a request against the
+/// model and the KV pool.
 pub fn prepare(spec: GenerateSpec, info: &BackendInfo, tokenizer: &Tokenizer) -> Result<Prepared, WorkerError> {
-    let prompt = match &spec.input {
-        Input::Chat(messages) => reservoir_engine::chat_prompt(tokenizer, messages),
-        Input::Prompt(text) => tokenizer.encode(text, true),
+    let prompt = if spec.prompt_ids.is_empty() {
+        match &spec.input {
+            Input::Chat(messages) => reservoir_engine::chat_prompt(tokenizer, messages),
+            Input::Prompt(text) => tokenizer.encode(text, true),
+        }
+    } else {
+        // Tokenized by the scheduler with this model's tokenizer.
+        let vocab = tokenizer.vocab_size();
+        if let Some(bad) = spec.prompt_ids.iter().find(|&&id| id as usize >= vocab) {
+            return Err(WorkerError::Invalid(format!("prompt token id {bad} is outside the vocabulary of {vocab}")));
+        }
+        spec.prompt_ids.clone()
     };
     if prompt.is_empty() {
         return Err(WorkerError::Invalid("the input encodes to no tokens".into()));

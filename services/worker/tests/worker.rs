@@ -40,6 +40,17 @@ async fn greedy_stream_equals_the_engines_own_generation() {
         assert!((got.unwrap() - want).abs() < 1e-4, "{got:?} vs {want}");
     }
 
+    // Handed the prompt's tokens (as the scheduler counted them), the worker
+    // uses them as they are: the same generation. Ids outside the vocabulary
+    // are refused.
+    let mut pretokenized = request("r1-ids", "reserved", text, 24);
+    pretokenized.prompt_token_ids = encode(text);
+    assert_eq!(generate(&mut client, pretokenized).await.tokens, ids);
+    let mut bad = request("r1-bad", "reserved", text, 24);
+    bad.prompt_token_ids = vec![u32::MAX];
+    let refused = client.generate(bad).await.map(|_| ()).expect_err("outside the vocabulary");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+
     // The same prompt again is served from the prefix cache: same tokens,
     // and the cached prompt tokens are reported (whole 16-token blocks).
     let again = generate(&mut client, request("r2", "spot", text, 24)).await;

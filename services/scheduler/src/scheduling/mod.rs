@@ -66,8 +66,9 @@ pub struct Pending {
     pub class: PriorityClass,
     pub contract: Option<ActiveContract>,
     pub weights: Weights,
-    /// Counted (or estimated) at admission; the worker's count is the one billed.
-    pub prompt_tokens: u64,
+    /// Counted (the ids go to the worker) or estimated at admission; the
+    /// worker's count is the one billed.
+    pub prompt_tokens: tokenizers::PromptTokens,
     /// Taken from the contract's bucket at admission (settled at the end).
     pub charged_milli: u64,
     pub events: mpsc::Sender<Result<pb::CompleteEvent, Status>>,

@@ -79,6 +79,10 @@ pub async fn run(shared: Arc<Shared>, pending: Pending, first_worker: usize) {
                 }),
                 params: pending.request.params.clone(),
                 continue_from_token_ids: sent.clone(),
+                prompt_token_ids: match &pending.prompt_tokens {
+                    super::tokenizers::PromptTokens::Counted(ids) => ids.clone(),
+                    super::tokenizers::PromptTokens::Estimated(_) => Vec::new(),
+                },
             };
             match stream_once(&mut client, request, &pending, &mut sent, &mut first_token, &shared.metrics).await {
                 Attempt::Finished(f) => {
@@ -280,7 +284,8 @@ async fn record(
     let demand_milli = match outcome {
         Outcome::Ok | Outcome::ClientCancelled => weighted_milli,
         Outcome::Shed | Outcome::PlatformError => {
-            let prompt = if usage.prompt_tokens > 0 { u64::from(usage.prompt_tokens) } else { pending.prompt_tokens };
+            let prompt =
+                if usage.prompt_tokens > 0 { u64::from(usage.prompt_tokens) } else { pending.prompt_tokens.count() };
             let asked = reservoir_sched::completion_bound(pending.request.params.as_ref().map_or(0, |p| p.max_tokens));
             w.cost_milli(prompt, u64::from(asked.max(completion)))
         }

@@ -71,13 +71,12 @@ impl SchedulerService for Scheduler {
         let prompt_tokens = self.shared.tokenizers.prompt_tokens(model.as_str(), input).await;
         let how = if matches!(prompt_tokens, PromptTokens::Counted(_)) { "counted" } else { "estimated" };
         self.shared.metrics.prompt_tokens_at_admission.with_label_values(&[how]).inc();
-        let prompt_tokens = prompt_tokens.get();
         let weights = self.shared.directory.weights(model.as_str()).await?;
         let contracts = self.shared.directory.contracts(tenant.as_str(), model.as_str()).await?;
         let params = request.params.get_or_insert_with(Default::default);
         // Admission charges prompt weight x prompt tokens + completion weight
         // x max_tokens; the worker's counts settle it when the request ends.
-        let estimate_milli = weights.cost_milli(prompt_tokens, u64::from(completion_bound(params.max_tokens)));
+        let estimate_milli = weights.cost_milli(prompt_tokens.count(), u64::from(completion_bound(params.max_tokens)));
 
         let (events, events_rx) = mpsc::channel(EVENTS_BUFFER);
         let now = self.shared.now();

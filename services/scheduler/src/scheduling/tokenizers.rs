@@ -25,17 +25,19 @@ pub struct Tokenizers {
     fetching: Mutex<HashSet<String>>,
 }
 
-/// How a prompt's token count was arrived at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A prompt's tokens: counted (the ids themselves, which the worker then
+/// uses instead of tokenizing again), or only estimated.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PromptTokens {
-    Counted(u64),
+    Counted(Vec<u32>),
     Estimated(u64),
 }
 
 impl PromptTokens {
-    pub fn get(self) -> u64 {
+    pub fn count(&self) -> u64 {
         match self {
-            PromptTokens::Counted(n) | PromptTokens::Estimated(n) => n,
+            PromptTokens::Counted(ids) => u64::try_from(ids.len()).unwrap_or(u64::MAX),
+            PromptTokens::Estimated(n) => *n,
         }
     }
 }
@@ -102,25 +104,24 @@ impl Tokenizers {
             pb::complete_request::Input::Messages(m) => m.messages.iter().map(|t| t.content.len()).sum(),
         };
         if bytes <= INLINE_TOKENIZE_BYTES_MAX {
-            return PromptTokens::Counted(count(&tokenizer, input));
+            return PromptTokens::Counted(encode(&tokenizer, input));
         }
         let (estimated, input) = (estimate(input), input.clone());
-        match tokio::task::spawn_blocking(move || count(&tokenizer, &input)).await {
-            Ok(n) => PromptTokens::Counted(n),
+        match tokio::task::spawn_blocking(move || encode(&tokenizer, &input)).await {
+            Ok(ids) => PromptTokens::Counted(ids),
             Err(_) => PromptTokens::Estimated(estimated),
         }
     }
 }
 
-fn count(tokenizer: &Tokenizer, input: &pb::complete_request::Input) -> u64 {
-    let n = match input {
-        pb::complete_request::Input::Prompt(p) => tokenizer.encode(p, true).len(),
+fn encode(tokenizer: &Tokenizer, input: &pb::complete_request::Input) -> Vec<u32> {
+    match input {
+        pb::complete_request::Input::Prompt(p) => tokenizer.encode(p, true),
         pb::complete_request::Input::Messages(m) => {
             let turns: Vec<ChatMessage> = m.messages.iter().map(|t| ChatMessage::new(&t.role, &t.content)).collect();
-            reservoir_engine::chat_prompt(tokenizer, &turns).len()
+            reservoir_engine::chat_prompt(tokenizer, &turns)
         }
-    };
-    u64::try_from(n).unwrap_or(u64::MAX)
+    }
 }
 
 fn estimate(input: &pb::complete_request::Input) -> u64 {

@@ -70,6 +70,7 @@ pub fn request(id: &str, class: &str, prompt: &str, max_tokens: u32) -> pb::Gene
         input: Some(pb::generate_request::Input::Prompt(prompt.into())),
         params: Some(pb::GenerationParams { max_tokens, ..Default::default() }),
         continue_from_token_ids: vec![],
+        prompt_token_ids: vec![],
     }
 }
 
