@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 
 use subtle::ConstantTimeEq;
 use tonic::Status;
-use tonic::metadata::MetadataValue;
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
@@ -27,7 +27,15 @@ const OPEN_PREFIXES: [&str; 3] =
 
 /// The shared secret, or none (no check, no header).
 #[derive(Clone, Default)]
-pub struct InternalToken(Option<Arc<str>>);
+pub struct InternalToken(Option<Arc<Secret>>);
+
+struct Secret {
+    token: Box<str>,
+    /// `Bearer <token>`, built once for every call to carry; `None` when the
+    /// token cannot be a header value (every call then fails with a clear
+    /// error instead of going out without it).
+    header: Option<MetadataValue<Ascii>>,
+}
 
 impl std::fmt::Debug for InternalToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -41,7 +49,11 @@ pub type InternalChannel = InterceptedService<Channel, InternalToken>;
 impl InternalToken {
     /// An empty or absent token means none.
     pub fn new(token: Option<&str>) -> Self {
-        InternalToken(token.filter(|t| !t.is_empty()).map(Arc::from))
+        InternalToken(
+            token.filter(|t| !t.is_empty()).map(|t| {
+                Arc::new(Secret { token: t.into(), header: MetadataValue::try_from(format!("Bearer {t}")).ok() })
+            }),
+        )
     }
 
     pub fn is_set(&self) -> bool {
@@ -57,15 +69,17 @@ impl InternalToken {
     fn admits(&self, authorization: Option<&[u8]>) -> bool {
         let Some(expected) = &self.0 else { return true };
         let Some(given) = authorization.and_then(|h| h.strip_prefix(b"Bearer ")) else { return false };
-        bool::from(given.ct_eq(expected.as_bytes()))
+        bool::from(given.ct_eq(expected.token.as_bytes()))
     }
 }
 
 impl Interceptor for InternalToken {
     fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
-        if let Some(token) = &self.0 {
-            let value = MetadataValue::try_from(format!("Bearer {token}"))
-                .map_err(|_| Status::internal("the internal token is not a valid header value"))?;
+        if let Some(secret) = &self.0 {
+            let value = secret
+                .header
+                .clone()
+                .ok_or_else(|| Status::internal("the internal token is not a valid header value"))?;
             request.metadata_mut().insert("authorization", value);
         }
         Ok(request)
