@@ -6,10 +6,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use reservoir_domain::{ModelId, Role};
+use reservoir_platform::{Config, Given, Service};
 use reservoir_runtime::Shutdown;
-use reservoir_runtime::config::{AuthConfig, Config};
+use reservoir_runtime::config::AuthConfig;
 use rust_decimal::Decimal;
 use sqlx::PgPool;
+
+pub mod cluster;
 
 pub use reservoir_runtime::db::MIGRATOR;
 
@@ -27,21 +30,21 @@ pub fn fixture(name: &str) -> PathBuf {
 }
 
 pub fn hs256_auth() -> AuthConfig {
-    AuthConfig { hs256_secret: Some(TEST_SECRET.into()), ..Config::default().auth }
+    AuthConfig { hs256_secret: Some(TEST_SECRET.into()), ..AuthConfig::default() }
 }
 
 pub fn rs256_auth() -> AuthConfig {
     AuthConfig {
         rs256_public_key_pem_file: Some(fixture("rs256-test-public.pem")),
         rs256_private_key_pem_file: Some(fixture("rs256-test-private.pem")),
-        ..Config::default().auth
+        ..AuthConfig::default()
     }
 }
 
 pub struct Options {
     pub auth: AuthConfig,
     pub body_limit_bytes: usize,
-    pub rate_limit: reservoir_runtime::config::RateLimit,
+    pub rate_limit: reservoir_gateway::RateLimit,
     /// Inference workers to run, each over a tiny seeded model (in-process
     /// gRPC servers; `reservoir up` runs real ones as child processes).
     pub workers: usize,
@@ -49,9 +52,9 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        let gateway = Config::default().gateway;
+        let gateway = reservoir_gateway::GatewaySettings::default();
         // Tests send bursts of thousands of requests; the limit has its own test.
-        let rate_limit = reservoir_runtime::config::RateLimit { requests_per_s: 100_000, burst: 100_000 };
+        let rate_limit = reservoir_gateway::RateLimit { requests_per_s: 100_000, burst: 100_000 };
         Options { auth: hs256_auth(), body_limit_bytes: gateway.body_limit_bytes, rate_limit, workers: 0 }
     }
 }
@@ -62,11 +65,14 @@ pub fn internal_token() -> reservoir_runtime::InternalToken {
     reservoir_runtime::InternalToken::new(Some("e2e-internal-token"))
 }
 
-/// Contracts and gateway, running until dropped.
+/// Every service (workers when asked), running until dropped.
 pub struct Platform {
     pub gateway: String,
     pub contracts: String,
     pub scheduler: String,
+    pub metering: String,
+    /// The usage spool's folder (removed with the platform).
+    pub spool: tempfile::TempDir,
     pub auth: AuthConfig,
     pub pool: PgPool,
     pub http: reqwest::Client,
@@ -90,58 +96,23 @@ impl Platform {
         let model: ModelId = MODEL.parse().expect("model id");
         reservoir_contracts::seed_model(&pool, &model, MODEL_CAPACITY, Decimal::new(10, 2)).await.expect("seed model");
         let shutdown = Shutdown::new();
-        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-        let contracts = reservoir_contracts::build(
-            &reservoir_contracts::ContractsSettings {
-                listen: loopback,
-                default_currency: Default::default(),
-                internal_token: internal_token(),
-            },
-            pool.clone(),
-        )
-        .await
-        .expect("contracts");
-        let contracts_url = format!("http://127.0.0.1:{}", contracts.port());
-        let mut workers = Vec::with_capacity(options.workers);
-        for i in 0..options.workers {
-            let url = start_tiny_worker(&shutdown).await;
-            workers.push(reservoir_scheduler::WorkerEndpoint { id: format!("worker-{i}"), url });
+        let spool = tempfile::tempdir().expect("spool folder");
+        let config = test_config(&options, spool.path());
+        let mut services = vec![Service::Contracts, Service::Metering, Service::Scheduler, Service::Gateway];
+        if options.workers > 0 {
+            services.push(Service::Worker);
         }
-        let scheduler = reservoir_scheduler::build(
-            &reservoir_scheduler::SchedulerSettings {
-                listen: loopback,
-                metrics_listen: loopback,
-                contracts_url: contracts_url.clone(),
-                workers,
-                per_worker_in_flight: 16,
-                queue_limits: Default::default(),
-                fcfs: false,
-                internal_token: internal_token(),
-            },
-            pool.clone(),
-        )
-        .await
-        .expect("scheduler");
-        let scheduler_url = format!("http://127.0.0.1:{}", scheduler.port());
-        let gateway = reservoir_gateway::build(&reservoir_gateway::GatewaySettings {
-            listen: loopback,
-            contracts_url: contracts_url.clone(),
-            scheduler_url: scheduler_url.clone(),
-            body_limit_bytes: options.body_limit_bytes,
-            rate_limit: options.rate_limit,
-            auth: options.auth.clone(),
-            internal_token: internal_token(),
-        })
-        .await
-        .expect("gateway");
-        let gateway_url = format!("http://127.0.0.1:{}", gateway.port());
-        tokio::spawn(contracts.run_until_stopped(shutdown.clone()));
-        tokio::spawn(scheduler.run_until_stopped(shutdown.clone()));
-        tokio::spawn(gateway.run_until_stopped(shutdown.clone()));
+        let worker_backends = (0..options.workers).map(|_| tiny_backend()).collect();
+        let given = Given { pool: Some(pool.clone()), worker_backends };
+        let platform = reservoir_platform::build(config, &services, given).await.expect("platform");
+        let e = platform.endpoints.clone();
+        tokio::spawn(platform.run_until_stopped(shutdown.clone()));
         Platform {
-            gateway: gateway_url,
-            contracts: contracts_url,
-            scheduler: scheduler_url,
+            gateway: e.gateway.expect("gateway"),
+            contracts: e.contracts.expect("contracts"),
+            scheduler: e.scheduler.expect("scheduler"),
+            metering: e.metering.expect("metering"),
+            spool,
             auth: options.auth,
             pool,
             http: reqwest::Client::new(),
@@ -199,23 +170,35 @@ impl Drop for Platform {
 /// The vocabulary of the tiny test models.
 pub const TINY_VOCAB: usize = 96;
 
-/// A worker over a tiny seeded model on loopback; answers its URL.
-async fn start_tiny_worker(shutdown: &Shutdown) -> String {
+/// The configuration of a test platform: every service on a free loopback
+/// port, the internal token on, a spool folder of its own.
+pub fn test_config(options: &Options, spool: &std::path::Path) -> Config {
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let mut config = Config::default();
+    config.internal.token = Some("e2e-internal-token".into());
+    config.auth = options.auth.clone();
+    config.contracts.listen = loopback;
+    config.metering.listen = loopback;
+    config.scheduler.listen = loopback;
+    config.scheduler.metrics_listen = loopback;
+    config.scheduler.per_worker_in_flight = 16;
+    config.scheduler.spool_dir = spool.to_path_buf();
+    config.worker.listen = loopback;
+    config.worker.model_id = MODEL.into();
+    config.worker.queue_capacity = 64;
+    config.worker.step_token_budget = 256;
+    config.gateway.listen = loopback;
+    config.gateway.body_limit_bytes = options.body_limit_bytes;
+    config.gateway.rate_limit = options.rate_limit;
+    config
+}
+
+/// A worker backend over a tiny seeded model.
+pub fn tiny_backend() -> reservoir_worker::EngineBackend {
     use reservoir_engine::test_support::{TinySpec, letter_tokenizer, tiny_model};
     let model = tiny_model(&TinySpec::default()).expect("tiny model");
     let engine = reservoir_engine::Engine::new(model, reservoir_engine::EngineConfig::default()).expect("engine");
-    let backend = reservoir_worker::EngineBackend::new(engine, letter_tokenizer(TINY_VOCAB).expect("tokenizer"), 8192);
-    let settings = reservoir_worker::WorkerSettings {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        model_id: MODEL.parse().expect("model id"),
-        queue_capacity: 64,
-        step_token_budget: 256,
-        internal_token: internal_token(),
-    };
-    let server = reservoir_worker::build(&settings, backend).await.expect("worker");
-    let url = format!("http://127.0.0.1:{}", server.port());
-    tokio::spawn(server.run_until_stopped(shutdown.clone()));
-    url
+    reservoir_worker::EngineBackend::new(engine, letter_tokenizer(TINY_VOCAB).expect("tokenizer"), 8192)
 }
 
 /// Asserts the uniform error shape and answers the error's code.

@@ -115,7 +115,7 @@ async fn rs256_tokens_verify_with_the_public_key(pool: PgPool) {
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn callers_over_their_rate_get_429_with_retry_after(pool: PgPool) {
     // One request a second with a burst of three: the fourth at once is refused.
-    let rate_limit = reservoir_runtime::config::RateLimit { requests_per_s: 1, burst: 3 };
+    let rate_limit = reservoir_gateway::RateLimit { requests_per_s: 1, burst: 3 };
     let p = Platform::start_with(pool, Options { rate_limit, ..Options::default() }).await;
     let token = p.tenant_token("eager");
     for _ in 0..3 {

@@ -16,8 +16,12 @@ fn record(id: &str, tenant: &str, class: &str, days_ago: i64, weighted: &str) ->
         tenant_id: tenant.into(),
         contract_id: if class == "spot" { String::new() } else { "0193a3c4-0000-7000-8000-000000000002".into() },
         model: "smollm2-135m-instruct".into(),
-        class: class.into(),
-        outcome: "ok".into(),
+        class: match class {
+            "reserved" => pb::PriorityClass::Reserved,
+            _ => pb::PriorityClass::Spot,
+        }
+        .into(),
+        outcome: pb::Outcome::Ok.into(),
         prompt_tokens: 10,
         cached_prompt_tokens: 0,
         completion_tokens: 5,
@@ -29,6 +33,7 @@ fn record(id: &str, tenant: &str, class: &str, days_ago: i64, weighted: &str) ->
         worker_id: "w".into(),
         started_at: Some(timestamp(start)),
         finished_at: Some(timestamp(start + Duration::seconds(1))),
+        catalog_version: 1,
     }
 }
 
@@ -41,7 +46,7 @@ async fn tenants_read_their_own_usage_by_class_and_by_day(pool: PgPool) {
         record("u3", "acme", "spot", 1, "1"),
         record("u4", "someone-else", "spot", 0, "1000"),
     ];
-    MeteringServiceClient::new(p.internal_channel(&p.scheduler).await)
+    MeteringServiceClient::new(p.internal_channel(&p.metering).await)
         .record_usage(pb::RecordUsageRequest { records })
         .await
         .expect("record");

@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use reservoir_domain::{Currency, ModelId};
 use reservoir_proto::v1::contract_service_server::{ContractServiceServer, SERVICE_NAME};
 use reservoir_runtime::{InternalToken, Shutdown};
+use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
@@ -25,12 +26,40 @@ use tonic::service::Routes;
 pub use error::ContractsError;
 pub use models::ModelChange;
 
-#[derive(Debug, Clone)]
+/// The `[contracts]` section of the configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ContractsSettings {
     pub listen: SocketAddr,
+    /// The currency of tenants provisioned on their first token.
     pub default_currency: Currency,
-    /// Required of every caller when set (see `reservoir_runtime::internal_auth`).
-    pub internal_token: InternalToken,
+    /// The model `reservoir up` seeds until the engine measures the pool.
+    pub default_model: DefaultModel,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DefaultModel {
+    pub id: String,
+    pub capacity_tokens_per_s: u32,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub headroom: rust_decimal::Decimal,
+    /// Whether `reservoir up` measures the pool with a short engine run on
+    /// start and records the figure as the model's capacity.
+    pub calibrate: bool,
+}
+
+impl Default for ContractsSettings {
+    fn default() -> Self {
+        ContractsSettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            default_currency: Currency::USD,
+            default_model: DefaultModel {
+                id: "smollm2-135m-instruct".into(),
+                capacity_tokens_per_s: 1000,
+                headroom: rust_decimal::Decimal::new(10, 2),
+                calibrate: true,
+            },
+        }
+    }
 }
 
 pub struct Server {
@@ -39,11 +68,16 @@ pub struct Server {
     internal_token: InternalToken,
 }
 
-/// Binds the service's port; call `run_until_stopped` to serve.
-pub async fn build(settings: &ContractsSettings, pool: PgPool) -> anyhow::Result<Server> {
+/// Binds the service's port; call `run_until_stopped` to serve. Callers
+/// must present `internal_token` when it is set.
+pub async fn build(
+    settings: &ContractsSettings,
+    pool: PgPool,
+    internal_token: InternalToken,
+) -> anyhow::Result<Server> {
     let listener = TcpListener::bind(settings.listen).await?;
     let contracts = service::Contracts { pool, default_currency: settings.default_currency };
-    Ok(Server { listener, contracts, internal_token: settings.internal_token.clone() })
+    Ok(Server { listener, contracts, internal_token })
 }
 
 impl Server {

@@ -22,7 +22,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, patch, post};
 use reservoir_runtime::InternalToken;
 use reservoir_runtime::Shutdown;
-use reservoir_runtime::config::{AuthConfig, RateLimit};
+use reservoir_runtime::config::AuthConfig;
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tonic::transport::Endpoint;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -35,16 +36,41 @@ pub use state::AppState;
 
 use crate::error::ApiError;
 
-#[derive(Debug, Clone)]
+/// The `[gateway]` section of the configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GatewaySettings {
     pub listen: SocketAddr,
+    /// Where the gateway reaches the contracts service.
     pub contracts_url: String,
+    /// Where the gateway reaches the scheduler service.
     pub scheduler_url: String,
+    /// Where the gateway reads usage (MeteringService).
+    pub metering_url: String,
+    /// Largest request body accepted, in bytes (413 beyond).
     pub body_limit_bytes: usize,
+    /// Requests per second each authenticated caller may send (429 beyond).
     pub rate_limit: RateLimit,
-    pub auth: AuthConfig,
-    /// Sent with every call to the services behind the gateway.
-    pub internal_token: InternalToken,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct RateLimit {
+    /// Sustained requests per second per caller.
+    pub requests_per_s: u32,
+    /// Requests a caller may send at once after a quiet spell.
+    pub burst: u32,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        GatewaySettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            contracts_url: "http://127.0.0.1:50051".into(),
+            scheduler_url: "http://127.0.0.1:50071".into(),
+            metering_url: "http://127.0.0.1:50081".into(),
+            body_limit_bytes: 256 * 1024,
+            rate_limit: RateLimit { requests_per_s: 100, burst: 200 },
+        }
+    }
 }
 
 pub struct Server {
@@ -53,8 +79,14 @@ pub struct Server {
 }
 
 /// Binds the gateway's port and connects (lazily) to the services behind it.
-pub async fn build(settings: &GatewaySettings) -> anyhow::Result<Server> {
-    let verifier = auth::Verifier::from_config(&settings.auth)?;
+/// Tokens are verified as `auth` says; `internal_token` goes with every call
+/// to the services behind the gateway.
+pub async fn build(
+    settings: &GatewaySettings,
+    auth: &AuthConfig,
+    internal_token: InternalToken,
+) -> anyhow::Result<Server> {
+    let verifier = auth::Verifier::from_config(auth)?;
     let channel = Endpoint::from_shared(settings.contracts_url.clone())
         .context("gateway.contracts_url")?
         .connect_timeout(Duration::from_secs(5))
@@ -65,8 +97,13 @@ pub async fn build(settings: &GatewaySettings) -> anyhow::Result<Server> {
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30))
         .connect_lazy();
+    let metering = Endpoint::from_shared(settings.metering_url.clone())
+        .context("gateway.metering_url")?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30))
+        .connect_lazy();
     let limiter = state::CallerLimiter::new(settings.rate_limit)?;
-    let downstream = state::Downstream { contracts: channel, scheduler, token: settings.internal_token.clone() };
+    let downstream = state::Downstream { contracts: channel, scheduler, metering, token: internal_token };
     let state = AppState::new(downstream, verifier, limiter);
     let listener = TcpListener::bind(settings.listen).await?;
     Ok(Server { listener, router: router(state, settings.body_limit_bytes) })

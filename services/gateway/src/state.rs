@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use axum::extract::FromRequestParts;
 use std::num::NonZeroU32;
 
+use crate::RateLimit;
 use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -16,7 +17,6 @@ use reservoir_proto::v1::EnsureTenantRequest;
 use reservoir_proto::v1::contract_service_client::ContractServiceClient;
 use reservoir_proto::v1::metering_service_client::MeteringServiceClient;
 use reservoir_proto::v1::scheduler_service_client::SchedulerServiceClient;
-use reservoir_runtime::config::RateLimit;
 use reservoir_runtime::{InternalChannel, InternalToken};
 use tonic::transport::Channel;
 
@@ -62,6 +62,7 @@ impl CallerLimiter {
 pub struct Downstream {
     pub contracts: Channel,
     pub scheduler: Channel,
+    pub metering: Channel,
     /// Sent with every call behind the gateway (health checks need none).
     pub token: InternalToken,
 }
@@ -82,7 +83,7 @@ impl AppState {
     pub fn new(downstream: Downstream, verifier: Verifier, limiter: CallerLimiter) -> Self {
         Self {
             contracts: ContractServiceClient::new(downstream.token.attach(downstream.contracts.clone())),
-            metering: MeteringServiceClient::new(downstream.token.attach(downstream.scheduler.clone())),
+            metering: MeteringServiceClient::new(downstream.token.attach(downstream.metering.clone())),
             scheduler: SchedulerServiceClient::new(downstream.token.attach(downstream.scheduler.clone())),
             channels: Arc::new(downstream),
             verifier: Arc::new(verifier),

@@ -14,12 +14,15 @@ pub enum BenchCommand {
     Sched(engine_cli::ModelArg),
     /// Reserved tenants' service under a spot flood, against plain FCFS (needs DATABASE_URL).
     Isolation(crate::bench_isolation::Args),
+    /// Usage records/s from the request path through the spool into PostgreSQL, and memory under a backlog (needs DATABASE_URL).
+    Metering(crate::bench_metering::Args),
 }
 
-pub async fn run(config: &reservoir_runtime::Config, what: &BenchCommand) -> anyhow::Result<()> {
+pub async fn run(config: &reservoir_platform::Config, what: &BenchCommand) -> anyhow::Result<()> {
     match what {
         BenchCommand::Engine(args) => engine_cli::bench_engine(args),
         BenchCommand::Sched(model) => crate::bench_sched::run(model),
         BenchCommand::Isolation(args) => crate::bench_isolation::run(config, args).await,
+        BenchCommand::Metering(args) => crate::bench_metering::run(config, args).await,
     }
 }

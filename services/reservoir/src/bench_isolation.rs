@@ -14,10 +14,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use reservoir_platform::{Config, Given, Service};
 use reservoir_proto::v1 as pb;
 use reservoir_proto::v1::scheduler_service_client::SchedulerServiceClient;
 use reservoir_proto::v1::worker_service_client::WorkerServiceClient;
-use reservoir_runtime::{Config, Shutdown, db};
+use reservoir_runtime::{Shutdown, db};
 use tonic::transport::Channel;
 
 const MODEL: &str = "smollm2-135m-instruct";
@@ -184,50 +185,40 @@ async fn platform(
 ) -> anyhow::Result<(SchedulerServiceClient<Channel>, String, String)> {
     let pool = db::connect(url, 16).await?;
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let mut config = config.clone();
     // The services listen on the loopback of this process: no internal token.
-    let internal_token = reservoir_runtime::InternalToken::default();
-    let contracts = reservoir_contracts::build(
-        &reservoir_contracts::ContractsSettings {
-            listen: loopback,
-            default_currency: config.contracts.default_currency,
-            internal_token: internal_token.clone(),
-        },
-        pool.clone(),
-    )
-    .await?;
-    let contracts_url = format!("http://127.0.0.1:{}", contracts.port());
-    tokio::spawn(contracts.run_until_stopped(shutdown.clone()));
+    config.internal.token = None;
+    for listen in [
+        &mut config.contracts.listen,
+        &mut config.metering.listen,
+        &mut config.worker.listen,
+        &mut config.scheduler.listen,
+        &mut config.scheduler.metrics_listen,
+    ] {
+        *listen = loopback;
+    }
+    config.worker.model_id = MODEL.into();
+    config.scheduler.fcfs = fcfs;
+    config.scheduler.workers = Vec::new();
+    let spool = tempfile_dir("bench-isolation-spool")?;
+    config.scheduler.spool_dir = spool;
     let backend = reservoir_worker::EngineBackend::load(model, config.worker.kv_budget_bytes)?;
-    let worker = reservoir_worker::build(
-        &reservoir_worker::WorkerSettings {
-            listen: loopback,
-            model_id: MODEL.parse()?,
-            queue_capacity: config.worker.queue_capacity,
-            step_token_budget: config.worker.step_token_budget,
-            internal_token: internal_token.clone(),
-        },
-        backend,
-    )
-    .await?;
-    let worker_url = format!("http://127.0.0.1:{}", worker.port());
-    tokio::spawn(worker.run_until_stopped(shutdown.clone()));
-    let scheduler = reservoir_scheduler::build(
-        &reservoir_scheduler::SchedulerSettings {
-            listen: loopback,
-            metrics_listen: loopback,
-            contracts_url: contracts_url.clone(),
-            workers: vec![reservoir_scheduler::WorkerEndpoint { id: "worker-0".into(), url: worker_url.clone() }],
-            per_worker_in_flight: config.scheduler.per_worker_in_flight,
-            queue_limits: reservoir_scheduler::QueueLimits::default(),
-            fcfs,
-            internal_token,
-        },
-        pool,
-    )
-    .await?;
-    let url = format!("http://127.0.0.1:{}", scheduler.port());
-    tokio::spawn(scheduler.run_until_stopped(shutdown.clone()));
-    Ok((SchedulerServiceClient::connect(url).await?, contracts_url, worker_url))
+    let services = [Service::Contracts, Service::Metering, Service::Worker, Service::Scheduler];
+    let given = Given { pool: Some(pool), worker_backends: vec![backend] };
+    let platform = reservoir_platform::build(config, &services, given).await?;
+    let endpoints = platform.endpoints.clone();
+    tokio::spawn(platform.run_until_stopped(shutdown.clone()));
+    let scheduler = endpoints.scheduler.ok_or_else(|| anyhow::anyhow!("no scheduler built"))?;
+    let contracts = endpoints.contracts.ok_or_else(|| anyhow::anyhow!("no contracts service built"))?;
+    let worker = endpoints.workers.first().cloned().ok_or_else(|| anyhow::anyhow!("no worker built"))?;
+    Ok((SchedulerServiceClient::connect(scheduler).await?, contracts, worker))
+}
+
+/// A fresh folder under the system's temporary directory.
+fn tempfile_dir(prefix: &str) -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }
 
 pub async fn run(config: &Config, args: &Args) -> anyhow::Result<()> {

@@ -10,6 +10,7 @@
 
 mod bench;
 mod bench_isolation;
+mod bench_metering;
 mod bench_sched;
 mod calibrate;
 mod engine_cli;
@@ -19,7 +20,8 @@ mod workers;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use reservoir_domain::Role;
-use reservoir_runtime::{Config, Shutdown, db, telemetry};
+use reservoir_platform::{Config, Given, Service};
+use reservoir_runtime::{Shutdown, db, telemetry};
 
 #[derive(Parser)]
 #[command(name = "reservoir", version, about = "Reserved LLM inference throughput")]
@@ -37,7 +39,7 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         workers: usize,
     },
-    /// Run one service.
+    /// Run one service (apply the migrations first with `reservoir migrate`).
     Serve {
         #[arg(value_enum)]
         service: Service,
@@ -69,15 +71,6 @@ enum Command {
         #[command(subcommand)]
         what: bench::BenchCommand,
     },
-}
-
-/// The services `serve` can run (names as in docker-compose.yml).
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum Service {
-    Contracts,
-    Gateway,
-    Scheduler,
-    Worker,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -124,51 +117,16 @@ fn token(config: &Config, tenant: Option<String>, role: TokenRole) -> anyhow::Re
     Ok(())
 }
 
+/// One service in this process (one container each in docker-compose.yml).
+/// It does not migrate the database: `reservoir migrate` does, once.
 async fn serve(config: Config, service: Service) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();
-    match service {
-        Service::Contracts => {
-            let pool = db::connect(config.database_url()?, config.database_max_connections).await?;
-            db::migrate(&pool).await?;
-            let server = reservoir_contracts::build(&up::contracts_settings(&config), pool).await?;
-            tracing::info!(port = server.port(), "contracts service listening");
-            server.run_until_stopped(shutdown).await
-        }
-        Service::Scheduler => {
-            let pool = db::connect(config.database_url()?, config.database_max_connections).await?;
-            db::migrate(&pool).await?;
-            let server = reservoir_scheduler::build(&up::scheduler_settings(&config), pool).await?;
-            tracing::info!(port = server.port(), "scheduler service listening");
-            server.run_until_stopped(shutdown).await
-        }
-        Service::Worker => {
-            reservoir_worker::lower_compute_priority();
-            let worker = config.worker.clone();
-            let backend = tokio::task::spawn_blocking(move || reservoir_worker::load_backend(&worker)).await??;
-            let settings = reservoir_worker::WorkerSettings::from_config(&config.worker, config.internal.token())?;
-            let server = reservoir_worker::build(&settings, backend).await?;
-            tracing::info!(port = server.port(), model = %settings.model_id, "worker listening");
-            workers::stop_when_orphaned(&shutdown);
-            if let Some(scheduler_url) = config.worker.scheduler_url.clone() {
-                let url =
-                    config.worker.advertise_url.clone().unwrap_or_else(|| format!("http://{}", config.worker.listen));
-                let id = config.worker.id.clone();
-                let token = config.internal.token();
-                tokio::spawn(reservoir_worker::register_with_scheduler(
-                    scheduler_url,
-                    id,
-                    url,
-                    token,
-                    shutdown.clone(),
-                ));
-            }
-            server.run_until_stopped(shutdown).await
-        }
-        Service::Gateway => {
-            let server = reservoir_gateway::build(&up::gateway_settings(&config)).await?;
-            tracing::info!(port = server.port(), "gateway listening");
-            server.run_until_stopped(shutdown).await
-        }
+    if service == Service::Worker {
+        reservoir_worker::lower_compute_priority();
+        workers::stop_when_orphaned(&shutdown);
     }
+    let platform = reservoir_platform::build(config, &[service], Given::default()).await?;
+    tracing::info!(service = ?service, endpoints = ?platform.endpoints, "serving");
+    platform.run_until_stopped(shutdown).await
 }

@@ -3,59 +3,19 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use reservoir_contracts::ContractsSettings;
 use reservoir_domain::{ModelId, Role};
-use reservoir_gateway::GatewaySettings;
-use reservoir_runtime::{Config, Shutdown, db};
+use reservoir_platform::{Config, Given, Service};
+use reservoir_runtime::{Shutdown, db};
 use serde::Serialize;
 
 use crate::workers::{self, WorkerEndpoint};
-
-pub fn contracts_settings(config: &Config) -> ContractsSettings {
-    ContractsSettings {
-        listen: config.contracts.listen,
-        default_currency: config.contracts.default_currency,
-        internal_token: config.internal.token(),
-    }
-}
-
-pub fn scheduler_settings(config: &Config) -> reservoir_scheduler::SchedulerSettings {
-    let workers = config
-        .scheduler
-        .workers
-        .iter()
-        .enumerate()
-        .map(|(i, url)| reservoir_scheduler::WorkerEndpoint { id: format!("worker-{i}"), url: url.clone() })
-        .collect();
-    reservoir_scheduler::SchedulerSettings {
-        listen: config.scheduler.listen,
-        metrics_listen: config.scheduler.metrics_listen,
-        contracts_url: config.scheduler.contracts_url.clone(),
-        workers,
-        per_worker_in_flight: config.scheduler.per_worker_in_flight,
-        queue_limits: reservoir_scheduler::QueueLimits::default(),
-        fcfs: false,
-        internal_token: config.internal.token(),
-    }
-}
-
-pub fn gateway_settings(config: &Config) -> GatewaySettings {
-    GatewaySettings {
-        listen: config.gateway.listen,
-        contracts_url: config.gateway.contracts_url.clone(),
-        scheduler_url: config.gateway.scheduler_url.clone(),
-        body_limit_bytes: config.gateway.body_limit_bytes,
-        rate_limit: config.gateway.rate_limit,
-        auth: config.auth.clone(),
-        internal_token: config.internal.token(),
-    }
-}
 
 /// Where scripts find the services.
 #[derive(Serialize, Clone)]
 struct Endpoints {
     gateway: String,
     contracts: String,
+    metering: String,
     scheduler: String,
     scheduler_metrics: String,
     database: String,
@@ -104,26 +64,30 @@ pub async fn run(mut config: Config, worker_count: usize) -> anyhow::Result<()> 
     }
 
     config.contracts.listen = free_if_taken(config.contracts.listen);
-    let contracts = reservoir_contracts::build(&contracts_settings(&config), pool.clone()).await?;
-    let contracts_url = format!("http://{}:{}", config.contracts.listen.ip(), contracts.port());
+    config.metering.listen = free_if_taken(config.metering.listen);
+    config.scheduler.listen = free_if_taken(config.scheduler.listen);
+    config.scheduler.metrics_listen = free_if_taken(config.scheduler.metrics_listen);
+    config.gateway.listen = free_if_taken(config.gateway.listen);
     let planned_workers = workers::plan(worker_count)?;
     // Workers are not listed: each registers itself with the scheduler.
     config.scheduler.workers = Vec::new();
-    config.scheduler.contracts_url = contracts_url.clone();
-    config.scheduler.listen = free_if_taken(config.scheduler.listen);
-    config.scheduler.metrics_listen = free_if_taken(config.scheduler.metrics_listen);
-    let scheduler = reservoir_scheduler::build(&scheduler_settings(&config), pool.clone()).await?;
-    let scheduler_url = format!("http://{}:{}", config.scheduler.listen.ip(), scheduler.port());
-    let metrics_url = format!("http://{}:{}/metrics", config.scheduler.metrics_listen.ip(), scheduler.metrics_port());
-    config.gateway.contracts_url = contracts_url.clone();
-    config.gateway.scheduler_url = scheduler_url.clone();
-    config.gateway.listen = free_if_taken(config.gateway.listen);
-    let gateway = reservoir_gateway::build(&gateway_settings(&config)).await?;
-    let gateway_url = format!("http://{}:{}", config.gateway.listen.ip(), gateway.port());
+    let services = [Service::Contracts, Service::Metering, Service::Scheduler, Service::Gateway];
+    let platform = reservoir_platform::build(config, &services, Given { pool: Some(pool), ..Given::default() }).await?;
+    let config = platform.config.clone();
+    let built = platform.endpoints.clone();
+    let endpoint = |url: &Option<String>| url.clone().unwrap_or_default();
+    let (gateway_url, contracts_url, metering_url, scheduler_url, metrics_url) = (
+        endpoint(&built.gateway),
+        endpoint(&built.contracts),
+        endpoint(&built.metering),
+        endpoint(&built.scheduler),
+        endpoint(&built.scheduler_metrics),
+    );
 
     let endpoints = Endpoints {
         gateway: gateway_url.clone(),
         contracts: contracts_url.clone(),
+        metering: metering_url.clone(),
         scheduler: scheduler_url.clone(),
         scheduler_metrics: metrics_url.clone(),
         database: redact(&database_url),
@@ -154,7 +118,8 @@ pub async fn run(mut config: Config, worker_count: usize) -> anyhow::Result<()> 
         "\nReservoir is up.\n\
          \n  gateway    {gateway_url}   (API explorer: {gateway_url}/docs)\
          \n  contracts  {contracts_url}   (gRPC, health and reflection: grpcurl -plaintext {host} list)\
-         \n  scheduler  {scheduler_url}   (gRPC scheduling and metering; Prometheus: {metrics_url}){worker_lines}\
+         \n  scheduler  {scheduler_url}   (gRPC scheduling; Prometheus: {metrics_url}; usage spool: {spool}){worker_lines}\
+         \n  metering   {metering_url}   (gRPC usage records and aggregates)\
          \n  endpoints  {endpoints}\
          \n  pool       {model}: capacity {capacity_note}\
          \n\nA tenant token for \"acme\" (more with: reservoir token --tenant NAME):\
@@ -167,21 +132,15 @@ pub async fn run(mut config: Config, worker_count: usize) -> anyhow::Result<()> 
          \n\nPress Ctrl-C to stop.\n",
         host = contracts_url.trim_start_matches("http://"),
         endpoints = endpoints_path.display(),
+        spool = config.scheduler.spool_dir.display(),
         model = model_id,
     );
 
-    let contracts_task = tokio::spawn(contracts.run_until_stopped(shutdown.clone()));
-    let scheduler_task = tokio::spawn(scheduler.run_until_stopped(shutdown.clone()));
-    let gateway_task = tokio::spawn(gateway.run_until_stopped(shutdown.clone()));
-    let (contracts_result, scheduler_result, gateway_result) =
-        tokio::join!(contracts_task, scheduler_task, gateway_task);
-    pool.close().await;
+    let served = platform.run_until_stopped(shutdown.clone()).await;
     for task in worker_tasks {
         task.await?;
     }
-    contracts_result??;
-    scheduler_result??;
-    gateway_result??;
+    served?;
     println!("Reservoir stopped.");
     Ok(())
 }

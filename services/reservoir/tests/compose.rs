@@ -36,7 +36,7 @@ fn command_exists(args: &[String]) -> bool {
 
 /// Whether `RESERVOIR__A__B` names a real configuration key.
 fn config_key_exists(key: &str) -> bool {
-    let config = serde_json::to_value(reservoir_runtime::Config::default()).expect("config as JSON");
+    let config = serde_json::to_value(reservoir_platform::Config::default()).expect("config as JSON");
     let Some(path) = key.strip_prefix("RESERVOIR__") else { return key == "DATABASE_URL" };
     let mut node = &config;
     for part in path.split("__") {

@@ -3,8 +3,7 @@
 //! a streamed greedy chat completion; the client's stream equals an
 //! undisturbed run and the request's usage is recorded once.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -14,7 +13,7 @@ const QUESTION: &str = "Tell me a long story about a brave dragon who learns to 
 
 mod support;
 
-use support::{Running, model_path, reservoir_up, with_database};
+use support::{endpoints, model_path, spawn_up, with_database};
 
 fn body(stream: bool) -> Value {
     json!({"model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": QUESTION}],
@@ -31,24 +30,8 @@ async fn a_killed_worker_loses_no_token_and_usage_counts_once() {
     let model = model_path();
     assert!(model.exists(), "{} not found: run scripts/fetch-model (scripts/test does)", model.display());
 
-    let mut up = Running(
-        reservoir_up(&with_database(&admin_url, &name), &state, 2, false)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn reservoir up"),
-    );
-    let stdout = up.0.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
-    let token = lines
-        .by_ref()
-        .find_map(|l| l.trim().strip_prefix("export TOKEN=").map(str::to_owned))
-        .expect("a tenant token in the banner");
-    std::thread::spawn(move || lines.for_each(drop));
-    let read_endpoints = || -> Value {
-        serde_json::from_str(&std::fs::read_to_string(state.join("endpoints.json")).expect("endpoints.json"))
-            .expect("json")
-    };
+    let (mut up, token) = spawn_up(&with_database(&admin_url, &name), &state, 2);
+    let read_endpoints = || endpoints(&state);
     let gateway = read_endpoints()["gateway"].as_str().expect("gateway").to_owned();
     let http = reqwest::Client::new();
 

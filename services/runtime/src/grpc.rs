@@ -46,3 +46,18 @@ pub async fn serve(
         .await?;
     Ok(())
 }
+
+/// How long a client waits to connect to another service.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A lazily connecting channel to another service, with deadlines: connecting
+/// takes at most `CONNECT_TIMEOUT`, and a call waits at most `call_timeout`
+/// for its answer (for a streaming call, for the stream to start), so a
+/// service that hangs never hangs its callers.
+pub fn client_channel(url: &str, call_timeout: std::time::Duration) -> anyhow::Result<tonic::transport::Channel> {
+    Ok(tonic::transport::Endpoint::from_shared(url.to_owned())?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(call_timeout)
+        .tcp_nodelay(true)
+        .connect_lazy())
+}

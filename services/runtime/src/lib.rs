@@ -9,6 +9,5 @@ pub mod internal_auth;
 pub mod shutdown;
 pub mod telemetry;
 
-pub use config::Config;
 pub use internal_auth::{InternalChannel, InternalToken};
 pub use shutdown::Shutdown;

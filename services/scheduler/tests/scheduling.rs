@@ -14,7 +14,7 @@ use reservoir_proto::v1::worker_service_client::WorkerServiceClient;
 use reservoir_runtime::Shutdown;
 use reservoir_runtime::db::MIGRATOR;
 use reservoir_runtime::{InternalChannel, InternalToken};
-use reservoir_scheduler::{QueueLimits, SchedulerSettings, WorkerEndpoint};
+use reservoir_scheduler::{QueueLimits, SchedulerSettings};
 use reservoir_worker::{EngineBackend, WorkerSettings};
 use sqlx::PgPool;
 use tonic::transport::{Channel, Endpoint};
@@ -52,12 +52,12 @@ async fn secured_worker(
     let backend = EngineBackend::new(engine(model), letter_tokenizer(VOCAB).expect("tokenizer"), 8192);
     let settings = WorkerSettings {
         listen: SocketAddr::from(LOOPBACK),
-        model_id: MODEL.parse().expect("id"),
+        model_id: MODEL.into(),
         queue_capacity,
         step_token_budget: 256,
-        internal_token,
+        ..WorkerSettings::default()
     };
-    let server = reservoir_worker::build(&settings, backend).await.expect("worker");
+    let server = reservoir_worker::build(&settings, backend, internal_token).await.expect("worker");
     let url = format!("http://127.0.0.1:{}", server.port());
     let shutdown = Shutdown::new();
     tokio::spawn(server.run_until_stopped(shutdown.clone()));
@@ -71,6 +71,7 @@ struct Platform {
     contracts: ContractServiceClient<InternalChannel>,
     scheduler_url: String,
     contracts_url: String,
+    _spool: tempfile::TempDir,
     _shutdown: Shutdown,
 }
 
@@ -96,28 +97,36 @@ async fn secured_platform(
         .await
         .expect("seed");
     let contracts = reservoir_contracts::build(
-        &reservoir_contracts::ContractsSettings {
-            listen: SocketAddr::from(LOOPBACK),
-            default_currency: Default::default(),
-            internal_token: internal_token.clone(),
-        },
+        &reservoir_contracts::ContractsSettings { listen: SocketAddr::from(LOOPBACK), ..Default::default() },
         pool.clone(),
+        internal_token.clone(),
     )
     .await
     .expect("contracts");
     let contracts_url = format!("http://127.0.0.1:{}", contracts.port());
     tokio::spawn(contracts.run_until_stopped(shutdown.clone()));
+    let metering = reservoir_metering::build(
+        &reservoir_metering::MeteringSettings { listen: SocketAddr::from(LOOPBACK) },
+        pool,
+        internal_token.clone(),
+    )
+    .await
+    .expect("metering");
+    let metering_url = format!("http://127.0.0.1:{}", metering.port());
+    tokio::spawn(metering.run_until_stopped(shutdown.clone()));
+    let spool = tempfile::tempdir().expect("spool folder");
     let settings = SchedulerSettings {
         listen: SocketAddr::from(LOOPBACK),
         metrics_listen: SocketAddr::from(LOOPBACK),
         contracts_url: contracts_url.clone(),
-        workers: workers.into_iter().enumerate().map(|(i, url)| WorkerEndpoint { id: format!("w{i}"), url }).collect(),
+        metering_url,
+        spool_dir: spool.path().to_path_buf(),
+        workers,
         per_worker_in_flight,
         queue_limits,
         fcfs: false,
-        internal_token: internal_token.clone(),
     };
-    let scheduler = reservoir_scheduler::build(&settings, pool).await.expect("scheduler");
+    let scheduler = reservoir_scheduler::build(&settings, internal_token.clone()).await.expect("scheduler");
     let scheduler_url = format!("http://127.0.0.1:{}", scheduler.port());
     let metrics_url = format!("http://127.0.0.1:{}/metrics", scheduler.metrics_port());
     tokio::spawn(scheduler.run_until_stopped(shutdown.clone()));
@@ -129,6 +138,7 @@ async fn secured_platform(
         contracts: ContractServiceClient::new(internal_token.attach(connect(contracts_url.clone()).await)),
         scheduler_url,
         contracts_url,
+        _spool: spool,
         _shutdown: shutdown,
     }
 }

@@ -21,13 +21,14 @@ mod step_loop;
 mod threads;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use reservoir_domain::ModelId;
 use reservoir_proto::v1::worker_service_server::{SERVICE_NAME, WorkerServiceServer};
-use reservoir_runtime::config::WorkerConfig;
 use reservoir_runtime::{InternalToken, Shutdown};
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tonic::service::Routes;
@@ -40,33 +41,48 @@ pub use reservoir_engine::text::{Piece, TextStream};
 pub use reservoir_sched::planner::{Plan, PlannedEntry, Planner, PlannerConfig, Running, Waiting};
 pub use threads::lower_compute_priority;
 
-#[derive(Debug, Clone)]
+/// The `[worker]` section of the configuration: one inference worker, a
+/// model behind the engine's step loop.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorkerSettings {
     pub listen: SocketAddr,
-    /// Reported by `Stats`.
-    pub model_id: ModelId,
-    /// Requests in the worker at once (queued or running); RESOURCE_EXHAUSTED beyond.
+    /// GGUF file of the model (`scripts/fetch-model` puts SmolLM2 there).
+    pub model_path: PathBuf,
+    /// The model's id in the catalog, reported by `Stats`.
+    pub model_id: String,
+    /// Memory for the KV cache; the block pool gets as many blocks as fit.
+    pub kv_budget_bytes: usize,
+    /// Requests in the worker at once, queued or running (RESOURCE_EXHAUSTED beyond).
     pub queue_capacity: usize,
     /// Tokens one engine step carries at most (prefill chunks and decodes).
     pub step_token_budget: usize,
-    /// Required of every caller when set (see `reservoir_runtime::internal_auth`).
-    pub internal_token: InternalToken,
+    /// The worker's name in the scheduler, metrics and usage records.
+    pub id: String,
+    /// When set, the worker registers itself with this scheduler
+    /// (`RegisterWorker`) instead of being listed in `scheduler.workers`.
+    pub scheduler_url: Option<String>,
+    /// The URL the scheduler reaches this worker at; `http://{listen}` when unset.
+    pub advertise_url: Option<String>,
 }
 
-impl WorkerSettings {
-    pub fn from_config(c: &WorkerConfig, internal_token: InternalToken) -> anyhow::Result<Self> {
-        Ok(WorkerSettings {
-            listen: c.listen,
-            model_id: c.model_id.parse()?,
-            queue_capacity: c.queue_capacity,
-            step_token_budget: c.step_token_budget,
-            internal_token,
-        })
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50061)),
+            model_path: PathBuf::from(".reservoir/models/SmolLM2-135M-Instruct.Q4_1.gguf"),
+            model_id: "smollm2-135m-instruct".into(),
+            kv_budget_bytes: 256 << 20,
+            queue_capacity: 256,
+            step_token_budget: 512,
+            id: "worker-0".into(),
+            scheduler_url: None,
+            advertise_url: None,
+        }
     }
 }
 
 /// Loads the configured model with its KV budget.
-pub fn load_backend(c: &WorkerConfig) -> anyhow::Result<EngineBackend> {
+pub fn load_backend(c: &WorkerSettings) -> anyhow::Result<EngineBackend> {
     EngineBackend::load(&c.model_path, c.kv_budget_bytes)
         .map_err(|e| anyhow::anyhow!("cannot load model {}: {e}", c.model_path.display()))
 }
@@ -81,7 +97,12 @@ pub struct Server {
 
 /// Starts the engine thread over `backend` and binds the service's port;
 /// call `run_until_stopped` to serve.
-pub async fn build<B: InferenceBackend>(settings: &WorkerSettings, backend: B) -> anyhow::Result<Server> {
+/// The internal token, when set, is required of every caller.
+pub async fn build<B: InferenceBackend>(
+    settings: &WorkerSettings,
+    backend: B,
+    internal_token: InternalToken,
+) -> anyhow::Result<Server> {
     let info = backend.info();
     if settings.queue_capacity == 0 || settings.queue_capacity > Semaphore::MAX_PERMITS {
         anyhow::bail!("worker.queue_capacity must be at least 1");
@@ -102,7 +123,14 @@ pub async fn build<B: InferenceBackend>(settings: &WorkerSettings, backend: B) -
     });
     let stopping = Arc::new(AtomicBool::new(false));
     let urgent = Arc::new(AtomicBool::new(false));
-    let step_loop = step_loop::StepLoop::new(backend, planner, jobs_rx, stats_tx, stopping.clone(), urgent.clone());
+    let cancels = Arc::new(step_loop::Cancels::default());
+    let step_loop = step_loop::StepLoop::new(
+        backend,
+        planner,
+        jobs_rx,
+        stats_tx,
+        step_loop::Signals { stopping: stopping.clone(), urgent: urgent.clone(), cancels: cancels.clone() },
+    );
     let engine_thread = std::thread::Builder::new().name("engine".into()).spawn(move || step_loop.run())?;
     let worker = service::Worker {
         jobs: jobs_tx,
@@ -111,11 +139,12 @@ pub async fn build<B: InferenceBackend>(settings: &WorkerSettings, backend: B) -
         stats: stats_rx,
         info,
         tokenizer,
-        model_id: settings.model_id.to_string(),
+        model_id: settings.model_id.parse::<ModelId>()?.to_string(),
         shutdown: Shutdown::new(),
         urgent,
+        cancels,
     };
-    Ok(Server { listener, worker, stopping, engine_thread, internal_token: settings.internal_token.clone() })
+    Ok(Server { listener, worker, stopping, engine_thread, internal_token })
 }
 
 impl Server {

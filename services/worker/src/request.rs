@@ -166,7 +166,7 @@ pub enum FinishReason {
     Stop,
     /// `max_tokens` reached.
     Length,
-    /// The worker shut down before the end.
+    /// The worker shut down, or the client went away, before the end.
     Cancelled,
     Error,
 }

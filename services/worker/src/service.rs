@@ -36,6 +36,8 @@ pub(crate) struct Worker {
     pub shutdown: Shutdown,
     /// Tells the step loop a reserved or burst request is queued.
     pub urgent: Arc<AtomicBool>,
+    /// Request ids whose client went away, for the step loop to end.
+    pub cancels: Arc<crate::step_loop::Cancels>,
 }
 
 /// A stats stream sends at least this often, changed or not.
@@ -81,6 +83,15 @@ impl WorkerService for Worker {
         }
         let stream = ReceiverStream::new(rx).map(|e| Ok(pb::GenerateEvent::from(e)));
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn cancel(&self, req: Request<pb::CancelRequest>) -> Result<Response<pb::CancelResponse>, Status> {
+        let request_id = req.into_inner().request_id;
+        if request_id.is_empty() || request_id.len() > 128 {
+            return Err(WorkerError::Invalid("request_id must be 1 to 128 characters".into()).into());
+        }
+        let found = self.cancels.request(request_id);
+        Ok(Response::new(pb::CancelResponse { found }))
     }
 
     async fn get_tokenizer(&self, _: Request<pb::GetTokenizerRequest>) -> Result<Response<pb::TokenizerSpec>, Status> {

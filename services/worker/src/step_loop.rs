@@ -41,6 +41,59 @@ pub(crate) struct Job {
     pub permit: OwnedSemaphorePermit,
 }
 
+/// Requests whose client went away, handed from the gRPC side to the step
+/// loop. Bounded: only ids of requests in the worker are taken.
+#[derive(Default)]
+pub struct Cancels(std::sync::Mutex<CancelState>);
+
+#[derive(Default)]
+struct CancelState {
+    /// Request ids in the step loop now.
+    live: HashSet<String>,
+    pending: Vec<String>,
+}
+
+impl Cancels {
+    /// Asks the step loop to end the request; false when it is not in the worker.
+    pub fn request(&self, request_id: String) -> bool {
+        let Ok(mut state) = self.0.lock() else { return false };
+        if !state.live.contains(&request_id) {
+            return false;
+        }
+        if !state.pending.contains(&request_id) {
+            state.pending.push(request_id);
+        }
+        true
+    }
+
+    fn enter(&self, request_id: &str) {
+        if let Ok(mut state) = self.0.lock() {
+            state.live.insert(request_id.to_owned());
+        }
+    }
+
+    fn leave(&self, request_id: &str) {
+        if let Ok(mut state) = self.0.lock() {
+            state.live.remove(request_id);
+            state.pending.retain(|r| r != request_id);
+        }
+    }
+
+    fn take(&self) -> Vec<String> {
+        self.0.lock().map(|mut state| std::mem::take(&mut state.pending)).unwrap_or_default()
+    }
+}
+
+/// How the gRPC side reaches into the step loop between steps.
+pub(crate) struct Signals {
+    /// The worker is shutting down: end everything as cancelled.
+    pub stopping: Arc<AtomicBool>,
+    /// A reserved or burst request is queued: a step in progress pauses at
+    /// its next layer boundary to take it in.
+    pub urgent: Arc<AtomicBool>,
+    pub cancels: Arc<Cancels>,
+}
+
 /// Load figures, published after every step.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LoopStats {
@@ -77,6 +130,9 @@ struct Seq {
     running: bool,
     /// Prompt tokens found in the prefix cache at first admission.
     cached_prompt: Option<usize>,
+    /// Prompt tokens processed at least once (computed or found cached):
+    /// what a request cancelled mid-prefill is metered for.
+    prompt_done: usize,
 }
 
 pub(crate) struct StepLoop<B> {
@@ -89,6 +145,7 @@ pub(crate) struct StepLoop<B> {
     /// Set by the gRPC side when it queues a reserved or burst request: a
     /// step in progress pauses at its next layer boundary to take it in.
     urgent: Arc<AtomicBool>,
+    cancels: Arc<Cancels>,
     ctx_len: usize,
     seqs: HashMap<SeqId, Seq>,
     /// Per class, FIFO; preempted sequences go back to the front.
@@ -107,9 +164,9 @@ impl<B: InferenceBackend> StepLoop<B> {
         planner: Planner,
         jobs: mpsc::Receiver<Job>,
         stats: watch::Sender<LoopStats>,
-        stopping: Arc<AtomicBool>,
-        urgent: Arc<AtomicBool>,
+        signals: Signals,
     ) -> Self {
+        let Signals { stopping, urgent, cancels } = signals;
         let tokenizer = backend.tokenizer();
         let ctx_len = backend.info().ctx_len;
         StepLoop {
@@ -120,6 +177,7 @@ impl<B: InferenceBackend> StepLoop<B> {
             stats,
             stopping,
             urgent,
+            cancels,
             ctx_len,
             seqs: HashMap::new(),
             waiting: Default::default(),
@@ -151,6 +209,12 @@ impl<B: InferenceBackend> StepLoop<B> {
                 }
             }
             self.drop_cancelled();
+            for request_id in self.cancels.take() {
+                let found = self.seqs.iter().find(|(_, s)| s.p.request_id == request_id).map(|(&id, _)| id);
+                if let Some(id) = found {
+                    self.finish(id, FinishReason::Cancelled, "the client went away");
+                }
+            }
             if !self.seqs.is_empty() {
                 self.step_once();
             }
@@ -165,6 +229,7 @@ impl<B: InferenceBackend> StepLoop<B> {
         let done = job.prepared.done;
         let class = job.prepared.class;
         tracing::debug!(request_id = %job.prepared.request_id, tenant = %job.prepared.tenant, %class, seq = id, "queued");
+        self.cancels.enter(&job.prepared.request_id);
         self.seqs.insert(
             id,
             Seq {
@@ -175,6 +240,7 @@ impl<B: InferenceBackend> StepLoop<B> {
                 started: 0,
                 running: false,
                 cached_prompt: None,
+                prompt_done: 0,
             },
         );
         self.waiting[class_index(class)].push_back(id);
@@ -360,6 +426,7 @@ impl<B: InferenceBackend> StepLoop<B> {
                 s.started = self.next_start;
                 self.next_start += 1;
                 s.cached_prompt.get_or_insert(cached.min(s.p.prompt_len));
+                s.prompt_done = s.prompt_done.max(cached.min(s.p.prompt_len));
                 self.running.push(id);
             }
             Err(e) => {
@@ -389,6 +456,7 @@ impl<B: InferenceBackend> StepLoop<B> {
         for e in &batch.entries {
             if let Some(s) = self.seqs.get_mut(&e.seq) {
                 s.computed += e.tokens.len();
+                s.prompt_done = s.prompt_done.max(s.computed.min(s.p.prompt_len));
             }
         }
         let mut generated = 0;
@@ -467,6 +535,7 @@ impl<B: InferenceBackend> StepLoop<B> {
     /// Removes the sequence everywhere, freeing its blocks.
     fn remove(&mut self, id: SeqId) -> Option<Seq> {
         let s = self.seqs.remove(&id)?;
+        self.cancels.leave(&s.p.request_id);
         if s.running {
             if let Err(e) = self.backend.remove_sequence(id) {
                 tracing::error!(error = %e, seq = id, "cannot remove sequence");
@@ -484,10 +553,13 @@ impl<B: InferenceBackend> StepLoop<B> {
     /// Sends the final event and removes the sequence.
     fn finish(&mut self, id: SeqId, reason: FinishReason, message: &str) {
         let Some(mut s) = self.remove(id) else { return };
+        // A cancelled generation is metered for what ran: the prompt tokens
+        // processed so far, not the whole prompt.
+        let prompt_tokens = if reason == FinishReason::Cancelled { s.prompt_done } else { s.p.prompt_len };
         let usage = Usage {
-            prompt_tokens: s.p.prompt_len,
+            prompt_tokens,
             completion_tokens: s.p.completed,
-            cached_prompt_tokens: s.cached_prompt.unwrap_or(0),
+            cached_prompt_tokens: s.cached_prompt.unwrap_or(0).min(prompt_tokens),
         };
         tracing::debug!(request_id = %s.p.request_id, reason = reason.as_str(), ?usage, "finished");
         let event = Event::Finish { reason, usage, text: s.p.text.finish(), message: message.to_string() };

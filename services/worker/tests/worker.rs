@@ -90,12 +90,12 @@ async fn health_and_reflection_are_served() {
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
     let settings = WorkerSettings {
         listen: "127.0.0.1:0".parse().unwrap(),
-        model_id: "tiny".parse().unwrap(),
+        model_id: "tiny".into(),
         queue_capacity: 4,
         step_token_budget: 64,
-        internal_token: Default::default(),
+        ..WorkerSettings::default()
     };
-    let server = reservoir_worker::build(&settings, backend(&model(), 16, 64)).await.unwrap();
+    let server = reservoir_worker::build(&settings, backend(&model(), 16, 64), Default::default()).await.unwrap();
     let port = server.port();
     let shutdown = Shutdown::new();
     let serving = tokio::spawn(server.run_until_stopped(shutdown.clone()));
@@ -386,12 +386,12 @@ async fn shutdown_cancels_running_generations() {
     let (backend, gate) = gated(backend(&m, 16, 256));
     let settings = WorkerSettings {
         listen: "127.0.0.1:0".parse().unwrap(),
-        model_id: "tiny".parse().unwrap(),
+        model_id: "tiny".into(),
         queue_capacity: 4,
         step_token_budget: 64,
-        internal_token: Default::default(),
+        ..WorkerSettings::default()
     };
-    let server = reservoir_worker::build(&settings, backend).await.unwrap();
+    let server = reservoir_worker::build(&settings, backend, Default::default()).await.unwrap();
     let port = server.port();
     let shutdown = Shutdown::new();
     let serving = tokio::spawn(server.run_until_stopped(shutdown.clone()));
@@ -406,4 +406,28 @@ async fn shutdown_cancels_running_generations() {
     assert_eq!(got.usage().completion_tokens as usize, got.tokens.len());
     drop(client);
     tokio::time::timeout(Duration::from_secs(20), serving).await.unwrap().unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_request_reports_the_prompt_it_processed() {
+    let m = model();
+    let (backend, gate) = gated(backend(&m, 16, 256));
+    // Steps of 16 tokens: a 40-token prompt takes three prefill chunks.
+    let (mut client, _shutdown) = start(backend, 16, 16).await;
+    let long = prompt(1, 40);
+    let stream = client.generate(request("c", "spot", &long, 8)).await.unwrap();
+    gate.wait_entered(1).await; // the first chunk is about to run
+    gate.allow(1);
+    gate.wait_entered(2).await; // it ran; the second chunk waits at the gate
+    let found = client.cancel(pb::CancelRequest { request_id: "c".into() }).await.unwrap().into_inner().found;
+    assert!(found, "the request is in the worker");
+    gate.open();
+    let got = collect(stream).await;
+    assert_eq!(got.finish.finish_reason, "cancelled");
+    let usage = got.usage();
+    // The chunk held at the gate when the cancel came ran too: 32 of the 40
+    // prompt tokens were processed, none generated.
+    assert_eq!((usage.prompt_tokens, usage.completion_tokens), (32, 0), "{usage:?}");
+    let unknown = client.cancel(pb::CancelRequest { request_id: "c".into() }).await.unwrap().into_inner();
+    assert!(!unknown.found, "a finished request is no longer in the worker");
 }

@@ -101,6 +101,16 @@ pub async fn usage(
     Ok(Json(Usage { from, to, group_by, rows: group(totals, group_by)? }))
 }
 
+/// The wire name of a class, as the API shows it.
+fn class_name(class: i32) -> ApiResult<&'static str> {
+    match pb::PriorityClass::try_from(class) {
+        Ok(pb::PriorityClass::Reserved) => Ok("reserved"),
+        Ok(pb::PriorityClass::Burst) => Ok("burst"),
+        Ok(pb::PriorityClass::Spot) => Ok("spot"),
+        _ => Err(ApiError::internal()),
+    }
+}
+
 /// Sums metering's finer rows (per contract, class, model and day) into the asked groups.
 fn group(totals: Vec<pb::UsageTotal>, group_by: GroupBy) -> ApiResult<Vec<UsageRow>> {
     // Each row with its exact weighted sum (written as a string at the end).
@@ -108,7 +118,7 @@ fn group(totals: Vec<pb::UsageTotal>, group_by: GroupBy) -> ApiResult<Vec<UsageR
     for t in totals {
         let (day, class) = match group_by {
             GroupBy::Day => (t.day.as_ref().and_then(instant), None),
-            GroupBy::Class => (None, Some(t.class.clone())),
+            GroupBy::Class => (None, Some(class_name(t.class)?.to_owned())),
         };
         let weighted: rust_decimal::Decimal = t.weighted_tokens.parse().map_err(|_| ApiError::internal())?;
         let at = match rows.iter().position(|(r, _)| r.day == day && r.class == class) {

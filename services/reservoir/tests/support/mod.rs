@@ -58,10 +58,38 @@ pub fn reservoir_up(database_url: &str, state: &std::path::Path, workers: usize,
         .env("RESERVOIR__CONTRACTS__LISTEN", "127.0.0.1:0")
         .env("RESERVOIR__SCHEDULER__LISTEN", "127.0.0.1:0")
         .env("RESERVOIR__SCHEDULER__METRICS_LISTEN", "127.0.0.1:0")
+        .env("RESERVOIR__SCHEDULER__SPOOL_DIR", state.join("spool"))
+        .env("RESERVOIR__METERING__LISTEN", "127.0.0.1:0")
         .env("RESERVOIR__STATE_DIR", state)
         .env("RESERVOIR__AUTH__HS256_SECRET_FILE", state.join("jwt-secret"))
         .env("RESERVOIR__CONTRACTS__DEFAULT_MODEL__CALIBRATE", calibrate.to_string())
         .env("RESERVOIR__WORKER__MODEL_PATH", model_path())
         .env("RESERVOIR_CONFIG", state.join("none.toml"));
     command
+}
+
+/// Starts `reservoir up` (without calibration) and answers it with the
+/// tenant token its banner prints; the rest of its output is drained.
+pub fn spawn_up(database_url: &str, state: &std::path::Path, workers: usize) -> (Running, String) {
+    use std::io::{BufRead, BufReader};
+    let mut up = Running(
+        reservoir_up(database_url, state, workers, false)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn reservoir up"),
+    );
+    let stdout = up.0.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+    let token = lines
+        .by_ref()
+        .find_map(|l| l.trim().strip_prefix("export TOKEN=").map(str::to_owned))
+        .expect("a tenant token in the banner");
+    std::thread::spawn(move || lines.for_each(drop));
+    (up, token)
+}
+
+/// `.reservoir/endpoints.json` of a running `reservoir up`.
+pub fn endpoints(state: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(state.join("endpoints.json")).expect("endpoints.json")).expect("json")
 }

@@ -1,28 +1,41 @@
 //! What the scheduler needs from the contracts service, cached so admission
 //! does not wait on it for every request: a tenant's active contracts for a
-//! model, and the model's weights. Entries are re-read after a few seconds
-//! in the background while the cached one keeps serving (a reserved request
-//! must not wait for a database round trip on a loaded machine).
+//! model, the model's weights and the catalog version in force. Entries are
+//! re-read after a few seconds in the background while the cached one keeps
+//! serving (a reserved request must not wait for a database round trip on a
+//! loaded machine).
+//!
+//! When the contracts service (or its database) cannot be reached, what was
+//! known keeps serving admission for `GRACE` (15 minutes), counted in
+//! `contracts_stale_admissions_total` and logged; a tenant never seen is
+//! refused with UNAVAILABLE at once (every call has a deadline), not hung.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use prometheus::{IntCounter, IntGauge};
 use reservoir_proto::v1 as pb;
 use reservoir_proto::v1::contract_service_client::ContractServiceClient;
 use reservoir_runtime::InternalChannel;
 use reservoir_sched::Weights;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
-use tonic::Status;
+use tonic::{Code, Status};
 use uuid::Uuid;
 
 /// How long a looked-up contract or model is used without asking again.
 const FRESH_FOR: Duration = Duration::from_secs(5);
-/// How long a looked-up entry may still serve admission while a refresh runs
-/// in the background: requests never wait on the contracts service (and its
+/// How long a looked-up entry may serve admission while a refresh runs in
+/// the background: requests never wait on the contracts service (and its
 /// database) for a tenant seen in the last minute.
 const USABLE_FOR: Duration = Duration::from_secs(60);
+/// How long what was known serves admission while the contracts service
+/// cannot be reached.
+pub const GRACE: Duration = Duration::from_secs(15 * 60);
+/// After a failed lookup, requests do not wait on another one for this long
+/// (a background refresh tries meanwhile).
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
 /// Active contracts of one tenant for one model that admission considers
 /// (the contracts service's page limit).
 const CONTRACTS_PER_TENANT_MODEL_MAX: u32 = 1000;
@@ -37,61 +50,93 @@ pub struct ActiveContract {
 }
 
 struct Entry<T> {
-    at: Instant,
+    fetched_at: Instant,
     value: T,
     refreshing: bool,
+    failed_at: Option<Instant>,
 }
 
-/// A small read-through cache with stale-while-revalidate.
-struct Cache<T>(Mutex<HashMap<String, Entry<T>>>);
+/// How the directory tells the outside that it serves on stale knowledge.
+#[derive(Clone)]
+pub struct StaleSignals {
+    /// Admissions decided on an entry older than `USABLE_FOR` because the
+    /// contracts service could not be reached.
+    pub stale_admissions: IntCounter,
+    /// 1 while the last lookup failed.
+    pub unreachable: IntGauge,
+}
+
+/// A small read-through cache with stale-while-revalidate and a grace
+/// period for outages.
+struct Cache<T> {
+    map: Mutex<HashMap<String, Entry<T>>>,
+    signals: StaleSignals,
+}
 
 enum Lookup<T> {
     Fresh(T),
-    /// Usable, and the caller is the one to refresh it.
+    /// Usable now; the caller starts a background refresh.
     Stale(T),
+    /// Too old to use without asking; usable if asking fails (within grace).
+    Expired(T),
     Missing,
 }
 
 impl<T: Clone> Cache<T> {
-    fn new() -> Arc<Self> {
-        Arc::new(Cache(Mutex::new(HashMap::new())))
+    fn new(signals: StaleSignals) -> Arc<Self> {
+        Arc::new(Cache { map: Mutex::new(HashMap::new()), signals })
     }
 
     fn lookup(&self, key: &str) -> Lookup<T> {
-        let Ok(mut map) = self.0.lock() else { return Lookup::Missing };
-        match map.get_mut(key) {
-            Some(e) if e.at.elapsed() < FRESH_FOR => Lookup::Fresh(e.value.clone()),
-            Some(e) if e.at.elapsed() < USABLE_FOR => {
-                if std::mem::replace(&mut e.refreshing, true) {
-                    Lookup::Fresh(e.value.clone())
-                } else {
-                    Lookup::Stale(e.value.clone())
-                }
-            }
-            _ => Lookup::Missing,
+        let Ok(mut map) = self.map.lock() else { return Lookup::Missing };
+        let Some(e) = map.get_mut(key) else { return Lookup::Missing };
+        let age = e.fetched_at.elapsed();
+        let failing = e.failed_at.is_some_and(|f| f.elapsed() < RETRY_AFTER_FAILURE);
+        if age < FRESH_FOR {
+            return Lookup::Fresh(e.value.clone());
         }
+        if age >= GRACE {
+            return Lookup::Missing;
+        }
+        if age < USABLE_FOR || failing {
+            if age >= USABLE_FOR {
+                self.signals.stale_admissions.inc();
+            }
+            return if std::mem::replace(&mut e.refreshing, true) {
+                Lookup::Fresh(e.value.clone())
+            } else {
+                Lookup::Stale(e.value.clone())
+            };
+        }
+        Lookup::Expired(e.value.clone())
     }
 
     fn put(&self, key: String, value: T) {
-        if let Ok(mut map) = self.0.lock() {
+        self.signals.unreachable.set(0);
+        if let Ok(mut map) = self.map.lock() {
             if map.len() >= CACHE_ENTRIES_MAX {
                 map.clear();
             }
-            map.insert(key, Entry { at: Instant::now(), value, refreshing: false });
+            map.insert(key, Entry { fetched_at: Instant::now(), value, refreshing: false, failed_at: None });
         }
     }
 
-    /// A background refresh failed: the next lookup may try again.
-    fn refresh_failed(&self, key: &str) {
-        if let Ok(mut map) = self.0.lock()
+    /// A lookup failed: the next one may try again, and requests use what
+    /// is known without waiting for a while.
+    fn failed(&self, key: &str, error: &Status) {
+        tracing::warn!(code = ?error.code(), message = error.message(), "contracts lookup failed; admission uses what it knew (up to 15 minutes)");
+        self.signals.unreachable.set(1);
+        if let Ok(mut map) = self.map.lock()
             && let Some(e) = map.get_mut(key)
         {
             e.refreshing = false;
+            e.failed_at = Some(Instant::now());
         }
     }
 
     /// The cached value, refreshed in the background when stale, or fetched
-    /// now when missing.
+    /// now when missing or expired (an expired one still serves, within the
+    /// grace period, when the fetch fails for want of the service).
     async fn get<F, Fut>(self: &Arc<Self>, key: String, fetch: F) -> Result<T, Status>
     where
         F: FnOnce() -> Fut,
@@ -105,27 +150,51 @@ impl<T: Clone> Cache<T> {
                 tokio::spawn(async move {
                     match refresh.await {
                         Ok(v) => cache.put(key, v),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "refreshing a cached contract lookup failed");
-                            cache.refresh_failed(&key);
-                        }
+                        Err(e) => cache.failed(&key, &e),
                     }
                 });
                 Ok(v)
             }
-            Lookup::Missing => {
-                let v = fetch().await?;
-                self.put(key, v.clone());
-                Ok(v)
-            }
+            Lookup::Expired(old) => match fetch().await {
+                Ok(v) => {
+                    self.put(key, v.clone());
+                    Ok(v)
+                }
+                Err(e) if is_outage(&e) => {
+                    self.failed(&key, &e);
+                    self.signals.stale_admissions.inc();
+                    Ok(old)
+                }
+                Err(e) => Err(e),
+            },
+            Lookup::Missing => match fetch().await {
+                Ok(v) => {
+                    self.put(key, v.clone());
+                    Ok(v)
+                }
+                Err(e) if is_outage(&e) => {
+                    self.failed(&key, &e);
+                    Err(Status::unavailable(
+                        "the contracts service cannot be reached, and this tenant's contracts are not known here yet; retry later",
+                    ))
+                }
+                Err(e) => Err(e),
+            },
         }
     }
+}
+
+/// Whether a failed lookup says nothing about the answer (the service or its
+/// database is down or slow), as opposed to a real answer such as NOT_FOUND.
+fn is_outage(status: &Status) -> bool {
+    !matches!(status.code(), Code::NotFound | Code::InvalidArgument | Code::PermissionDenied | Code::Unauthenticated)
 }
 
 pub struct Directory {
     client: ContractServiceClient<InternalChannel>,
     contracts: Arc<Cache<Vec<ActiveContract>>>,
     weights: Arc<Cache<Weights>>,
+    catalog_version: Arc<Cache<u32>>,
 }
 
 /// A weight such as "0.25" in thousandths (250), rounded half-even.
@@ -135,8 +204,26 @@ fn milli(weight: &str) -> Result<u64, Status> {
 }
 
 impl Directory {
-    pub fn new(channel: InternalChannel) -> Self {
-        Directory { client: ContractServiceClient::new(channel), contracts: Cache::new(), weights: Cache::new() }
+    pub fn new(channel: InternalChannel, signals: StaleSignals) -> Self {
+        Directory {
+            client: ContractServiceClient::new(channel),
+            contracts: Cache::new(signals.clone()),
+            weights: Cache::new(signals.clone()),
+            catalog_version: Cache::new(signals),
+        }
+    }
+
+    /// The price catalog version in force now (what usage is priced by).
+    pub async fn catalog_version(&self) -> Result<u32, Status> {
+        self.catalog_version
+            .get(String::new(), || {
+                let mut client = self.client.clone();
+                async move {
+                    let catalog = client.get_catalog(pb::GetCatalogRequest { version: 0 }).await?.into_inner();
+                    u32::try_from(catalog.version).map_err(|_| Status::internal("a catalog version is out of range"))
+                }
+            })
+            .await
     }
 
     /// The model's weights; NOT_FOUND for an unknown model.

@@ -2,7 +2,8 @@
 //! their own HTTP port (`scheduler.metrics_listen`).
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// TTFT buckets in seconds: the SLA tiers' targets (0.5, 1, 2 s) are bounds.
@@ -19,6 +20,7 @@ pub struct Metrics {
     pub worker_up: IntGaugeVec,
     pub tokenizer_known: IntGaugeVec,
     pub prompt_tokens_at_admission: IntCounterVec,
+    pub contracts: super::directory::StaleSignals,
 }
 
 impl Metrics {
@@ -49,8 +51,17 @@ impl Metrics {
             ),
             &["how"],
         )?;
+        let contracts = super::directory::StaleSignals {
+            stale_admissions: IntCounter::new(
+                "contracts_stale_admissions_total",
+                "Admissions decided on contracts known from before the contracts service became unreachable",
+            )?,
+            unreachable: IntGauge::new("contracts_unreachable", "1 while the last contracts lookup failed")?,
+        };
         for c in [
-            Box::new(queue_depth.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(contracts.stale_admissions.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(contracts.unreachable.clone()),
+            Box::new(queue_depth.clone()),
             Box::new(admitted.clone()),
             Box::new(shed.clone()),
             Box::new(ttft_seconds.clone()),
@@ -73,7 +84,13 @@ impl Metrics {
             worker_up,
             tokenizer_known,
             prompt_tokens_at_admission,
+            contracts,
         })
+    }
+
+    /// Where other parts of the scheduler (the usage log) add their metrics.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// The text exposition format.

@@ -9,6 +9,7 @@ pub mod metrics;
 mod runner;
 pub mod service;
 pub mod tokenizers;
+pub mod usage;
 pub mod workers;
 
 use std::collections::HashMap;
@@ -28,8 +29,8 @@ use tokio::sync::{Mutex, Notify, mpsc};
 use tonic::Status;
 use uuid::Uuid;
 
-use crate::metering::recorder::UsageSink;
 use directory::{ActiveContract, Directory};
+use reservoir_metering::usage_log::UsageLog;
 
 /// Seconds of its rate a contract's bucket holds (its burst window).
 pub const BURST_WINDOW_S: u32 = 4;
@@ -120,7 +121,7 @@ pub struct Shared {
     pub wake: Notify,
     pub directory: Directory,
     pub tokenizers: tokenizers::Tokenizers,
-    pub usage: UsageSink,
+    pub usage: UsageLog,
     pub per_worker_in_flight: usize,
     pub fcfs: bool,
     /// Sent with every call to a worker, those that register later included.
@@ -138,7 +139,8 @@ impl Shared {
     pub fn start(
         config: &SchedulingConfig,
         directory: Directory,
-        usage: UsageSink,
+        usage: UsageLog,
+        metrics: metrics::Metrics,
         shutdown: Shutdown,
     ) -> anyhow::Result<Arc<Self>> {
         let workers = config
@@ -161,7 +163,7 @@ impl Shared {
             per_worker_in_flight: config.per_worker_in_flight.max(1),
             fcfs: config.fcfs,
             internal_token: config.internal_token.clone(),
-            metrics: metrics::Metrics::new()?,
+            metrics,
             shutdown,
             epoch: Instant::now(),
         });
@@ -308,8 +310,7 @@ pub async fn dispatch_loop(shared: Arc<Shared>, shutdown: Shutdown) {
             for (class, entry, shed) in core.queues.expire(now) {
                 shared.metrics.shed.with_label_values(&[class.as_str()]).inc();
                 let status = service::shed_status(shed.retry_after_s, &format!("the {class} queue timed out"));
-                let _ = entry.item.events.try_send(Err(status));
-                expired.push(entry.item);
+                expired.push((entry.item, status));
             }
             while let Some((class, entry)) = core.queues.pop() {
                 match core.worker_for(&entry.item, shared.in_flight_cap(class)) {
@@ -328,8 +329,14 @@ pub async fn dispatch_loop(shared: Arc<Shared>, shutdown: Shutdown) {
                 shared.metrics.queue_depth.with_label_values(&[class.as_str()]).set(depth);
             }
         }
-        for pending in &expired {
-            runner::record_shed(&shared, pending).await;
+        // Recorded (on disk) before the client hears of it; off this loop,
+        // which must not wait for the spool.
+        for (pending, status) in expired {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                runner::record_shed(&shared, &pending).await;
+                let _ = pending.events.send(Err(status)).await;
+            });
         }
         for (pending, worker) in started {
             tokio::spawn(runner::run(shared.clone(), pending, worker));

@@ -1,18 +1,24 @@
 //! Runs one admitted request: streams it from its worker to the client and,
 //! when the worker dies or stops mid-stream, continues it on another worker
 //! from the prompt plus the tokens already sent, so the client sees one
-//! uninterrupted stream. Usage is recorded once, at the end.
+//! uninterrupted stream.
+//!
+//! Usage: a `Begin` goes to the usage log at dispatch; the record is written
+//! (and fsync'd) before the client gets its last chunk, so a request whose
+//! stream completed always has its record. A client that goes away gets its
+//! request cancelled on the worker, which answers what ran (prompt tokens
+//! processed, tokens generated): that is what is recorded and charged.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
-use reservoir_domain::PriorityClass;
+use reservoir_domain::{Outcome, PriorityClass};
 use reservoir_proto::v1 as pb;
-use rust_decimal::Decimal;
+use reservoir_proto::v1::worker_service_client::WorkerServiceClient;
+use reservoir_runtime::InternalChannel;
 
+use super::usage::{self, Clock, Served};
 use super::{Pending, Shared};
-use crate::metering::record::{Outcome, UsageRecord};
 
 /// Workers one request may lose before it fails.
 const LOSSES_MAX: u32 = 4;
@@ -22,6 +28,10 @@ const FAILOVER_WAIT: Duration = Duration::from_secs(30);
 /// again (that worker or another), and how long it keeps asking.
 const BUSY_BACKOFF: Duration = Duration::from_millis(20);
 const BUSY_WAIT: Duration = Duration::from_secs(30);
+/// How long the worker has to answer what a cancelled request used.
+const CANCEL_WAIT: Duration = Duration::from_secs(3);
+
+type Client = WorkerServiceClient<InternalChannel>;
 
 fn event(e: pb::complete_event::Event) -> pb::CompleteEvent {
     pb::CompleteEvent { event: Some(e) }
@@ -30,8 +40,8 @@ fn event(e: pb::complete_event::Event) -> pb::CompleteEvent {
 enum Attempt {
     /// The worker finished the request (any finish but a shutdown's cancel).
     Finished(pb::FinishEvent),
-    /// The client went away.
-    ClientGone,
+    /// The client went away; what the worker says ran, when it could say.
+    ClientGone(Option<pb::Usage>),
     /// The worker failed or stopped mid-stream: continue elsewhere.
     WorkerLost,
     /// The worker's own queue was full (RESOURCE_EXHAUSTED): it is healthy,
@@ -41,71 +51,62 @@ enum Attempt {
     Refused(tonic::Status),
 }
 
+/// The worker a request runs on now.
+struct Placement {
+    /// Index in the scheduler's worker table; `None` once it holds no slot.
+    index: Option<usize>,
+    id: String,
+    client: Client,
+}
+
 pub async fn run(shared: Arc<Shared>, pending: Pending, first_worker: usize) {
-    // The request started when it arrived, not when a worker took it.
-    let waited = chrono::Duration::from_std(pending.received_at.elapsed()).unwrap_or_default();
-    let started_at = Utc::now() - waited;
-    let dispatched = Instant::now();
-    let queue_ms = u32::try_from(dispatched.duration_since(pending.received_at).as_millis()).unwrap_or(u32::MAX);
-    let mut worker = first_worker;
-    let max_tokens = pending.request.params.as_ref().map(|p| p.max_tokens).unwrap_or(0);
-    let (worker_id, mut client) = {
+    let mut clock = Clock::starting(pending.received_at);
+    let catalog_version = shared.directory.catalog_version().await.unwrap_or(0);
+    let mut at = {
         let core = shared.core.lock().await;
-        (core.workers[worker].endpoint.id.clone(), core.workers[worker].client.clone())
+        let w = &core.workers[first_worker];
+        Placement { index: Some(first_worker), id: w.endpoint.id.clone(), client: w.client.clone() }
     };
+    if let Some(known) = usage::at_dispatch(&pending, &clock, &at.id, catalog_version)
+        && let Err(e) = shared.usage.begin(&known).await
+    {
+        tracing::error!(request = %pending.request.request_id, error = %e, "cannot note the request in the usage log");
+    }
+    let max_tokens = pending.request.params.as_ref().map(|p| p.max_tokens).unwrap_or(0);
     let admitted = pb::Admitted {
         class: pending.class.to_string(),
-        worker_id: worker_id.clone(),
+        worker_id: at.id.clone(),
         contract_id: pending.contract.map(|c| c.id.to_string()).unwrap_or_default(),
         max_tokens,
     };
     let mut sent: Vec<u32> = Vec::new();
-    let mut first_token: Option<Instant> = None;
-    let mut last_worker_id = worker_id;
     let mut finish: Option<pb::FinishEvent> = None;
+    let mut served_usage: Option<pb::Usage> = None;
     let mut outcome = Outcome::PlatformError;
     if pending.events.send(Ok(event(pb::complete_event::Event::Admitted(admitted)))).await.is_err() {
         outcome = Outcome::ClientCancelled;
     } else {
         let (mut losses, busy_until) = (0, Instant::now() + BUSY_WAIT);
         loop {
-            let request = pb::GenerateRequest {
-                request_id: pending.request.request_id.clone(),
-                tenant_id: pending.request.tenant_id.clone(),
-                priority_class: if shared.fcfs { PriorityClass::Spot } else { pending.class }.to_string(),
-                input: pending.request.input.clone().map(|i| match i {
-                    pb::complete_request::Input::Messages(m) => pb::generate_request::Input::Messages(m),
-                    pb::complete_request::Input::Prompt(p) => pb::generate_request::Input::Prompt(p),
-                }),
-                params: pending.request.params.clone(),
-                continue_from_token_ids: sent.clone(),
-                prompt_token_ids: match &pending.prompt_tokens {
-                    super::tokenizers::PromptTokens::Counted(ids) => ids.clone(),
-                    super::tokenizers::PromptTokens::Estimated(_) => Vec::new(),
-                },
-            };
-            match stream_once(&mut client, request, &pending, &mut sent, &mut first_token, &shared.metrics).await {
+            let request = generate_request(&shared, &pending, &sent);
+            match stream_once(&mut at.client, request, &pending, &mut sent, &mut clock, &shared.metrics).await {
                 Attempt::Finished(f) => {
                     outcome = if f.finish_reason == "error" { Outcome::PlatformError } else { Outcome::Ok };
+                    served_usage = f.usage;
                     finish = Some(f);
                     break;
                 }
-                Attempt::ClientGone => {
+                Attempt::ClientGone(used) => {
                     outcome = Outcome::ClientCancelled;
+                    served_usage = used;
                     break;
                 }
                 Attempt::Refused(status) => {
                     // Nothing ran: no usage to record, the bucket gets its
                     // charge back, and the worker is fine.
                     let _ = pending.events.send(Err(status)).await;
-                    let now = shared.now();
-                    let mut core = shared.core.lock().await;
-                    if let Some(contract) = pending.contract.filter(|_| pending.class == PriorityClass::Reserved) {
-                        core.bucket(&contract, now).bucket.settle(pending.charged_milli, 0, now);
-                    }
-                    core.release(worker);
-                    drop(core);
-                    shared.wake.notify_one();
+                    settle(&shared, &pending, 0).await;
+                    release(&shared, &mut at).await;
                     return;
                 }
                 Attempt::WorkerBusy => {
@@ -114,109 +115,147 @@ pub async fn run(shared: Arc<Shared>, pending: Pending, first_worker: usize) {
                     if Instant::now() >= busy_until {
                         break;
                     }
-                    shared.core.lock().await.release(worker);
+                    release(&shared, &mut at).await;
                     tokio::time::sleep(BUSY_BACKOFF).await;
                     match another_worker(&shared, pending.class, None).await {
-                        Some((index, id, next_client)) => (worker, last_worker_id, client) = (index, id, next_client),
-                        None => {
-                            worker = usize::MAX;
-                            break;
-                        }
+                        Some(next) => at = next,
+                        None => break,
                     }
                 }
                 Attempt::WorkerLost => {
                     losses += 1;
-                    tracing::warn!(request = %pending.request.request_id, losses, worker = %last_worker_id,
+                    tracing::warn!(request = %pending.request.request_id, losses, worker = %at.id,
                         tokens_sent = sent.len(), "worker lost mid-request; continuing on another");
-                    let next = {
-                        let mut core = shared.core.lock().await;
-                        core.release(worker);
-                        core.mark_unhealthy(worker);
-                        drop(core);
-                        if losses >= LOSSES_MAX {
-                            None
-                        } else {
-                            another_worker(&shared, pending.class, Some(worker)).await
-                        }
-                    };
+                    let lost = at.index;
+                    if let Some(index) = lost {
+                        shared.core.lock().await.mark_unhealthy(index);
+                    }
+                    release(&shared, &mut at).await;
+                    let next =
+                        if losses >= LOSSES_MAX { None } else { another_worker(&shared, pending.class, lost).await };
                     match next {
-                        Some((index, id, next_client)) => {
-                            worker = index;
-                            last_worker_id = id;
-                            client = next_client;
-                        }
-                        None => {
-                            worker = usize::MAX;
-                            break;
-                        }
+                        Some(next) => at = next,
+                        None => break,
                     }
                 }
             }
         }
     }
-    match &finish {
-        Some(f) => {
+    release(&shared, &mut at).await;
+    let served = Served { usage: served_usage, sent: sent.len(), worker_id: at.id.clone() };
+    let charged = write_record(&shared, &pending, outcome, &served, &clock, catalog_version).await;
+    match (&finish, charged) {
+        (Some(f), Ok(())) => {
             let _ = pending.events.send(Ok(event(pb::complete_event::Event::Finish(f.clone())))).await;
         }
-        None if outcome == Outcome::PlatformError => {
+        (Some(_), Err(())) => {
+            let status = tonic::Status::unavailable("the request's usage could not be recorded; retry later");
+            let _ = pending.events.send(Err(status)).await;
+        }
+        (None, _) if outcome == Outcome::PlatformError => {
             let status = tonic::Status::unavailable("no worker could finish the request; retry later");
             let _ = pending.events.send(Err(status)).await;
         }
-        None => {}
+        (None, _) => {}
     }
-    {
+}
+
+fn generate_request(shared: &Shared, pending: &Pending, sent: &[u32]) -> pb::GenerateRequest {
+    pb::GenerateRequest {
+        request_id: pending.request.request_id.clone(),
+        tenant_id: pending.request.tenant_id.clone(),
+        priority_class: if shared.fcfs { PriorityClass::Spot } else { pending.class }.to_string(),
+        input: pending.request.input.clone().map(|i| match i {
+            pb::complete_request::Input::Messages(m) => pb::generate_request::Input::Messages(m),
+            pb::complete_request::Input::Prompt(p) => pb::generate_request::Input::Prompt(p),
+        }),
+        params: pending.request.params.clone(),
+        continue_from_token_ids: sent.to_vec(),
+        prompt_token_ids: match &pending.prompt_tokens {
+            super::tokenizers::PromptTokens::Counted(ids) => ids.clone(),
+            super::tokenizers::PromptTokens::Estimated(_) => Vec::new(),
+        },
+    }
+}
+
+/// Gives the request's worker slot back (once) and wakes the dispatcher.
+async fn release(shared: &Shared, at: &mut Placement) {
+    if let Some(index) = at.index.take() {
+        shared.core.lock().await.release(index);
+        shared.wake.notify_one();
+    }
+}
+
+/// Settles the contract's bucket: the admission charge is replaced by what ran.
+async fn settle(shared: &Shared, pending: &Pending, used_milli: u64) {
+    if let Some(contract) = pending.contract.filter(|_| pending.class == PriorityClass::Reserved) {
+        let now = shared.now();
         let mut core = shared.core.lock().await;
-        core.release(worker);
+        core.bucket(&contract, now).bucket.settle(pending.charged_milli, used_milli, now);
     }
-    shared.wake.notify_one();
-    record(
-        &shared,
-        &pending,
-        finish.as_ref(),
-        &sent,
-        outcome,
-        queue_ms,
-        first_token,
-        dispatched,
-        started_at,
-        last_worker_id,
-    )
-    .await;
+}
+
+/// Settles the bucket and writes the record; `Err` when the usage log could
+/// not keep it (the client is then not told the request succeeded).
+async fn write_record(
+    shared: &Shared,
+    pending: &Pending,
+    outcome: Outcome,
+    served: &Served,
+    clock: &Clock,
+    catalog_version: u32,
+) -> Result<(), ()> {
+    let Some((record, used_milli)) = usage::record(pending, outcome, served, clock, catalog_version) else {
+        return Ok(()); // ids were validated at admission; nothing to record otherwise
+    };
+    settle(shared, pending, used_milli).await;
+    shared.usage.record(&record).await.map_err(|e| {
+        tracing::error!(request = %record.request_id, error = %e, "usage record not written");
+    })
 }
 
 async fn stream_once(
-    client: &mut reservoir_proto::v1::worker_service_client::WorkerServiceClient<reservoir_runtime::InternalChannel>,
+    client: &mut Client,
     request: pb::GenerateRequest,
     pending: &Pending,
     sent: &mut Vec<u32>,
-    first_token: &mut Option<Instant>,
+    clock: &mut Clock,
     metrics: &super::metrics::Metrics,
 ) -> Attempt {
-    let mut stream = match client.generate(request).await {
-        Ok(s) => s.into_inner(),
-        Err(status) if status.code() == tonic::Code::InvalidArgument => return Attempt::Refused(status),
-        Err(status) if status.code() == tonic::Code::ResourceExhausted => return Attempt::WorkerBusy,
-        Err(_) => return Attempt::WorkerLost,
+    let request_id = request.request_id.clone();
+    let mut stream = tokio::select! {
+        answer = client.generate(request) => match answer {
+            Ok(s) => s.into_inner(),
+            Err(status) if status.code() == tonic::Code::InvalidArgument => return Attempt::Refused(status),
+            Err(status) if status.code() == tonic::Code::ResourceExhausted => return Attempt::WorkerBusy,
+            Err(_) => return Attempt::WorkerLost,
+        },
+        // Gone before the worker took it: nothing ran there.
+        _ = pending.events.closed() => return Attempt::ClientGone(None),
     };
     loop {
-        match stream.message().await {
+        let message = tokio::select! {
+            m = stream.message() => m,
+            _ = pending.events.closed() => return cancel(client, &request_id, stream).await,
+        };
+        match message {
             Ok(Some(pb::GenerateEvent { event: Some(pb::generate_event::Event::Token(token)) })) => {
-                if first_token.is_none() {
-                    *first_token = Some(Instant::now());
+                if clock.first_token.is_none() {
+                    clock.first_token = Some(Instant::now());
                     let ttft = pending.received_at.elapsed().as_secs_f64();
                     metrics.ttft_seconds.with_label_values(&[pending.class.as_str()]).observe(ttft);
                 }
                 sent.push(token.token_id);
                 let forwarded = event(pb::complete_event::Event::Token(token));
                 if pending.events.send(Ok(forwarded)).await.is_err() {
-                    return Attempt::ClientGone;
+                    return cancel(client, &request_id, stream).await;
                 }
             }
             Ok(Some(pb::GenerateEvent { event: Some(pb::generate_event::Event::Finish(f)) })) => {
                 // A worker shutting down ends its generations as cancelled:
                 // the request is not done, the worker is.
                 if f.finish_reason == "cancelled" {
-                    return if pending.events.is_closed() { Attempt::ClientGone } else { Attempt::WorkerLost };
+                    return if pending.events.is_closed() { Attempt::ClientGone(f.usage) } else { Attempt::WorkerLost };
                 }
                 return Attempt::Finished(f);
             }
@@ -226,23 +265,35 @@ async fn stream_once(
     }
 }
 
+/// The client went away: ends the generation on the worker and reads what
+/// ran from its final event (bounded wait; `None` if the worker cannot say).
+async fn cancel(client: &mut Client, request_id: &str, mut stream: tonic::Streaming<pb::GenerateEvent>) -> Attempt {
+    let asked = client.cancel(pb::CancelRequest { request_id: request_id.to_owned() });
+    let drained = async {
+        if asked.await.is_err() {
+            return None;
+        }
+        loop {
+            match stream.message().await {
+                Ok(Some(pb::GenerateEvent { event: Some(pb::generate_event::Event::Finish(f)) })) => return f.usage,
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => return None,
+            }
+        }
+    };
+    Attempt::ClientGone(tokio::time::timeout(CANCEL_WAIT, drained).await.ok().flatten())
+}
+
 /// Waits (bounded) for a healthy worker with room, other than `lost` if given.
-async fn another_worker(
-    shared: &Shared,
-    class: PriorityClass,
-    lost: Option<usize>,
-) -> Option<(
-    usize,
-    String,
-    reservoir_proto::v1::worker_service_client::WorkerServiceClient<reservoir_runtime::InternalChannel>,
-)> {
+async fn another_worker(shared: &Shared, class: PriorityClass, lost: Option<usize>) -> Option<Placement> {
     let deadline = Instant::now() + FAILOVER_WAIT;
     while Instant::now() < deadline {
         {
             let mut core = shared.core.lock().await;
             if let Some(i) = core.free_worker(shared.in_flight_cap(class), lost) {
                 core.workers[i].in_flight += 1;
-                return Some((i, core.workers[i].endpoint.id.clone(), core.workers[i].client.clone()));
+                let w = &core.workers[i];
+                return Some(Placement { index: Some(i), id: w.endpoint.id.clone(), client: w.client.clone() });
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -250,73 +301,10 @@ async fn another_worker(
     None
 }
 
-/// The usage record of a shed request: nothing served, what it asked for as demand.
+/// Writes the usage record of a shed request: nothing served, what it asked
+/// for as demand. Returns once it is on disk.
 pub async fn record_shed(shared: &Shared, pending: &Pending) {
-    let waited = chrono::Duration::from_std(pending.received_at.elapsed()).unwrap_or_default();
-    let started_at = Utc::now() - waited;
-    let queue_ms = u32::try_from(pending.received_at.elapsed().as_millis()).unwrap_or(u32::MAX);
-    record(shared, pending, None, &[], Outcome::Shed, queue_ms, None, Instant::now(), started_at, String::new()).await;
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn record(
-    shared: &Shared,
-    pending: &Pending,
-    finish: Option<&pb::FinishEvent>,
-    sent: &[u32],
-    outcome: Outcome,
-    queue_ms: u32,
-    first_token: Option<Instant>,
-    dispatched: Instant,
-    started_at: chrono::DateTime<Utc>,
-    worker_id: String,
-) {
-    let usage = finish.and_then(|f| f.usage).unwrap_or_default();
-    // Completion tokens are what the client received; the last worker's count
-    // includes the continued ones, so nothing recomputed is billed twice.
-    let completion = u32::try_from(sent.len()).unwrap_or(u32::MAX).max(usage.completion_tokens);
-    let w = pending.weights;
-    let weighted_milli = w.cost_milli(u64::from(usage.prompt_tokens), u64::from(completion));
-    // Demand is what the request still wanted: for one served in full (or
-    // given up by its client) what it got; otherwise its prompt and the
-    // completion it asked for, with the admission count of the prompt when
-    // no worker counted it.
-    let demand_milli = match outcome {
-        Outcome::Ok | Outcome::ClientCancelled => weighted_milli,
-        Outcome::Shed | Outcome::PlatformError => {
-            let prompt =
-                if usage.prompt_tokens > 0 { u64::from(usage.prompt_tokens) } else { pending.prompt_tokens.count() };
-            let asked = reservoir_sched::completion_bound(pending.request.params.as_ref().map_or(0, |p| p.max_tokens));
-            w.cost_milli(prompt, u64::from(asked.max(completion)))
-        }
-    };
-    if let Some(contract) = pending.contract.filter(|_| pending.class == PriorityClass::Reserved) {
-        let now = shared.now();
-        let mut core = shared.core.lock().await;
-        core.bucket(&contract, now).bucket.settle(pending.charged_milli, weighted_milli, now);
-    }
-    let (Ok(tenant), Ok(model)) = (pending.request.tenant_id.parse(), pending.request.model.parse()) else { return };
-    let record = UsageRecord {
-        request_id: pending.request.request_id.clone(),
-        tenant,
-        contract: pending.contract.map(|c| c.id),
-        model,
-        class: pending.class,
-        outcome,
-        prompt_tokens: usage.prompt_tokens,
-        cached_prompt_tokens: usage.cached_prompt_tokens.min(usage.prompt_tokens),
-        completion_tokens: completion,
-        weighted_tokens: Decimal::new(i64::try_from(weighted_milli).unwrap_or(i64::MAX), 3).normalize(),
-        demand_weighted_tokens: Decimal::new(i64::try_from(demand_milli).unwrap_or(i64::MAX), 3).normalize(),
-        queue_ms,
-        ttft_ms: first_token
-            .map(|t| u32::try_from(t.duration_since(dispatched).as_millis()).unwrap_or(u32::MAX) + queue_ms),
-        total_ms: u32::try_from(dispatched.elapsed().as_millis()).unwrap_or(u32::MAX) + queue_ms,
-        worker_id,
-        started_at,
-        finished_at: Utc::now().max(started_at),
-    };
-    if shared.usage.record(record).await.is_err() {
-        tracing::error!(request = %pending.request.request_id, "usage recorder stopped; record lost");
-    }
+    let clock = Clock::starting(pending.received_at);
+    let catalog_version = shared.directory.catalog_version().await.unwrap_or(0);
+    let _ = write_record(shared, pending, Outcome::Shed, &Served::default(), &clock, catalog_version).await;
 }

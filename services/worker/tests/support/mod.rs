@@ -49,12 +49,12 @@ pub async fn start(
 ) -> (Client, Shutdown) {
     let settings = WorkerSettings {
         listen: "127.0.0.1:0".parse().unwrap(),
-        model_id: "tiny".parse().unwrap(),
+        model_id: "tiny".into(),
         queue_capacity,
         step_token_budget,
-        internal_token: Default::default(),
+        ..WorkerSettings::default()
     };
-    let server = reservoir_worker::build(&settings, backend).await.unwrap();
+    let server = reservoir_worker::build(&settings, backend, Default::default()).await.unwrap();
     let port = server.port();
     let shutdown = Shutdown::new();
     tokio::spawn(server.run_until_stopped(shutdown.clone()));

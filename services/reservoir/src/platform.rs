@@ -1,0 +1,194 @@
+//! The composition root: `build` makes any set of services from the
+//! configuration, wires each to the others built with it (the addresses
+//! they really listen on, port 0 included) and runs them together.
+//! `reservoir up`, `reservoir serve <service>`, the benches and the
+//! end-to-end test harness all start the platform through it.
+//!
+//! Migrations are not run here: `reservoir migrate` and `reservoir up` run
+//! them (tests get migrated databases from `#[sqlx::test]`).
+
+use std::net::SocketAddr;
+
+use reservoir_runtime::{Shutdown, db};
+use reservoir_worker::EngineBackend;
+use sqlx::PgPool;
+
+use crate::Config;
+
+/// The services `build` can make (names as in docker-compose.yml).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Service {
+    Contracts,
+    Metering,
+    Scheduler,
+    Gateway,
+    Worker,
+}
+
+/// What `build` is handed instead of making it from the configuration.
+#[derive(Default)]
+pub struct Given {
+    /// The database (tests: one of their own); else connected to `database_url`.
+    pub pool: Option<PgPool>,
+    /// Workers over these backends run in this process (tests: tiny seeded
+    /// models). Without them, `Service::Worker` loads `worker.model_path`.
+    pub worker_backends: Vec<EngineBackend>,
+}
+
+/// Where the built services listen (URLs other services and clients use).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Endpoints {
+    pub contracts: Option<String>,
+    pub metering: Option<String>,
+    pub scheduler: Option<String>,
+    pub scheduler_metrics: Option<String>,
+    pub gateway: Option<String>,
+    pub workers: Vec<String>,
+}
+
+enum Server {
+    Contracts(reservoir_contracts::Server),
+    Metering(reservoir_metering::Server),
+    Scheduler(reservoir_scheduler::Server),
+    Gateway(reservoir_gateway::Server),
+    /// With whether it registers itself with `worker.scheduler_url` (a
+    /// scheduler built beside it knows it already).
+    Worker(reservoir_worker::Server, bool),
+}
+
+/// Built services, bound to their ports, not yet serving.
+pub struct Platform {
+    /// The configuration as the services were built with it: listen
+    /// addresses and URLs are the real ones.
+    pub config: Config,
+    pub endpoints: Endpoints,
+    pub pool: Option<PgPool>,
+    servers: Vec<Server>,
+}
+
+/// A URL other processes reach `addr` at (a wildcard address is reached on loopback).
+fn url_of(addr: SocketAddr, port: u16) -> String {
+    let ip = if addr.ip().is_unspecified() { std::net::Ipv4Addr::LOCALHOST.into() } else { addr.ip() };
+    format!("http://{}", SocketAddr::new(ip, port))
+}
+
+/// Builds `services` (in dependency order, whatever order they are named in).
+pub async fn build(mut config: Config, services: &[Service], given: Given) -> anyhow::Result<Platform> {
+    let wants = |s: Service| services.contains(&s);
+    let token = config.internal.token();
+    let needs_db = wants(Service::Contracts) || wants(Service::Metering);
+    let pool = match given.pool {
+        Some(pool) => Some(pool),
+        None if needs_db => Some(db::connect(config.database_url()?, config.database_max_connections).await?),
+        None => None,
+    };
+    let mut servers = Vec::new();
+    let mut endpoints = Endpoints::default();
+    if let (true, Some(pool)) = (wants(Service::Contracts), &pool) {
+        let server = reservoir_contracts::build(&config.contracts, pool.clone(), token.clone()).await?;
+        let url = url_of(config.contracts.listen, server.port());
+        config.contracts.listen.set_port(server.port());
+        config.scheduler.contracts_url = url.clone();
+        config.gateway.contracts_url = url.clone();
+        endpoints.contracts = Some(url);
+        servers.push(Server::Contracts(server));
+    }
+    if let (true, Some(pool)) = (wants(Service::Metering), &pool) {
+        let server = reservoir_metering::build(&config.metering, pool.clone(), token.clone()).await?;
+        let url = url_of(config.metering.listen, server.port());
+        config.metering.listen.set_port(server.port());
+        config.scheduler.metering_url = url.clone();
+        config.gateway.metering_url = url.clone();
+        endpoints.metering = Some(url);
+        servers.push(Server::Metering(server));
+    }
+    if wants(Service::Worker) {
+        let backends = if given.worker_backends.is_empty() {
+            let settings = config.worker.clone();
+            vec![tokio::task::spawn_blocking(move || reservoir_worker::load_backend(&settings)).await??]
+        } else {
+            given.worker_backends
+        };
+        if backends.len() > 1 && config.worker.listen.port() != 0 {
+            anyhow::bail!("several in-process workers need worker.listen on port 0");
+        }
+        for backend in backends {
+            let server = reservoir_worker::build(&config.worker, backend, token.clone()).await?;
+            let url = url_of(config.worker.listen, server.port());
+            if wants(Service::Scheduler) {
+                config.scheduler.workers.push(url.clone());
+            }
+            endpoints.workers.push(url);
+            servers.push(Server::Worker(server, !wants(Service::Scheduler)));
+        }
+    }
+    if wants(Service::Scheduler) {
+        let server = reservoir_scheduler::build(&config.scheduler, token.clone()).await?;
+        let url = url_of(config.scheduler.listen, server.port());
+        config.scheduler.listen.set_port(server.port());
+        config.scheduler.metrics_listen.set_port(server.metrics_port());
+        endpoints.scheduler_metrics =
+            Some(format!("{}/metrics", url_of(config.scheduler.metrics_listen, server.metrics_port())));
+        config.gateway.scheduler_url = url.clone();
+        endpoints.scheduler = Some(url);
+        servers.push(Server::Scheduler(server));
+    }
+    if wants(Service::Gateway) {
+        let server = reservoir_gateway::build(&config.gateway, &config.auth, token.clone()).await?;
+        let url = url_of(config.gateway.listen, server.port());
+        config.gateway.listen.set_port(server.port());
+        endpoints.gateway = Some(url);
+        servers.push(Server::Gateway(server));
+    }
+    Ok(Platform { config, endpoints, pool, servers })
+}
+
+impl Platform {
+    /// Serves every built service until `shutdown`, then waits for each to
+    /// stop (the scheduler ships what its usage spool holds, within a bound).
+    pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let Platform { config, pool, servers, .. } = self;
+        let mut tasks = Vec::with_capacity(servers.len());
+        for server in servers {
+            let stop = shutdown.clone();
+            tasks.push(match server {
+                Server::Contracts(s) => tokio::spawn(s.run_until_stopped(stop)),
+                Server::Metering(s) => tokio::spawn(s.run_until_stopped(stop)),
+                Server::Scheduler(s) => tokio::spawn(s.run_until_stopped(stop)),
+                Server::Gateway(s) => tokio::spawn(s.run_until_stopped(stop)),
+                Server::Worker(s, registers) => {
+                    if registers {
+                        register(&config, &s, &shutdown);
+                    }
+                    tokio::spawn(s.run_until_stopped(stop))
+                }
+            });
+        }
+        let mut first_error = None;
+        for task in tasks {
+            let result = task.await.map_err(anyhow::Error::from).and_then(|r| r);
+            if let Err(e) = result {
+                tracing::error!(error = %e, "a service stopped with an error");
+                first_error.get_or_insert(e);
+            }
+        }
+        if let Some(pool) = pool {
+            pool.close().await;
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// A worker with `worker.scheduler_url` registers itself there (and again
+/// every few seconds, so a restarted scheduler learns it back).
+fn register(config: &Config, worker: &reservoir_worker::Server, shutdown: &Shutdown) {
+    let Some(scheduler_url) = config.worker.scheduler_url.clone() else { return };
+    let url = config.worker.advertise_url.clone().unwrap_or_else(|| url_of(config.worker.listen, worker.port()));
+    tokio::spawn(reservoir_worker::register_with_scheduler(
+        scheduler_url,
+        config.worker.id.clone(),
+        url,
+        config.internal.token(),
+        shutdown.clone(),
+    ));
+}
