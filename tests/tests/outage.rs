@@ -63,7 +63,23 @@ async fn a_database_outage_stops_no_reserved_request_and_loses_no_record() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let before_outage = reserved.lock().expect("lock").len();
     cluster.stop();
-    tokio::time::sleep(Duration::from_secs(32)).await;
+    // A tenant never seen cannot be provisioned now: a clear 503, not a hang.
+    let asked = Instant::now();
+    let body = json!({"model": MODEL, "prompt": "hello", "max_tokens": 2});
+    let newcomer =
+        p.http.post(p.url("/v1/completions")).bearer_auth(p.tenant_token("newcomer")).json(&body).send().await;
+    let newcomer = newcomer.expect("answered");
+    let status = newcomer.status().as_u16();
+    let waited = asked.elapsed();
+    assert_eq!(
+        status,
+        503,
+        "an unknown tenant during the outage ({waited:?}): {}",
+        newcomer.text().await.unwrap_or_default()
+    );
+    assert!(waited < Duration::from_secs(15), "answered within the call deadlines, not hung: {waited:?}");
+    let remaining = Duration::from_secs(32).saturating_sub(asked.elapsed());
+    tokio::time::sleep(remaining).await;
     let during_outage = reserved.lock().expect("lock").len() - before_outage;
     cluster.resume();
     tokio::time::sleep(Duration::from_secs(4)).await;

@@ -52,7 +52,7 @@ impl From<ContractsError> for Status {
                     Status::with_details(Code::FailedPrecondition, message, bytes.into())
                 }
             }
-            ContractsError::Database(err @ (sqlx::Error::PoolTimedOut | sqlx::Error::Io(_))) => {
+            ContractsError::Database(err) if reservoir_runtime::db::is_unreachable(&err) => {
                 tracing::error!(error = %err, "database unreachable");
                 Status::unavailable("the contracts database is unavailable; retry later")
             }

@@ -105,7 +105,8 @@ impl From<tonic::Status> for ApiError {
             Code::ResourceExhausted => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message),
             Code::PermissionDenied => ApiError::forbidden(message),
             Code::Unauthenticated => ApiError::unauthorized(message),
-            Code::Unavailable | Code::DeadlineExceeded => {
+            // A client-side deadline comes back as CANCELLED ("Timeout expired").
+            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
                 tracing::warn!(grpc_status = ?status.code(), %message, "downstream service unavailable");
                 ApiError::unavailable("a platform service is unavailable; retry later")
             }

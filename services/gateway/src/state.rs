@@ -27,6 +27,9 @@ use crate::error::ApiError;
 /// forgets them (provisioning is idempotent, so forgetting costs one call).
 const KNOWN_TENANTS_MAX: usize = 100_000;
 
+/// How long provisioning a tenant may take.
+const PROVISION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Per-caller request rate limit, keyed by the token's subject.
 pub struct CallerLimiter {
     limiter: DefaultKeyedRateLimiter<String>,
@@ -99,7 +102,11 @@ impl AppState {
         if known {
             return Ok(());
         }
-        self.contracts.clone().ensure_tenant(EnsureTenantRequest { id: tenant.to_string() }).await?;
+        // A short deadline: while the contracts database is down, a tenant
+        // not seen yet gets its 503 in seconds (known ones are not asked).
+        let mut request = tonic::Request::new(EnsureTenantRequest { id: tenant.to_string() });
+        request.set_timeout(PROVISION_TIMEOUT);
+        self.contracts.clone().ensure_tenant(request).await?;
         if let Ok(mut set) = self.known_tenants.lock() {
             if set.len() >= KNOWN_TENANTS_MAX {
                 set.clear();

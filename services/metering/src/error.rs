@@ -14,14 +14,7 @@ impl MeteringError {
     /// Whether the database could not be reached at all (retry later), as
     /// opposed to refusing what was sent (set it aside).
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
-            MeteringError::Database(
-                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_)
-            )
-        ) || matches!(self, MeteringError::Database(sqlx::Error::Database(e))
-            // Class 08 (connection exception), 57P01..57P03 (shutdown, cannot connect now).
-            if e.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P")))
+        matches!(self, MeteringError::Database(e) if reservoir_runtime::db::is_unreachable(e))
     }
 }
 

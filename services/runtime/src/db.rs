@@ -35,6 +35,22 @@ pub fn is_retryable(err: &sqlx::Error) -> bool {
     }
 }
 
+/// Whether the database could not be reached or went away (connection
+/// refused or lost, pool exhausted, server shutting down: SQLSTATE classes 08
+/// and 57P): the request decided nothing, and the caller may retry later.
+pub fn is_unreachable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
+    }
+}
+
 /// Whether the error is a unique-constraint violation (SQLSTATE 23505).
 pub fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
