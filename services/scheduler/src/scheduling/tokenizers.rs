@@ -7,10 +7,10 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 
-use reservoir_engine::{ChatMessage, PreTokenizer, Tokenizer, TokenizerParts};
 use reservoir_proto::v1 as pb;
 use reservoir_proto::v1::worker_service_client::WorkerServiceClient;
 use reservoir_runtime::InternalChannel;
+use reservoir_tokenizer::{ChatMessage, PreTokenizer, Tokenizer, TokenizerParts};
 
 /// Characters per token assumed while a model's tokenizer is unknown.
 const CHARS_PER_TOKEN_ESTIMATE: u64 = 4;
@@ -119,7 +119,7 @@ fn encode(tokenizer: &Tokenizer, input: &pb::complete_request::Input) -> Vec<u32
         pb::complete_request::Input::Prompt(p) => tokenizer.encode(p, true),
         pb::complete_request::Input::Messages(m) => {
             let turns: Vec<ChatMessage> = m.messages.iter().map(|t| ChatMessage::new(&t.role, &t.content)).collect();
-            reservoir_engine::chat_prompt(tokenizer, &turns)
+            reservoir_tokenizer::chat_prompt(tokenizer, &turns)
         }
     }
 }
