@@ -11,6 +11,9 @@
 //!   candidate merges over a linked list of symbols), whatever the text; a
 //!   long run of letters without spaces is one piece and costs no more.
 //! - Control tokens are found in one pass over the text (Aho-Corasick).
+//! - Chat content and role names are encoded as plain text: only the
+//!   template's own markers become control tokens (`chat`), and plain text
+//!   can never encode to a control token.
 
 mod bpe;
 pub mod chat;

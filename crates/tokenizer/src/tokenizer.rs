@@ -376,5 +376,13 @@ impl Tokenizer {
 }
 
 #[cfg(test)]
+pub(crate) mod tests_support {
+    /// GPT-2's 256 byte chars, as tokens 0..256 of a test vocabulary.
+    pub fn byte_chars() -> Vec<String> {
+        super::bytes_to_unicode().iter().map(|c| c.to_string()).collect()
+    }
+}
+
+#[cfg(test)]
 #[path = "tokenizer_tests.rs"]
 mod tests;

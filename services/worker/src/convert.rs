@@ -3,6 +3,8 @@
 //! model happens in `request::prepare`.
 
 use reservoir_domain::{PriorityClass, TenantId};
+// The chat template's roles: any other is refused here, before tokenizing.
+use reservoir_engine::tokenizer::ROLES;
 use reservoir_engine::{ChatMessage, SamplingParams, Tokenizer};
 use reservoir_proto::v1 as pb;
 
@@ -15,7 +17,6 @@ pub const INPUT_BYTES_MAX: usize = 1 << 20;
 pub const STOP_STRINGS_MAX: usize = 16;
 pub const STOP_STRING_BYTES_MAX: usize = 256;
 pub const REQUEST_ID_BYTES_MAX: usize = 200;
-const ROLES: [&str; 3] = ["system", "user", "assistant"];
 
 fn invalid(m: impl Into<String>) -> WorkerError {
     WorkerError::Invalid(m.into())
