@@ -4,7 +4,8 @@
 
 pub use reservoir_tokenizer::tokenizer::TOKEN_TYPE_CONTROL;
 pub use reservoir_tokenizer::{
-    ChatMessage, DEFAULT_SYSTEM_PROMPT, PreTokenizer, ROLES, Tokenizer, TokenizerError, TokenizerParts, chat_prompt,
+    ChatMessage, DEFAULT_SYSTEM_PROMPT, PROMPT_BYTES_MAX, PreTokenizer, ROLES, Tokenizer, TokenizerError,
+    TokenizerParts, chat_prompt,
 };
 
 use crate::error::EngineError;

@@ -12,8 +12,10 @@ use crate::error::WorkerError;
 use crate::request::{Event, GenerateSpec, Input};
 use crate::step_loop::LoopStats;
 
-/// Largest prompt or message text accepted before tokenizing, in bytes.
-pub const INPUT_BYTES_MAX: usize = 1 << 20;
+/// Largest prompt, or roles and contents of all messages together, accepted
+/// before tokenizing, in bytes: the scheduler's bound, so that a caller that
+/// reaches a worker directly cannot ask it for more tokenizing work.
+pub const INPUT_BYTES_MAX: usize = reservoir_engine::tokenizer::PROMPT_BYTES_MAX;
 pub const STOP_STRINGS_MAX: usize = 16;
 pub const STOP_STRING_BYTES_MAX: usize = 256;
 pub const REQUEST_ID_BYTES_MAX: usize = 200;
@@ -41,7 +43,10 @@ impl TryFrom<pb::GenerateRequest> for GenerateSpec {
                     return Err(invalid("prompt is empty"));
                 }
                 if p.len() > INPUT_BYTES_MAX {
-                    return Err(invalid(format!("prompt is longer than {INPUT_BYTES_MAX} bytes")));
+                    return Err(invalid(format!(
+                        "the prompt has {} bytes; at most {INPUT_BYTES_MAX} are accepted",
+                        p.len()
+                    )));
                 }
                 Input::Prompt(p)
             }
@@ -49,9 +54,11 @@ impl TryFrom<pb::GenerateRequest> for GenerateSpec {
                 if chat.messages.is_empty() {
                     return Err(invalid("messages is empty"));
                 }
-                let total: usize = chat.messages.iter().map(|m| m.content.len()).sum();
+                let total: usize = chat.messages.iter().map(|m| m.role.len() + m.content.len()).sum();
                 if total > INPUT_BYTES_MAX {
-                    return Err(invalid(format!("messages are longer than {INPUT_BYTES_MAX} bytes")));
+                    return Err(invalid(format!(
+                        "the messages have {total} bytes; at most {INPUT_BYTES_MAX} are accepted"
+                    )));
                 }
                 let mut messages = Vec::with_capacity(chat.messages.len());
                 for (i, m) in chat.messages.iter().enumerate() {
@@ -224,5 +231,18 @@ mod tests {
         assert!(
             error(params(pb::GenerationParams { stop: vec![String::new()], ..Default::default() })).contains("stop")
         );
+    }
+
+    #[test]
+    fn input_over_the_byte_cap_is_refused_before_tokenizing() {
+        let prompt =
+            |p: String| pb::GenerateRequest { input: Some(pb::generate_request::Input::Prompt(p)), ..request() };
+        assert!(GenerateSpec::try_from(prompt("a".repeat(INPUT_BYTES_MAX))).is_ok());
+        assert!(error(prompt("a".repeat(256 * 1024))).contains("262144 bytes"));
+        let turn = |content: String| pb::ChatTurn { role: "user".into(), content };
+        let half = "a".repeat(INPUT_BYTES_MAX / 2);
+        let chat = pb::ChatInput { messages: vec![turn(half.clone()), turn(half)] };
+        let m = error(pb::GenerateRequest { input: Some(pb::generate_request::Input::Messages(chat)), ..request() });
+        assert!(m.contains("the messages have 131080 bytes"), "roles count too: {m}");
     }
 }
