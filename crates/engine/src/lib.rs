@@ -32,6 +32,7 @@ pub use error::EngineError;
 pub use generate::{
     FinishReason, GeneratedToken, Generation, LoadedModel, default_model_path, generate, load, perplexity,
 };
+pub use kv::CacheSalt;
 pub use model::{Config, Model};
 pub use sampler::{Sampled, Sampler, SamplingParams};
 pub use text::{Piece, TextStream};

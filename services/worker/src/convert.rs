@@ -5,7 +5,7 @@
 use reservoir_domain::{PriorityClass, TenantId};
 // The chat template's roles: any other is refused here, before tokenizing.
 use reservoir_engine::tokenizer::ROLES;
-use reservoir_engine::{ChatMessage, SamplingParams, Tokenizer};
+use reservoir_engine::{CacheSalt, ChatMessage, SamplingParams, Tokenizer};
 use reservoir_proto::v1 as pb;
 
 use crate::error::WorkerError;
@@ -19,6 +19,7 @@ pub const INPUT_BYTES_MAX: usize = reservoir_engine::tokenizer::PROMPT_BYTES_MAX
 pub const STOP_STRINGS_MAX: usize = 16;
 pub const STOP_STRING_BYTES_MAX: usize = 256;
 pub const REQUEST_ID_BYTES_MAX: usize = 200;
+pub const CACHE_SALT_BYTES_MAX: usize = 128;
 
 fn invalid(m: impl Into<String>) -> WorkerError {
     WorkerError::Invalid(m.into())
@@ -32,6 +33,15 @@ impl TryFrom<pb::GenerateRequest> for GenerateSpec {
             return Err(invalid(format!("request_id is required (at most {REQUEST_ID_BYTES_MAX} bytes)")));
         }
         let tenant: TenantId = r.tenant_id.parse()?;
+        if r.cache_salt.len() > CACHE_SALT_BYTES_MAX {
+            return Err(invalid(format!("cache_salt has more than {CACHE_SALT_BYTES_MAX} bytes")));
+        }
+        // The prefixes keep a tenant's own salt apart from every shared one.
+        let cache_salt = if r.cache_salt.is_empty() {
+            CacheSalt::new(&format!("tenant:{tenant}"))
+        } else {
+            CacheSalt::new(&format!("shared:{}", r.cache_salt))
+        };
         if r.priority_class.is_empty() {
             return Err(invalid("priority_class is required: reserved, burst or spot"));
         }
@@ -99,6 +109,7 @@ impl TryFrom<pb::GenerateRequest> for GenerateSpec {
         Ok(GenerateSpec {
             request_id: r.request_id,
             tenant,
+            cache_salt,
             class,
             input,
             max_tokens: (p.max_tokens > 0).then_some(p.max_tokens as usize),
@@ -186,6 +197,7 @@ mod tests {
             params: None,
             continue_from_token_ids: vec![],
             prompt_token_ids: vec![],
+            cache_salt: String::new(),
         }
     }
 
@@ -231,6 +243,19 @@ mod tests {
         assert!(
             error(params(pb::GenerationParams { stop: vec![String::new()], ..Default::default() })).contains("stop")
         );
+    }
+
+    #[test]
+    fn the_cache_salt_is_the_tenants_own_unless_one_is_named() {
+        let salt = |tenant: &str, cache_salt: &str| {
+            let r = pb::GenerateRequest { tenant_id: tenant.into(), cache_salt: cache_salt.into(), ..request() };
+            GenerateSpec::try_from(r).unwrap().cache_salt
+        };
+        assert_eq!(salt("acme", ""), salt("acme", ""));
+        assert_ne!(salt("acme", ""), salt("globex", ""), "tenants never share by default");
+        assert_eq!(salt("acme", "public"), salt("globex", "public"), "a named salt is shared");
+        assert_ne!(salt("acme", "acme"), salt("acme", ""), "a named salt is never a tenant's own");
+        assert!(error(pb::GenerateRequest { cache_salt: "x".repeat(129), ..request() }).contains("cache_salt"));
     }
 
     #[test]

@@ -83,6 +83,8 @@ pub async fn run(shared: Arc<Shared>, pending: Pending, first_worker: usize) {
                     super::tokenizers::PromptTokens::Counted(ids) => ids.clone(),
                     super::tokenizers::PromptTokens::Estimated(_) => Vec::new(),
                 },
+                // The tenant's own prefix cache (opting into a shared one is not offered yet).
+                cache_salt: String::new(),
             };
             match stream_once(&mut client, request, &pending, &mut sent, &mut first_token, &shared.metrics).await {
                 Attempt::Finished(f) => {

@@ -1,7 +1,9 @@
-//! Prompts built to cost the platform CPU, through the gateway's OpenAI API:
-//! each is answered at once with 413 (over the body limit) or 400 (over the
-//! scheduler's cap on tokenized bytes), and a small request sent beside them
-//! streams as usual.
+//! Tenants attacking the platform through the gateway's OpenAI API.
+//!
+//! Prompts built to cost CPU are answered at once with 413 (over the body
+//! limit) or 400 (over the scheduler's cap on tokenized bytes), and a small
+//! request sent beside them streams as usual. The prefix cache does not tell
+//! one tenant what another sent.
 
 use reservoir_tests::{MIGRATOR, MODEL, Options, Platform};
 use serde_json::{Value, json};
@@ -54,4 +56,22 @@ async fn long_prompts_without_spaces_are_refused_and_do_not_hold_up_others(pool:
         .collect();
     assert!(chunks.iter().any(|c| c["choices"][0]["delta"]["content"].is_string()), "a first token: {}", small.1);
     assert_eq!(chunks.last().map(|c| c["choices"][0]["finish_reason"].clone()), Some(json!("length")), "{}", small.1);
+}
+
+/// `cached_tokens` of a chat completion of `content` for `tenant`.
+async fn cached_tokens(p: &Platform, tenant: &str, content: &str) -> u64 {
+    let body = json!({"model": MODEL, "messages": [{"role": "user", "content": content}], "max_tokens": 2});
+    let (status, answer) = post(p, "/v1/chat/completions", &p.tenant_token(tenant), body).await;
+    assert_eq!(status, 200, "{answer}");
+    let answer: Value = serde_json::from_str(&answer).expect("json");
+    answer["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64().expect("cached_tokens")
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_tenant_gets_no_cached_tokens_from_another_tenants_prompt(pool: PgPool) {
+    let p = Platform::start_with(pool, Options { workers: 1, ..Options::default() }).await;
+    let secret = "the merger with globex closes on friday at noon";
+    assert_eq!(cached_tokens(&p, "acme", secret).await, 0);
+    assert_eq!(cached_tokens(&p, "initech", secret).await, 0, "initech learns nothing of acme's prompt");
+    assert!(cached_tokens(&p, "acme", secret).await > 0, "acme's own prompt again is cached");
 }
