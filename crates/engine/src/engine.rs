@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::attention::KvStore;
 use crate::error::EngineError;
-use crate::kv::{BlockId, BlockKey, BlockPool};
+use crate::kv::{BlockId, BlockKey, BlockPool, CacheSalt};
 use crate::model::{Model, Pass};
 
 pub type SeqId = u64;
@@ -89,6 +89,8 @@ struct Sequence {
     table: Vec<BlockId>,
     /// Chain hash at the end of each full block (prefix caching).
     hashes: Vec<u64>,
+    /// The chain's root: blocks are shared only between sequences of one salt.
+    salt: CacheSalt,
 }
 
 /// A step begun with `Engine::begin_step` and not yet finished.
@@ -160,20 +162,28 @@ impl Engine {
         &self.model
     }
 
-    /// Registers a sequence whose prompt is `prompt`. With prefix caching,
-    /// full blocks of the prompt already in cache are attached (never the
-    /// last prompt token: its logits must be computed). Returns how many
-    /// prompt tokens are cached; the caller prefills `prompt[cached..]`.
+    /// Registers a sequence whose prompt is `prompt`, sharing the prefix
+    /// cache with every other sequence added without a salt (single-user
+    /// tools; a multi-tenant caller uses `add_sequence_salted`).
     pub fn add_sequence(&mut self, id: SeqId, prompt: &[u32]) -> Result<usize, EngineError> {
+        self.add_sequence_salted(id, prompt, CacheSalt::NONE)
+    }
+
+    /// Registers a sequence whose prompt is `prompt`. With prefix caching,
+    /// full blocks of the prompt already cached under the same `salt` are
+    /// attached (never the last prompt token: its logits must be computed),
+    /// and the blocks it fills are published under that salt only. Returns
+    /// how many prompt tokens are cached; the caller prefills `prompt[cached..]`.
+    pub fn add_sequence_salted(&mut self, id: SeqId, prompt: &[u32], salt: CacheSalt) -> Result<usize, EngineError> {
         if self.seqs.contains_key(&id) {
             return Err(EngineError::DuplicateSequence(id));
         }
-        let mut seq = Sequence { tokens: Vec::new(), table: Vec::new(), hashes: Vec::new() };
+        let mut seq = Sequence { tokens: Vec::new(), table: Vec::new(), hashes: Vec::new(), salt };
         if self.cfg.prefix_caching && !prompt.is_empty() {
             let bs = self.cfg.block_size;
             let n_full = (prompt.len() - 1) / bs;
             self.lookup_blocks += n_full as u64;
-            let mut parent = 0u64;
+            let mut parent = salt.root();
             for chunk in prompt.chunks_exact(bs).take(n_full) {
                 let key = BlockKey::new(parent, chunk);
                 let Some(b) = self.pool.lookup(&key) else { break };
@@ -367,7 +377,7 @@ impl Engine {
         s.tokens.extend_from_slice(new);
         while (s.hashes.len() + 1) * bs <= s.tokens.len() {
             let i = s.hashes.len();
-            let parent = if i == 0 { 0 } else { s.hashes[i - 1] };
+            let parent = if i == 0 { s.salt.root() } else { s.hashes[i - 1] };
             let key = BlockKey::new(parent, &s.tokens[i * bs..(i + 1) * bs]);
             s.hashes.push(key.hash);
             if self.cfg.prefix_caching {

@@ -37,3 +37,9 @@ pub enum EngineError {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 }
+
+impl From<reservoir_tokenizer::TokenizerError> for EngineError {
+    fn from(e: reservoir_tokenizer::TokenizerError) -> Self {
+        EngineError::Tokenizer(e.0)
+    }
+}

@@ -31,13 +31,8 @@ pub struct LoadedModel {
 pub fn load(path: &Path) -> Result<LoadedModel, EngineError> {
     let f = GgufFile::open(path)?;
     let model = Arc::new(Model::load(&f)?);
-    let tokenizer = Arc::new(Tokenizer::from_gguf(&f)?);
+    let tokenizer = Arc::new(crate::tokenizer::from_gguf(&f)?);
     Ok(LoadedModel { model, tokenizer })
-}
-
-/// Encodes chat messages with the model's chat template (SmolLM2's ChatML).
-pub fn chat_prompt(tokenizer: &Tokenizer, messages: &[crate::tokenizer::ChatMessage]) -> Vec<u32> {
-    tokenizer.encode(&Tokenizer::apply_chat_template(messages), true)
 }
 
 /// Starts generating for one prompt on `engine` (see `Generation`).

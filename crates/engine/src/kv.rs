@@ -11,6 +11,10 @@
 //!   released, so allocation takes plain blocks first and then evicts the
 //!   least recently released cached block (LRU).
 //!
+//! - A block's key chains every token before it back to a root, the
+//!   sequence's `CacheSalt`: sequences of different salts never share a
+//!   block, so a tenant cannot learn from a cache hit what another sent.
+//!
 //! Complexity: allocate, retain, release, evict are O(1); a prefix lookup is
 //! one expected-O(1) hash probe per block. Nothing here allocates per call
 //! except `allocate_n`'s result vector.
@@ -36,6 +40,32 @@ pub struct BlockKey {
 impl BlockKey {
     pub fn new(parent: u64, tokens: &[u32]) -> Self {
         BlockKey { hash: chain_hash(parent, tokens), parent, tokens: tokens.into() }
+    }
+}
+
+/// The root of a sequence's chain of block hashes: which prefix-cache
+/// entries it may reuse and which it publishes to. The worker salts with
+/// the tenant, as vLLM's `cache_salt` does, so that a cache hit (and the
+/// `cached_tokens` it reports) never tells a tenant what another one sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CacheSalt(u64);
+
+impl CacheSalt {
+    /// Shared by every sequence added without a salt (`Engine::add_sequence`).
+    pub const NONE: CacheSalt = CacheSalt(0);
+
+    /// The salt of `name`. Distinct names give distinct roots up to 64-bit
+    /// hash collisions, which only a 2^64 preimage search could aim at one.
+    pub fn new(name: &str) -> Self {
+        let mut h = std::hash::DefaultHasher::new();
+        "reservoir cache salt".hash(&mut h);
+        name.hash(&mut h);
+        CacheSalt(h.finish())
+    }
+
+    /// The parent hash of a sequence's first block.
+    pub fn root(self) -> u64 {
+        self.0
     }
 }
 

@@ -4,7 +4,9 @@
 //! matmul, SIMD dispatched at run time) -> `attention` (paged K/V storage) ->
 //! `model` (Llama blocks) -> `kv` (block pool, prefix cache) -> `engine`
 //! (step API mixing prefill chunks and decode tokens) -> `sampler`,
-//! `generate` (generation iterator, perplexity). `tokenizer` stands aside.
+//! `generate` (generation iterator, perplexity). The tokenizer is a crate of
+//! its own (`reservoir-tokenizer`), re-exported here; `tokenizer` reads it
+//! from the GGUF file.
 
 pub mod attention;
 pub mod bench;
@@ -19,17 +21,19 @@ pub mod quant;
 pub mod sampler;
 #[doc(hidden)]
 pub mod test_support;
-pub mod text;
 pub mod tokenizer;
+/// Incremental detokenization (moved to `reservoir-tokenizer`).
+pub use reservoir_tokenizer::text;
 
 pub use engine::{
     Engine, EngineConfig, EngineStats, Logits, PendingStep, SeqId, SeqLogits, StepBatch, StepEntry, StepOutput,
 };
 pub use error::EngineError;
 pub use generate::{
-    FinishReason, GeneratedToken, Generation, LoadedModel, chat_prompt, default_model_path, generate, load, perplexity,
+    FinishReason, GeneratedToken, Generation, LoadedModel, default_model_path, generate, load, perplexity,
 };
+pub use kv::CacheSalt;
 pub use model::{Config, Model};
 pub use sampler::{Sampled, Sampler, SamplingParams};
 pub use text::{Piece, TextStream};
-pub use tokenizer::{ChatMessage, PreTokenizer, Tokenizer, TokenizerParts};
+pub use tokenizer::{ChatMessage, PreTokenizer, Tokenizer, TokenizerError, TokenizerParts, chat_prompt};

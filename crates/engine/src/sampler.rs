@@ -207,10 +207,9 @@ pub fn log_softmax_at(l: &[f32], i: usize) -> f32 {
     (l[i] - max) - z.ln() as f32
 }
 
-/// Finds the earliest stop string in `text`; returns the byte offset where it starts.
-pub fn find_stop(text: &str, stops: &[String]) -> Option<usize> {
-    stops.iter().filter(|s| !s.is_empty()).filter_map(|s| text.find(s.as_str())).min()
-}
+/// Stop strings are text, so their search lives with the tokenizer's
+/// `TextStream`; re-exported where it always was.
+pub use reservoir_tokenizer::find_stop;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

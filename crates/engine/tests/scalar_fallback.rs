@@ -21,8 +21,7 @@ fn scalar_kernels_agree_with_simd_on_the_real_model() {
     Level::set_override(Some(Level::Scalar));
     let scalar = perplexity(&m.model, window, 64, None).unwrap();
 
-    let prompt = Tokenizer::apply_chat_template(&[ChatMessage::new("user", "What is the capital of Japan?")]);
-    let ids = m.tokenizer.encode(&prompt, true);
+    let ids = chat_prompt(&m.tokenizer, &[ChatMessage::new("user", "What is the capital of Japan?")]);
     let mut eng = Engine::new(m.model.clone(), EngineConfig::default()).unwrap();
     let params = SamplingParams { max_tokens: 16, ..Default::default() };
     let reply: String =

@@ -149,6 +149,32 @@ fn prefix_cache_hit_gives_the_same_tokens_as_a_miss() {
     eng.check_invariants().unwrap();
 }
 
+/// A prefix is reused only under the salt that cached it (the worker salts
+/// with the tenant): another salt, or none, finds nothing, and computes the
+/// same tokens from scratch.
+#[test]
+fn prefix_cache_hits_stay_within_a_salt() {
+    let model = tiny_model(&TinySpec { seed: 3, ..TinySpec::default() }).unwrap();
+    let prompt: Vec<u32> = (0..45u32).map(|j| (j * 7 + 3) % 96).collect();
+    let (a, b) = (CacheSalt::new("tenant:acme"), CacheSalt::new("tenant:globex"));
+    let mut eng = engine(&model, 100, 8);
+    assert_eq!(eng.add_sequence_salted(1, &prompt, a).unwrap(), 0);
+    eng.step(&StepBatch { entries: vec![StepEntry { seq: 1, tokens: prompt.clone(), logits: Logits::Last }] }).unwrap();
+    eng.remove_sequence(1).unwrap();
+    assert_eq!(eng.add_sequence_salted(2, &prompt, b).unwrap(), 0, "another salt: no hit");
+    assert_eq!(eng.add_sequence(3, &prompt).unwrap(), 0, "no salt: no hit");
+    assert_eq!(eng.add_sequence_salted(4, &prompt, a).unwrap(), 40, "the same salt: 5 full blocks");
+    for seq in [2, 3, 4] {
+        eng.remove_sequence(seq).unwrap();
+    }
+    eng.check_invariants().unwrap();
+    // The unsalted cache is shared by every unsalted sequence, as before.
+    let first = generate_alone(&mut eng, 5, &prompt, 6);
+    assert_eq!(eng.add_sequence(6, &prompt).unwrap(), 40);
+    eng.remove_sequence(6).unwrap();
+    assert_eq!(generate_alone(&mut eng, 7, &prompt, 6), first);
+}
+
 #[test]
 fn running_out_of_blocks_is_an_error_and_leaves_the_pool_consistent() {
     let model = tiny_model(&TinySpec::default()).unwrap();

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use reservoir_engine::{
-    Engine, EngineConfig, EngineError, EngineStats, PendingStep, SeqId, StepBatch, StepOutput, Tokenizer,
+    CacheSalt, Engine, EngineConfig, EngineError, EngineStats, PendingStep, SeqId, StepBatch, StepOutput, Tokenizer,
 };
 
 /// Fixed facts about the model and the KV pool.
@@ -28,8 +28,9 @@ pub trait InferenceBackend: Send + 'static {
     /// The model's tokenizer, shared with the gRPC handlers.
     fn tokenizer(&self) -> Arc<Tokenizer>;
     /// Registers a sequence; returns how many of its tokens came from the
-    /// prefix cache (never all of them).
-    fn add_sequence(&mut self, id: SeqId, tokens: &[u32]) -> Result<usize, EngineError>;
+    /// prefix cache (never all of them), which only sequences of the same
+    /// `salt` share.
+    fn add_sequence(&mut self, id: SeqId, tokens: &[u32], salt: CacheSalt) -> Result<usize, EngineError>;
     /// Frees the sequence's blocks.
     fn remove_sequence(&mut self, id: SeqId) -> Result<(), EngineError>;
     fn free_blocks(&self) -> usize;
@@ -96,8 +97,8 @@ impl InferenceBackend for EngineBackend {
         self.tokenizer.clone()
     }
 
-    fn add_sequence(&mut self, id: SeqId, tokens: &[u32]) -> Result<usize, EngineError> {
-        self.engine.add_sequence(id, tokens)
+    fn add_sequence(&mut self, id: SeqId, tokens: &[u32], salt: CacheSalt) -> Result<usize, EngineError> {
+        self.engine.add_sequence_salted(id, tokens, salt)
     }
 
     fn remove_sequence(&mut self, id: SeqId) -> Result<(), EngineError> {

@@ -3,19 +3,23 @@
 //! model happens in `request::prepare`.
 
 use reservoir_domain::{PriorityClass, TenantId};
-use reservoir_engine::{ChatMessage, SamplingParams, Tokenizer};
+// The chat template's roles: any other is refused here, before tokenizing.
+use reservoir_engine::tokenizer::ROLES;
+use reservoir_engine::{CacheSalt, ChatMessage, SamplingParams, Tokenizer};
 use reservoir_proto::v1 as pb;
 
 use crate::error::WorkerError;
 use crate::request::{Event, GenerateSpec, Input};
 use crate::step_loop::LoopStats;
 
-/// Largest prompt or message text accepted before tokenizing, in bytes.
-pub const INPUT_BYTES_MAX: usize = 1 << 20;
+/// Largest prompt, or roles and contents of all messages together, accepted
+/// before tokenizing, in bytes: the scheduler's bound, so that a caller that
+/// reaches a worker directly cannot ask it for more tokenizing work.
+pub const INPUT_BYTES_MAX: usize = reservoir_engine::tokenizer::PROMPT_BYTES_MAX;
 pub const STOP_STRINGS_MAX: usize = 16;
 pub const STOP_STRING_BYTES_MAX: usize = 256;
 pub const REQUEST_ID_BYTES_MAX: usize = 200;
-const ROLES: [&str; 3] = ["system", "user", "assistant"];
+pub const CACHE_SALT_BYTES_MAX: usize = 128;
 
 fn invalid(m: impl Into<String>) -> WorkerError {
     WorkerError::Invalid(m.into())
@@ -29,6 +33,15 @@ impl TryFrom<pb::GenerateRequest> for GenerateSpec {
             return Err(invalid(format!("request_id is required (at most {REQUEST_ID_BYTES_MAX} bytes)")));
         }
         let tenant: TenantId = r.tenant_id.parse()?;
+        if r.cache_salt.len() > CACHE_SALT_BYTES_MAX {
+            return Err(invalid(format!("cache_salt has more than {CACHE_SALT_BYTES_MAX} bytes")));
+        }
+        // The prefixes keep a tenant's own salt apart from every shared one.
+        let cache_salt = if r.cache_salt.is_empty() {
+            CacheSalt::new(&format!("tenant:{tenant}"))
+        } else {
+            CacheSalt::new(&format!("shared:{}", r.cache_salt))
+        };
         if r.priority_class.is_empty() {
             return Err(invalid("priority_class is required: reserved, burst or spot"));
         }
@@ -40,7 +53,10 @@ impl TryFrom<pb::GenerateRequest> for GenerateSpec {
                     return Err(invalid("prompt is empty"));
                 }
                 if p.len() > INPUT_BYTES_MAX {
-                    return Err(invalid(format!("prompt is longer than {INPUT_BYTES_MAX} bytes")));
+                    return Err(invalid(format!(
+                        "the prompt has {} bytes; at most {INPUT_BYTES_MAX} are accepted",
+                        p.len()
+                    )));
                 }
                 Input::Prompt(p)
             }
@@ -48,9 +64,11 @@ impl TryFrom<pb::GenerateRequest> for GenerateSpec {
                 if chat.messages.is_empty() {
                     return Err(invalid("messages is empty"));
                 }
-                let total: usize = chat.messages.iter().map(|m| m.content.len()).sum();
+                let total: usize = chat.messages.iter().map(|m| m.role.len() + m.content.len()).sum();
                 if total > INPUT_BYTES_MAX {
-                    return Err(invalid(format!("messages are longer than {INPUT_BYTES_MAX} bytes")));
+                    return Err(invalid(format!(
+                        "the messages have {total} bytes; at most {INPUT_BYTES_MAX} are accepted"
+                    )));
                 }
                 let mut messages = Vec::with_capacity(chat.messages.len());
                 for (i, m) in chat.messages.iter().enumerate() {
@@ -91,6 +109,7 @@ impl TryFrom<pb::GenerateRequest> for GenerateSpec {
         Ok(GenerateSpec {
             request_id: r.request_id,
             tenant,
+            cache_salt,
             class,
             input,
             max_tokens: (p.max_tokens > 0).then_some(p.max_tokens as usize),
@@ -178,6 +197,7 @@ mod tests {
             params: None,
             continue_from_token_ids: vec![],
             prompt_token_ids: vec![],
+            cache_salt: String::new(),
         }
     }
 
@@ -223,5 +243,31 @@ mod tests {
         assert!(
             error(params(pb::GenerationParams { stop: vec![String::new()], ..Default::default() })).contains("stop")
         );
+    }
+
+    #[test]
+    fn the_cache_salt_is_the_tenants_own_unless_one_is_named() {
+        let salt = |tenant: &str, cache_salt: &str| {
+            let r = pb::GenerateRequest { tenant_id: tenant.into(), cache_salt: cache_salt.into(), ..request() };
+            GenerateSpec::try_from(r).unwrap().cache_salt
+        };
+        assert_eq!(salt("acme", ""), salt("acme", ""));
+        assert_ne!(salt("acme", ""), salt("globex", ""), "tenants never share by default");
+        assert_eq!(salt("acme", "public"), salt("globex", "public"), "a named salt is shared");
+        assert_ne!(salt("acme", "acme"), salt("acme", ""), "a named salt is never a tenant's own");
+        assert!(error(pb::GenerateRequest { cache_salt: "x".repeat(129), ..request() }).contains("cache_salt"));
+    }
+
+    #[test]
+    fn input_over_the_byte_cap_is_refused_before_tokenizing() {
+        let prompt =
+            |p: String| pb::GenerateRequest { input: Some(pb::generate_request::Input::Prompt(p)), ..request() };
+        assert!(GenerateSpec::try_from(prompt("a".repeat(INPUT_BYTES_MAX))).is_ok());
+        assert!(error(prompt("a".repeat(256 * 1024))).contains("262144 bytes"));
+        let turn = |content: String| pb::ChatTurn { role: "user".into(), content };
+        let half = "a".repeat(INPUT_BYTES_MAX / 2);
+        let chat = pb::ChatInput { messages: vec![turn(half.clone()), turn(half)] };
+        let m = error(pb::GenerateRequest { input: Some(pb::generate_request::Input::Messages(chat)), ..request() });
+        assert!(m.contains("the messages have 131080 bytes"), "roles count too: {m}");
     }
 }

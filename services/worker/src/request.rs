@@ -3,7 +3,7 @@
 //! step loop sends back.
 
 use reservoir_domain::{PriorityClass, TenantId};
-use reservoir_engine::{ChatMessage, Sampler, SamplingParams, Tokenizer};
+use reservoir_engine::{CacheSalt, ChatMessage, Sampler, SamplingParams, Tokenizer};
 
 use crate::backend::BackendInfo;
 use crate::error::WorkerError;
@@ -25,6 +25,8 @@ pub enum Input {
 pub struct GenerateSpec {
     pub request_id: String,
     pub tenant: TenantId,
+    /// Prefix-cache entries it may share: the tenant's own unless it opted in.
+    pub cache_salt: CacheSalt,
     pub class: PriorityClass,
     pub input: Input,
     /// `None`: `DEFAULT_MAX_TOKENS`, or what the context leaves.
@@ -42,6 +44,7 @@ pub struct GenerateSpec {
 pub struct Prepared {
     pub request_id: String,
     pub tenant: TenantId,
+    pub cache_salt: CacheSalt,
     pub class: PriorityClass,
     /// Prompt, then continued tokens.
     pub tokens: Vec<u32>,
@@ -140,6 +143,7 @@ pub fn prepare(spec: GenerateSpec, info: &BackendInfo, tokenizer: &Tokenizer) ->
     Ok(Prepared {
         request_id: spec.request_id,
         tenant: spec.tenant,
+        cache_salt: spec.cache_salt,
         class: spec.class,
         tokens,
         prompt_len,

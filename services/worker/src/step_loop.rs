@@ -419,7 +419,7 @@ impl<B: InferenceBackend> StepLoop<B> {
         if let Some(at) = queue.iter().position(|&q| q == id) {
             queue.remove(at);
         }
-        match self.backend.add_sequence(id, &s.p.tokens) {
+        match self.backend.add_sequence(id, &s.p.tokens, s.p.cache_salt) {
             Ok(cached) => {
                 s.computed = cached;
                 s.running = true;

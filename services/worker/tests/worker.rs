@@ -84,6 +84,36 @@ async fn greedy_stream_equals_the_engines_own_generation() {
     assert!(s.prefix_hit_rate > 0.0, "{s:?}");
 }
 
+/// The prefix cache is keyed by tenant: a tenant sending another's prompt
+/// right after it computes it afresh (`cached_prompt_tokens` 0, so it cannot
+/// learn that anyone sent it), while each tenant's own repeats are cached;
+/// requests that name the same `cache_salt` share one cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_prompt_tokens_never_come_from_another_tenant() {
+    let m = model();
+    let (mut client, _shutdown) = start(backend(&m, 16, 256), 16, 512).await;
+    let text = "thequickbrownfoxjumpsoverthelazydog";
+    let from = |tenant: &str, id: &str, salt: &str| pb::GenerateRequest {
+        tenant_id: tenant.into(),
+        cache_salt: salt.into(),
+        ..request(id, "spot", text, 4)
+    };
+    let cached = |o: &Outcome| o.usage().cached_prompt_tokens;
+
+    let a = generate(&mut client, from("acme", "a1", "")).await;
+    assert_eq!(cached(&a), 0);
+    let b = generate(&mut client, from("globex", "b1", "")).await;
+    assert_eq!(cached(&b), 0, "globex must not hit acme's cache");
+    assert_eq!(b.tokens, a.tokens, "computed afresh, the same tokens");
+    assert_eq!(cached(&generate(&mut client, from("acme", "a2", "")).await), 32, "acme's own prompt again");
+    assert_eq!(cached(&generate(&mut client, from("globex", "b2", "")).await), 32, "globex's own too");
+
+    // Opting into a shared cache: a salt of its own, shared by all who name it.
+    assert_eq!(cached(&generate(&mut client, from("acme", "a3", "public")).await), 0);
+    assert_eq!(cached(&generate(&mut client, from("initech", "c1", "public")).await), 32);
+    assert_eq!(cached(&generate(&mut client, from("initech", "c2", "")).await), 0, "initech's own is apart");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_reflection_are_served() {
     use tonic_health::pb::health_check_response::ServingStatus;

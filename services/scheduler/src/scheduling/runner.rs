@@ -175,6 +175,8 @@ fn generate_request(shared: &Shared, pending: &Pending, sent: &[u32]) -> pb::Gen
             super::tokenizers::PromptTokens::Counted(ids) => ids.clone(),
             super::tokenizers::PromptTokens::Estimated(_) => Vec::new(),
         },
+        // The tenant's own prefix cache (opting into a shared one is not offered yet).
+        cache_salt: String::new(),
     }
 }
 

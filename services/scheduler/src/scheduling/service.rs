@@ -68,6 +68,8 @@ impl SchedulerService for Scheduler {
         let Some(input) = request.input.as_ref() else {
             return Err(Status::invalid_argument("a prompt or messages are required"));
         };
+        // Before anything reads the text: its size bounds the work below.
+        super::tokenizers::check_input(input).map_err(Status::invalid_argument)?;
         let prompt_tokens = self.shared.tokenizers.prompt_tokens(model.as_str(), input).await;
         let how = if matches!(prompt_tokens, PromptTokens::Counted(_)) { "counted" } else { "estimated" };
         self.shared.metrics.prompt_tokens_at_admission.with_label_values(&[how]).inc();

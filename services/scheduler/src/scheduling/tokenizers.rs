@@ -3,19 +3,21 @@
 //! the contract's bucket for them. Until a model's tokenizer is known (no
 //! worker of it has answered yet), the count is estimated from the text's
 //! length; either way the worker's own count settles the bucket at the end.
+//!
+//! Tokenizing is the one thing admission does whose cost grows with the
+//! input, so the input is capped first (`check_input`, before anything else
+//! reads it) and tokenized off the async threads.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 
-use reservoir_engine::{ChatMessage, PreTokenizer, Tokenizer, TokenizerParts};
 use reservoir_proto::v1 as pb;
 use reservoir_proto::v1::worker_service_client::WorkerServiceClient;
 use reservoir_runtime::InternalChannel;
+use reservoir_tokenizer::{ChatMessage, PROMPT_BYTES_MAX, PreTokenizer, ROLES, Tokenizer, TokenizerParts};
 
 /// Characters per token assumed while a model's tokenizer is unknown.
 const CHARS_PER_TOKEN_ESTIMATE: u64 = 4;
-/// Prompts longer than this (bytes) are tokenized off the async threads.
-const INLINE_TOKENIZE_BYTES_MAX: usize = 4096;
 
 #[derive(Default)]
 pub struct Tokenizers {
@@ -97,15 +99,11 @@ impl Tokenizers {
     /// The request's prompt tokens: counted with the model's tokenizer (the
     /// worker's exact rule: chat template for messages, special tokens
     /// added), or estimated from its length while the tokenizer is unknown.
+    /// `input` must have passed `check_input`. Tokenizing always runs on the
+    /// blocking pool: even a capped prompt is milliseconds of CPU that would
+    /// otherwise hold up every other request on this async thread.
     pub async fn prompt_tokens(&self, model: &str, input: &pb::complete_request::Input) -> PromptTokens {
         let Some(tokenizer) = self.get(model) else { return PromptTokens::Estimated(estimate(input)) };
-        let bytes = match input {
-            pb::complete_request::Input::Prompt(p) => p.len(),
-            pb::complete_request::Input::Messages(m) => m.messages.iter().map(|t| t.content.len()).sum(),
-        };
-        if bytes <= INLINE_TOKENIZE_BYTES_MAX {
-            return PromptTokens::Counted(encode(&tokenizer, input));
-        }
         let (estimated, input) = (estimate(input), input.clone());
         match tokio::task::spawn_blocking(move || encode(&tokenizer, &input)).await {
             Ok(ids) => PromptTokens::Counted(ids),
@@ -114,12 +112,33 @@ impl Tokenizers {
     }
 }
 
+/// Refuses, before anything reads it, input whose tokenizing would cost more
+/// than any servable prompt: more than `PROMPT_BYTES_MAX` bytes of prompt,
+/// or of roles and contents together. Also roles the chat template does not
+/// know (the worker would refuse them; refusing here keeps them out of the
+/// tenant's bucket). The answer is the reason, for INVALID_ARGUMENT.
+pub fn check_input(input: &pb::complete_request::Input) -> Result<(), String> {
+    let bytes = match input {
+        pb::complete_request::Input::Prompt(p) => p.len(),
+        pb::complete_request::Input::Messages(m) => {
+            if let Some((i, turn)) = m.messages.iter().enumerate().find(|(_, t)| !ROLES.contains(&t.role.as_str())) {
+                return Err(format!("messages[{i}].role {:?} is not one of: {}", turn.role, ROLES.join(", ")));
+            }
+            m.messages.iter().map(|t| t.role.len() + t.content.len()).sum()
+        }
+    };
+    if bytes > PROMPT_BYTES_MAX {
+        return Err(format!("the prompt has {bytes} bytes; at most {PROMPT_BYTES_MAX} are accepted"));
+    }
+    Ok(())
+}
+
 fn encode(tokenizer: &Tokenizer, input: &pb::complete_request::Input) -> Vec<u32> {
     match input {
         pb::complete_request::Input::Prompt(p) => tokenizer.encode(p, true),
         pb::complete_request::Input::Messages(m) => {
             let turns: Vec<ChatMessage> = m.messages.iter().map(|t| ChatMessage::new(&t.role, &t.content)).collect();
-            reservoir_engine::chat_prompt(tokenizer, &turns)
+            reservoir_tokenizer::chat_prompt(tokenizer, &turns)
         }
     }
 }
@@ -130,4 +149,40 @@ fn estimate(input: &pb::complete_request::Input) -> u64 {
         pb::complete_request::Input::Messages(m) => m.messages.iter().map(|t| t.content.chars().count() + 8).sum(),
     };
     u64::try_from(chars).unwrap_or(u64::MAX).div_ceil(CHARS_PER_TOKEN_ESTIMATE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prompt(text: String) -> pb::complete_request::Input {
+        pb::complete_request::Input::Prompt(text)
+    }
+
+    fn chat(turns: &[(&str, String)]) -> pb::complete_request::Input {
+        let messages = turns.iter().map(|(r, c)| pb::ChatTurn { role: r.to_string(), content: c.clone() }).collect();
+        pb::complete_request::Input::Messages(pb::ChatInput { messages })
+    }
+
+    #[test]
+    fn input_over_the_byte_cap_is_refused_before_tokenizing() {
+        assert_eq!(check_input(&prompt("a".repeat(PROMPT_BYTES_MAX))), Ok(()));
+        let refused = check_input(&prompt("a".repeat(256 * 1024))).expect_err("256 KiB");
+        assert!(refused.contains("262144 bytes"), "{refused}");
+        // Messages count roles and contents together.
+        let half = "a".repeat(PROMPT_BYTES_MAX / 2);
+        assert!(check_input(&chat(&[("user", half.clone()), ("assistant", half.clone())])).is_err());
+        assert_eq!(check_input(&chat(&[("user", half[4..].to_string()), ("user", half[4..].to_string())])), Ok(()));
+    }
+
+    #[test]
+    fn unknown_roles_are_refused() {
+        let refused = check_input(&chat(&[("user<|im_end|>", "x".into())])).expect_err("role");
+        assert!(refused.contains("messages[0].role"), "{refused}");
+        assert!(check_input(&chat(&[("system", "s".into()), ("robot", "x".into())])).is_err());
+        assert_eq!(
+            check_input(&chat(&[("system", "s".into()), ("user", "u".into()), ("assistant", "a".into())])),
+            Ok(())
+        );
+    }
 }

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use reservoir_engine::test_support::{TinySpec, tiny_model};
 use reservoir_engine::{
-    Engine, EngineConfig, EngineError, EngineStats, Model, SamplingParams, SeqId, StepBatch, StepOutput, Tokenizer,
+    CacheSalt, Engine, EngineConfig, EngineError, EngineStats, Model, SamplingParams, SeqId, StepBatch, StepOutput,
+    Tokenizer,
 };
 use reservoir_proto::v1 as pb;
 use reservoir_proto::v1::worker_service_client::WorkerServiceClient;
@@ -71,6 +72,7 @@ pub fn request(id: &str, class: &str, prompt: &str, max_tokens: u32) -> pb::Gene
         params: Some(pb::GenerationParams { max_tokens, ..Default::default() }),
         continue_from_token_ids: vec![],
         prompt_token_ids: vec![],
+        cache_salt: String::new(),
     }
 }
 
@@ -232,12 +234,12 @@ impl<B: InferenceBackend> InferenceBackend for Gated<B> {
     fn tokenizer(&self) -> Arc<Tokenizer> {
         self.inner.tokenizer()
     }
-    fn add_sequence(&mut self, id: SeqId, tokens: &[u32]) -> Result<usize, EngineError> {
+    fn add_sequence(&mut self, id: SeqId, tokens: &[u32], salt: CacheSalt) -> Result<usize, EngineError> {
         let mut s = self.gate.state.lock().unwrap();
         s.log.push((true, id));
         s.tokens.entry(id).or_insert_with(|| tokens.to_vec());
         drop(s);
-        self.inner.add_sequence(id, tokens)
+        self.inner.add_sequence(id, tokens, salt)
     }
     fn remove_sequence(&mut self, id: SeqId) -> Result<(), EngineError> {
         self.gate.state.lock().unwrap().log.push((false, id));

@@ -2,9 +2,13 @@
 //! text that became final with it, so that streamed pieces concatenated
 //! equal the decoded completion. Bytes of a character split across tokens
 //! wait for the rest; text that could be the start of a stop string is held
-//! back until it cannot be. `Generation` and the worker both stream through it.
+//! back until it cannot be. The engine's `Generation` and the worker both
+//! stream through it.
 
-use crate::sampler::find_stop;
+/// Finds the earliest stop string in `text`; returns the byte offset where it starts.
+pub fn find_stop(text: &str, stops: &[String]) -> Option<usize> {
+    stops.iter().filter(|s| !s.is_empty()).filter_map(|s| text.find(s.as_str())).min()
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct TextStream {
