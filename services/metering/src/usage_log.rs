@@ -13,6 +13,7 @@
 //! Bounds: the spool's queue bounds what waits in memory; a backlog (the
 //! database down for hours) lives on disk and is read back batch by batch.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,11 +28,13 @@ use rust_decimal::Decimal;
 use tokio::task::JoinHandle;
 
 use crate::convert::{outcome_to_pb, record_to_pb};
-use crate::spool::{Entry, EntryKind, Spool, SpoolConfig};
+use crate::spool::{Entry, EntryKind, Position, Reader, Spool, SpoolConfig};
 
 /// Records one RecordUsage call carries at most.
-const FORWARD_BATCH_MAX: usize = 1_000;
-const FORWARD_BATCH_BYTES_MAX: usize = 4 << 20;
+const FORWARD_BATCH_MAX: usize = 5_000;
+const FORWARD_BATCH_BYTES_MAX: usize = 8 << 20;
+/// Batches at metering at once.
+const SHIPMENTS_IN_FLIGHT: usize = 2;
 /// Back-off between failed calls: doubling from the first to the last.
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_LAST: Duration = Duration::from_secs(5);
@@ -153,9 +156,12 @@ impl UsageLog {
 }
 
 /// Ships spooled records in order until shutdown (then drains, bounded).
+/// Up to `SHIPMENTS_IN_FLIGHT` batches are at metering at once (the database
+/// works on one while the next is read and sent); the spool is acknowledged
+/// in order, as each batch and all before it are answered.
 async fn forward(
     spool: Spool,
-    mut metering: MeteringServiceClient<InternalChannel>,
+    metering: MeteringServiceClient<InternalChannel>,
     metrics: Arc<Metrics>,
     shutdown: Shutdown,
 ) {
@@ -171,35 +177,47 @@ async fn forward(
         tokio::time::sleep(SHUTDOWN_DRAIN).await;
     };
     tokio::pin!(drain_deadline);
+    let mut in_flight: VecDeque<(Position, JoinHandle<()>)> = VecDeque::with_capacity(SHIPMENTS_IN_FLIGHT);
     let work = async {
         loop {
             let stats = spool.stats();
             metrics.spool_bytes.set(i64::try_from(stats.bytes_on_disk).unwrap_or(i64::MAX));
             metrics.spool_open_requests.set(i64::try_from(stats.open_begins).unwrap_or(i64::MAX));
+            if in_flight.len() >= SHIPMENTS_IN_FLIGHT {
+                settle_oldest(&mut in_flight, &reader).await;
+            }
             // After shutdown, a batch that does not come within a moment
             // means everything spooled is shipped.
+            let next = reader.next_batch(FORWARD_BATCH_MAX, FORWARD_BATCH_BYTES_MAX);
             let batch = if shutdown.is_triggered() {
-                match tokio::time::timeout(
-                    CAUGHT_UP_AFTER,
-                    reader.next_batch(FORWARD_BATCH_MAX, FORWARD_BATCH_BYTES_MAX),
-                )
-                .await
-                {
+                match tokio::time::timeout(CAUGHT_UP_AFTER, next).await {
                     Ok(batch) => batch,
-                    Err(_) => return,
+                    Err(_) => break,
+                }
+            } else if let Some((_, oldest)) = in_flight.front_mut() {
+                // Acknowledge answered batches while waiting for new records.
+                tokio::select! {
+                    batch = next => batch,
+                    _ = oldest => {
+                        if let Some((upto, _)) = in_flight.pop_front() {
+                            acknowledge(&reader, upto);
+                        }
+                        continue;
+                    }
+                    _ = shutdown.wait() => continue,
                 }
             } else {
                 tokio::select! {
-                    batch = reader.next_batch(FORWARD_BATCH_MAX, FORWARD_BATCH_BYTES_MAX) => batch,
+                    batch = next => batch,
                     _ = shutdown.wait() => continue,
                 }
             };
             let batch = match batch {
-                Ok(b) if b.is_empty() => return, // the spool closed
+                Ok(b) if b.is_empty() => break, // the spool closed
                 Ok(b) => b,
                 Err(e) => {
                     tracing::error!(error = %e, "reading the usage spool failed; records stay in it");
-                    return;
+                    break;
                 }
             };
             let Some(upto) = batch.last().map(|(p, _)| *p) else { continue };
@@ -215,12 +233,11 @@ async fn forward(
                     }
                 })
                 .collect();
-            if !records.is_empty() {
-                ship(&mut metering, records, &metrics).await;
-            }
-            if let Err(e) = reader.ack(upto) {
-                tracing::warn!(error = %e, "trimming the usage spool failed");
-            }
+            let (mut client, metrics) = (metering.clone(), metrics.clone());
+            in_flight.push_back((upto, tokio::spawn(async move { ship(&mut client, records, &metrics).await })));
+        }
+        while !in_flight.is_empty() {
+            settle_oldest(&mut in_flight, &reader).await;
         }
     };
     tokio::select! {
@@ -228,6 +245,23 @@ async fn forward(
         _ = &mut drain_deadline => {
             tracing::warn!(bytes = spool.stats().bytes_on_disk, "usage records left in the spool at shutdown; shipped at the next start");
         }
+    }
+}
+
+/// Waits for the oldest shipment and acknowledges the spool up to it.
+async fn settle_oldest(in_flight: &mut VecDeque<(Position, JoinHandle<()>)>, reader: &Reader) {
+    // `ship` retries until answered and never panics; a shipment that did
+    // not finish leaves its records unacknowledged, in the spool.
+    if let Some((upto, shipment)) = in_flight.pop_front()
+        && shipment.await.is_ok()
+    {
+        acknowledge(reader, upto);
+    }
+}
+
+fn acknowledge(reader: &Reader, upto: Position) {
+    if let Err(e) = reader.ack(upto) {
+        tracing::warn!(error = %e, "trimming the usage spool failed");
     }
 }
 

@@ -128,17 +128,25 @@ async fn produce(
     Ok((waits.len() as u64, waits))
 }
 
-async fn stored(pool: &sqlx::PgPool) -> anyhow::Result<u64> {
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM metering.usage_records").fetch_one(pool).await?;
-    Ok(u64::try_from(n).unwrap_or(0))
+/// Records metering answered as stored, from the forwarder's own counter
+/// (polling `count(*)` would load the database being measured).
+fn stored(registry: &prometheus::Registry) -> u64 {
+    registry
+        .gather()
+        .iter()
+        .filter(|family| family.name() == "usage_records_forwarded_total")
+        .flat_map(|family| family.get_metric())
+        .filter(|m| m.get_label().iter().any(|l| l.name() == "status" && l.value() == "stored"))
+        .map(|m| m.get_counter().get_value() as u64)
+        .sum()
 }
 
 /// Waits until `target` records are stored; answers when.
-async fn until_stored(pool: &sqlx::PgPool, target: u64) -> anyhow::Result<Instant> {
+async fn until_stored(registry: &prometheus::Registry, target: u64) -> anyhow::Result<Instant> {
     let deadline = Instant::now() + Duration::from_secs(600);
-    while stored(pool).await? < target {
+    while stored(registry) < target {
         anyhow::ensure!(Instant::now() < deadline, "records not stored within 10 minutes");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     Ok(Instant::now())
 }
@@ -194,7 +202,7 @@ async fn measure(pool: &sqlx::PgPool, args: &Args, phase: Duration, backlog: u64
     let rss_backlog_kib = rss_kib();
     let served = tokio::spawn(metering.run_until_stopped(shutdown.clone()));
     let drain_start = Instant::now();
-    let drained_at = until_stored(pool, spooled).await?;
+    let drained_at = until_stored(&registry, spooled).await?;
     stop.store(true, Ordering::Relaxed);
     let backlog_peak_kib = sampler.await?;
     let drain_s = drained_at.duration_since(drain_start).as_secs_f64();
@@ -208,13 +216,13 @@ async fn measure(pool: &sqlx::PgPool, args: &Args, phase: Duration, backlog: u64
     );
 
     // Steady state, metering up.
-    let before = stored(pool).await?;
+    let before = stored(&registry);
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = sample_peak(stop.clone());
     let start = Instant::now();
     let (appended, mut waits) = produce(&log, args.concurrency, start + phase, u64::MAX).await?;
     let appended_s = start.elapsed().as_secs_f64();
-    let done = until_stored(pool, before + appended).await?;
+    let done = until_stored(&registry, before + appended).await?;
     stop.store(true, Ordering::Relaxed);
     let steady_peak_kib = sampler.await?;
     let total_s = done.duration_since(start).as_secs_f64();
@@ -233,6 +241,12 @@ async fn measure(pool: &sqlx::PgPool, args: &Args, phase: Duration, backlog: u64
     let _ = forwarder.await;
     let _ = served.await;
     let _ = std::fs::remove_dir_all(&spool);
+    let in_db: i64 = sqlx::query_scalar("SELECT count(*) FROM metering.usage_records").fetch_one(pool).await?;
+    anyhow::ensure!(
+        u64::try_from(in_db).unwrap_or(0) == spooled + appended,
+        "stored {in_db} of {} records",
+        spooled + appended
+    );
     println!(
         "{}",
         serde_json::json!({
