@@ -14,6 +14,7 @@ pub mod v1 {
 }
 
 pub mod enums;
+pub mod pricing;
 
 /// The descriptor set of every Reservoir proto, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/reservoir_descriptor.bin"));

@@ -261,8 +261,8 @@ async fn reserve(p: &mut Platform, tenant: &str, rate_tokens_per_s: u32, allow_b
         tenant_id: tenant.into(),
         model: MODEL.into(),
         rate_tokens_per_s,
-        tier: "standard".into(),
-        term: "hourly".into(),
+        tier: pb::Tier::Standard.into(),
+        term: pb::Term::Hourly.into(),
         starts_at: None,
         ends_at: None,
     };
