@@ -1,11 +1,20 @@
 //! Generated gRPC types and stubs. Proto types stop at the service edge:
 //! services convert them to domain types with `TryFrom` right away.
+//!
+//! The conversions that several services need (closed vocabularies, the
+//! typed quote and catalog) live here once, so that every edge reads the
+//! wire the same way and refuses the same values with the same message.
 
-#![allow(clippy::all, clippy::pedantic)]
+// In tests a failed unwrap is a failed test, with the value in the message.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
+#[allow(clippy::all, clippy::pedantic)]
 pub mod v1 {
     tonic::include_proto!("reservoir.v1");
 }
+
+pub mod enums;
+pub mod pricing;
 
 /// The descriptor set of every Reservoir proto, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/reservoir_descriptor.bin"));

@@ -33,13 +33,8 @@ pub fn optional<T: std::str::FromStr<Err = reservoir_domain::DomainError>>(s: &s
 /// A non-negative decimal written plainly: digits, optionally a point and
 /// more digits (no sign, exponent or spaces), as the API documents.
 pub fn decimal(field: &str, s: &str) -> Result<Decimal> {
-    let invalid = || ContractsError::Invalid(format!("{field} must be a decimal number such as \"0.25\""));
-    let (whole, fraction) = s.split_once('.').unwrap_or((s, "0"));
-    let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
-    if !digits(whole) || !digits(fraction) {
-        return Err(invalid());
-    }
-    s.parse::<Decimal>().map_err(|_| invalid())
+    reservoir_proto::pricing::plain_decimal(s)
+        .ok_or_else(|| ContractsError::Invalid(format!("{field} must be a decimal number such as \"0.25\"")))
 }
 
 /// `None` and (proto3's "not given") the empty string are both absent.
@@ -76,13 +71,13 @@ impl From<Model> for pb::Model {
 
 pub fn reservation(r: Reservation, now: DateTime<Utc>) -> pb::Reservation {
     pb::Reservation {
-        status: r.status(now).to_string(),
+        status: pb::ReservationStatus::from(r.status(now)).into(),
         id: r.id.to_string(),
         tenant_id: r.tenant.to_string(),
         model: r.model.to_string(),
         rate_tokens_per_s: r.rate_tokens_per_s,
-        tier: r.tier.to_string(),
-        term: r.term.to_string(),
+        tier: pb::Tier::from(r.tier).into(),
+        term: pb::Term::from(r.term).into(),
         starts_at: Some(timestamp(r.starts_at)),
         ends_at: r.ends_at.map(timestamp),
         catalog_version: r.catalog_version,

@@ -3,6 +3,7 @@
 use chrono::{Duration, Utc};
 use reservoir_domain::capacity::reserved_steps;
 use reservoir_domain::{Currency, ModelId, TenantId, TimeRange};
+use reservoir_proto::enums::{status_from_pb, term_from_pb, tier_from_pb, unless_unspecified};
 use reservoir_proto::v1 as pb;
 use reservoir_proto::v1::contract_service_server::ContractService;
 use sqlx::PgPool;
@@ -33,8 +34,8 @@ fn order(r: Option<&pb::QuoteRequest>) -> Result<NewReservation, ContractsError>
         tenant: parse(&r.tenant_id)?,
         model: parse(&r.model)?,
         rate_tokens_per_s: r.rate_tokens_per_s,
-        tier: parse(&r.tier)?,
-        term: parse(&r.term)?,
+        tier: tier_from_pb("tier", r.tier)?,
+        term: term_from_pb("term", r.term)?,
         starts_at: optional_instant("starts_at", r.starts_at.as_ref())?,
         ends_at: optional_instant("ends_at", r.ends_at.as_ref())?,
         allow_burst: None,
@@ -98,14 +99,14 @@ impl ContractService for Contracts {
     async fn get_catalog(&self, req: Request<pb::GetCatalogRequest>) -> Reply<pb::Catalog> {
         let version = Some(req.get_ref().version).filter(|v| *v != 0);
         let mut conn = self.pool.acquire().await.map_err(ContractsError::from)?;
-        Ok(Response::new(catalog_reply(catalog::get(&mut conn, version).await?)?))
+        Ok(Response::new(catalog_reply(catalog::get(&mut conn, version).await?)))
     }
 
     async fn publish_catalog(&self, req: Request<pb::PublishCatalogRequest>) -> Reply<pb::Catalog> {
         let r = req.get_ref();
-        let document: reservoir_pricing::Catalog = serde_json::from_str(&r.document_json)
-            .map_err(|e| ContractsError::Invalid(format!("catalog document: {e}")))?;
-        Ok(Response::new(catalog_reply(catalog::publish(&self.pool, document, &r.published_by).await?)?))
+        let document = r.document.clone().ok_or_else(|| ContractsError::Invalid("document is required".into()))?;
+        let document = reservoir_pricing::Catalog::try_from(document).map_err(ContractsError::from)?;
+        Ok(Response::new(catalog_reply(catalog::publish(&self.pool, document, &r.published_by).await?)))
     }
 
     async fn quote(&self, req: Request<pb::QuoteRequest>) -> Reply<pb::QuoteResponse> {
@@ -115,8 +116,7 @@ impl ContractService for Contracts {
         // Quoting an unknown model is a 404, as reserving it would be.
         models::get_with(&mut conn, &wanted.model, false).await?;
         let quote = reservations::quote(&mut conn, &wanted, Utc::now()).await?;
-        let quote_json = serde_json::to_string(&quote).map_err(|e| ContractsError::Internal(format!("quote: {e}")))?;
-        Ok(Response::new(pb::QuoteResponse { quote_json, catalog_version: quote.catalog_version }))
+        Ok(Response::new(pb::QuoteResponse { quote: Some((&quote).into()) }))
     }
 
     async fn create_reservation(&self, req: Request<pb::CreateReservationRequest>) -> Reply<pb::Reservation> {
@@ -146,7 +146,7 @@ impl ContractService for Contracts {
         let filter = ListFilter {
             tenant: optional(&r.tenant_id)?,
             model: optional(&r.model)?,
-            status: optional(&r.status)?,
+            status: unless_unspecified("status", r.status, status_from_pb).map_err(ContractsError::from)?,
             active_at: optional_instant("active_at", r.active_at.as_ref())?,
             limit: Some(r.limit).filter(|l| *l > 0),
         };
@@ -207,12 +207,11 @@ impl ContractService for Contracts {
     }
 }
 
-fn catalog_reply(v: catalog::CatalogVersion) -> Result<pb::Catalog, ContractsError> {
-    Ok(pb::Catalog {
+fn catalog_reply(v: catalog::CatalogVersion) -> pb::Catalog {
+    pb::Catalog {
         version: v.catalog.version,
-        document_json: serde_json::to_string(&v.catalog)
-            .map_err(|e| ContractsError::Internal(format!("catalog to JSON: {e}")))?,
+        document: Some((&v.catalog).into()),
         created_at: Some(convert::timestamp(v.created_at)),
         created_by: v.created_by,
-    })
+    }
 }

@@ -3,7 +3,8 @@
 //! that a typo is an error rather than a silently ignored setting.
 
 use chrono::{DateTime, Utc};
-use reservoir_domain::{Money, ReservationStatus, Term, Tier};
+use reservoir_domain::{DomainError, Money, ReservationStatus, Term, Tier};
+use reservoir_proto::enums::{status_from_pb, term_from_pb, tier_from_pb};
 use reservoir_proto::time::instant;
 use reservoir_proto::v1 as pb;
 use serde::{Deserialize, Serialize};
@@ -103,9 +104,18 @@ pub fn non_empty(field: &str, value: Option<String>) -> Result<String, ApiError>
     Ok(present(field, value)?.unwrap_or_default())
 }
 
-fn missing(field: &str) -> ApiError {
+pub fn missing(field: &str) -> ApiError {
     tracing::error!(field, "a service answered without a required field");
     ApiError::internal()
+}
+
+/// A service's answer the gateway cannot read is the platform's fault, not
+/// the caller's: logged with its cause, answered 500 without it.
+pub fn answered<T>(field: &str, value: Result<T, DomainError>) -> Result<T, ApiError> {
+    value.map_err(|e| {
+        tracing::error!(field, error = %e, "a service answered a value the gateway cannot read");
+        ApiError::internal()
+    })
 }
 
 fn parse_stored<T: std::str::FromStr>(field: &str, s: &str) -> Result<T, ApiError> {
@@ -126,11 +136,11 @@ impl TryFrom<pb::Reservation> for Reservation {
             tenant: r.tenant_id,
             model: r.model,
             rate: r.rate_tokens_per_s,
-            tier: parse_stored("tier", &r.tier)?,
-            term: parse_stored("term", &r.term)?,
+            tier: answered("tier", tier_from_pb("tier", r.tier))?,
+            term: answered("term", term_from_pb("term", r.term))?,
             starts_at: r.starts_at.as_ref().and_then(instant).ok_or_else(|| missing("starts_at"))?,
             ends_at: r.ends_at.as_ref().and_then(instant),
-            status: parse_stored("status", &r.status)?,
+            status: answered("status", status_from_pb("status", r.status))?,
             allow_burst: r.allow_burst,
             price: Price {
                 per_hour: money("price_per_hour", &r.price_per_hour, currency)?,
@@ -233,11 +243,12 @@ pub struct CatalogVersion {
 impl TryFrom<pb::Catalog> for CatalogVersion {
     type Error = ApiError;
     fn try_from(c: pb::Catalog) -> Result<Self, ApiError> {
+        let document = c.document.ok_or_else(|| missing("document"))?;
         Ok(CatalogVersion {
             version: c.version,
             created_at: c.created_at.as_ref().and_then(instant).ok_or_else(|| missing("created_at"))?,
             created_by: c.created_by,
-            catalog: serde_json::from_str(&c.document_json).map_err(|_| missing("document_json"))?,
+            catalog: answered("document", document.try_into())?,
         })
     }
 }

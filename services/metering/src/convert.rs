@@ -2,52 +2,13 @@
 //! `UsageRecord` (validated once, here) and back.
 
 use chrono::{DateTime, Utc};
-use reservoir_domain::{Outcome, PriorityClass, UsageRecord};
+use reservoir_domain::UsageRecord;
+use reservoir_proto::enums::{class_from_pb, outcome_from_pb};
 use reservoir_proto::time::{instant, timestamp};
 use reservoir_proto::v1 as pb;
 use rust_decimal::Decimal;
 
 use crate::error::MeteringError;
-
-pub fn class_from_pb(value: i32) -> Result<PriorityClass, MeteringError> {
-    match pb::PriorityClass::try_from(value) {
-        Ok(pb::PriorityClass::Reserved) => Ok(PriorityClass::Reserved),
-        Ok(pb::PriorityClass::Burst) => Ok(PriorityClass::Burst),
-        Ok(pb::PriorityClass::Spot) => Ok(PriorityClass::Spot),
-        _ => Err(MeteringError::Invalid("class must be reserved, burst or spot".into())),
-    }
-}
-
-pub fn class_to_pb(class: PriorityClass) -> pb::PriorityClass {
-    match class {
-        PriorityClass::Reserved => pb::PriorityClass::Reserved,
-        PriorityClass::Burst => pb::PriorityClass::Burst,
-        PriorityClass::Spot => pb::PriorityClass::Spot,
-    }
-}
-
-pub fn outcome_from_pb(value: i32) -> Result<Outcome, MeteringError> {
-    match pb::Outcome::try_from(value) {
-        Ok(pb::Outcome::Ok) => Ok(Outcome::Ok),
-        Ok(pb::Outcome::Shed) => Ok(Outcome::Shed),
-        Ok(pb::Outcome::ClientCancelled) => Ok(Outcome::ClientCancelled),
-        Ok(pb::Outcome::PlatformError) => Ok(Outcome::PlatformError),
-        Ok(pb::Outcome::Interrupted) => Ok(Outcome::Interrupted),
-        _ => Err(MeteringError::Invalid(
-            "outcome must be ok, shed, client_cancelled, platform_error or interrupted".into(),
-        )),
-    }
-}
-
-pub fn outcome_to_pb(outcome: Outcome) -> pb::Outcome {
-    match outcome {
-        Outcome::Ok => pb::Outcome::Ok,
-        Outcome::Shed => pb::Outcome::Shed,
-        Outcome::ClientCancelled => pb::Outcome::ClientCancelled,
-        Outcome::PlatformError => pb::Outcome::PlatformError,
-        Outcome::Interrupted => pb::Outcome::Interrupted,
-    }
-}
 
 fn required_instant(field: &str, t: Option<&prost_types::Timestamp>) -> Result<DateTime<Utc>, MeteringError> {
     t.and_then(instant)
@@ -72,8 +33,8 @@ pub fn record_from_pb(r: &pb::UsageRecord) -> Result<UsageRecord, MeteringError>
             tenant: r.tenant_id.parse().map_err(|e| invalid(format!("{e}")))?,
             contract,
             model: r.model.parse().map_err(|e| invalid(format!("{e}")))?,
-            class: class_from_pb(r.class)?,
-            outcome: outcome_from_pb(r.outcome)?,
+            class: class_from_pb("class", r.class).map_err(|e| invalid(e.to_string()))?,
+            outcome: outcome_from_pb("outcome", r.outcome).map_err(|e| invalid(e.to_string()))?,
             prompt_tokens: r.prompt_tokens,
             cached_prompt_tokens: r.cached_prompt_tokens,
             completion_tokens: r.completion_tokens,
@@ -99,8 +60,8 @@ pub fn record_to_pb(r: &UsageRecord) -> pb::UsageRecord {
         tenant_id: r.tenant.to_string(),
         contract_id: r.contract.map(|c| c.to_string()).unwrap_or_default(),
         model: r.model.to_string(),
-        class: class_to_pb(r.class).into(),
-        outcome: outcome_to_pb(r.outcome).into(),
+        class: pb::PriorityClass::from(r.class).into(),
+        outcome: pb::Outcome::from(r.outcome).into(),
         prompt_tokens: r.prompt_tokens,
         cached_prompt_tokens: r.cached_prompt_tokens,
         completion_tokens: r.completion_tokens,
@@ -119,6 +80,8 @@ pub fn record_to_pb(r: &UsageRecord) -> pb::UsageRecord {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use reservoir_domain::{Outcome, PriorityClass};
+
     use super::*;
 
     fn sample() -> UsageRecord {

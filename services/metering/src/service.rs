@@ -2,14 +2,14 @@
 
 use chrono::{DateTime, Utc};
 use prost::Message;
-use reservoir_domain::UsageRecord;
+use reservoir_domain::{PriorityClass, UsageRecord};
 use reservoir_proto::time::{instant, timestamp};
 use reservoir_proto::v1 as pb;
 use reservoir_proto::v1::metering_service_server::MeteringService;
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 
-use crate::convert::{class_to_pb, record_from_pb};
+use crate::convert::record_from_pb;
 use crate::error::MeteringError;
 use crate::store::{self, Stored, TtftTarget};
 
@@ -98,7 +98,11 @@ impl MeteringService for Metering {
             .await?
             .into_iter()
             .map(|t| {
-                let class = t.class.parse().map(class_to_pb).unwrap_or(pb::PriorityClass::Unspecified);
+                let class = t
+                    .class
+                    .parse::<PriorityClass>()
+                    .map(pb::PriorityClass::from)
+                    .unwrap_or(pb::PriorityClass::Unspecified);
                 pb::UsageTotal {
                     tenant_id: t.tenant_id,
                     contract_id: t.contract_id.map(|c| c.to_string()).unwrap_or_default(),

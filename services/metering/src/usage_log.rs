@@ -27,7 +27,7 @@ use reservoir_runtime::{InternalChannel, Shutdown};
 use rust_decimal::Decimal;
 use tokio::task::JoinHandle;
 
-use crate::convert::{outcome_to_pb, record_to_pb};
+use crate::convert::record_to_pb;
 use crate::spool::{Entry, EntryKind, Position, Reader, Spool, SpoolConfig};
 
 /// Records one RecordUsage call carries at most.
@@ -116,7 +116,7 @@ pub async fn open(
     for begin in recovery.open_begins {
         match pb::UsageRecord::decode(begin.payload.as_slice()) {
             Ok(mut record) => {
-                record.outcome = outcome_to_pb(Outcome::Interrupted).into();
+                record.outcome = pb::Outcome::from(Outcome::Interrupted).into();
                 log.append_finish(&begin.key, record).await?;
             }
             Err(e) => {

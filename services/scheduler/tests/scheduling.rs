@@ -213,15 +213,15 @@ async fn requests_are_classified_streamed_exactly_and_metered_once(pool: PgPool)
 
     // No contract: spot, and the engine's own greedy tokens.
     let spot = complete(&mut p, request("r-spot", "walk-in", "hello there", 12)).await.expect("spot");
-    assert_eq!(spot.admitted.class, "spot");
+    assert_eq!(spot.admitted.class(), pb::PriorityClass::Spot);
     assert_eq!(spot.tokens, reference(&model, "hello there", 12));
-    assert_eq!(spot.finish.finish_reason, "length");
+    assert_eq!(spot.finish.finish_reason(), pb::FinishReason::Length);
     assert_eq!(usage_row(&pool, "r-spot").await, ("spot".into(), None, 12, "ok".into()));
 
     // A contract holder within its rate: reserved, under its contract.
     let contract = reserve(&mut p, "acme", 5, true).await;
     let reserved = complete(&mut p, request("r-res", "acme", "hello there", 12)).await.expect("reserved");
-    assert_eq!(reserved.admitted.class, "reserved");
+    assert_eq!(reserved.admitted.class(), pb::PriorityClass::Reserved);
     assert_eq!(reserved.admitted.contract_id, contract.to_string());
     assert_eq!(reserved.tokens, spot.tokens);
     assert_eq!(usage_row(&pool, "r-res").await, ("reserved".into(), Some(contract), 12, "ok".into()));
@@ -230,16 +230,16 @@ async fn requests_are_classified_streamed_exactly_and_metered_once(pool: PgPool)
     // A request larger than that is still reserved while tokens are left,
     // and puts the contract about 57 tokens (11 s) in debt...
     let large = complete(&mut p, request("r-large", "acme", "hello there", 60)).await.expect("reserved");
-    assert_eq!(large.admitted.class, "reserved");
+    assert_eq!(large.admitted.class(), pb::PriorityClass::Reserved);
     // ...so the next one is over its rate: burst, billed on demand.
     let over = complete(&mut p, request("r-burst", "acme", "hello there", 4)).await.expect("burst");
-    assert_eq!(over.admitted.class, "burst");
+    assert_eq!(over.admitted.class(), pb::PriorityClass::Burst);
 
     // Asking for flex is spot even with a contract.
     let flex = complete(&mut p, pb::CompleteRequest { wants_spot: true, ..request("r-flex", "acme", "hi", 4) })
         .await
         .expect("flex");
-    assert_eq!(flex.admitted.class, "spot");
+    assert_eq!(flex.admitted.class(), pb::PriorityClass::Spot);
 
     // What the worker refuses reaches the client as is, and the worker stays in service.
     let too_long = complete(&mut p, request("r-long", "walk-in", "abc", 100_000)).await.err().expect("refused");
@@ -261,8 +261,8 @@ async fn reserve(p: &mut Platform, tenant: &str, rate_tokens_per_s: u32, allow_b
         tenant_id: tenant.into(),
         model: MODEL.into(),
         rate_tokens_per_s,
-        tier: "standard".into(),
-        term: "hourly".into(),
+        tier: pb::Tier::Standard.into(),
+        term: pb::Term::Hourly.into(),
         starts_at: None,
         ends_at: None,
     };
@@ -294,16 +294,28 @@ async fn a_tenant_with_two_contracts_gets_the_sum_of_their_rates(pool: PgPool) {
     let first = complete(&mut p, request("d1", "duo", "abc", 38)).await.expect("first");
     let second = complete(&mut p, request("d2", "duo", "abc", 38)).await.expect("second");
     let third = complete(&mut p, request("d3", "duo", "abc", 38)).await.expect("third");
-    let served = |s: &Streamed| (s.admitted.class.clone(), s.admitted.contract_id.clone());
-    assert_eq!(served(&first), ("reserved".into(), bigger.to_string()), "the larger contract's bucket is tried first");
-    assert_eq!(served(&second), ("reserved".into(), smaller.to_string()), "the second contract adds its rate");
-    assert_eq!(served(&third), ("burst".into(), smaller.to_string()), "over both: burst, under the one that allows it");
+    let served = |s: &Streamed| (s.admitted.class(), s.admitted.contract_id.clone());
+    assert_eq!(
+        served(&first),
+        (pb::PriorityClass::Reserved, bigger.to_string()),
+        "the larger contract's bucket is tried first"
+    );
+    assert_eq!(
+        served(&second),
+        (pb::PriorityClass::Reserved, smaller.to_string()),
+        "the second contract adds its rate"
+    );
+    assert_eq!(
+        served(&third),
+        (pb::PriorityClass::Burst, smaller.to_string()),
+        "over both: burst, under the one that allows it"
+    );
     assert_eq!(usage_row(&pool, "d1").await.1, Some(bigger), "each contract's usage is its own for the SLA");
     assert_eq!(usage_row(&pool, "d2").await.1, Some(smaller));
     let flex = complete(&mut p, pb::CompleteRequest { wants_spot: true, ..request("d4", "duo", "abc", 2) })
         .await
         .expect("flex");
-    assert_eq!(served(&flex), ("spot".into(), String::new()), "spot is served under no contract");
+    assert_eq!(served(&flex), (pb::PriorityClass::Spot, String::new()), "spot is served under no contract");
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -321,9 +333,9 @@ async fn admission_counts_prompt_tokens_with_the_workers_tokenizer(pool: PgPool)
     // characters a token: 25 + 8 = 33), 7 tokens would be left and the next
     // request would be reserved too.
     let large = complete(&mut p, request("c1", "counted", &"ab".repeat(200), 8)).await.expect("served");
-    assert_eq!(large.admitted.class, "reserved");
+    assert_eq!(large.admitted.class(), pb::PriorityClass::Reserved);
     let next = complete(&mut p, request("c2", "counted", "ab", 8)).await.expect("served");
-    assert_eq!(next.admitted.class, "burst");
+    assert_eq!(next.admitted.class(), pb::PriorityClass::Burst);
     let metrics = reqwest::get(&p.metrics_url).await.expect("metrics").text().await.expect("text");
     assert!(metrics.contains(r#"reservoir_scheduler_prompt_tokens_at_admission_total{how="counted"} 2"#), "{metrics}");
 }

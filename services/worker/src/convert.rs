@@ -6,10 +6,11 @@ use reservoir_domain::{PriorityClass, TenantId};
 // The chat template's roles: any other is refused here, before tokenizing.
 use reservoir_engine::tokenizer::ROLES;
 use reservoir_engine::{CacheSalt, ChatMessage, SamplingParams, Tokenizer};
+use reservoir_proto::enums::class_from_pb;
 use reservoir_proto::v1 as pb;
 
 use crate::error::WorkerError;
-use crate::request::{Event, GenerateSpec, Input};
+use crate::request::{Event, FinishReason, GenerateSpec, Input};
 use crate::step_loop::LoopStats;
 
 /// Largest prompt, or roles and contents of all messages together, accepted
@@ -42,10 +43,7 @@ impl TryFrom<pb::GenerateRequest> for GenerateSpec {
         } else {
             CacheSalt::new(&format!("shared:{}", r.cache_salt))
         };
-        if r.priority_class.is_empty() {
-            return Err(invalid("priority_class is required: reserved, burst or spot"));
-        }
-        let class: PriorityClass = r.priority_class.parse()?;
+        let class = class_from_pb("priority_class", r.priority_class)?;
         let input = match r.input {
             None => return Err(invalid("input is required: messages or prompt")),
             Some(pb::generate_request::Input::Prompt(p)) => {
@@ -121,6 +119,17 @@ impl TryFrom<pb::GenerateRequest> for GenerateSpec {
     }
 }
 
+impl From<FinishReason> for pb::FinishReason {
+    fn from(r: FinishReason) -> Self {
+        match r {
+            FinishReason::Stop => pb::FinishReason::Stop,
+            FinishReason::Length => pb::FinishReason::Length,
+            FinishReason::Cancelled => pb::FinishReason::Cancelled,
+            FinishReason::Error => pb::FinishReason::Error,
+        }
+    }
+}
+
 fn u32_of(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
@@ -131,7 +140,7 @@ impl From<Event> for pb::GenerateEvent {
         let event = match e {
             Event::Token { id, text, logprob } => E::Token(pb::TokenEvent { token_id: id, text, logprob }),
             Event::Finish { reason, usage, text, message } => E::Finish(pb::FinishEvent {
-                finish_reason: reason.as_str().to_string(),
+                finish_reason: pb::FinishReason::from(reason).into(),
                 usage: Some(pb::Usage {
                     prompt_tokens: u32_of(usage.prompt_tokens),
                     completion_tokens: u32_of(usage.completion_tokens),
@@ -192,7 +201,7 @@ mod tests {
         pb::GenerateRequest {
             request_id: "r1".into(),
             tenant_id: "acme".into(),
-            priority_class: "reserved".into(),
+            priority_class: pb::PriorityClass::Reserved.into(),
             input: Some(pb::generate_request::Input::Prompt("hello".into())),
             params: None,
             continue_from_token_ids: vec![],
@@ -221,9 +230,11 @@ mod tests {
 
     #[test]
     fn bad_requests_say_what_is_wrong() {
-        let m = error(pb::GenerateRequest { priority_class: "gold".into(), ..request() });
+        let m = error(pb::GenerateRequest { priority_class: 9, ..request() });
         assert!(m.contains("reserved, burst, spot"), "{m}");
-        assert!(error(pb::GenerateRequest { priority_class: String::new(), ..request() }).contains("priority_class"));
+        let unspecified = pb::PriorityClass::Unspecified.into();
+        let m = error(pb::GenerateRequest { priority_class: unspecified, ..request() });
+        assert!(m.contains("invalid priority_class: a value is required"), "{m}");
         assert!(error(pb::GenerateRequest { input: None, ..request() }).contains("input is required"));
         let empty = Some(pb::generate_request::Input::Prompt(String::new()));
         assert!(error(pb::GenerateRequest { input: empty, ..request() }).contains("empty"));

@@ -31,7 +31,7 @@ async fn greedy_stream_equals_the_engines_own_generation() {
     let got = generate(&mut client, req).await;
     assert_eq!(got.tokens, ids);
     assert_eq!(got.text, expected_text);
-    assert_eq!(got.finish.finish_reason, "length");
+    assert_eq!(got.finish.finish_reason(), pb::FinishReason::Length);
     assert_eq!(
         got.usage(),
         pb::Usage { prompt_tokens: text.len() as u32, completion_tokens: 24, cached_prompt_tokens: 0 }
@@ -154,7 +154,7 @@ async fn continuation_streams_exactly_the_rest_of_the_undisturbed_run() {
         assert_eq!(rest.tokens, full.tokens[k..], "resumed after {k}");
         let tok = letter_tokenizer();
         assert_eq!(rest.text, tok.decode(&full.tokens[k..]));
-        assert_eq!(rest.finish.finish_reason, "length");
+        assert_eq!(rest.finish.finish_reason(), pb::FinishReason::Length);
         assert_eq!(rest.usage().completion_tokens, n, "continued tokens count as sent");
         assert_eq!(rest.usage().prompt_tokens as usize, text.len());
     }
@@ -163,7 +163,7 @@ async fn continuation_streams_exactly_the_rest_of_the_undisturbed_run() {
     req.continue_from_token_ids = full.tokens.clone();
     let done = generate(&mut client, req).await;
     assert!(done.tokens.is_empty());
-    assert_eq!(done.finish.finish_reason, "length");
+    assert_eq!(done.finish.finish_reason(), pb::FinishReason::Length);
 
     // Seeded sampling resumes on the same random stream.
     let sampled = |id: &str, from: &[u32]| {
@@ -218,7 +218,7 @@ async fn queued_reserved_requests_are_admitted_before_spot() {
     gate.open();
     let _ = collect(first).await;
     for s in streams {
-        assert_eq!(collect(s).await.finish.finish_reason, "length");
+        assert_eq!(collect(s).await.finish.finish_reason(), pb::FinishReason::Length);
     }
     let added: Vec<SeqId> = gate.log().iter().filter(|(add, _)| *add).map(|(_, id)| *id).collect();
     let seq = |i: usize| gate.seq_of(&encode(&prompt(i, 8)));
@@ -272,7 +272,7 @@ async fn spot_is_preempted_for_reserved_and_still_finishes_correctly() {
     for (got, p) in [(&a, &pa), (&b, &pb_), (&r, &pr)] {
         assert_eq!(got.tokens, reference(&m, &encode(p), greedy(16)).0, "prompt {p}");
         assert_eq!(got.tokens.len(), 16, "already streamed tokens are not sent again");
-        assert_eq!(got.finish.finish_reason, "length");
+        assert_eq!(got.finish.finish_reason(), pb::FinishReason::Length);
     }
     // The reserved request got its blocks by preempting the most recent spot
     // (removed right before the reserved one was added, and added again later).
@@ -331,7 +331,11 @@ async fn full_queue_is_resource_exhausted_and_cancel_frees_blocks() {
 async fn bad_input_is_invalid_argument_with_a_clear_message() {
     let (mut client, _shutdown) = start(backend(&model(), 16, 64), 4, 512).await;
     let cases: Vec<(pb::GenerateRequest, &str)> = vec![
-        (request("x", "gold", "abc", 4), "reserved, burst, spot"),
+        (
+            pb::GenerateRequest { priority_class: 0, ..request("x", "spot", "abc", 4) },
+            "invalid priority_class: a value is required",
+        ),
+        (pb::GenerateRequest { priority_class: 9, ..request("x", "spot", "abc", 4) }, "reserved, burst, spot"),
         (request("x", "reserved", "", 4), "prompt is empty"),
         (request("x", "reserved", "abc", 600), "exceeds the context"),
         (request("x", "reserved", &"a".repeat(600), 4), "context holds 512"),
@@ -407,7 +411,7 @@ async fn stop_strings_end_the_stream_like_the_engine() {
     assert_eq!(got.tokens, ids);
     assert_eq!(got.text, expected);
     assert_eq!(got.text, &full[..full.find(&stop).unwrap()]);
-    assert_eq!(got.finish.finish_reason, "stop");
+    assert_eq!(got.finish.finish_reason(), pb::FinishReason::Stop);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -431,7 +435,7 @@ async fn shutdown_cancels_running_generations() {
     shutdown.trigger();
     gate.open();
     let got = collect(running).await;
-    assert_eq!(got.finish.finish_reason, "cancelled");
+    assert_eq!(got.finish.finish_reason(), pb::FinishReason::Cancelled);
     assert!(got.tokens.len() < 300);
     assert_eq!(got.usage().completion_tokens as usize, got.tokens.len());
     drop(client);
@@ -453,7 +457,7 @@ async fn a_cancelled_request_reports_the_prompt_it_processed() {
     assert!(found, "the request is in the worker");
     gate.open();
     let got = collect(stream).await;
-    assert_eq!(got.finish.finish_reason, "cancelled");
+    assert_eq!(got.finish.finish_reason(), pb::FinishReason::Cancelled);
     let usage = got.usage();
     // The chunk held at the gate when the cancel came ran too: 32 of the 40
     // prompt tokens were processed, none generated.

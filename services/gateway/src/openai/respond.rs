@@ -7,6 +7,8 @@ use axum::Json;
 use axum::http::HeaderValue;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
+use reservoir_domain::PriorityClass;
+use reservoir_proto::enums::class_from_pb;
 use reservoir_proto::v1 as pb;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -30,7 +32,7 @@ struct Meta {
     id: String,
     created: i64,
     model: String,
-    class: String,
+    class: PriorityClass,
     kind: Kind,
 }
 
@@ -46,7 +48,7 @@ impl Meta {
     fn envelope(&self, chunk: bool, choices: Value) -> Value {
         json!({
             "id": self.id, "object": self.object(chunk), "created": self.created, "model": self.model,
-            "service_tier": self.class, "system_fingerprint": null, "choices": choices,
+            "service_tier": self.class.as_str(), "system_fingerprint": null, "choices": choices,
         })
     }
 
@@ -80,11 +82,13 @@ fn token_logprob(t: &pb::TokenEvent) -> Option<TokenLogprob> {
     })
 }
 
+/// OpenAI's finish reason; an error finish (or one the gateway cannot read)
+/// becomes a 503 with the worker's message.
 fn finish_reason(f: &pb::FinishEvent) -> Result<&'static str, OpenAiError> {
-    match f.finish_reason.as_str() {
-        "stop" => Ok("stop"),
-        "length" => Ok("length"),
-        _ => {
+    match f.finish_reason() {
+        pb::FinishReason::Stop => Ok("stop"),
+        pb::FinishReason::Length => Ok("length"),
+        pb::FinishReason::Cancelled | pb::FinishReason::Error | pb::FinishReason::Unspecified => {
             let mut e = OpenAiError::invalid(
                 None,
                 if f.message.is_empty() { "the request failed".into() } else { f.message.clone() },
@@ -124,13 +128,11 @@ pub async fn run(
         Some(pb::CompleteEvent { event: Some(pb::complete_event::Event::Admitted(a)) }) => a,
         _ => return Err(OpenAiError::from(tonic::Status::internal("the scheduler answered out of order"))),
     };
-    let meta = Meta {
-        id,
-        created: chrono::Utc::now().timestamp(),
-        model: model.to_owned(),
-        class: admitted.class.clone(),
-        kind,
-    };
+    let class = class_from_pb("class", admitted.class).map_err(|e| {
+        tracing::error!(error = %e, "the scheduler admitted a request in no class");
+        OpenAiError::from(tonic::Status::internal("the scheduler's answer could not be read"))
+    })?;
+    let meta = Meta { id, created: chrono::Utc::now().timestamp(), model: model.to_owned(), class, kind };
     let mut response = if sampling.stream {
         let include_usage = sampling.stream_options.as_ref().is_some_and(|o| o.include_usage);
         stream_events(stream, meta.clone(), include_usage).into_response()

@@ -11,7 +11,7 @@ use crate::api::{
     AdminCancelRequest, AdminReservationFilter, CatalogVersion, Model, ModelList, ModelPatch, NewModel, NewTenant,
     Reservation, ReservationList, Tenant, TenantList, list_limit, non_empty, present,
 };
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{JsonBody, PathParam, QueryParams};
 use crate::state::{AppState, AuthAdmin};
 
@@ -172,11 +172,11 @@ pub async fn publish_catalog(
     AuthAdmin(admin): AuthAdmin,
     JsonBody(catalog): JsonBody<reservoir_pricing::Catalog>,
 ) -> ApiResult<(StatusCode, Json<CatalogVersion>)> {
-    let document_json = serde_json::to_string(&catalog).map_err(|_| ApiError::internal())?;
+    let document = Some(pb::CatalogDocument::from(&catalog));
     let reply = state
         .contracts
         .clone()
-        .publish_catalog(pb::PublishCatalogRequest { document_json, published_by: admin.subject })
+        .publish_catalog(pb::PublishCatalogRequest { document, published_by: admin.subject })
         .await?
         .into_inner();
     Ok((StatusCode::CREATED, Json(reply.try_into()?)))
@@ -203,7 +203,7 @@ pub async fn list_reservations(
         .list_reservations(pb::ListReservationsRequest {
             tenant_id: non_empty("tenant", filter.tenant)?,
             model: non_empty("model", filter.model)?,
-            status: filter.status.map(|s| s.to_string()).unwrap_or_default(),
+            status: filter.status.map_or(pb::ReservationStatus::Unspecified, pb::ReservationStatus::from).into(),
             active_at: filter.active_at.map(timestamp),
             limit: list_limit(filter.limit)?,
         })

@@ -11,7 +11,7 @@ use reservoir_proto::v1 as pb;
 
 use crate::api::{
     CancelRequest, Capacity, CapacityQuery, CatalogVersion, Reservation, ReservationFilter, ReservationList,
-    ReservationRequest, list_limit, non_empty,
+    ReservationRequest, answered, list_limit, missing, non_empty,
 };
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{JsonBody, OptionalJsonBody, PathParam, QueryParams};
@@ -26,8 +26,8 @@ fn order(tenant: &TenantId, body: ReservationRequest) -> pb::QuoteRequest {
         tenant_id: tenant.to_string(),
         model: body.model,
         rate_tokens_per_s: body.rate,
-        tier: body.tier.to_string(),
-        term: body.term.to_string(),
+        tier: pb::Tier::from(body.tier).into(),
+        term: pb::Term::from(body.term).into(),
         starts_at: body.starts_at.map(timestamp),
         ends_at: body.ends_at.map(timestamp),
     }
@@ -51,10 +51,10 @@ pub async fn quote(
     State(state): State<AppState>,
     AuthTenant(tenant): AuthTenant,
     JsonBody(body): JsonBody<ReservationRequest>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<reservoir_pricing::Quote>> {
     let reply = state.contracts.clone().quote(order(&tenant, body)).await?.into_inner();
-    let quote: serde_json::Value = serde_json::from_str(&reply.quote_json).map_err(|_| ApiError::internal())?;
-    Ok(Json(quote))
+    let quote = reply.quote.ok_or_else(|| missing("quote"))?;
+    Ok(Json(answered("quote", quote.try_into())?))
 }
 
 /// Reserve throughput. Send an `Idempotency-Key` header to make retries safe:
@@ -126,7 +126,7 @@ pub async fn list(
         .list_reservations(pb::ListReservationsRequest {
             tenant_id: tenant.to_string(),
             model: non_empty("model", filter.model)?,
-            status: filter.status.map(|s| s.to_string()).unwrap_or_default(),
+            status: filter.status.map_or(pb::ReservationStatus::Unspecified, pb::ReservationStatus::from).into(),
             active_at: None,
             limit: list_limit(filter.limit)?,
         })

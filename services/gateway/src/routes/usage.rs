@@ -3,11 +3,13 @@
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
+use reservoir_proto::enums::class_from_pb;
 use reservoir_proto::time::{instant, timestamp};
 use reservoir_proto::v1 as pb;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::api::answered;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::QueryParams;
 use crate::state::{AppState, AuthTenant};
@@ -103,12 +105,7 @@ pub async fn usage(
 
 /// The wire name of a class, as the API shows it.
 fn class_name(class: i32) -> ApiResult<&'static str> {
-    match pb::PriorityClass::try_from(class) {
-        Ok(pb::PriorityClass::Reserved) => Ok("reserved"),
-        Ok(pb::PriorityClass::Burst) => Ok("burst"),
-        Ok(pb::PriorityClass::Spot) => Ok("spot"),
-        _ => Err(ApiError::internal()),
-    }
+    answered("class", class_from_pb("class", class)).map(|c| c.as_str())
 }
 
 /// Sums metering's finer rows (per contract, class, model and day) into the asked groups.

@@ -254,7 +254,7 @@ impl Directory {
                 let request = pb::ListReservationsRequest {
                     tenant_id: tenant.to_owned(),
                     model: model.to_owned(),
-                    status: "active".into(),
+                    status: pb::ReservationStatus::Active.into(),
                     active_at: None,
                     limit: CONTRACTS_PER_TENANT_MODEL_MAX,
                 };

@@ -74,7 +74,7 @@ pub async fn run(shared: Arc<Shared>, pending: Pending, first_worker: usize) {
     }
     let max_tokens = pending.request.params.as_ref().map(|p| p.max_tokens).unwrap_or(0);
     let admitted = pb::Admitted {
-        class: pending.class.to_string(),
+        class: pb::PriorityClass::from(pending.class).into(),
         worker_id: at.id.clone(),
         contract_id: pending.contract.map(|c| c.id.to_string()).unwrap_or_default(),
         max_tokens,
@@ -91,7 +91,7 @@ pub async fn run(shared: Arc<Shared>, pending: Pending, first_worker: usize) {
             let request = generate_request(&shared, &pending, &sent);
             match stream_once(&mut at.client, request, &pending, &mut sent, &mut clock, &shared.metrics).await {
                 Attempt::Finished(f) => {
-                    outcome = if f.finish_reason == "error" { Outcome::PlatformError } else { Outcome::Ok };
+                    outcome = finished_outcome(&f);
                     served_usage = f.usage;
                     finish = Some(f);
                     break;
@@ -160,11 +160,21 @@ pub async fn run(shared: Arc<Shared>, pending: Pending, first_worker: usize) {
     }
 }
 
+/// A finish that is neither stop nor length failed on the platform's side;
+/// that includes UNSPECIFIED (or a number this build does not know), which
+/// the gateway answers as an error too, so the record and the client agree.
+fn finished_outcome(f: &pb::FinishEvent) -> Outcome {
+    match f.finish_reason() {
+        pb::FinishReason::Stop | pb::FinishReason::Length => Outcome::Ok,
+        pb::FinishReason::Error | pb::FinishReason::Cancelled | pb::FinishReason::Unspecified => Outcome::PlatformError,
+    }
+}
+
 fn generate_request(shared: &Shared, pending: &Pending, sent: &[u32]) -> pb::GenerateRequest {
     pb::GenerateRequest {
         request_id: pending.request.request_id.clone(),
         tenant_id: pending.request.tenant_id.clone(),
-        priority_class: if shared.fcfs { PriorityClass::Spot } else { pending.class }.to_string(),
+        priority_class: pb::PriorityClass::from(if shared.fcfs { PriorityClass::Spot } else { pending.class }).into(),
         input: pending.request.input.clone().map(|i| match i {
             pb::complete_request::Input::Messages(m) => pb::generate_request::Input::Messages(m),
             pb::complete_request::Input::Prompt(p) => pb::generate_request::Input::Prompt(p),
@@ -256,7 +266,7 @@ async fn stream_once(
             Ok(Some(pb::GenerateEvent { event: Some(pb::generate_event::Event::Finish(f)) })) => {
                 // A worker shutting down ends its generations as cancelled:
                 // the request is not done, the worker is.
-                if f.finish_reason == "cancelled" {
+                if f.finish_reason() == pb::FinishReason::Cancelled {
                     return if pending.events.is_closed() { Attempt::ClientGone(f.usage) } else { Attempt::WorkerLost };
                 }
                 return Attempt::Finished(f);

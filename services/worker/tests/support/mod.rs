@@ -63,11 +63,13 @@ pub async fn start(
     (client, shutdown)
 }
 
+/// `class` is a wire name ("reserved", "burst", "spot"), for short tests.
 pub fn request(id: &str, class: &str, prompt: &str, max_tokens: u32) -> pb::GenerateRequest {
+    let class: reservoir_domain::PriorityClass = class.parse().expect("a class name");
     pb::GenerateRequest {
         request_id: id.into(),
         tenant_id: "acme".into(),
-        priority_class: class.into(),
+        priority_class: pb::PriorityClass::from(class).into(),
         input: Some(pb::generate_request::Input::Prompt(prompt.into())),
         params: Some(pb::GenerationParams { max_tokens, ..Default::default() }),
         continue_from_token_ids: vec![],
