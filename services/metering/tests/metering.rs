@@ -241,3 +241,64 @@ async fn bad_records_are_set_aside_and_never_block_the_others(pool: PgPool) {
     client.record_usage(pb::RecordUsageRequest { records: batch }).await.expect("answered");
     assert_eq!(count(&pool, "SELECT count(*) FROM metering.rejected_records").await, 8);
 }
+
+/// A usage log (spool and forwarder) in `dir`, shipping to `url`.
+async fn usage_log(
+    dir: &std::path::Path,
+    url: &str,
+    shutdown: &Shutdown,
+) -> (reservoir_metering::usage_log::UsageLog, tokio::task::JoinHandle<()>) {
+    let channel = reservoir_runtime::grpc::client_channel(url, std::time::Duration::from_secs(5)).expect("channel");
+    let client = MeteringServiceClient::new(reservoir_runtime::InternalToken::default().attach(channel));
+    let registry = prometheus::Registry::new();
+    reservoir_metering::usage_log::open(dir.to_path_buf(), client, &registry, shutdown.clone()).await.expect("open")
+}
+
+async fn outcome_of(pool: &PgPool, id: &str) -> Option<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let row: Option<String> =
+            sqlx::query_scalar("SELECT outcome FROM metering.usage_records WHERE request_id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await
+                .expect("query");
+        if row.is_some() || std::time::Instant::now() > deadline {
+            return row;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_request_left_running_by_a_stopped_scheduler_is_recorded_as_interrupted(pool: PgPool) {
+    let (_, url, _metering) = start(pool.clone()).await;
+    let dir = tempfile::tempdir().expect("spool folder");
+    let record = |id: &str| {
+        reservoir_metering::convert::record_from_pb(&record(id, "reserved", "ok", at(0, 0), Some(50))).expect("valid")
+    };
+    {
+        // One request finishes, one is still running when the scheduler stops.
+        let shutdown = Shutdown::new();
+        let (log, forwarder) = usage_log(dir.path(), &url, &shutdown).await;
+        log.begin(&record("done")).await.expect("begin");
+        log.record(&record("done")).await.expect("record");
+        log.begin(&record("running")).await.expect("begin");
+        assert_eq!(outcome_of(&pool, "done").await.as_deref(), Some("ok"));
+        shutdown.trigger();
+        drop(log);
+        forwarder.await.expect("forwarder stops");
+    }
+    assert_eq!(outcome_of(&pool, "running").await, None, "still running: no record yet");
+    // The next start finds its Begin without a record.
+    let shutdown = Shutdown::new();
+    let (_log, _forwarder) = usage_log(dir.path(), &url, &shutdown).await;
+    assert_eq!(outcome_of(&pool, "running").await.as_deref(), Some("interrupted"));
+    let (weighted,): (rust_decimal::Decimal,) =
+        sqlx::query_as("SELECT weighted_tokens FROM metering.usage_records WHERE request_id = 'running'")
+            .fetch_one(&pool)
+            .await
+            .expect("row");
+    assert!(weighted.is_zero(), "nothing of an interrupted request is billed");
+    shutdown.trigger();
+}

@@ -169,18 +169,27 @@ pub async fn run(config: &Config, args: &Args) -> anyhow::Result<()> {
     let url = format!("{}/{name}", admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin_url));
     let pool = db::connect(&url, 8).await?;
     db::migrate(&pool).await?;
-    let result = measure(&pool, args, phase, backlog).await;
+    let result = measure(config, &pool, args, phase, backlog).await;
     pool.close().await;
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&admin).await?;
     result
 }
 
-async fn measure(pool: &sqlx::PgPool, args: &Args, phase: Duration, backlog: u64) -> anyhow::Result<()> {
+async fn measure(
+    config: &Config,
+    pool: &sqlx::PgPool,
+    args: &Args,
+    phase: Duration,
+    backlog: u64,
+) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let settings = reservoir_metering::MeteringSettings { listen: loopback };
-    let metering = reservoir_metering::build(&settings, pool.clone(), Default::default()).await?;
-    let metering_url = format!("http://127.0.0.1:{}", metering.port());
+    let mut config = config.clone();
+    config.metering.listen = loopback;
+    config.internal.token = None;
+    let given = reservoir_platform::Given { pool: Some(pool.clone()), ..Default::default() };
+    let metering = reservoir_platform::build(config, &[reservoir_platform::Service::Metering], given).await?;
+    let metering_url = metering.endpoints.metering.clone().unwrap_or_default();
     // Bound but not serving yet: the forwarder cannot get an answer (phase 2).
     let spool = std::env::temp_dir().join(format!("bench-metering-spool-{}", uuid::Uuid::new_v4().simple()));
     let channel = reservoir_runtime::grpc::client_channel(&metering_url, Duration::from_secs(5))?;

@@ -37,6 +37,8 @@ pub const BURST_WINDOW_S: u32 = 4;
 /// How many times its usual share of requests a worker may hold when the
 /// extra ones are reserved (the worker's own queue bounds the total).
 const RESERVED_OVERCOMMIT: usize = 4;
+/// Deadline of a call to a worker (a generation: until its stream starts).
+const WORKER_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the dispatcher looks again without being woken.
 const DISPATCH_TICK: Duration = Duration::from_millis(50);
 /// How often full contract buckets are forgotten.
@@ -88,9 +90,10 @@ struct WorkerSlot {
 
 impl WorkerSlot {
     fn new(endpoint: WorkerEndpoint, token: &InternalToken) -> anyhow::Result<Self> {
-        let channel = tonic::transport::Endpoint::from_shared(endpoint.url.clone())?
-            .connect_timeout(Duration::from_secs(2))
-            .connect_lazy();
+        // A call waits at most this long for the worker's answer (for a
+        // generation, for its stream to start); a silent stream is caught by
+        // the stats watcher.
+        let channel = reservoir_runtime::grpc::client_channel(&endpoint.url, WORKER_CALL_TIMEOUT)?;
         let client = WorkerServiceClient::new(token.attach(channel));
         Ok(WorkerSlot { endpoint, client, in_flight: 0, healthy: true, free_kv_blocks: 0 })
     }
