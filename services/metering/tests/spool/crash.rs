@@ -16,12 +16,10 @@ use reservoir_metering::spool::{Entry, Position, Spool, SpoolConfig};
 const CHILD_DIR: &str = "SPOOL_CRASH_CHILD_DIR";
 const KILL_AFTER: usize = 3000;
 
-/// Child mode only (does nothing in a normal run): append from 16 tasks until killed, printing `ok KEY SEG OFF`
-/// after each append resolves. Every key gets an unacked `Begin`; only even ones get a `Finish`, so odd ones stay
-/// open, as requests in flight at a crash would. Stops by itself after a while in case the parent is gone.
-#[test]
-fn crash_child_appends_until_killed() {
-    let Ok(dir) = std::env::var(CHILD_DIR) else { return };
+/// The child: append from 16 tasks until killed, printing `ok KEY SEG OFF` after each append resolves. Every key
+/// gets an unacked `Begin`; only even ones get a `Finish`, so odd ones stay open, as requests in flight at a crash
+/// would. Stops by itself after a while in case the parent is gone.
+fn append_until_killed(dir: String) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async move {
         let mut config = SpoolConfig::new(dir);
@@ -64,14 +62,20 @@ fn parse(line: &str) -> Option<(String, Position)> {
     Some((key, Position { segment, offset }))
 }
 
-#[tokio::test]
-async fn sigkill_after_append_resolved_loses_nothing() {
-    if std::env::var(CHILD_DIR).is_ok() {
-        return;
+/// Run as the parent, the test starts this same test in a child process (marked by `CHILD_DIR`), which appends
+/// until the parent kills it.
+#[test]
+fn sigkill_after_append_resolved_loses_nothing() {
+    match std::env::var(CHILD_DIR) {
+        Ok(dir) => append_until_killed(dir),
+        Err(_) => tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(parent()),
     }
+}
+
+async fn parent() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["crash::crash_child_appends_until_killed", "--exact", "--nocapture", "--test-threads=1"])
+        .args(["crash::sigkill_after_append_resolved_loses_nothing", "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_DIR, dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
