@@ -118,8 +118,8 @@ pub async fn run(mut config: Config, worker_count: usize) -> anyhow::Result<()> 
         "\nReservoir is up.\n\
          \n  gateway    {gateway_url}   (API explorer: {gateway_url}/docs)\
          \n  contracts  {contracts_url}   (gRPC, health and reflection: grpcurl -plaintext {host} list)\
-         \n  scheduler  {scheduler_url}   (gRPC scheduling; Prometheus: {metrics_url}; usage spool: {spool}){worker_lines}\
          \n  metering   {metering_url}   (gRPC usage records and aggregates)\
+         \n  scheduler  {scheduler_url}   (gRPC scheduling; Prometheus: {metrics_url}; usage spool: {spool}){worker_lines}\
          \n  endpoints  {endpoints}\
          \n  pool       {model}: capacity {capacity_note}\
          \n\nA tenant token for \"acme\" (more with: reservoir token --tenant NAME):\
