@@ -32,6 +32,14 @@ impl VirtualCounters {
         *own = own.saturating_add(milli);
     }
 
+    /// Takes back a charge for service that did not happen (a request popped
+    /// and put back because no worker had room).
+    pub fn refund(&mut self, tenant: &str, milli: u64) {
+        if let Some(own) = self.counters.get_mut(tenant) {
+            *own = own.saturating_sub(milli);
+        }
+    }
+
     /// The candidate with the smallest counter (ties: the smallest name).
     pub fn pick<'a>(&self, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
         candidates.min_by_key(|t| (self.counter(t), *t))

@@ -163,10 +163,12 @@ impl<T> ClassQueues<T> {
         None
     }
 
-    /// Puts a request back at the front of its tenant's queue (a preempted
-    /// request keeps its place) without charging fair share twice.
+    /// Puts a popped request back at the front of its tenant's queue (no
+    /// worker had room for it): it keeps its place, and the fair-share
+    /// charge `pop` made is taken back, since nothing ran.
     pub fn push_front(&mut self, class: PriorityClass, entry: Entry<T>) {
         let queue = &mut self.classes[index(class)];
+        queue.fair.refund(&entry.tenant, entry.cost_milli);
         queue.len += 1;
         queue.queued_cost_milli = queue.queued_cost_milli.saturating_add(entry.cost_milli);
         queue.by_tenant.entry(entry.tenant.clone()).or_default().push_front(entry);

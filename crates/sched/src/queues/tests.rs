@@ -119,3 +119,21 @@ proptest! {
         prop_assert!(q.is_empty());
     }
 }
+
+#[test]
+fn a_request_put_back_for_want_of_a_worker_is_not_charged() {
+    let mut q = ClassQueues::new(QueueLimits::default());
+    q.push(Spot, entry("unlucky", 1000, 0, 1), 0).unwrap();
+    q.push(Spot, entry("unlucky", 1000, 0, 2), 0).unwrap();
+    q.push(Spot, entry("other", 1000, 0, 3), 0).unwrap();
+    // The dispatcher pops the head, finds no worker with room, puts it back:
+    // many times over while the pool is full.
+    for _ in 0..50 {
+        let (class, head) = q.pop().unwrap();
+        q.push_front(class, head);
+    }
+    let counters = &q.classes[index(Spot)].fair;
+    assert_eq!(counters.counter("unlucky"), counters.counter("other"), "nothing ran: nothing charged");
+    // Served in turn once workers free up, as if the waits never happened.
+    assert_eq!(drain(&mut q).into_iter().map(|(_, i)| i).collect::<Vec<_>>(), vec![3, 1, 2]);
+}
