@@ -72,10 +72,36 @@ fn url_of(addr: SocketAddr, port: u16) -> String {
     format!("http://{}", SocketAddr::new(ip, port))
 }
 
+/// Internal gRPC services trust whoever presents the internal token; one
+/// reachable beyond this machine without a token would trust anyone (a
+/// rogue worker could register and receive prompts). The gateway is public
+/// by design and authenticates with JWTs.
+fn refuse_open_internal_ports(config: &Config, services: &[Service]) -> anyhow::Result<()> {
+    if config.internal.token().is_set() {
+        return Ok(());
+    }
+    let listens = [
+        (Service::Contracts, "contracts.listen", config.contracts.listen),
+        (Service::Metering, "metering.listen", config.metering.listen),
+        (Service::Scheduler, "scheduler.listen", config.scheduler.listen),
+        (Service::Worker, "worker.listen", config.worker.listen),
+    ];
+    for (service, key, addr) in listens {
+        if services.contains(&service) && !addr.ip().is_loopback() {
+            anyhow::bail!(
+                "{key} is {addr}, beyond this machine, and no internal token is set: set internal.token \
+                 (RESERVOIR__INTERNAL__TOKEN) or listen on 127.0.0.1"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Builds `services` (in dependency order, whatever order they are named in).
 pub async fn build(mut config: Config, services: &[Service], given: Given) -> anyhow::Result<Platform> {
     let wants = |s: Service| services.contains(&s);
     let token = config.internal.token();
+    refuse_open_internal_ports(&config, services)?;
     let needs_db = wants(Service::Contracts) || wants(Service::Metering);
     let pool = match given.pool {
         Some(pool) => Some(pool),
@@ -191,4 +217,22 @@ fn register(config: &Config, worker: &reservoir_worker::Server, shutdown: &Shutd
         config.internal.token(),
         shutdown.clone(),
     ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_internal_service_beyond_the_loopback_needs_the_internal_token() {
+        let mut config = Config::default();
+        config.scheduler.listen = "0.0.0.0:50071".parse().expect("address");
+        config.gateway.listen = "0.0.0.0:8080".parse().expect("address");
+        let refused = refuse_open_internal_ports(&config, &[Service::Scheduler]).expect_err("refused");
+        assert!(refused.to_string().contains("scheduler.listen"), "{refused}");
+        assert!(refuse_open_internal_ports(&config, &[Service::Gateway]).is_ok(), "the gateway is public by design");
+        assert!(refuse_open_internal_ports(&Config::default(), &[Service::Scheduler]).is_ok(), "loopback");
+        config.internal.token = Some("a-shared-secret".into());
+        assert!(refuse_open_internal_ports(&config, &[Service::Scheduler]).is_ok());
+    }
 }

@@ -51,9 +51,12 @@ impl SchedulerService for Scheduler {
         if !url_ok {
             return Err(Status::invalid_argument("url must be an http(s) URL with a host, e.g. http://10.0.0.5:50061"));
         }
-        let known = workers::register(&self.shared, WorkerEndpoint { id: r.worker_id, url: r.url })
-            .await
-            .map_err(|e| Status::invalid_argument(format!("url: {e}")))?;
+        let known = workers::register(&self.shared, WorkerEndpoint { id: r.worker_id, url: r.url }).await.map_err(
+            |e| match e {
+                workers::RegisterError::Full => Status::resource_exhausted(e.to_string()),
+                workers::RegisterError::BadUrl(_) => Status::invalid_argument(e.to_string()),
+            },
+        )?;
         Ok(Response::new(pb::RegisterWorkerResponse { known }))
     }
 

@@ -21,19 +21,34 @@ const STATS_MIN_INTERVAL_MS: u32 = 50;
 
 /// Adds a worker (and starts its watcher), or points a known id at a new
 /// url. Returns whether the id was known.
-pub async fn register(shared: &Arc<Shared>, endpoint: WorkerEndpoint) -> anyhow::Result<bool> {
+/// Most workers the scheduler follows: a registration beyond it is refused,
+/// so a caller cannot grow the scheduler's table (and its watchers) at will.
+pub const WORKERS_MAX: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error("the scheduler already follows {WORKERS_MAX} workers")]
+    Full,
+    #[error("url: {0}")]
+    BadUrl(anyhow::Error),
+}
+
+pub async fn register(shared: &Arc<Shared>, endpoint: WorkerEndpoint) -> Result<bool, RegisterError> {
     let mut core = shared.core.lock().await;
     if let Some(slot) = core.workers.iter_mut().find(|w| w.endpoint.id == endpoint.id) {
         if slot.endpoint.url != endpoint.url {
             tracing::info!(worker = %endpoint.id, url = %endpoint.url, "worker moved");
-            let fresh = WorkerSlot::new(endpoint, &shared.internal_token)?;
+            let fresh = WorkerSlot::new(endpoint, &shared.internal_token).map_err(RegisterError::BadUrl)?;
             slot.endpoint = fresh.endpoint;
             slot.client = fresh.client;
         }
         return Ok(true);
     }
+    if core.workers.len() >= WORKERS_MAX {
+        return Err(RegisterError::Full);
+    }
     tracing::info!(worker = %endpoint.id, url = %endpoint.url, "worker registered");
-    core.workers.push(WorkerSlot::new(endpoint, &shared.internal_token)?);
+    core.workers.push(WorkerSlot::new(endpoint, &shared.internal_token).map_err(RegisterError::BadUrl)?);
     let index = core.workers.len() - 1;
     drop(core);
     tokio::spawn(watch(shared.clone(), index));
