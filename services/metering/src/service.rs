@@ -57,10 +57,15 @@ impl MeteringService for Metering {
         // Invalid records are answered (and set aside) one by one; the valid
         // ones go to the database together.
         let mut results: Vec<Option<pb::RecordResult>> = vec![None; wire.len()];
-        let mut valid: Vec<(usize, UsageRecord)> = Vec::with_capacity(wire.len());
+        // The valid records and, beside them, where each stood in the call.
+        let mut records: Vec<UsageRecord> = Vec::with_capacity(wire.len());
+        let mut positions: Vec<usize> = Vec::with_capacity(wire.len());
         for (i, r) in wire.iter().enumerate() {
             match record_from_pb(r) {
-                Ok(record) => valid.push((i, record)),
+                Ok(record) => {
+                    records.push(record);
+                    positions.push(i);
+                }
                 Err(e) => {
                     let reason = e.to_string();
                     store::set_aside(&self.pool, &r.request_id, &reason, &r.encode_to_vec()).await?;
@@ -69,9 +74,8 @@ impl MeteringService for Metering {
                 }
             }
         }
-        let records: Vec<UsageRecord> = valid.iter().map(|(_, r)| r.clone()).collect();
         let stored = store::insert(&self.pool, &records).await?;
-        for ((i, record), outcome) in valid.iter().zip(stored) {
+        for ((i, record), outcome) in positions.iter().zip(&records).zip(stored) {
             let answer = match outcome {
                 Stored::New => result(&record.request_id, pb::RecordStatus::Stored, String::new()),
                 Stored::Duplicate => result(&record.request_id, pb::RecordStatus::Duplicate, String::new()),
