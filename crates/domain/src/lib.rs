@@ -9,12 +9,14 @@
 pub mod capacity;
 mod ids;
 mod money;
+mod period;
 mod plan;
 mod time;
 mod usage;
 
 pub use ids::{ModelId, ReservationId, TenantId};
-pub use money::{Currency, Money};
+pub use money::{Currency, Money, round_half_even};
+pub use period::Period;
 pub use plan::{PriorityClass, ReservationStatus, Role, Term, Tier};
 pub use time::{TimeRange, term_end};
 pub use usage::{Outcome, USAGE_COUNT_MAX, UsageRecord};

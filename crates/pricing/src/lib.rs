@@ -38,6 +38,7 @@
 mod amount;
 mod catalog;
 mod error;
+mod fee;
 mod prorate;
 mod quote;
 #[cfg(feature = "openapi")]
@@ -47,6 +48,7 @@ mod tiers;
 pub use amount::{AMOUNT_LIMIT, INTERNAL_SCALE};
 pub use catalog::{BUILTIN_MODEL, Catalog, ModelPrices};
 pub use error::PricingError;
+pub use fee::{ReservationTerms, credit_amount, reservation_fee};
 pub use prorate::{SECONDS_PER_HOUR, prorate, prorate_elapsed, prorate_span, prorate_span_to_scale};
 pub use quote::{Quote, QuoteRequest, quote};
 pub use tiers::{PriceTier, TIERS_MAX, TierLine, TierMode, TierTable, TieredCharge, price_tokens};
