@@ -12,7 +12,6 @@ use crate::DomainError;
 
 /// A calendar month in UTC, such as `2026-11`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String, pattern = r"^[0-9]{4}-[0-9]{2}$", example = "2026-11"))]
 #[serde(try_from = "String", into = "String")]
 pub struct Period {
     year: i32,

@@ -64,6 +64,7 @@ impl From<Model> for pb::Model {
             headroom: m.headroom.normalize().to_string(),
             prompt_weight: m.prompt_weight.normalize().to_string(),
             completion_weight: m.completion_weight.normalize().to_string(),
+            prefill_tokens_per_s: m.prefill_tokens_per_s,
             updated_at: Some(timestamp(m.updated_at)),
         }
     }

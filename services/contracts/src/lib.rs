@@ -97,8 +97,13 @@ pub async fn record_measured_capacity(
     pool: &PgPool,
     id: &ModelId,
     capacity_tokens_per_s: u32,
+    prefill_tokens_per_s: u32,
 ) -> Result<(), ContractsError> {
-    let change = ModelChange { capacity_tokens_per_s: Some(capacity_tokens_per_s), ..ModelChange::default() };
+    let change = ModelChange {
+        capacity_tokens_per_s: Some(capacity_tokens_per_s),
+        prefill_tokens_per_s: Some(prefill_tokens_per_s),
+        ..ModelChange::default()
+    };
     models::update(pool, id, &change).await.map(|_| ())
 }
 

@@ -17,6 +17,9 @@ pub struct Model {
     pub headroom: Decimal,
     pub prompt_weight: Decimal,
     pub completion_weight: Decimal,
+    /// Prompt tokens/s one request is prefilled at, as measured at
+    /// calibration; 0 until measured. TTFT targets allow prompt / this.
+    pub prefill_tokens_per_s: u32,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -33,14 +36,17 @@ pub struct ModelChange {
     pub headroom: Option<Decimal>,
     pub prompt_weight: Option<Decimal>,
     pub completion_weight: Option<Decimal>,
+    pub prefill_tokens_per_s: Option<u32>,
 }
 
 impl ModelChange {
     pub fn validate(&self) -> Result<()> {
-        if let Some(c) = self.capacity_tokens_per_s
-            && i32::try_from(c).is_err()
-        {
-            return Err(ContractsError::Invalid(format!("capacity must be at most {}", i32::MAX)));
+        for (name, rate) in [("capacity", self.capacity_tokens_per_s), ("prefill rate", self.prefill_tokens_per_s)] {
+            if let Some(r) = rate
+                && i32::try_from(r).is_err()
+            {
+                return Err(ContractsError::Invalid(format!("{name} must be at most {}", i32::MAX)));
+            }
         }
         // The columns keep 5 and 6 decimal places: refuse more rather than round.
         if let Some(h) = self.headroom
@@ -63,15 +69,16 @@ impl ModelChange {
     }
 }
 
-type ModelRow = (String, i32, Decimal, Decimal, Decimal, DateTime<Utc>);
+type ModelRow = (String, i32, Decimal, Decimal, Decimal, i32, DateTime<Utc>);
 
-fn from_row((id, capacity, headroom, prompt_weight, completion_weight, updated_at): ModelRow) -> Result<Model> {
+fn from_row((id, capacity, headroom, prompt_weight, completion_weight, prefill, updated_at): ModelRow) -> Result<Model> {
     Ok(Model {
         id: id.parse().map_err(|e| ContractsError::Internal(format!("stored model id: {e}")))?,
         capacity_tokens_per_s: u32::try_from(capacity).unwrap_or(0),
         headroom,
         prompt_weight,
         completion_weight,
+        prefill_tokens_per_s: u32::try_from(prefill).unwrap_or(0),
         updated_at,
     })
 }
@@ -83,14 +90,17 @@ pub async fn create(pool: &PgPool, id: &ModelId, settings: &ModelChange) -> Resu
     let capacity =
         settings.capacity_tokens_per_s.ok_or_else(|| ContractsError::Invalid("capacity is required".into()))?;
     let inserted = sqlx::query(
-        "INSERT INTO contracts.models (id, capacity_tokens_per_s, headroom, prompt_weight, completion_weight) \
-         VALUES ($1, $2, COALESCE($3, 0.10), COALESCE($4, 0.25), COALESCE($5, 1)) ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO contracts.models \
+           (id, capacity_tokens_per_s, headroom, prompt_weight, completion_weight, prefill_tokens_per_s) \
+         VALUES ($1, $2, COALESCE($3, 0.10), COALESCE($4, 0.25), COALESCE($5, 1), COALESCE($6, 0)) \
+         ON CONFLICT (id) DO NOTHING",
     )
     .bind(id.as_str())
     .bind(i32::try_from(capacity).unwrap_or(i32::MAX))
     .bind(settings.headroom)
     .bind(settings.prompt_weight)
     .bind(settings.completion_weight)
+    .bind(settings.prefill_tokens_per_s.map(|r| i32::try_from(r).unwrap_or(i32::MAX)))
     .execute(pool)
     .await?
     .rows_affected();
@@ -98,7 +108,8 @@ pub async fn create(pool: &PgPool, id: &ModelId, settings: &ModelChange) -> Resu
     let same = model.capacity_tokens_per_s == capacity
         && settings.headroom.is_none_or(|h| h == model.headroom)
         && settings.prompt_weight.is_none_or(|w| w == model.prompt_weight)
-        && settings.completion_weight.is_none_or(|w| w == model.completion_weight);
+        && settings.completion_weight.is_none_or(|w| w == model.completion_weight)
+        && settings.prefill_tokens_per_s.is_none_or(|r| r == model.prefill_tokens_per_s);
     if inserted == 0 && !same {
         return Err(ContractsError::conflict(format!(
             "model {id} already exists with other settings; change it with PATCH"
@@ -117,7 +128,7 @@ pub async fn get(pool: &PgPool, id: &ModelId) -> Result<Model> {
 pub async fn get_with(conn: &mut PgConnection, id: &ModelId, lock: bool) -> Result<Model> {
     let row: Option<ModelRow> = if lock {
         sqlx::query_as(
-            "SELECT id, capacity_tokens_per_s, headroom, prompt_weight, completion_weight, updated_at \
+            "SELECT id, capacity_tokens_per_s, headroom, prompt_weight, completion_weight, prefill_tokens_per_s, updated_at \
              FROM contracts.models WHERE id = $1 FOR UPDATE",
         )
         .bind(id.as_str())
@@ -125,7 +136,7 @@ pub async fn get_with(conn: &mut PgConnection, id: &ModelId, lock: bool) -> Resu
         .await?
     } else {
         sqlx::query_as(
-            "SELECT id, capacity_tokens_per_s, headroom, prompt_weight, completion_weight, updated_at \
+            "SELECT id, capacity_tokens_per_s, headroom, prompt_weight, completion_weight, prefill_tokens_per_s, updated_at \
              FROM contracts.models WHERE id = $1",
         )
         .bind(id.as_str())
@@ -137,7 +148,7 @@ pub async fn get_with(conn: &mut PgConnection, id: &ModelId, lock: bool) -> Resu
 
 pub async fn list(pool: &PgPool) -> Result<Vec<Model>> {
     let rows: Vec<ModelRow> = sqlx::query_as(
-        "SELECT id, capacity_tokens_per_s, headroom, prompt_weight, completion_weight, updated_at \
+        "SELECT id, capacity_tokens_per_s, headroom, prompt_weight, completion_weight, prefill_tokens_per_s, updated_at \
          FROM contracts.models ORDER BY id",
     )
     .fetch_all(pool)
@@ -160,6 +171,7 @@ pub async fn update(pool: &PgPool, id: &ModelId, change: &ModelChange) -> Result
                 headroom: change.headroom.unwrap_or(current.headroom),
                 prompt_weight: change.prompt_weight.unwrap_or(current.prompt_weight),
                 completion_weight: change.completion_weight.unwrap_or(current.completion_weight),
+                prefill_tokens_per_s: change.prefill_tokens_per_s.unwrap_or(current.prefill_tokens_per_s),
                 ..current.clone()
             };
             if next.sellable_tokens_per_s() < current.sellable_tokens_per_s() {
@@ -167,13 +179,14 @@ pub async fn update(pool: &PgPool, id: &ModelId, change: &ModelChange) -> Result
             }
             sqlx::query(
                 "UPDATE contracts.models SET capacity_tokens_per_s = $2, headroom = $3, prompt_weight = $4, \
-                 completion_weight = $5, updated_at = now() WHERE id = $1",
+                 completion_weight = $5, prefill_tokens_per_s = $6, updated_at = now() WHERE id = $1",
             )
             .bind(id.as_str())
             .bind(i32::try_from(next.capacity_tokens_per_s).unwrap_or(i32::MAX))
             .bind(next.headroom)
             .bind(next.prompt_weight)
             .bind(next.completion_weight)
+            .bind(i32::try_from(next.prefill_tokens_per_s).unwrap_or(i32::MAX))
             .execute(&mut *tx)
             .await?;
             get_with(&mut *tx, &id, false).await

@@ -70,6 +70,7 @@ impl ContractService for Contracts {
             headroom: optional_decimal("headroom", Some(&r.headroom))?,
             prompt_weight: optional_decimal("prompt_weight", Some(&r.prompt_weight))?,
             completion_weight: optional_decimal("completion_weight", Some(&r.completion_weight))?,
+            prefill_tokens_per_s: Some(r.prefill_tokens_per_s),
         };
         Ok(Response::new(models::create(&self.pool, &id, &settings).await?.into()))
     }
@@ -82,6 +83,7 @@ impl ContractService for Contracts {
             headroom: optional_decimal("headroom", r.headroom.as_deref())?,
             prompt_weight: optional_decimal("prompt_weight", r.prompt_weight.as_deref())?,
             completion_weight: optional_decimal("completion_weight", r.completion_weight.as_deref())?,
+            prefill_tokens_per_s: r.prefill_tokens_per_s,
         };
         Ok(Response::new(models::update(&self.pool, &id, &change).await?.into()))
     }
@@ -148,6 +150,19 @@ impl ContractService for Contracts {
             model: optional(&r.model)?,
             status: unless_unspecified("status", r.status, status_from_pb).map_err(ContractsError::from)?,
             active_at: optional_instant("active_at", r.active_at.as_ref())?,
+            running: match (
+                optional_instant("running_from", r.running_from.as_ref())?,
+                optional_instant("running_to", r.running_to.as_ref())?,
+            ) {
+                (Some(from), Some(to)) if from < to => Some((from, to)),
+                (None, None) => None,
+                _ => {
+                    return Err(ContractsError::Invalid(
+                        "running_from and running_to go together, running_from first".into(),
+                    )
+                    .into());
+                }
+            },
             limit: Some(r.limit).filter(|l| *l > 0),
         };
         let now = Utc::now();

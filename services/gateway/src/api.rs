@@ -297,6 +297,9 @@ pub struct Model {
     pub sellable: u32,
     pub prompt_weight: String,
     pub completion_weight: String,
+    /// Prompt tokens/s one request is prefilled at, measured at
+    /// calibration (0: not measured). TTFT targets allow prompt / this.
+    pub prefill_tokens_per_s: u32,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -309,6 +312,7 @@ impl From<pb::Model> for Model {
             sellable: m.sellable_tokens_per_s,
             prompt_weight: m.prompt_weight,
             completion_weight: m.completion_weight,
+            prefill_tokens_per_s: m.prefill_tokens_per_s,
             updated_at: m.updated_at.as_ref().and_then(instant).unwrap_or_default(),
         }
     }
@@ -337,6 +341,10 @@ pub struct NewModel {
     /// Decimal string; default "1".
     #[schema(pattern = r"^[0-9]{1,3}(\.[0-9]{1,6})?$")]
     pub completion_weight: Option<String>,
+    /// Prompt tokens/s one request is prefilled at; default 0 (not measured).
+    #[schema(minimum = 0, maximum = 2147483647)]
+    #[serde(default, deserialize_with = "optional_whole_number")]
+    pub prefill_tokens_per_s: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -351,6 +359,9 @@ pub struct ModelPatch {
     pub prompt_weight: Option<String>,
     #[schema(pattern = r"^[0-9]{1,3}(\.[0-9]{1,6})?$")]
     pub completion_weight: Option<String>,
+    #[schema(minimum = 0, maximum = 2147483647)]
+    #[serde(default, deserialize_with = "optional_whole_number")]
+    pub prefill_tokens_per_s: Option<u32>,
 }
 
 /// Filters of the admin's reservation list.

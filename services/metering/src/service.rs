@@ -152,7 +152,13 @@ impl MeteringService for Metering {
             .ttft_target
             .as_ref()
             .map(|t| TtftTarget { base_ms: t.base_ms, prefill_tokens_per_s: t.prefill_tokens_per_s });
-        let windows = store::windows(&self.pool, contract, from, to, window_s, target)
+        let recorded_since = r
+            .recorded_since
+            .as_ref()
+            .map(|t| instant(t).ok_or_else(|| MeteringError::Invalid("recorded_since is not a valid instant".into())))
+            .transpose()?;
+        let query = store::WindowQuery { contract, from, to, window_s, target, recorded_since };
+        let windows = store::windows(&self.pool, &query)
             .await?
             .into_iter()
             .map(|w| pb::UsageWindow {

@@ -182,20 +182,26 @@ pub struct Window {
     pub delivered_weighted_tokens: Decimal,
 }
 
+/// Which windows [`windows`] answers.
+#[derive(Debug, Clone)]
+pub struct WindowQuery {
+    /// `None`: every contract.
+    pub contract: Option<Uuid>,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub window_s: u32,
+    pub target: Option<TtftTarget>,
+    /// Only windows holding a record stored at or after this instant.
+    pub recorded_since: Option<DateTime<Utc>>,
+}
+
 /// Per contract and window of `window_s` seconds (aligned to the UTC epoch,
 /// by request start) over `[from, to)`, reserved requests only: what the
 /// SLA measures. Client cancellations are not eligible; percentiles are
 /// nearest-rank; a request misses its TTFT target when its first token came
 /// later than it, or never came because the platform failed it.
-pub async fn windows(
-    pool: &PgPool,
-    contract: Option<Uuid>,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    window_s: u32,
-    target: Option<TtftTarget>,
-) -> Result<Vec<Window>, MeteringError> {
-    let (has_target, base_ms, prefill) = match target {
+pub async fn windows(pool: &PgPool, q: &WindowQuery) -> Result<Vec<Window>, MeteringError> {
+    let (has_target, base_ms, prefill) = match q.target {
         Some(t) => (true, i64::from(t.base_ms), i64::from(t.prefill_tokens_per_s)),
         None => (false, 0, 0),
     };
@@ -204,7 +210,11 @@ pub async fn windows(
            SELECT *, to_timestamp(floor(extract(epoch FROM started_at) / $4::int8) * $4::int8) AS window_start \
            FROM metering.usage_records \
            WHERE class = 'reserved' AND contract_id IS NOT NULL AND outcome <> 'client_cancelled' \
-             AND ($1::uuid IS NULL OR contract_id = $1) AND started_at >= $2 AND started_at < $3) \
+             AND ($1::uuid IS NULL OR contract_id = $1) AND started_at >= $2 AND started_at < $3 \
+             AND ($8::timestamptz IS NULL OR (contract_id, floor(extract(epoch FROM started_at) / $4::int8)) IN ( \
+               SELECT contract_id, floor(extract(epoch FROM started_at) / $4::int8) FROM metering.usage_records \
+               WHERE class = 'reserved' AND recorded_at >= $8 AND ($1::uuid IS NULL OR contract_id = $1) \
+                 AND started_at >= $2 AND started_at < $3))) \
          SELECT contract_id, window_start, \
            count(*) AS eligible_requests, \
            count(*) FILTER (WHERE outcome IN ('shed', 'platform_error', 'interrupted')) AS platform_errors, \
@@ -220,13 +230,14 @@ pub async fn windows(
            COALESCE(sum(weighted_tokens), 0) AS delivered_weighted_tokens \
          FROM eligible GROUP BY 1, 2 ORDER BY 1, 2",
     )
-    .bind(contract)
-    .bind(from)
-    .bind(to)
-    .bind(i64::from(window_s.max(1)))
+    .bind(q.contract)
+    .bind(q.from)
+    .bind(q.to)
+    .bind(i64::from(q.window_s.max(1)))
     .bind(has_target)
     .bind(base_ms)
     .bind(prefill)
+    .bind(q.recorded_since)
     .fetch_all(pool)
     .await?)
 }

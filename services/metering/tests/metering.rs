@@ -142,7 +142,7 @@ async fn records_are_stored_once_and_totalled_exactly(pool: PgPool) {
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn windows_give_the_sla_its_measures(pool: PgPool) {
-    let (mut client, _, _shutdown) = start(pool).await;
+    let (mut client, _, _shutdown) = start(pool.clone()).await;
     let mut batch: Vec<pb::UsageRecord> =
         (0..20).map(|i| record(&format!("a{i}"), "reserved", "ok", at(1, i), Some(100 + 10 * i))).collect();
     // A long prompt may take longer: 4,000 tokens at 2,000 tokens/s earn 2 s more.
@@ -163,6 +163,7 @@ async fn windows_give_the_sla_its_measures(pool: PgPool) {
         window_s,
         // The premium base: 1 s, plus the prompt at 2,000 tokens/s.
         ttft_target: Some(pb::TtftTarget { base_ms: 1_000, prefill_tokens_per_s: 2_000 }),
+        recorded_since: None,
     };
     let windows = client.usage_windows(ask(300)).await.expect("windows").into_inner().windows;
     assert_eq!(windows.len(), 2);
@@ -195,6 +196,18 @@ async fn windows_give_the_sla_its_measures(pool: PgPool) {
     );
     let too_long = client.usage_windows(ask(86_401)).await.expect_err("refused");
     assert_eq!(too_long.code(), tonic::Code::InvalidArgument);
+
+    // A late record: only the window it lands in is answered, with the
+    // figures of all its records.
+    let since: chrono::DateTime<Utc> =
+        sqlx::query_scalar("SELECT clock_timestamp()").fetch_one(&pool).await.expect("database clock");
+    let late = vec![record("late", "reserved", "platform_error", at(7, 0), None)];
+    client.record_usage(pb::RecordUsageRequest { records: late }).await.expect("record");
+    let changed = pb::UsageWindowsRequest { recorded_since: Some(timestamp(since)), ..ask(300) };
+    let changed = client.usage_windows(changed).await.expect("windows").into_inner().windows;
+    assert_eq!(changed.len(), 1, "the first window got nothing new");
+    assert_eq!(changed[0].window_start, Some(timestamp(at(5, 0))));
+    assert_eq!((changed[0].eligible_requests, changed[0].platform_errors), (3, 2));
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

@@ -166,8 +166,18 @@ async fn calibrate_pool(config: &Config, pool: &sqlx::PgPool, model: &ModelId) -
             return "configured (calibration failed)".into();
         }
     };
-    match reservoir_contracts::record_measured_capacity(pool, model, calibration.tokens_per_s).await {
-        Ok(()) => format!("{} weighted tokens/s, measured on start", calibration.tokens_per_s),
+    let recorded = reservoir_contracts::record_measured_capacity(
+        pool,
+        model,
+        calibration.tokens_per_s,
+        calibration.prefill_tokens_per_s,
+    )
+    .await;
+    match recorded {
+        Ok(()) => format!(
+            "{} weighted tokens/s (prefill {} tokens/s), measured on start",
+            calibration.tokens_per_s, calibration.prefill_tokens_per_s
+        ),
         Err(e) => {
             tracing::warn!(error = %e, measured = calibration.tokens_per_s, "measured capacity not recorded");
             format!("kept: measured {} weighted tokens/s but {e}", calibration.tokens_per_s)

@@ -122,6 +122,8 @@ pub struct ListFilter {
     pub status: Option<ReservationStatus>,
     /// Reservations holding capacity at this instant.
     pub active_at: Option<DateTime<Utc>>,
+    /// Reservations running at some instant of `[from, to)`.
+    pub running: Option<(DateTime<Utc>, DateTime<Utc>)>,
     /// At most this many rows, newest first (default and maximum `LIST_LIMIT_MAX`).
     pub limit: Option<u32>,
 }
@@ -137,6 +139,8 @@ pub async fn list(pool: &PgPool, filter: &ListFilter) -> Result<Vec<Reservation>
                 WHEN starts_at <= now() THEN 'active' ELSE 'scheduled' END) \
            AND ($4::timestamptz IS NULL OR (starts_at <= $4 AND (ends_at IS NULL OR ends_at > $4) \
                 AND (cancelled_at IS NULL OR cancelled_at > $4))) \
+           AND ($6::timestamptz IS NULL OR (starts_at < $7 AND (ends_at IS NULL OR ends_at > $6) \
+                AND (cancelled_at IS NULL OR (cancelled_at > $6 AND cancelled_at > starts_at)))) \
          ORDER BY created_at DESC, id DESC LIMIT $5"
     ))
     .bind(filter.tenant.as_ref().map(TenantId::as_str))
@@ -144,6 +148,8 @@ pub async fn list(pool: &PgPool, filter: &ListFilter) -> Result<Vec<Reservation>
     .bind(filter.status.map(|s| s.as_str()))
     .bind(filter.active_at)
     .bind(i64::from(limit))
+    .bind(filter.running.map(|(from, _)| from))
+    .bind(filter.running.map(|(_, to)| to))
     .fetch_all(pool)
     .await?;
     rows.into_iter().map(from_row).collect()

@@ -97,6 +97,7 @@ pub async fn create_model(
             headroom: non_empty("headroom", body.headroom)?,
             prompt_weight: non_empty("prompt_weight", body.prompt_weight)?,
             completion_weight: non_empty("completion_weight", body.completion_weight)?,
+            prefill_tokens_per_s: body.prefill_tokens_per_s.unwrap_or(0),
         })
         .await?
         .into_inner();
@@ -135,6 +136,7 @@ pub async fn update_model(
             headroom: present("headroom", body.headroom)?,
             prompt_weight: present("prompt_weight", body.prompt_weight)?,
             completion_weight: present("completion_weight", body.completion_weight)?,
+            prefill_tokens_per_s: body.prefill_tokens_per_s,
         })
         .await?
         .into_inner();
@@ -206,6 +208,7 @@ pub async fn list_reservations(
             status: filter.status.map_or(pb::ReservationStatus::Unspecified, pb::ReservationStatus::from).into(),
             active_at: filter.active_at.map(timestamp),
             limit: list_limit(filter.limit)?,
+            ..Default::default()
         })
         .await?
         .into_inner();

@@ -129,6 +129,7 @@ pub async fn list(
             status: filter.status.map_or(pb::ReservationStatus::Unspecified, pb::ReservationStatus::from).into(),
             active_at: None,
             limit: list_limit(filter.limit)?,
+            ..Default::default()
         })
         .await?
         .into_inner();

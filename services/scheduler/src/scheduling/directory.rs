@@ -257,6 +257,7 @@ impl Directory {
                     status: pb::ReservationStatus::Active.into(),
                     active_at: None,
                     limit: CONTRACTS_PER_TENANT_MODEL_MAX,
+                    ..Default::default()
                 };
                 async move {
                     let list = client.list_reservations(request).await?.into_inner();
