@@ -71,6 +71,10 @@ pub struct Platform {
     pub contracts: String,
     pub scheduler: String,
     pub metering: String,
+    pub sla_url: String,
+    /// The SLA job, run by tests with a clock of their own (its own loop
+    /// waits `sla.job_interval_s`, an hour in tests).
+    pub sla: reservoir_sla_service::Sla,
     /// The usage spool's folder (removed with the platform).
     pub spool: tempfile::TempDir,
     pub auth: AuthConfig,
@@ -98,7 +102,8 @@ impl Platform {
         let shutdown = Shutdown::new();
         let spool = tempfile::tempdir().expect("spool folder");
         let config = test_config(&options, spool.path());
-        let mut services = vec![Service::Contracts, Service::Metering, Service::Scheduler, Service::Gateway];
+        let mut services =
+            vec![Service::Contracts, Service::Metering, Service::Scheduler, Service::Sla, Service::Gateway];
         if options.workers > 0 {
             services.push(Service::Worker);
         }
@@ -106,12 +111,15 @@ impl Platform {
         let given = Given { pool: Some(pool.clone()), worker_backends };
         let platform = reservoir_platform::build(config, &services, given).await.expect("platform");
         let e = platform.endpoints.clone();
+        let sla = platform.sla().expect("sla service");
         tokio::spawn(platform.run_until_stopped(shutdown.clone()));
         Platform {
             gateway: e.gateway.expect("gateway"),
             contracts: e.contracts.expect("contracts"),
             scheduler: e.scheduler.expect("scheduler"),
             metering: e.metering.expect("metering"),
+            sla_url: e.sla.expect("sla"),
+            sla,
             spool,
             auth: options.auth,
             pool,
@@ -187,6 +195,11 @@ pub fn test_config(options: &Options, spool: &std::path::Path) -> Config {
     config.worker.model_id = MODEL.into();
     config.worker.queue_capacity = 64;
     config.worker.step_token_budget = 256;
+    config.sla.listen = loopback;
+    config.sla.job_interval_s = 3600;
+    config.sla.delivery_interval_ms = 100;
+    // Webhook receivers in tests listen on the loopback.
+    config.sla.webhooks_allow_private = true;
     config.gateway.listen = loopback;
     config.gateway.body_limit_bytes = options.body_limit_bytes;
     config.gateway.rate_limit = options.rate_limit;

@@ -71,7 +71,9 @@ impl ModelChange {
 
 type ModelRow = (String, i32, Decimal, Decimal, Decimal, i32, DateTime<Utc>);
 
-fn from_row((id, capacity, headroom, prompt_weight, completion_weight, prefill, updated_at): ModelRow) -> Result<Model> {
+fn from_row(
+    (id, capacity, headroom, prompt_weight, completion_weight, prefill, updated_at): ModelRow,
+) -> Result<Model> {
     Ok(Model {
         id: id.parse().map_err(|e| ContractsError::Internal(format!("stored model id: {e}")))?,
         capacity_tokens_per_s: u32::try_from(capacity).unwrap_or(0),

@@ -46,6 +46,8 @@ pub struct GatewaySettings {
     pub scheduler_url: String,
     /// Where the gateway reads usage (MeteringService).
     pub metering_url: String,
+    /// Where the gateway reads SLA figures, credits and the status page (SlaService).
+    pub sla_url: String,
     /// Largest request body accepted, in bytes (413 beyond).
     pub body_limit_bytes: usize,
     /// Requests per second each authenticated caller may send (429 beyond).
@@ -67,6 +69,7 @@ impl Default for GatewaySettings {
             contracts_url: "http://127.0.0.1:50051".into(),
             scheduler_url: "http://127.0.0.1:50071".into(),
             metering_url: "http://127.0.0.1:50081".into(),
+            sla_url: "http://127.0.0.1:50091".into(),
             body_limit_bytes: 256 * 1024,
             rate_limit: RateLimit { requests_per_s: 100, burst: 200 },
         }

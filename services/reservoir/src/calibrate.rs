@@ -43,7 +43,7 @@ pub fn measure(path: &Path) -> anyhow::Result<Calibration> {
         &[CALIBRATION_BATCH; CALIBRATION_RUNS],
         CALIBRATION_STEPS,
     )
-        .context("calibration run")?;
+    .context("calibration run")?;
     let mut runs: Vec<f64> = report.decode_tok_per_s.iter().map(|(_, tps)| *tps).collect();
     runs.sort_by(f64::total_cmp);
     let decode = runs.get(runs.len() / 2).copied().ok_or_else(|| anyhow::anyhow!("calibration produced no figure"))?;

@@ -10,6 +10,7 @@ use reservoir_gateway::GatewaySettings;
 use reservoir_metering::MeteringSettings;
 use reservoir_runtime::config::{AuthConfig, InternalConfig, LogConfig};
 use reservoir_scheduler::SchedulerSettings;
+use reservoir_sla_service::SlaSettings;
 use reservoir_worker::WorkerSettings;
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +29,7 @@ pub struct Config {
     pub scheduler: SchedulerSettings,
     pub worker: WorkerSettings,
     pub gateway: GatewaySettings,
+    pub sla: SlaSettings,
 }
 
 impl Default for Config {
@@ -44,6 +46,7 @@ impl Default for Config {
             scheduler: SchedulerSettings::default(),
             worker: WorkerSettings::default(),
             gateway: GatewaySettings::default(),
+            sla: SlaSettings::default(),
         }
     }
 }

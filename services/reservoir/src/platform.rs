@@ -23,6 +23,7 @@ pub enum Service {
     Scheduler,
     Gateway,
     Worker,
+    Sla,
 }
 
 /// What `build` is handed instead of making it from the configuration.
@@ -43,6 +44,7 @@ pub struct Endpoints {
     pub scheduler: Option<String>,
     pub scheduler_metrics: Option<String>,
     pub gateway: Option<String>,
+    pub sla: Option<String>,
     pub workers: Vec<String>,
 }
 
@@ -54,6 +56,7 @@ enum Server {
     /// With whether it registers itself with `worker.scheduler_url` (a
     /// scheduler built beside it knows it already).
     Worker(reservoir_worker::Server, bool),
+    Sla(Box<reservoir_sla_service::Server>),
 }
 
 /// Built services, bound to their ports, not yet serving.
@@ -85,6 +88,7 @@ fn refuse_open_internal_ports(config: &Config, services: &[Service]) -> anyhow::
         (Service::Metering, "metering.listen", config.metering.listen),
         (Service::Scheduler, "scheduler.listen", config.scheduler.listen),
         (Service::Worker, "worker.listen", config.worker.listen),
+        (Service::Sla, "sla.listen", config.sla.listen),
     ];
     for (service, key, addr) in listens {
         if services.contains(&service) && !addr.ip().is_loopback() {
@@ -102,7 +106,7 @@ pub async fn build(mut config: Config, services: &[Service], given: Given) -> an
     let wants = |s: Service| services.contains(&s);
     let token = config.internal.token();
     refuse_open_internal_ports(&config, services)?;
-    let needs_db = wants(Service::Contracts) || wants(Service::Metering);
+    let needs_db = wants(Service::Contracts) || wants(Service::Metering) || wants(Service::Sla);
     let pool = match given.pool {
         Some(pool) => Some(pool),
         None if needs_db => Some(db::connect(config.database_url()?, config.database_max_connections).await?),
@@ -115,6 +119,7 @@ pub async fn build(mut config: Config, services: &[Service], given: Given) -> an
         let url = url_of(config.contracts.listen, server.port());
         config.contracts.listen.set_port(server.port());
         config.scheduler.contracts_url = url.clone();
+        config.sla.contracts_url = url.clone();
         config.gateway.contracts_url = url.clone();
         endpoints.contracts = Some(url);
         servers.push(Server::Contracts(server));
@@ -124,6 +129,7 @@ pub async fn build(mut config: Config, services: &[Service], given: Given) -> an
         let url = url_of(config.metering.listen, server.port());
         config.metering.listen.set_port(server.port());
         config.scheduler.metering_url = url.clone();
+        config.sla.metering_url = url.clone();
         config.gateway.metering_url = url.clone();
         endpoints.metering = Some(url);
         servers.push(Server::Metering(server));
@@ -156,8 +162,17 @@ pub async fn build(mut config: Config, services: &[Service], given: Given) -> an
         endpoints.scheduler_metrics =
             Some(format!("{}/metrics", url_of(config.scheduler.metrics_listen, server.metrics_port())));
         config.gateway.scheduler_url = url.clone();
+        config.sla.scheduler_url = url.clone();
         endpoints.scheduler = Some(url);
         servers.push(Server::Scheduler(server));
+    }
+    if let (true, Some(pool)) = (wants(Service::Sla), &pool) {
+        let server = reservoir_sla_service::build(&config.sla, pool.clone(), token.clone()).await?;
+        let url = url_of(config.sla.listen, server.port());
+        config.sla.listen.set_port(server.port());
+        config.gateway.sla_url = url.clone();
+        endpoints.sla = Some(url);
+        servers.push(Server::Sla(Box::new(server)));
     }
     if wants(Service::Gateway) {
         let server = reservoir_gateway::build(&config.gateway, &config.auth, token.clone()).await?;
@@ -170,6 +185,15 @@ pub async fn build(mut config: Config, services: &[Service], given: Given) -> an
 }
 
 impl Platform {
+    /// The SLA job's handle, when the SLA service is part of this platform
+    /// (tests run it with a clock of their own).
+    pub fn sla(&self) -> Option<reservoir_sla_service::Sla> {
+        self.servers.iter().find_map(|s| match s {
+            Server::Sla(server) => Some(server.sla()),
+            _ => None,
+        })
+    }
+
     /// Serves every built service until `shutdown`, then waits for each to
     /// stop (the scheduler ships what its usage spool holds, within a bound).
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
@@ -182,6 +206,7 @@ impl Platform {
                 Server::Metering(s) => tokio::spawn(s.run_until_stopped(stop)),
                 Server::Scheduler(s) => tokio::spawn(s.run_until_stopped(stop)),
                 Server::Gateway(s) => tokio::spawn(s.run_until_stopped(stop)),
+                Server::Sla(s) => tokio::spawn(s.run_until_stopped(stop)),
                 Server::Worker(s, registers) => {
                     if registers {
                         register(&config, &s, &shutdown);

@@ -18,6 +18,7 @@ struct Endpoints {
     metering: String,
     scheduler: String,
     scheduler_metrics: String,
+    sla: String,
     database: String,
     workers: Vec<WorkerEndpoint>,
 }
@@ -68,10 +69,11 @@ pub async fn run(mut config: Config, worker_count: usize) -> anyhow::Result<()> 
     config.scheduler.listen = free_if_taken(config.scheduler.listen);
     config.scheduler.metrics_listen = free_if_taken(config.scheduler.metrics_listen);
     config.gateway.listen = free_if_taken(config.gateway.listen);
+    config.sla.listen = free_if_taken(config.sla.listen);
     let planned_workers = workers::plan(worker_count)?;
     // Workers are not listed: each registers itself with the scheduler.
     config.scheduler.workers = Vec::new();
-    let services = [Service::Contracts, Service::Metering, Service::Scheduler, Service::Gateway];
+    let services = [Service::Contracts, Service::Metering, Service::Scheduler, Service::Sla, Service::Gateway];
     let platform = reservoir_platform::build(config, &services, Given { pool: Some(pool), ..Given::default() }).await?;
     let config = platform.config.clone();
     let built = platform.endpoints.clone();
@@ -90,6 +92,7 @@ pub async fn run(mut config: Config, worker_count: usize) -> anyhow::Result<()> 
         metering: metering_url.clone(),
         scheduler: scheduler_url.clone(),
         scheduler_metrics: metrics_url.clone(),
+        sla: endpoint(&built.sla),
         database: redact(&database_url),
         workers: Vec::new(),
     };

@@ -86,6 +86,8 @@ struct WorkerSlot {
     healthy: bool,
     /// From the worker's last stats.
     free_kv_blocks: u32,
+    /// The model it serves, from its stats (empty until the first).
+    model_id: String,
 }
 
 impl WorkerSlot {
@@ -95,7 +97,7 @@ impl WorkerSlot {
         // the stats watcher.
         let channel = reservoir_runtime::grpc::client_channel(&endpoint.url, WORKER_CALL_TIMEOUT)?;
         let client = WorkerServiceClient::new(token.attach(channel));
-        Ok(WorkerSlot { endpoint, client, in_flight: 0, healthy: true, free_kv_blocks: 0 })
+        Ok(WorkerSlot { endpoint, client, in_flight: 0, healthy: true, free_kv_blocks: 0, model_id: String::new() })
     }
 }
 

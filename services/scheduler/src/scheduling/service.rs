@@ -60,6 +60,24 @@ impl SchedulerService for Scheduler {
         Ok(Response::new(pb::RegisterWorkerResponse { known }))
     }
 
+    async fn list_workers(
+        &self,
+        _: Request<pb::ListWorkersRequest>,
+    ) -> Result<Response<pb::ListWorkersResponse>, Status> {
+        let core = self.shared.core.lock().await;
+        let workers = core
+            .workers
+            .iter()
+            .map(|w| pb::WorkerStatus {
+                worker_id: w.endpoint.id.clone(),
+                model_id: w.model_id.clone(),
+                healthy: w.healthy,
+                in_flight: u32::try_from(w.in_flight).unwrap_or(u32::MAX),
+            })
+            .collect();
+        Ok(Response::new(pb::ListWorkersResponse { workers }))
+    }
+
     async fn complete(&self, req: Request<pb::CompleteRequest>) -> Result<Response<Self::CompleteStream>, Status> {
         let received_at = Instant::now();
         let mut request = req.into_inner();

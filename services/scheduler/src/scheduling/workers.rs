@@ -108,6 +108,9 @@ async fn update(shared: &Shared, index: usize, stats: Option<&pb::WorkerStats>) 
         m.worker_kv_used_ratio.with_label_values(&[id]).set(used);
         m.worker_tokens_per_s.with_label_values(&[id]).set(s.tokens_per_s);
         slot.free_kv_blocks = s.free_kv_blocks;
+        if slot.model_id != s.model_id {
+            slot.model_id.clone_from(&s.model_id);
+        }
     }
     let back = stats.is_some() && !slot.healthy;
     if slot.healthy && stats.is_none() {
