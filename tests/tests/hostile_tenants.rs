@@ -25,7 +25,8 @@ async fn long_prompts_without_spaces_are_refused_and_do_not_hold_up_others(pool:
     let token = p.tenant_token("acme");
     let letters = |n: usize| "a".repeat(n);
     let huge = json!({"model": MODEL, "prompt": letters(256 * 1024), "max_tokens": 4});
-    // Through the gateway's body limit, but over the scheduler's cap.
+    // Through the gateway's body limit, but over the prompt cap (which the
+    // gateway checks first, and the scheduler again behind it).
     let over_cap = json!({"model": MODEL, "prompt": letters(PROMPT_BYTES_MAX + 1), "max_tokens": 4});
     let over_cap_chat = json!({
         "model": MODEL, "max_tokens": 4,

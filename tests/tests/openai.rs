@@ -91,7 +91,9 @@ async fn bad_requests_get_openai_style_errors(pool: PgPool) {
         (json!({"model": MODEL, "messages": [{"role": "wizard", "content": "hi"}]}), 400, ""),
         (json!({"model": MODEL, "messages": user, "max_tokens": 1_000_000}), 400, ""),
         (json!({"model": MODEL, "messages": user, "temperature": 7}), 400, ""),
-        (json!({"model": MODEL, "messages": user, "n": 3}), 400, ""),
+        (json!({"model": MODEL, "messages": user, "n": 9}), 400, ""),
+        (json!({"model": MODEL, "messages": user, "tools": []}), 400, "unsupported_parameter"),
+        (json!({"model": MODEL, "messages": user, "colour": "red"}), 400, "unknown_parameter"),
         (json!({"model": MODEL, "messages": user, "service_tier": "gold"}), 400, ""),
         (json!({"model": MODEL, "messages": "hi"}), 400, ""),
         (json!({"messages": user}), 400, ""),
@@ -137,12 +139,11 @@ async fn bad_requests_get_openai_style_errors(pool: PgPool) {
     assert_eq!(openai_error(&answer), ("authentication_error", "invalid_api_key"));
 }
 
-/// OpenAI's official Python client, unchanged, against the gateway
-/// (`scripts/test` installs the `openai` package).
-#[sqlx::test(migrator = "MIGRATOR")]
-async fn the_official_openai_python_client_works(pool: PgPool) {
-    let p = platform(pool).await;
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openai_client.py");
+/// Runs one of the Python scripts beside this crate with OpenAI's official
+/// client, unchanged, against the gateway (`scripts/test` installs the
+/// `openai` package).
+async fn python_client(p: &Platform, script: &str) {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(script);
     let output = tokio::process::Command::new("python3")
         .arg(&script)
         .env("OPENAI_BASE_URL", format!("{}/v1", p.gateway))
@@ -153,6 +154,18 @@ async fn the_official_openai_python_client_works(pool: PgPool) {
         .expect("python3 runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "the openai client script failed:\n{stdout}\n{stderr}");
+    assert!(output.status.success(), "{} failed:\n{stdout}\n{stderr}", script.display());
     assert!(stdout.contains("all checks passed"), "{stdout}");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn the_official_openai_python_client_works(pool: PgPool) {
+    python_client(&platform(pool).await, "openai_client.py").await;
+}
+
+/// logit_bias, penalties, logprobs and top_logprobs, n, and the refused
+/// fields, each through the official client (`openai_fields.py`).
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn the_official_client_drives_every_sampling_field(pool: PgPool) {
+    python_client(&platform(pool).await, "openai_fields.py").await;
 }

@@ -8,6 +8,7 @@
 
 pub mod capacity;
 mod ids;
+pub mod limits;
 mod money;
 mod period;
 mod plan;
@@ -21,13 +22,7 @@ pub use plan::{PriorityClass, ReservationStatus, Role, Term, Tier};
 pub use time::{TimeRange, term_end};
 pub use usage::{Outcome, USAGE_COUNT_MAX, UsageRecord};
 
-/// One rule for opaque ids that cross the platform (request ids, idempotency
-/// keys): 1 to `max_len` printable ASCII characters, no spaces, no control
-/// characters (a NUL would be refused by PostgreSQL, a newline would forge log
-/// lines).
-pub fn is_printable_id(s: &str, max_len: usize) -> bool {
-    !s.is_empty() && s.len() <= max_len && s.bytes().all(|b| b.is_ascii_graphic())
-}
+pub use limits::{check_idempotency_key, check_request_id, is_printable_id};
 
 /// Every way a domain value can be invalid. Messages are meant for API users.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

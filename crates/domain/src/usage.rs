@@ -94,7 +94,7 @@ impl UsageRecord {
     /// Checks what types cannot: bounds, and that the parts agree.
     pub fn validate(&self) -> Result<(), DomainError> {
         let invalid = |reason: &str| Err(DomainError::invalid("usage record", reason));
-        if !crate::is_printable_id(&self.request_id, 128) {
+        if crate::check_request_id(&self.request_id).is_err() {
             return invalid("request_id must be 1 to 128 printable ASCII characters");
         }
         if self.worker_id.len() > 128 || self.worker_id.chars().any(|c| c.is_control()) {

@@ -73,7 +73,9 @@ pub struct Generation<'a> {
     tokenizer: &'a Tokenizer,
     seq: SeqId,
     sampler: Sampler,
+    /// The prompt, then the generated tokens.
     history: Vec<u32>,
+    prompt_len: usize,
     pending: Vec<u32>,
     n_generated: usize,
     stream: TextStream,
@@ -100,6 +102,7 @@ impl<'a> Generation<'a> {
             seq,
             sampler,
             history: prompt.to_vec(),
+            prompt_len: prompt.len(),
             pending: prompt[cached..].to_vec(),
             n_generated: 0,
             stream: TextStream::new(params_stops),
@@ -132,7 +135,7 @@ impl<'a> Generation<'a> {
                 logits = out.outputs.into_iter().next().map(|o| o.logits).unwrap_or_default();
             }
         }
-        let s = self.sampler.sample(&logits, &self.history)?;
+        let s = self.sampler.sample(&logits, &self.history, self.prompt_len)?;
         let is_stop = self.tokenizer.eos_id == Some(s.token) || p.stop_token_ids.contains(&s.token);
         if is_stop {
             self.finish = Some(FinishReason::Stop);

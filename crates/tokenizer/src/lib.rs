@@ -27,16 +27,6 @@ pub use error::TokenizerError;
 pub use text::{Piece, TextStream, find_stop};
 pub use tokenizer::{PreTokenizer, Tokenizer, TokenizerParts};
 
-/// Most bytes of text one request may have tokenized: a raw prompt, or its
-/// chat messages' roles and contents together. The scheduler and the worker
-/// refuse longer input before tokenizing it.
-///
-/// Why 128 KiB: the largest context served (SmolLM2, 8192 tokens) holds about
-/// 41 KiB of English at ~5.1 bytes a token (the engine's `english.txt`), so
-/// the bound refuses only text three times what a context holds (runs of
-/// spaces, which merge 64 to a token, are the rare exception) while keeping
-/// the work one request can ask of the tokenizer small and fixed. It is
-/// below the gateway's default body limit (256 KiB): the gateway refuses
-/// larger bodies with 413, the scheduler what gets through. Raise it with the
-/// largest context served.
-pub const PROMPT_BYTES_MAX: usize = 128 * 1024;
+/// Most bytes of text one request may have tokenized (see the domain's
+/// `limits`, where every input bound lives).
+pub use reservoir_domain::limits::PROMPT_BYTES_MAX;

@@ -51,10 +51,8 @@ impl NewReservation {
         if self.rate_tokens_per_s == 0 || i32::try_from(self.rate_tokens_per_s).is_err() {
             return Err(ContractsError::Invalid(format!("rate must be between 1 and {}", i32::MAX)));
         }
-        if let Some(key) = &self.idempotency_key
-            && (key.is_empty() || key.len() > 255 || key.chars().any(char::is_control))
-        {
-            return Err(ContractsError::Invalid("idempotency key must be 1 to 255 printable characters".into()));
+        if let Some(key) = &self.idempotency_key {
+            reservoir_domain::check_idempotency_key(key)?;
         }
         Ok(())
     }

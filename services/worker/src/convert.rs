@@ -2,6 +2,7 @@
 //! the request's shape happens here, once; what needs the tokenizer and the
 //! model happens in `request::prepare`.
 
+use reservoir_domain::limits::{STOP_SEQUENCE_BYTES_MAX, STOP_SEQUENCES_COUNT_MAX};
 use reservoir_domain::{PriorityClass, TenantId};
 // The chat template's roles: any other is refused here, before tokenizing.
 use reservoir_engine::tokenizer::ROLES;
@@ -10,16 +11,13 @@ use reservoir_proto::enums::class_from_pb;
 use reservoir_proto::v1 as pb;
 
 use crate::error::WorkerError;
-use crate::request::{Event, FinishReason, GenerateSpec, Input};
+use crate::request::{Event, FinishReason, GenerateSpec, Input, TokenLogprobs};
 use crate::step_loop::LoopStats;
 
 /// Largest prompt, or roles and contents of all messages together, accepted
 /// before tokenizing, in bytes: the scheduler's bound, so that a caller that
 /// reaches a worker directly cannot ask it for more tokenizing work.
 pub const INPUT_BYTES_MAX: usize = reservoir_engine::tokenizer::PROMPT_BYTES_MAX;
-pub const STOP_STRINGS_MAX: usize = 16;
-pub const STOP_STRING_BYTES_MAX: usize = 256;
-pub const REQUEST_ID_BYTES_MAX: usize = 200;
 pub const CACHE_SALT_BYTES_MAX: usize = 128;
 
 fn invalid(m: impl Into<String>) -> WorkerError {
@@ -30,9 +28,7 @@ impl TryFrom<pb::GenerateRequest> for GenerateSpec {
     type Error = WorkerError;
 
     fn try_from(r: pb::GenerateRequest) -> Result<Self, WorkerError> {
-        if r.request_id.is_empty() || r.request_id.len() > REQUEST_ID_BYTES_MAX {
-            return Err(invalid(format!("request_id is required (at most {REQUEST_ID_BYTES_MAX} bytes)")));
-        }
+        reservoir_domain::check_request_id(&r.request_id)?;
         let tenant: TenantId = r.tenant_id.parse()?;
         if r.cache_salt.len() > CACHE_SALT_BYTES_MAX {
             return Err(invalid(format!("cache_salt has more than {CACHE_SALT_BYTES_MAX} bytes")));
@@ -83,11 +79,14 @@ impl TryFrom<pb::GenerateRequest> for GenerateSpec {
             }
         };
         let p = r.params.unwrap_or_default();
-        if p.stop.len() > STOP_STRINGS_MAX {
-            return Err(invalid(format!("at most {STOP_STRINGS_MAX} stop strings")));
+        if p.stop.len() > STOP_SEQUENCES_COUNT_MAX {
+            return Err(invalid(format!("at most {STOP_SEQUENCES_COUNT_MAX} stop strings")));
         }
-        if p.stop.iter().any(|s| s.is_empty() || s.len() > STOP_STRING_BYTES_MAX) {
-            return Err(invalid(format!("stop strings must have 1 to {STOP_STRING_BYTES_MAX} bytes")));
+        if p.stop.iter().any(|s| s.is_empty() || s.len() > STOP_SEQUENCE_BYTES_MAX) {
+            return Err(invalid(format!("stop strings must have 1 to {STOP_SEQUENCE_BYTES_MAX} bytes")));
+        }
+        if p.top_logprobs > 0 && !p.logprobs {
+            return Err(invalid("top_logprobs needs logprobs"));
         }
         let or_one = |v: f32| if v == 0.0 { 1.0 } else { v };
         let sampling = SamplingParams {
@@ -95,6 +94,10 @@ impl TryFrom<pb::GenerateRequest> for GenerateSpec {
             top_k: p.top_k as usize,
             top_p: or_one(p.top_p),
             repetition_penalty: or_one(p.repetition_penalty),
+            presence_penalty: p.presence_penalty,
+            frequency_penalty: p.frequency_penalty,
+            logit_bias: p.logit_bias.iter().map(|b| (b.token_id, b.bias)).collect(),
+            top_logprobs: p.top_logprobs as usize,
             seed: p.seed,
             max_tokens: 0, // settled by `prepare`
             stop_token_ids: Vec::new(),
@@ -138,7 +141,7 @@ impl From<Event> for pb::GenerateEvent {
     fn from(e: Event) -> Self {
         use pb::generate_event::Event as E;
         let event = match e {
-            Event::Token { id, text, logprob } => E::Token(pb::TokenEvent { token_id: id, text, logprob }),
+            Event::Token { id, text, logprobs } => E::Token(token_event(id, text, logprobs)),
             Event::Finish { reason, usage, text, message } => E::Finish(pb::FinishEvent {
                 finish_reason: pb::FinishReason::from(reason).into(),
                 usage: Some(pb::Usage {
@@ -154,7 +157,21 @@ impl From<Event> for pb::GenerateEvent {
     }
 }
 
-/// The stats answer: the loop's figures plus what the service knows.
+fn token_event(id: u32, text: String, logprobs: Option<TokenLogprobs>) -> pb::TokenEvent {
+    let Some(lp) = logprobs else { return pb::TokenEvent { token_id: id, text, ..Default::default() } };
+    pb::TokenEvent {
+        token_id: id,
+        text,
+        logprob: Some(lp.logprob),
+        token_bytes: lp.bytes,
+        top_logprobs: lp
+            .top
+            .into_iter()
+            .map(|(token_id, token_bytes, logprob)| pb::TopLogprob { token_id, token_bytes, logprob })
+            .collect(),
+    }
+}
+
 /// The worker's tokenizer as the scheduler rebuilds it.
 pub fn tokenizer_spec(tokenizer: &Tokenizer, model_id: &str) -> pb::TokenizerSpec {
     let parts = tokenizer.parts();
@@ -245,7 +262,7 @@ mod tests {
         }));
         assert!(error(pb::GenerateRequest { input: bad_role, ..request() }).contains("role"));
         assert!(error(pb::GenerateRequest { tenant_id: "a b".into(), ..request() }).contains("tenant"));
-        assert!(error(pb::GenerateRequest { request_id: String::new(), ..request() }).contains("request_id"));
+        assert!(error(pb::GenerateRequest { request_id: String::new(), ..request() }).contains("request id"));
         let params = |p: pb::GenerationParams| pb::GenerateRequest { params: Some(p), ..request() };
         assert!(
             error(params(pb::GenerationParams { temperature: -1.0, ..Default::default() })).contains("temperature")
@@ -254,6 +271,18 @@ mod tests {
         assert!(
             error(params(pb::GenerationParams { stop: vec![String::new()], ..Default::default() })).contains("stop")
         );
+        let five_stops = pb::GenerationParams { stop: vec!["x".into(); 5], ..Default::default() };
+        assert!(error(params(five_stops)).contains("stop"));
+        let penalty = pb::GenerationParams { presence_penalty: 2.5, ..Default::default() };
+        assert!(error(params(penalty)).contains("presence_penalty"));
+        let bias = |b: f32| pb::TokenBias { token_id: 3, bias: b };
+        let biased = pb::GenerationParams { logit_bias: vec![bias(1.0), bias(2.0)], ..Default::default() };
+        assert!(error(params(biased)).contains("twice"));
+        let top = pb::GenerationParams { top_logprobs: 3, ..Default::default() };
+        assert!(error(params(top)).contains("top_logprobs needs logprobs"));
+        let top = pb::GenerationParams { logprobs: true, top_logprobs: 21, ..Default::default() };
+        assert!(error(params(top)).contains("top_logprobs"));
+        assert!(error(pb::GenerateRequest { request_id: "a\0b".into(), ..request() }).contains("request id"));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! step loop sends back.
 
 use reservoir_domain::{PriorityClass, TenantId};
-use reservoir_engine::{CacheSalt, ChatMessage, Sampler, SamplingParams, Tokenizer};
+use reservoir_engine::{CacheSalt, ChatMessage, Sampled, Sampler, SamplingParams, Tokenizer};
 
 use crate::backend::BackendInfo;
 use crate::error::WorkerError;
@@ -118,15 +118,11 @@ pub fn prepare(spec: GenerateSpec, info: &BackendInfo, tokenizer: &Tokenizer) ->
         )));
     }
     let sampling = SamplingParams { max_tokens, ..spec.sampling };
+    sampling.validate_for_vocab(info.vocab_size).map_err(|e| WorkerError::Invalid(engine_message(&e)))?;
     let mut sampler = Sampler::new(sampling.clone()).map_err(|e| WorkerError::Invalid(engine_message(&e)))?;
-    // A sampled (temperature > 0) draw takes exactly one number from the
-    // seeded RNG: skipping as many as were drawn for the continued tokens
-    // makes a resumed generation the same as an undisturbed one.
-    if sampling.temperature > 0.0 {
-        for _ in 0..completed {
-            sampler.sample(&[0.0], &[]).map_err(|e| WorkerError::Internal(e.to_string()))?;
-        }
-    }
+    // Skipping the draws of the continued tokens makes a resumed generation
+    // the same as an undisturbed one.
+    sampler.skip_draws(completed);
     let mut text = TextStream::new(sampling.stop_strings.clone());
     let mut done = None;
     for (i, &t) in spec.continue_from.iter().enumerate() {
@@ -194,8 +190,38 @@ pub struct Usage {
     pub cached_prompt_tokens: usize,
 }
 
+/// A generated token's logprob and the most likely alternatives, each with
+/// its bytes (a client without the tokenizer cannot name them otherwise).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenLogprobs {
+    pub logprob: f32,
+    pub bytes: Vec<u8>,
+    /// (token id, its bytes, logprob), most likely first.
+    pub top: Vec<(u32, Vec<u8>, f32)>,
+}
+
+impl TokenLogprobs {
+    pub fn new(sampled: &Sampled, tokenizer: &Tokenizer) -> Self {
+        TokenLogprobs {
+            logprob: sampled.logprob,
+            bytes: tokenizer.token_bytes(sampled.token),
+            top: sampled.top_logprobs.iter().map(|&(id, lp)| (id, tokenizer.token_bytes(id), lp)).collect(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    Token { id: u32, text: String, logprob: Option<f32> },
-    Finish { reason: FinishReason, usage: Usage, text: String, message: String },
+    /// `logprobs` when the request asked for them.
+    Token {
+        id: u32,
+        text: String,
+        logprobs: Option<TokenLogprobs>,
+    },
+    Finish {
+        reason: FinishReason,
+        usage: Usage,
+        text: String,
+        message: String,
+    },
 }

@@ -19,16 +19,16 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 use reservoir_domain::PriorityClass;
-use reservoir_engine::{EngineError, Logits, SeqId, SeqLogits, StepBatch, StepEntry, StepOutput, Tokenizer};
+use reservoir_engine::{EngineError, Logits, Sampled, SeqId, SeqLogits, StepBatch, StepEntry, StepOutput, Tokenizer};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 
 use crate::backend::InferenceBackend;
-use crate::request::{Event, FinishReason, Prepared, Usage};
+use crate::request::{Event, FinishReason, Prepared, TokenLogprobs, Usage};
 use reservoir_sched::planner::{Plan, Planner, Running, Waiting};
 
-/// A sampled token and its logprob (when the request asked for logprobs).
-type Pick = Result<(u32, Option<f32>), EngineError>;
+/// A sampled token, with its logprobs when the request asked for them.
+type Pick = Result<(u32, Option<Sampled>), EngineError>;
 
 /// Window over which tokens/s are reported.
 const RATE_WINDOW: Duration = Duration::from_secs(5);
@@ -480,9 +480,9 @@ impl<B: InferenceBackend> StepLoop<B> {
         let choose = |(i, s): &mut (usize, &mut Seq)| {
             let logits = &outputs[*i].logits;
             let pick = if s.p.logprobs {
-                s.p.sampler.sample(logits, &s.p.tokens).map(|x| (x.token, Some(x.logprob)))
+                s.p.sampler.sample(logits, &s.p.tokens, s.p.prompt_len).map(|x| (x.token, Some(x)))
             } else {
-                s.p.sampler.sample_token(logits, &s.p.tokens).map(|t| (t, None))
+                s.p.sampler.sample_token(logits, &s.p.tokens, s.p.prompt_len).map(|t| (t, None))
             };
             (outputs[*i].seq, pick)
         };
@@ -493,7 +493,7 @@ impl<B: InferenceBackend> StepLoop<B> {
     /// whether a token was generated.
     fn emit_next(&mut self, id: SeqId, pick: Pick) -> bool {
         let Some(s) = self.seqs.get_mut(&id) else { return false };
-        let (token, logprob) = match pick {
+        let (token, sampled) = match pick {
             Ok(x) => x,
             Err(e) => {
                 tracing::error!(error = %e, seq = id, "sampling failed");
@@ -509,7 +509,8 @@ impl<B: InferenceBackend> StepLoop<B> {
         s.p.completed += 1;
         let last = s.p.completed >= s.p.max_tokens;
         let piece = s.p.text.push(&self.tokenizer.token_bytes(token), last);
-        let event = Event::Token { id: token, text: piece.text, logprob };
+        let logprobs = sampled.map(|x| TokenLogprobs::new(&x, &self.tokenizer));
+        let event = Event::Token { id: token, text: piece.text, logprobs };
         match s.events.try_send(event) {
             Ok(()) => {}
             Err(TrySendError::Closed(_)) => {

@@ -13,21 +13,44 @@ pub struct OpenAiError {
     pub status: StatusCode,
     pub kind: &'static str,
     pub code: Option<&'static str>,
-    pub param: Option<&'static str>,
+    /// The request field at fault, as OpenAI names it.
+    pub param: Option<String>,
     pub message: String,
     pub retry_after_s: Option<u64>,
 }
 
 impl OpenAiError {
-    pub fn invalid(param: Option<&'static str>, message: impl Into<String>) -> Self {
+    pub fn invalid(param: Option<&str>, message: impl Into<String>) -> Self {
         OpenAiError {
             status: StatusCode::BAD_REQUEST,
             kind: "invalid_request_error",
             code: None,
-            param,
+            param: param.map(str::to_owned),
             message: message.into(),
             retry_after_s: None,
         }
+    }
+
+    /// A 400 naming the field at fault.
+    pub fn invalid_param(param: &str, message: impl Into<String>) -> Self {
+        Self::invalid(Some(param), message)
+    }
+
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
+        self
+    }
+
+    /// An OpenAI field this platform does not serve.
+    pub fn unsupported(param: &str) -> Self {
+        Self::invalid_param(param, format!("Unsupported parameter: '{param}' is not supported by this server."))
+            .with_code("unsupported_parameter")
+    }
+
+    /// A field OpenAI does not know either.
+    pub fn unknown(param: &str) -> Self {
+        Self::invalid_param(param, format!("Unrecognized request argument supplied: {param}"))
+            .with_code("unknown_parameter")
     }
 }
 

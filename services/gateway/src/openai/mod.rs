@@ -6,7 +6,10 @@
 
 mod convert;
 mod error;
+mod fields;
+mod logprobs;
 mod respond;
+mod stream;
 pub mod types;
 
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
@@ -14,8 +17,10 @@ use axum::http::request::Parts;
 use axum::response::Response;
 use reservoir_domain::TenantId;
 use reservoir_proto::v1 as pb;
+use serde_json::Value;
 
 pub use error::OpenAiError;
+use fields::Route;
 use respond::Kind;
 use types::{ChatCompletionRequest, CompletionRequest, Model, ModelList};
 
@@ -33,14 +38,37 @@ impl FromRequestParts<AppState> for ApiKeyTenant {
     }
 }
 
+/// A request body of one of the OpenAI routes.
+pub trait OpenAiBody: serde::de::DeserializeOwned {
+    const ROUTE: Route;
+}
+
+impl OpenAiBody for ChatCompletionRequest {
+    const ROUTE: Route = Route::Chat;
+}
+
+impl OpenAiBody for CompletionRequest {
+    const ROUTE: Route = Route::Completion;
+}
+
+/// Reads a body: its fields first (none the route does not serve), then
+/// its type. Every refusal is a 400 in OpenAI's shape.
+pub fn read_body<T: OpenAiBody>(value: Value) -> Result<T, OpenAiError> {
+    if let Value::Object(fields) = &value {
+        fields::check(T::ROUTE, fields)?;
+    }
+    serde_json::from_value(value).map_err(|e| OpenAiError::invalid(None, e.to_string()))
+}
+
 /// A JSON body with OpenAI-shaped refusals.
 pub struct OpenAiJson<T>(pub T);
 
-impl<T: serde::de::DeserializeOwned> FromRequest<AppState> for OpenAiJson<T> {
+impl<T: OpenAiBody> FromRequest<AppState> for OpenAiJson<T> {
     type Rejection = OpenAiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        JsonBody::<T>::from_request(req, state).await.map(|b| OpenAiJson(b.0)).map_err(Into::into)
+        let JsonBody(value) = JsonBody::<Value>::from_request(req, state).await?;
+        read_body(value).map(OpenAiJson)
     }
 }
 
@@ -50,11 +78,15 @@ fn request_id() -> String {
 
 /// OpenAI-compatible chat completion: one JSON answer, or server-sent events
 /// (`stream: true`) ending with `data: [DONE]`. Errors take OpenAI's shape.
+/// A field OpenAI has but this platform does not serve (`tools`,
+/// `response_format` other than text, `audio`, ...) is a 400 with `code:
+/// "unsupported_parameter"`; a field OpenAI does not know either, a 400 with
+/// `code: "unknown_parameter"`; `param` names the field.
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "inference",
     request_body = ChatCompletionRequest,
     responses(
         (status = 200, description = "A `chat.completion` object, or `text/event-stream` of `chat.completion.chunk` objects; headers x-reservoir-class, x-reservoir-worker, x-request-id", body = Object),
-        (status = 400, description = "Invalid request (OpenAI error shape)", body = Object),
+        (status = 400, description = "Invalid request, or a field not served (OpenAI error shape; `param` names the field)", body = Object),
         (status = 401, description = "Missing or invalid API key", body = Object),
         (status = 404, description = "Unknown model", body = Object),
         (status = 413, description = "Body too large", body = Object),
@@ -66,9 +98,8 @@ pub async fn chat_completions(
     ApiKeyTenant(tenant): ApiKeyTenant,
     OpenAiJson(body): OpenAiJson<ChatCompletionRequest>,
 ) -> Result<Response, OpenAiError> {
-    let id = request_id();
-    let request = convert::chat(&tenant, &id, &body)?;
-    respond::run(state, request, Kind::Chat, &body.model, &body.sampling).await
+    let call = convert::chat(&tenant, &request_id(), &body)?;
+    respond::run(state, call, Kind::Chat, &body.model).await
 }
 
 /// OpenAI-compatible text completion of one prompt, streamed or not.
@@ -76,7 +107,7 @@ pub async fn chat_completions(
     request_body = CompletionRequest,
     responses(
         (status = 200, description = "A `text_completion` object, or `text/event-stream` of them", body = Object),
-        (status = 400, description = "Invalid request (OpenAI error shape)", body = Object),
+        (status = 400, description = "Invalid request, or a field not served (OpenAI error shape; `param` names the field)", body = Object),
         (status = 401, description = "Missing or invalid API key", body = Object),
         (status = 404, description = "Unknown model", body = Object),
         (status = 413, description = "Body too large", body = Object),
@@ -88,9 +119,8 @@ pub async fn completions(
     ApiKeyTenant(tenant): ApiKeyTenant,
     OpenAiJson(body): OpenAiJson<CompletionRequest>,
 ) -> Result<Response, OpenAiError> {
-    let id = request_id();
-    let request = convert::completion(&tenant, &id, &body)?;
-    respond::run(state, request, Kind::Text, &body.model, &body.sampling).await
+    let call = convert::completion(&tenant, &request_id(), &body)?;
+    respond::run(state, call, Kind::Text, &body.model).await
 }
 
 /// The models this platform serves, in OpenAI's list shape.

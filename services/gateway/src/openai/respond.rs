@@ -1,25 +1,27 @@
 //! Running a completion through the scheduler and answering in OpenAI's
-//! shapes: one JSON body, or server-sent events ending with `data: [DONE]`.
-
-use std::convert::Infallible;
+//! shapes: one JSON body here, or server-sent events (`stream`).
+//!
+//! `n` choices are `n` requests to the scheduler, started together: each
+//! is admitted, queued, run and metered on its own (request id
+//! `<x-request-id>-<index>`), and the answer's usage is their sum. The
+//! first refusal (a 429, a 400 from the scheduler) answers the whole
+//! request; the other choices' streams are then dropped, which cancels
+//! them.
 
 use axum::Json;
-use axum::http::HeaderValue;
-use axum::response::sse::{Event, Sse};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures_util::future::try_join_all;
 use reservoir_domain::PriorityClass;
 use reservoir_proto::enums::class_from_pb;
 use reservoir_proto::v1 as pb;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 
+use super::convert::Call;
 use super::error::OpenAiError;
-use super::types::{Logprobs, PromptTokensDetails, Sampling, TokenLogprob, Usage};
+use super::logprobs::Collector;
+use super::types::{PromptTokensDetails, Usage};
 use crate::state::AppState;
-
-/// Server-sent events buffered between the scheduler stream and the client.
-const SSE_BUFFER: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -28,12 +30,12 @@ pub enum Kind {
 }
 
 #[derive(Clone)]
-struct Meta {
-    id: String,
-    created: i64,
-    model: String,
-    class: PriorityClass,
-    kind: Kind,
+pub struct Meta {
+    pub id: String,
+    pub created: i64,
+    pub model: String,
+    pub class: PriorityClass,
+    pub kind: Kind,
 }
 
 impl Meta {
@@ -45,46 +47,33 @@ impl Meta {
         }
     }
 
-    fn envelope(&self, chunk: bool, choices: Value) -> Value {
+    pub fn envelope(&self, chunk: bool, choices: Value) -> Value {
         json!({
             "id": self.id, "object": self.object(chunk), "created": self.created, "model": self.model,
             "service_tier": self.class.as_str(), "system_fingerprint": null, "choices": choices,
         })
     }
-
-    fn choice(&self, text: &str, logprobs: Option<Value>, finish: Option<&str>, first: bool) -> Value {
-        match self.kind {
-            Kind::Chat => {
-                let delta =
-                    if first { json!({"role": "assistant", "content": text}) } else { json!({"content": text}) };
-                json!({"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish})
-            }
-            Kind::Text => json!({"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish}),
-        }
-    }
 }
 
-fn usage(u: &pb::Usage) -> Usage {
+/// The answer's usage: the sum over its choices.
+pub fn usage(parts: &[pb::Usage]) -> Usage {
+    let sum = |f: fn(&pb::Usage) -> u32| parts.iter().map(f).fold(0u32, u32::saturating_add);
+    let (prompt_tokens, completion_tokens) = (sum(|u| u.prompt_tokens), sum(|u| u.completion_tokens));
     Usage {
-        prompt_tokens: u.prompt_tokens,
-        completion_tokens: u.completion_tokens,
-        total_tokens: u.prompt_tokens.saturating_add(u.completion_tokens),
-        prompt_tokens_details: PromptTokensDetails { cached_tokens: u.cached_prompt_tokens },
+        prompt_tokens,
+        completion_tokens,
+        total_tokens: prompt_tokens.saturating_add(completion_tokens),
+        prompt_tokens_details: PromptTokensDetails { cached_tokens: sum(|u| u.cached_prompt_tokens) },
     }
 }
 
-fn token_logprob(t: &pb::TokenEvent) -> Option<TokenLogprob> {
-    t.logprob.map(|logprob| TokenLogprob {
-        token: t.text.clone(),
-        logprob,
-        bytes: t.text.as_bytes().to_vec(),
-        top_logprobs: Vec::new(),
-    })
+pub fn usage_value(parts: &[pb::Usage]) -> Value {
+    serde_json::to_value(usage(parts)).unwrap_or(Value::Null)
 }
 
 /// OpenAI's finish reason; an error finish (or one the gateway cannot read)
 /// becomes a 503 with the worker's message.
-fn finish_reason(f: &pb::FinishEvent) -> Result<&'static str, OpenAiError> {
+pub fn finish_reason(f: &pb::FinishEvent) -> Result<&'static str, OpenAiError> {
     match f.finish_reason() {
         pb::FinishReason::Stop => Ok("stop"),
         pb::FinishReason::Length => Ok("length"),
@@ -93,14 +82,15 @@ fn finish_reason(f: &pb::FinishEvent) -> Result<&'static str, OpenAiError> {
                 None,
                 if f.message.is_empty() { "the request failed".into() } else { f.message.clone() },
             );
-            e.status = axum::http::StatusCode::SERVICE_UNAVAILABLE;
+            e.status = StatusCode::SERVICE_UNAVAILABLE;
             e.kind = "server_error";
             Err(e)
         }
     }
 }
 
-/// `x-request-id` is the id usage is recorded under.
+/// `x-request-id` is the id usage is recorded under (with `-<index>` per
+/// choice when there are several).
 fn headers(response: &mut Response, meta: &Meta, worker: &str, request_id: &str) {
     let h = response.headers_mut();
     for (name, value) in
@@ -112,19 +102,17 @@ fn headers(response: &mut Response, meta: &Meta, worker: &str, request_id: &str)
     }
 }
 
-pub async fn run(
-    state: AppState,
-    request: pb::CompleteRequest,
-    kind: Kind,
-    model: &str,
-    sampling: &Sampling,
-) -> Result<Response, OpenAiError> {
-    let prefix = if kind == Kind::Chat { "chatcmpl-" } else { "cmpl-" };
-    let id = format!("{prefix}{}", request.request_id);
-    let request_id = request.request_id.clone();
-    let mut stream = state.scheduler.clone().complete(request).await?.into_inner();
+/// A choice admitted by the scheduler: its class, its first worker, its events.
+pub struct Started {
+    class: PriorityClass,
+    worker: String,
+    pub events: tonic::Streaming<pb::CompleteEvent>,
+}
+
+async fn start(state: &AppState, request: pb::CompleteRequest) -> Result<Started, OpenAiError> {
+    let mut events = state.scheduler.clone().complete(request).await?.into_inner();
     // The first event says who serves the request: it becomes the headers.
-    let admitted = match stream.message().await? {
+    let admitted = match events.message().await? {
         Some(pb::CompleteEvent { event: Some(pb::complete_event::Event::Admitted(a)) }) => a,
         _ => return Err(OpenAiError::from(tonic::Status::internal("the scheduler answered out of order"))),
     };
@@ -132,44 +120,59 @@ pub async fn run(
         tracing::error!(error = %e, "the scheduler admitted a request in no class");
         OpenAiError::from(tonic::Status::internal("the scheduler's answer could not be read"))
     })?;
-    let meta = Meta { id, created: chrono::Utc::now().timestamp(), model: model.to_owned(), class, kind };
-    let mut response = if sampling.stream {
-        let include_usage = sampling.stream_options.as_ref().is_some_and(|o| o.include_usage);
-        stream_events(stream, meta.clone(), include_usage).into_response()
-    } else {
-        whole(&mut stream, &meta, sampling.logprobs.unwrap_or(false)).await?.into_response()
+    Ok(Started { class, worker: admitted.worker_id, events })
+}
+
+pub async fn run(state: AppState, call: Call, kind: Kind, model: &str) -> Result<Response, OpenAiError> {
+    let prefix = if kind == Kind::Chat { "chatcmpl-" } else { "cmpl-" };
+    let request_id = call.request.request_id.clone();
+    let started = try_join_all((0..call.choices).map(|i| start(&state, call.choice(i)))).await?;
+    // Choices may be admitted in different classes: the answer names the
+    // lowest, so a client is never told it was served better than it was.
+    let class = started.iter().map(|s| s.class).max().unwrap_or(PriorityClass::Spot);
+    let worker = started.first().map(|s| s.worker.clone()).unwrap_or_default();
+    let meta = Meta {
+        id: format!("{prefix}{request_id}"),
+        created: chrono::Utc::now().timestamp(),
+        model: model.into(),
+        class,
+        kind,
     };
-    headers(&mut response, &meta, &admitted.worker_id, &request_id);
+    let streams = started.into_iter().map(|s| s.events).collect();
+    let mut response = if call.stream {
+        super::stream::events(streams, meta.clone(), call.include_usage).into_response()
+    } else {
+        whole(streams, &meta, call.logprobs).await?.into_response()
+    };
+    headers(&mut response, &meta, &worker, &request_id);
     Ok(response)
 }
 
-async fn whole(
-    stream: &mut tonic::Streaming<pb::CompleteEvent>,
-    meta: &Meta,
+/// One choice, whole: its text, logprobs, finish reason and usage.
+async fn collect(
+    mut events: tonic::Streaming<pb::CompleteEvent>,
+    kind: Kind,
+    index: usize,
     want_logprobs: bool,
-) -> Result<Json<Value>, OpenAiError> {
+) -> Result<(Value, pb::Usage), OpenAiError> {
     let mut text = String::new();
-    let mut logprobs = Vec::new();
-    while let Some(event) = stream.message().await? {
+    let mut logprobs = Collector::new(kind);
+    while let Some(event) = events.message().await? {
         match event.event {
             Some(pb::complete_event::Event::Token(t)) => {
                 text.push_str(&t.text);
-                logprobs.extend(token_logprob(&t));
+                logprobs.push(&t);
             }
             Some(pb::complete_event::Event::Finish(f)) => {
                 text.push_str(&f.text);
                 let reason = finish_reason(&f)?;
-                let lp = want_logprobs
-                    .then(|| serde_json::to_value(Logprobs { content: logprobs.clone() }).unwrap_or(Value::Null));
-                let choice = match meta.kind {
-                    Kind::Chat => {
-                        json!({"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": lp, "finish_reason": reason})
-                    }
-                    Kind::Text => json!({"index": 0, "text": text, "logprobs": lp, "finish_reason": reason}),
+                let lp = if want_logprobs { logprobs.take() } else { Value::Null };
+                let choice = match kind {
+                    Kind::Chat => json!({"index": index, "message": {"role": "assistant", "content": text},
+                        "logprobs": lp, "finish_reason": reason}),
+                    Kind::Text => json!({"index": index, "text": text, "logprobs": lp, "finish_reason": reason}),
                 };
-                let mut body = meta.envelope(false, json!([choice]));
-                body["usage"] = serde_json::to_value(usage(&f.usage.unwrap_or_default())).unwrap_or(Value::Null);
-                return Ok(Json(body));
+                return Ok((choice, f.usage.unwrap_or_default()));
             }
             _ => {}
         }
@@ -177,58 +180,14 @@ async fn whole(
     Err(OpenAiError::from(tonic::Status::unavailable("the stream ended before the completion finished")))
 }
 
-fn stream_events(
-    mut stream: tonic::Streaming<pb::CompleteEvent>,
-    meta: Meta,
-    include_usage: bool,
-) -> Sse<ReceiverStream<Result<Event, Infallible>>> {
-    let (tx, rx) = mpsc::channel(SSE_BUFFER);
-    tokio::spawn(async move {
-        let send = |value: Value| {
-            let tx = tx.clone();
-            async move { tx.send(Ok(Event::default().data(value.to_string()))).await.is_ok() }
-        };
-        let mut first = true;
-        loop {
-            let event = match stream.message().await {
-                Ok(Some(e)) => e,
-                Ok(None) => break,
-                Err(status) => {
-                    let e = OpenAiError::from(status);
-                    send(json!({"error": {"message": e.message, "type": e.kind, "param": null, "code": e.code}})).await;
-                    break;
-                }
-            };
-            match event.event {
-                Some(pb::complete_event::Event::Token(t)) => {
-                    let lp = token_logprob(&t).map(|l| json!({"content": [l]}));
-                    if !send(meta.envelope(true, json!([meta.choice(&t.text, lp, None, first)]))).await {
-                        return; // The client left: dropping the stream cancels the request.
-                    }
-                    first = false;
-                }
-                Some(pb::complete_event::Event::Finish(f)) => {
-                    match finish_reason(&f) {
-                        Ok(reason) => {
-                            send(meta.envelope(true, json!([meta.choice(&f.text, None, Some(reason), first)]))).await;
-                            if include_usage {
-                                let mut chunk = meta.envelope(true, json!([]));
-                                chunk["usage"] =
-                                    serde_json::to_value(usage(&f.usage.unwrap_or_default())).unwrap_or(Value::Null);
-                                send(chunk).await;
-                            }
-                        }
-                        Err(e) => {
-                            send(json!({"error": {"message": e.message, "type": e.kind, "param": null, "code": null}}))
-                                .await;
-                        }
-                    }
-                    break;
-                }
-                _ => {}
-            }
-        }
-        let _ = tx.send(Ok(Event::default().data("[DONE]"))).await;
-    });
-    Sse::new(ReceiverStream::new(rx))
+async fn whole(
+    streams: Vec<tonic::Streaming<pb::CompleteEvent>>,
+    meta: &Meta,
+    want_logprobs: bool,
+) -> Result<Json<Value>, OpenAiError> {
+    let choices = streams.into_iter().enumerate().map(|(i, events)| collect(events, meta.kind, i, want_logprobs));
+    let (choices, usages): (Vec<Value>, Vec<pb::Usage>) = try_join_all(choices).await?.into_iter().unzip();
+    let mut body = meta.envelope(false, Value::Array(choices));
+    body["usage"] = usage_value(&usages);
+    Ok(Json(body))
 }

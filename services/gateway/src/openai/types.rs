@@ -1,6 +1,10 @@
 //! OpenAI-compatible request and response bodies (the subset Reservoir
-//! serves). Unknown request fields are accepted and ignored, as OpenAI's
-//! clients send fields this platform does not use.
+//! serves). Which fields a body may hold is checked before these types are
+//! read (`fields`): an OpenAI field this platform does not serve is a 400
+//! `unsupported_parameter`, a field OpenAI does not know either a 400
+//! `unknown_parameter`.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -51,16 +55,31 @@ pub struct StreamOptions {
 }
 
 /// What both completion endpoints share.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 pub struct Sampling {
+    /// Within what the model's context leaves after the prompt.
     pub max_tokens: Option<u32>,
     pub max_completion_tokens: Option<u32>,
+    #[schema(minimum = 0, maximum = 2)]
     pub temperature: Option<f32>,
     pub top_p: Option<f32>,
     pub seed: Option<i64>,
+    /// At most 4 strings of 1 to 256 bytes.
     pub stop: Option<Stop>,
-    pub logprobs: Option<bool>,
+    /// Independent choices, 1 to 8; each is its own sequence (and usage record).
+    #[schema(minimum = 1, maximum = 8)]
     pub n: Option<u32>,
+    /// Token id (as a string) -> bias in [-100, 100] added to its logit; at most 300 entries.
+    pub logit_bias: Option<BTreeMap<String, f32>>,
+    /// In [-2, 2]: subtracted once from the logit of every token generated so far.
+    #[schema(minimum = -2, maximum = 2)]
+    pub presence_penalty: Option<f32>,
+    /// In [-2, 2]: subtracted from a token's logit for each time it was generated so far.
+    #[schema(minimum = -2, maximum = 2)]
+    pub frequency_penalty: Option<f32>,
+    /// Accepted and ignored (OpenAI's end-user id for abuse monitoring); at most 256 bytes.
+    #[allow(dead_code)] // Checked by `fields`; here so that the schema documents it.
+    pub user: Option<String>,
     #[serde(default)]
     pub stream: bool,
     pub stream_options: Option<StreamOptions>,
@@ -71,7 +90,13 @@ pub struct Sampling {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct ChatCompletionRequest {
     pub model: String,
+    /// At most 2048 messages; roles and contents together at most 128 KiB.
     pub messages: Vec<Message>,
+    /// Report each generated token's log-probability.
+    pub logprobs: Option<bool>,
+    /// With `logprobs`: the most likely tokens at each position, 0 to 20.
+    #[schema(minimum = 0, maximum = 20)]
+    pub top_logprobs: Option<u32>,
     #[serde(flatten)]
     pub sampling: Sampling,
 }
@@ -80,9 +105,13 @@ pub struct ChatCompletionRequest {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct CompletionRequest {
     pub model: String,
-    /// One string (or a list holding one string).
+    /// One string (or a list holding one string) of at most 128 KiB.
     #[schema(value_type = Object)]
     pub prompt: serde_json::Value,
+    /// The legacy form: how many of the most likely tokens to report at each
+    /// position (0 to 5), beside each token's own log-probability.
+    #[schema(minimum = 0, maximum = 5)]
+    pub logprobs: Option<u32>,
     #[serde(flatten)]
     pub sampling: Sampling,
 }
@@ -100,17 +129,38 @@ pub struct PromptTokensDetails {
     pub cached_tokens: u32,
 }
 
+/// One generated token's log-probability (chat completions).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TokenLogprob {
     pub token: String,
     pub logprob: f32,
     pub bytes: Vec<u8>,
-    pub top_logprobs: Vec<serde_json::Value>,
+    pub top_logprobs: Vec<TopLogprob>,
 }
 
+/// One of the most likely tokens at a position.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TopLogprob {
+    pub token: String,
+    pub logprob: f32,
+    pub bytes: Vec<u8>,
+}
+
+/// A chat choice's `logprobs`.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
 pub struct Logprobs {
     pub content: Vec<TokenLogprob>,
+}
+
+/// A legacy completion choice's `logprobs`: parallel lists, one entry a
+/// token; `text_offset` is where each token starts in the choice's text,
+/// in characters.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct LegacyLogprobs {
+    pub tokens: Vec<String>,
+    pub token_logprobs: Vec<f32>,
+    pub top_logprobs: Vec<BTreeMap<String, f32>>,
+    pub text_offset: Vec<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

@@ -17,9 +17,6 @@ use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{JsonBody, OptionalJsonBody, PathParam, QueryParams};
 use crate::state::{AppState, AuthTenant};
 
-/// Longest `Idempotency-Key` accepted.
-const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
-
 /// The gRPC form of what a tenant asks for.
 fn order(tenant: &TenantId, body: ReservationRequest) -> pb::QuoteRequest {
     pb::QuoteRequest {
@@ -65,7 +62,7 @@ pub async fn quote(
     params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]{1,255}$", description = "Client-chosen key that makes retries safe (1 to 255 visible ASCII characters)")),
     responses(
         (status = 201, description = "The reservation", body = Reservation),
-        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 400, description = "Malformed JSON, or an Idempotency-Key that breaks its rule", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 403, description = "Not a tenant token", body = ErrorBody),
         (status = 404, description = "Unknown model", body = ErrorBody),
@@ -84,11 +81,9 @@ pub async fn create(
     let key = match headers.get("idempotency-key") {
         None => String::new(),
         Some(v) => {
+            // A header that is not even text fails the same rule.
             let key = v.to_str().unwrap_or_default();
-            let visible = key.bytes().all(|b| b.is_ascii_graphic());
-            if key.is_empty() || key.len() > IDEMPOTENCY_KEY_LEN_MAX || !visible {
-                return Err(ApiError::invalid("Idempotency-Key must be 1 to 255 visible ASCII characters"));
-            }
+            reservoir_domain::check_idempotency_key(key).map_err(|e| ApiError::bad_request(e.to_string()))?;
             key.to_owned()
         }
     };

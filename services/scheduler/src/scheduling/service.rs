@@ -83,9 +83,7 @@ impl SchedulerService for Scheduler {
         let mut request = req.into_inner();
         let tenant: TenantId = request.tenant_id.parse().map_err(|e| Status::invalid_argument(format!("{e}")))?;
         let model: ModelId = request.model.parse().map_err(|e| Status::invalid_argument(format!("{e}")))?;
-        if request.request_id.is_empty() || request.request_id.len() > 128 {
-            return Err(Status::invalid_argument("request_id must be 1 to 128 characters"));
-        }
+        reservoir_domain::check_request_id(&request.request_id).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let Some(input) = request.input.as_ref() else {
             return Err(Status::invalid_argument("a prompt or messages are required"));
         };
@@ -94,9 +92,12 @@ impl SchedulerService for Scheduler {
         let prompt_tokens = self.shared.tokenizers.prompt_tokens(model.as_str(), input).await;
         let how = if matches!(prompt_tokens, PromptTokens::Counted(_)) { "counted" } else { "estimated" };
         self.shared.metrics.prompt_tokens_at_admission.with_label_values(&[how]).inc();
+        // What needs the model (its vocabulary, its context) is refused here,
+        // before the request is admitted and its stream has started.
+        let params = request.params.get_or_insert_with(Default::default);
+        self.shared.tokenizers.check_fits(model.as_str(), &prompt_tokens, params).map_err(Status::invalid_argument)?;
         let weights = self.shared.directory.weights(model.as_str()).await?;
         let contracts = self.shared.directory.contracts(tenant.as_str(), model.as_str()).await?;
-        let params = request.params.get_or_insert_with(Default::default);
         // Admission charges prompt weight x prompt tokens + completion weight
         // x max_tokens; the worker's counts settle it when the request ends.
         let estimate_milli = weights.cost_milli(prompt_tokens.count(), u64::from(completion_bound(params.max_tokens)));

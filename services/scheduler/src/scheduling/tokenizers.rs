@@ -22,6 +22,8 @@ const CHARS_PER_TOKEN_ESTIMATE: u64 = 4;
 #[derive(Default)]
 pub struct Tokenizers {
     known: RwLock<HashMap<String, Arc<Tokenizer>>>,
+    /// Each model's context length in tokens, as its workers report it.
+    contexts: RwLock<HashMap<String, u32>>,
     /// Models whose tokenizer a watcher is fetching now (workers of one
     /// model often start together: one fetch is enough).
     fetching: Mutex<HashSet<String>>,
@@ -92,6 +94,47 @@ impl Tokenizers {
         tracing::info!(model, vocab = tokenizer.vocab_size(), "learned the model's tokenizer from a worker");
         if let Ok(mut map) = self.known.write() {
             map.insert(model.to_owned(), Arc::new(tokenizer));
+        }
+        Ok(())
+    }
+
+    /// Notes `model`'s context length from a worker's stats.
+    pub fn note_context(&self, model: &str, context_tokens: u32) {
+        if context_tokens == 0 || self.contexts.read().is_ok_and(|m| m.get(model) == Some(&context_tokens)) {
+            return;
+        }
+        if let Ok(mut map) = self.contexts.write() {
+            map.insert(model.to_owned(), context_tokens);
+        }
+    }
+
+    /// Refuses what the model cannot serve, as far as admission knows the
+    /// model: `logit_bias` tokens outside its vocabulary, a counted prompt
+    /// that fills its context, or `max_tokens` beyond what the context
+    /// leaves. While the tokenizer or the context is unknown, the worker
+    /// checks the same (and its refusal reaches the client after `admitted`).
+    pub fn check_fits(&self, model: &str, prompt: &PromptTokens, params: &pb::GenerationParams) -> Result<(), String> {
+        if let Some(tokenizer) = self.get(model) {
+            let vocab = tokenizer.vocab_size();
+            if let Some(b) = params.logit_bias.iter().find(|b| b.token_id as usize >= vocab) {
+                return Err(format!("logit_bias names token {}, outside the vocabulary of {vocab}", b.token_id));
+            }
+        }
+        let context = self.contexts.read().ok().and_then(|m| m.get(model).copied());
+        if let (Some(context), PromptTokens::Counted(ids)) = (context, prompt) {
+            let prompt_len = u32::try_from(ids.len()).unwrap_or(u32::MAX);
+            if prompt_len >= context {
+                return Err(format!(
+                    "the prompt has {prompt_len} tokens; the model's context holds {context}, and at least one must be left to generate"
+                ));
+            }
+            let room = context - prompt_len;
+            if params.max_tokens > room {
+                return Err(format!(
+                    "max_tokens {} exceeds the context: the prompt has {prompt_len} tokens, the context {context}, so at most {room}",
+                    params.max_tokens
+                ));
+            }
         }
         Ok(())
     }
@@ -173,6 +216,23 @@ mod tests {
         let half = "a".repeat(PROMPT_BYTES_MAX / 2);
         assert!(check_input(&chat(&[("user", half.clone()), ("assistant", half.clone())])).is_err());
         assert_eq!(check_input(&chat(&[("user", half[4..].to_string()), ("user", half[4..].to_string())])), Ok(()));
+    }
+
+    #[test]
+    fn max_tokens_must_fit_the_context_once_the_model_is_known() {
+        let t = Tokenizers::default();
+        let prompt = PromptTokens::Counted(vec![1; 100]);
+        let params = |max_tokens| pb::GenerationParams { max_tokens, ..Default::default() };
+        // Unknown context: the worker decides.
+        assert_eq!(t.check_fits("m", &prompt, &params(1_000_000)), Ok(()));
+        t.note_context("m", 128);
+        assert_eq!(t.check_fits("m", &prompt, &params(28)), Ok(()));
+        let refused = t.check_fits("m", &prompt, &params(29)).expect_err("beyond the context");
+        assert!(refused.contains("at most 28"), "{refused}");
+        let full = t.check_fits("m", &PromptTokens::Counted(vec![1; 128]), &params(0)).expect_err("full");
+        assert!(full.contains("128 tokens"), "{full}");
+        // An estimated count is not enough to refuse on.
+        assert_eq!(t.check_fits("m", &PromptTokens::Estimated(500), &params(29)), Ok(()));
     }
 
     #[test]

@@ -73,6 +73,7 @@ pub async fn watch(shared: Arc<Shared>, index: usize) {
                     next = tokio::time::timeout(STATS_SILENCE, stream.message()) => match next {
                         Ok(Ok(Some(stats))) => {
                             update(&shared, index, Some(&stats)).await;
+                            shared.tokenizers.note_context(&stats.model_id, stats.context_length);
                             if !asked_tokenizer && shared.tokenizers.should_learn(&stats.model_id) {
                                 asked_tokenizer = true;
                                 match shared.tokenizers.learn_from(&mut client, &stats.model_id).await {
