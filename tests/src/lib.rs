@@ -13,6 +13,7 @@ use rust_decimal::Decimal;
 use sqlx::PgPool;
 
 pub mod cluster;
+pub mod sla_support;
 
 pub use reservoir_runtime::db::MIGRATOR;
 

@@ -19,7 +19,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, patch, post};
+use axum::routing::{delete, get, patch, post, put};
 use reservoir_runtime::InternalToken;
 use reservoir_runtime::Shutdown;
 use reservoir_runtime::config::AuthConfig;
@@ -105,15 +105,20 @@ pub async fn build(
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30))
         .connect_lazy();
+    let sla = Endpoint::from_shared(settings.sla_url.clone())
+        .context("gateway.sla_url")?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30))
+        .connect_lazy();
     let limiter = state::CallerLimiter::new(settings.rate_limit)?;
-    let downstream = state::Downstream { contracts: channel, scheduler, metering, token: internal_token };
+    let downstream = state::Downstream { contracts: channel, scheduler, metering, sla, token: internal_token };
     let state = AppState::new(downstream, verifier, limiter);
     let listener = TcpListener::bind(settings.listen).await?;
     Ok(Server { listener, router: router(state, settings.body_limit_bytes) })
 }
 
 pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
-    use routes::{admin, health, tenant, usage};
+    use routes::{admin, health, sla, sla_admin, status, tenant, usage};
     let metrics = match metrics::GatewayMetrics::new() {
         Ok(m) => m,
         Err(e) => {
@@ -134,6 +139,22 @@ pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
         .route("/v1/capacity", get(tenant::capacity))
         .route("/v1/catalog", get(tenant::catalog))
         .route("/v1/usage", get(usage::usage))
+        .route("/v1/sla", get(sla::sla))
+        .route("/v1/credits", get(sla::credits))
+        .route("/v1/webhooks", post(sla::create_webhook).get(sla::list_webhooks))
+        .route("/v1/webhooks/{id}", delete(sla::delete_webhook))
+        .route("/status", get(status::status_html))
+        .route("/status.json", get(status::status_json))
+        .route("/status/feed.atom", get(status::status_feed))
+        .route("/admin/sla/incidents", get(sla_admin::incidents))
+        .route("/admin/sla/incidents/{id}/updates", post(sla_admin::add_update))
+        .route("/admin/sla/incidents/{id}/postmortem", put(sla_admin::set_postmortem))
+        .route("/admin/sla/periods/{period}/close", post(sla_admin::close_period))
+        .route("/admin/maintenance", get(sla_admin::list_maintenance).post(sla_admin::create_maintenance))
+        .route("/admin/maintenance/{id}/cancel", post(sla_admin::cancel_maintenance))
+        .route("/admin/exports/sla-credits", get(sla_admin::export_credits))
+        .route("/admin/webhooks", get(sla_admin::list_webhooks).post(sla_admin::create_webhook))
+        .route("/admin/webhooks/{id}", delete(sla_admin::delete_webhook))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/completions", post(openai::completions))
         .route("/v1/models", get(openai::models))

@@ -7,7 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, health, tenant, usage};
+use crate::routes::{admin, health, sla, sla_admin, status, tenant, usage};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,9 +16,14 @@ use crate::routes::{admin, health, tenant, usage};
         health::healthz, health::readyz,
         tenant::quote, tenant::create, tenant::list, tenant::get, tenant::cancel, tenant::capacity, tenant::catalog,
         usage::usage,
+        sla::sla, sla::credits, sla::create_webhook, sla::list_webhooks, sla::delete_webhook,
+        status::status_html, status::status_json, status::status_feed,
         crate::openai::chat_completions, crate::openai::completions, crate::openai::models,
         admin::list_tenants, admin::create_tenant, admin::list_models, admin::create_model, admin::update_model,
         admin::get_catalog, admin::publish_catalog, admin::list_reservations, admin::cancel_reservation,
+        sla_admin::incidents, sla_admin::add_update, sla_admin::set_postmortem, sla_admin::close_period,
+        sla_admin::create_maintenance, sla_admin::list_maintenance, sla_admin::cancel_maintenance,
+        sla_admin::export_credits, sla_admin::create_webhook, sla_admin::list_webhooks, sla_admin::delete_webhook,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -26,6 +31,8 @@ use crate::routes::{admin, health, tenant, usage};
         (name = "capacity", description = "Free capacity over time"),
         (name = "catalog", description = "Prices"),
         (name = "usage", description = "What a tenant used"),
+        (name = "sla", description = "Availability per contract, incidents, credits, webhooks"),
+        (name = "status", description = "The public status page (no login)"),
         (name = "inference", description = "OpenAI-compatible completions (the tenant token is the API key)"),
         (name = "admin", description = "Operators (role admin)"),
         (name = "health", description = "Liveness and readiness"),

@@ -17,6 +17,7 @@ use reservoir_proto::v1::EnsureTenantRequest;
 use reservoir_proto::v1::contract_service_client::ContractServiceClient;
 use reservoir_proto::v1::metering_service_client::MeteringServiceClient;
 use reservoir_proto::v1::scheduler_service_client::SchedulerServiceClient;
+use reservoir_proto::v1::sla_service_client::SlaServiceClient;
 use reservoir_runtime::{InternalChannel, InternalToken};
 use tonic::transport::Channel;
 
@@ -66,6 +67,7 @@ pub struct Downstream {
     pub contracts: Channel,
     pub scheduler: Channel,
     pub metering: Channel,
+    pub sla: Channel,
     /// Sent with every call behind the gateway (health checks need none).
     pub token: InternalToken,
 }
@@ -76,10 +78,14 @@ pub struct AppState {
     pub verifier: Arc<Verifier>,
     pub metering: MeteringServiceClient<InternalChannel>,
     pub scheduler: SchedulerServiceClient<InternalChannel>,
+    pub sla: SlaServiceClient<InternalChannel>,
     /// The channels, for health checks.
     pub channels: Arc<Downstream>,
     known_tenants: Arc<Mutex<HashSet<TenantId>>>,
     limiter: Arc<CallerLimiter>,
+    /// The public status page's data, reused for a few seconds: the page
+    /// needs no login, so every hit must not cost the SLA database queries.
+    pub status_cache: Arc<Mutex<Option<(std::time::Instant, reservoir_proto::v1::StatusPage)>>>,
 }
 
 impl AppState {
@@ -88,10 +94,12 @@ impl AppState {
             contracts: ContractServiceClient::new(downstream.token.attach(downstream.contracts.clone())),
             metering: MeteringServiceClient::new(downstream.token.attach(downstream.metering.clone())),
             scheduler: SchedulerServiceClient::new(downstream.token.attach(downstream.scheduler.clone())),
+            sla: SlaServiceClient::new(downstream.token.attach(downstream.sla.clone())),
             channels: Arc::new(downstream),
             verifier: Arc::new(verifier),
             known_tenants: Arc::default(),
             limiter: Arc::new(limiter),
+            status_cache: Arc::default(),
         }
     }
 

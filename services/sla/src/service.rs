@@ -258,7 +258,11 @@ impl SlaService for SlaApi {
             let filter = IncidentFilter {
                 scope: Some("pool"),
                 model: Some(s.model.clone()),
-                overlapping: Some((now - chrono::Duration::days(status::HISTORY_DAYS), now)),
+                // Resolved in the last 90 days, or still open.
+                overlapping: Some((
+                    now - chrono::Duration::days(status::HISTORY_DAYS),
+                    now + chrono::Duration::days(36_500),
+                )),
                 ..Default::default()
             };
             let fraction = |d: Option<rust_decimal::Decimal>| d.map(|d| d.normalize().to_string()).unwrap_or_default();

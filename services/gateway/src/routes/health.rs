@@ -17,7 +17,7 @@ pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok".into() })
 }
 
-/// Ready: the contracts, scheduler and metering services answer their health checks
+/// Ready: the contracts, scheduler, metering and SLA services answer their health checks
 /// and the contracts service reaches its database.
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses(
@@ -30,6 +30,7 @@ pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Health>> {
         (&state.channels.contracts, "reservoir.v1.ContractService", "the contracts service is not serving"),
         (&state.channels.scheduler, "reservoir.v1.SchedulerService", "the scheduler service is not serving"),
         (&state.channels.metering, "reservoir.v1.MeteringService", "the metering service is not serving"),
+        (&state.channels.sla, "reservoir.v1.SlaService", "the SLA service is not serving"),
     ];
     for (channel, service, failure) in checks {
         let serving = tonic_health::pb::health_client::HealthClient::new(channel.clone())
