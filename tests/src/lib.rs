@@ -198,6 +198,8 @@ pub fn test_config(options: &Options, spool: &std::path::Path) -> Config {
     config.worker.step_token_budget = 256;
     config.sla.listen = loopback;
     config.sla.job_interval_s = 3600;
+    // Tests store their records before they run the job.
+    config.sla.settle_s = 0;
     config.sla.delivery_interval_ms = 100;
     // Webhook receivers in tests listen on the loopback.
     config.sla.webhooks_allow_private = true;

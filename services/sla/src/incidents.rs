@@ -246,6 +246,7 @@ pub async fn record_late_bad_window(
     );
     timeline(&mut tx, id, end, "opened", &message).await?;
     timeline(&mut tx, id, end, "resolved", "Recorded as resolved: a single window measured late.").await?;
+    announce(&mut tx, subject, id, events::INCIDENT_OPENED, end).await?;
     announce(&mut tx, subject, id, events::INCIDENT_RESOLVED, end).await?;
     tx.commit().await?;
     Ok(())

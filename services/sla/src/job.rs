@@ -28,6 +28,11 @@ pub struct Sla {
     pub pool: PgPool,
     pub peers: Peers,
     pub window_s: u32,
+    /// How long after a window ends the job waits before measuring it: a
+    /// request is recorded when it finishes, so a window's records keep
+    /// arriving for as long as its requests run. Records later still are
+    /// measured as late ones.
+    pub settle: TimeDelta,
     /// How long after a month ends the job closes it (late records first).
     pub close_grace: TimeDelta,
 }
@@ -60,7 +65,7 @@ impl Sla {
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<TickReport> {
         let wall_clock = Utc::now();
         let window_s = self.window_s;
-        let until = align_down(now, window_s);
+        let until = align_down(now - self.settle, window_s);
         let state: Option<(DateTime<Utc>, DateTime<Utc>)> =
             sqlx::query_as("SELECT measured_until, recorded_watermark FROM sla.job_state WHERE id = 1")
                 .fetch_optional(&self.pool)

@@ -47,6 +47,9 @@ pub struct SlaSettings {
     pub window_s: u32,
     /// How often the job runs.
     pub job_interval_s: u64,
+    /// How long after a window ends it is measured: its requests' records
+    /// arrive when they finish (later ones are measured as late records).
+    pub settle_s: u64,
     /// How long after a month ends the job closes it (late records first).
     pub close_grace_s: u64,
     /// How often due webhook deliveries are sent.
@@ -66,6 +69,7 @@ impl Default for SlaSettings {
             scheduler_url: "http://127.0.0.1:50071".into(),
             window_s: reservoir_sla::WINDOW_S_DEFAULT,
             job_interval_s: 60,
+            settle_s: 120,
             close_grace_s: 3600,
             delivery_interval_ms: 2000,
             webhooks_allow_private: false,
@@ -94,6 +98,7 @@ pub async fn build(settings: &SlaSettings, pool: PgPool, internal_token: Interna
         pool,
         peers,
         window_s: settings.window_s,
+        settle: chrono::TimeDelta::seconds(i64::try_from(settings.settle_s).unwrap_or(i64::MAX / 2)),
         close_grace: chrono::TimeDelta::seconds(i64::try_from(settings.close_grace_s).unwrap_or(i64::MAX / 2)),
     };
     let listener = TcpListener::bind(settings.listen).await?;
@@ -158,8 +163,15 @@ async fn run_deliveries(pool: PgPool, interval: Duration, allow_private: bool, s
             _ = ticks.tick() => {}
             () = shutdown.wait() => return,
         }
-        if let Err(e) = webhooks::deliver_due(&pool, allow_private).await {
-            tracing::warn!(error = %e, "webhook deliveries failed; retrying");
+        // A round cut short by shutdown loses nothing: what it took is
+        // leased for a minute, then taken again.
+        tokio::select! {
+            result = webhooks::deliver_due(&pool, allow_private) => {
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "webhook deliveries failed; retrying");
+                }
+            }
+            () = shutdown.wait() => return,
         }
     }
 }

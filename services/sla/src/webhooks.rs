@@ -17,6 +17,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use sqlx::PgPool;
@@ -28,6 +29,8 @@ use crate::error::{Result, SlaError};
 pub const ATTEMPTS_MAX: i32 = 16;
 /// Deliveries taken per round.
 const BATCH: i64 = 32;
+/// Deliveries POSTed at once: one slow receiver must not hold up the others.
+const CONCURRENT_POSTS: usize = 8;
 /// How long one POST may take.
 const POST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Endpoints one owner may register.
@@ -194,9 +197,13 @@ pub async fn deliver_due(pool: &PgPool, allow_private: bool) -> Result<usize> {
     .bind(BATCH)
     .fetch_all(pool)
     .await?;
-    let mut delivered = 0;
-    for (event, endpoint, attempts, url, secret, payload) in due {
+    let posts = due.into_iter().map(|(event, endpoint, attempts, url, secret, payload)| async move {
         let outcome = post(&url, &secret, event, &payload, allow_private).await;
+        (event, endpoint, attempts, outcome)
+    });
+    let outcomes: Vec<_> = futures_util::stream::iter(posts).buffer_unordered(CONCURRENT_POSTS).collect().await;
+    let mut delivered = 0;
+    for (event, endpoint, attempts, outcome) in outcomes {
         let (ok, status, error) = match outcome {
             Ok(status) if (200..300).contains(&status) => (true, Some(i32::from(status)), None),
             Ok(status) => (false, Some(i32::from(status)), Some(format!("answered {status}"))),

@@ -60,6 +60,7 @@ pub fn reservoir_up(database_url: &str, state: &std::path::Path, workers: usize,
         .env("RESERVOIR__SCHEDULER__METRICS_LISTEN", "127.0.0.1:0")
         .env("RESERVOIR__SCHEDULER__SPOOL_DIR", state.join("spool"))
         .env("RESERVOIR__METERING__LISTEN", "127.0.0.1:0")
+        .env("RESERVOIR__SLA__LISTEN", "127.0.0.1:0")
         .env("RESERVOIR__STATE_DIR", state)
         .env("RESERVOIR__AUTH__HS256_SECRET_FILE", state.join("jwt-secret"))
         .env("RESERVOIR__CONTRACTS__DEFAULT_MODEL__CALIBRATE", calibrate.to_string())
@@ -92,4 +93,18 @@ pub fn spawn_up(database_url: &str, state: &std::path::Path, workers: usize) -> 
 /// `.reservoir/endpoints.json` of a running `reservoir up`.
 pub fn endpoints(state: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(state.join("endpoints.json")).expect("endpoints.json")).expect("json")
+}
+
+/// A token minted by the binary with the state folder's secret (as an
+/// operator would: `reservoir token`).
+pub fn mint(state: &std::path::Path, subject: &str, role: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_reservoir"))
+        .args(["token", "--tenant", subject, "--role", role])
+        .env("RESERVOIR__STATE_DIR", state)
+        .env("RESERVOIR__AUTH__HS256_SECRET_FILE", state.join("jwt-secret"))
+        .env("RESERVOIR_CONFIG", state.join("none.toml"))
+        .output()
+        .expect("reservoir token");
+    assert!(out.status.success(), "reservoir token: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().last().expect("a token line").trim().to_owned()
 }
