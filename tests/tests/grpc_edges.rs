@@ -64,6 +64,22 @@ async fn unspecified_tiers_terms_and_statuses_are_refused(pool: PgPool) {
     let active = contracts.list_reservations(list(pb::ReservationStatus::Active.into())).await.expect("active");
     assert!(active.into_inner().reservations.is_empty());
     assert_invalid(contracts.list_reservations(list(9)).await, "status");
+
+    // Pages: newest first, each after the last id of the one before.
+    for key in ["second", "third"] {
+        let mut again = reserve(premium, month);
+        again.idempotency_key = key.into();
+        contracts.create_reservation(again).await.expect("reserve");
+    }
+    let page = |page_after: String| pb::ListReservationsRequest { limit: 2, page_after, ..list(0) };
+    let first = contracts.list_reservations(page(String::new())).await.expect("page").into_inner().reservations;
+    assert_eq!(first.len(), 2);
+    let rest = contracts.list_reservations(page(first[1].id.clone())).await.expect("page").into_inner().reservations;
+    assert_eq!(rest.len(), 1, "a short page is the last");
+    let mut ids: Vec<String> = first.iter().chain(&rest).map(|r| r.id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "every reservation once");
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

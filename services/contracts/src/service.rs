@@ -164,6 +164,7 @@ impl ContractService for Contracts {
                 }
             },
             limit: Some(r.limit).filter(|l| *l > 0),
+            page_after: if r.page_after.is_empty() { None } else { Some(convert::uuid("page_after", &r.page_after)?) },
         };
         let now = Utc::now();
         let reservations =

@@ -20,6 +20,9 @@ use uuid::Uuid;
 
 use crate::error::{Result, SlaError};
 
+/// Reservations asked for per page (the contracts service's maximum).
+const CONTRACTS_PAGE: u32 = 1000;
+
 /// How long one call to a peer may take.
 const PEER_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -96,14 +99,28 @@ impl Peers {
         to: DateTime<Utc>,
         tenant: Option<&TenantId>,
     ) -> Result<Vec<Contract>> {
-        let request = pb::ListReservationsRequest {
-            tenant_id: tenant.map(|t| t.to_string()).unwrap_or_default(),
-            running_from: Some(timestamp(from)),
-            running_to: Some(timestamp(to)),
-            ..Default::default()
-        };
-        let answer = self.contracts.clone().list_reservations(request).await.map_err(peer("contracts"))?;
-        answer.into_inner().reservations.into_iter().map(contract_from_pb).collect()
+        let mut contracts = Vec::new();
+        let mut page_after = String::new();
+        loop {
+            let request = pb::ListReservationsRequest {
+                tenant_id: tenant.map(|t| t.to_string()).unwrap_or_default(),
+                running_from: Some(timestamp(from)),
+                running_to: Some(timestamp(to)),
+                limit: CONTRACTS_PAGE,
+                page_after,
+                ..Default::default()
+            };
+            let answer = self.contracts.clone().list_reservations(request).await.map_err(peer("contracts"))?;
+            let page = answer.into_inner().reservations;
+            let last = page.len() < CONTRACTS_PAGE as usize;
+            page_after = page.last().map(|r| r.id.clone()).unwrap_or_default();
+            for r in page {
+                contracts.push(contract_from_pb(r)?);
+            }
+            if last {
+                return Ok(contracts);
+            }
+        }
     }
 
     /// Measured prefill rate (tokens/s, 0 when unknown) of every model.

@@ -124,6 +124,8 @@ pub struct ListFilter {
     pub active_at: Option<DateTime<Utc>>,
     /// Reservations running at some instant of `[from, to)`.
     pub running: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// Rows after this reservation in the list's order (paging).
+    pub page_after: Option<Uuid>,
     /// At most this many rows, newest first (default and maximum `LIST_LIMIT_MAX`).
     pub limit: Option<u32>,
 }
@@ -141,6 +143,8 @@ pub async fn list(pool: &PgPool, filter: &ListFilter) -> Result<Vec<Reservation>
                 AND (cancelled_at IS NULL OR cancelled_at > $4))) \
            AND ($6::timestamptz IS NULL OR (starts_at < $7 AND (ends_at IS NULL OR ends_at > $6) \
                 AND (cancelled_at IS NULL OR (cancelled_at > $6 AND cancelled_at > starts_at)))) \
+           AND ($8::uuid IS NULL OR (created_at, id) < \
+                (SELECT created_at, id FROM contracts.reservations WHERE id = $8)) \
          ORDER BY created_at DESC, id DESC LIMIT $5"
     ))
     .bind(filter.tenant.as_ref().map(TenantId::as_str))
@@ -150,6 +154,7 @@ pub async fn list(pool: &PgPool, filter: &ListFilter) -> Result<Vec<Reservation>
     .bind(i64::from(limit))
     .bind(filter.running.map(|(from, _)| from))
     .bind(filter.running.map(|(_, to)| to))
+    .bind(filter.page_after)
     .fetch_all(pool)
     .await?;
     rows.into_iter().map(from_row).collect()
