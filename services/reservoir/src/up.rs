@@ -123,6 +123,7 @@ pub async fn run(mut config: Config, worker_count: usize) -> anyhow::Result<()> 
          \n  contracts  {contracts_url}   (gRPC, health and reflection: grpcurl -plaintext {host} list)\
          \n  metering   {metering_url}   (gRPC usage records and aggregates)\
          \n  scheduler  {scheduler_url}   (gRPC scheduling; Prometheus: {metrics_url}; usage spool: {spool}){worker_lines}\
+         \n  sla        {sla_url}   (gRPC SLA; status page: {gateway_url}/status)\
          \n  endpoints  {endpoints}\
          \n  pool       {model}: capacity {capacity_note}\
          \n\nA tenant token for \"acme\" (more with: reservoir token --tenant NAME):\
@@ -137,6 +138,7 @@ pub async fn run(mut config: Config, worker_count: usize) -> anyhow::Result<()> 
         endpoints = endpoints_path.display(),
         spool = config.scheduler.spool_dir.display(),
         model = model_id,
+        sla_url = endpoints.sla,
     );
 
     let served = platform.run_until_stopped(shutdown.clone()).await;
