@@ -25,6 +25,9 @@ use crate::routes::{admin, health, sla, sla_admin, status, tenant, usage};
         sla_admin::create_maintenance, sla_admin::list_maintenance, sla_admin::cancel_maintenance,
         sla_admin::export_credits, sla_admin::create_webhook, sla_admin::list_webhooks, sla_admin::delete_webhook,
     ),
+    // Enums of query parameters: referenced by the parameters, so the
+    // document must hold them.
+    components(schemas(sla_admin::ScopeFilter, sla_admin::StatusFilter, sla_admin::ExportFormat)),
     modifiers(&BearerAuth),
     tags(
         (name = "reservations", description = "Reserve throughput"),
@@ -49,12 +52,13 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
         );
-        // Every authenticated operation is rate limited per caller.
+        // Every authenticated operation is rate limited per caller; the
+        // OpenAI routes document their own 429 (in OpenAI's error shape).
         for item in openapi.paths.paths.values_mut() {
             let operations = [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete];
             for operation in operations.into_iter().flatten() {
                 if operation.security.is_some() {
-                    operation.responses.responses.insert("429".into(), too_many_requests());
+                    operation.responses.responses.entry("429".into()).or_insert_with(too_many_requests);
                 }
             }
         }

@@ -82,7 +82,7 @@ fn logit_bias(bias: Option<&BTreeMap<String, f32>>) -> Result<Vec<pb::TokenBias>
 /// `top_logprobs`: alternatives per token (0 when only the token's own
 /// logprob, or none, is asked for).
 fn params(s: &Sampling, logprobs: bool, top_logprobs: u32) -> Result<(pb::GenerationParams, bool), OpenAiError> {
-    let max_tokens = s.max_completion_tokens.or(s.max_tokens);
+    let max_tokens = s.max_tokens;
     if max_tokens == Some(0) {
         return Err(invalid("max_tokens", "max_tokens must be at least 1"));
     }
@@ -238,7 +238,9 @@ pub fn chat(tenant: &TenantId, request_id: &str, req: &ChatCompletionRequest) ->
         return Err(invalid("top_logprobs", "top_logprobs needs logprobs set to true"));
     }
     let input = pb::complete_request::Input::Messages(pb::ChatInput { messages: turns });
-    call(tenant, request_id, &req.model, input, &req.sampling, (logprobs, top_logprobs))
+    let mut sampling = req.sampling.clone();
+    sampling.max_tokens = req.max_completion_tokens.or(sampling.max_tokens);
+    call(tenant, request_id, &req.model, input, &sampling, (logprobs, top_logprobs))
 }
 
 pub fn completion(tenant: &TenantId, request_id: &str, req: &CompletionRequest) -> Result<Call, OpenAiError> {

@@ -9,6 +9,7 @@ mod error;
 mod fields;
 mod logprobs;
 mod respond;
+pub mod schema;
 mod stream;
 pub mod types;
 
@@ -22,6 +23,7 @@ use serde_json::Value;
 pub use error::OpenAiError;
 use fields::Route;
 use respond::Kind;
+use schema::OpenAiErrorBody;
 use types::{ChatCompletionRequest, CompletionRequest, Model, ModelList};
 
 use crate::extract::JsonBody;
@@ -83,14 +85,20 @@ fn request_id() -> String {
 /// "unsupported_parameter"`; a field OpenAI does not know either, a 400 with
 /// `code: "unknown_parameter"`; `param` names the field.
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "inference",
-    request_body = ChatCompletionRequest,
+    request_body(content = ChatCompletionRequest, examples(
+        ("whole" = (value = json!({"model": "smollm2-135m-instruct", "max_tokens": 8,
+            "messages": [{"role": "user", "content": "What is the capital of Japan?"}]}))),
+        ("streamed" = (value = json!({"model": "smollm2-135m-instruct", "max_tokens": 8, "stream": true,
+            "stream_options": {"include_usage": true},
+            "messages": [{"role": "user", "content": "What is the capital of Japan?"}]}))),
+    )),
     responses(
-        (status = 200, description = "A `chat.completion` object, or `text/event-stream` of `chat.completion.chunk` objects; headers x-reservoir-class, x-reservoir-worker, x-request-id", body = Object),
-        (status = 400, description = "Invalid request, or a field not served (OpenAI error shape; `param` names the field)", body = Object),
-        (status = 401, description = "Missing or invalid API key", body = Object),
-        (status = 404, description = "Unknown model", body = Object),
-        (status = 413, description = "Body too large", body = Object),
-        (status = 429, description = "Shed or rate limited; Retry-After says when to retry", body = Object),
+        (status = 200, description = "A `chat.completion` object; with `stream: true`, server-sent events of `chat.completion.chunk` objects ending with `[DONE]`. Headers x-reservoir-class, x-reservoir-worker, x-request-id",
+            content(
+                (schema::ChatCompletion = "application/json"),
+                (schema::StreamEvent = "text/event-stream"),
+            )),
+        schema::CompletionErrors,
     ),
     security(("bearer" = [])))]
 pub async fn chat_completions(
@@ -104,14 +112,19 @@ pub async fn chat_completions(
 
 /// OpenAI-compatible text completion of one prompt, streamed or not.
 #[utoipa::path(post, path = "/v1/completions", tag = "inference",
-    request_body = CompletionRequest,
+    request_body(content = CompletionRequest, examples(
+        ("whole" = (value = json!({"model": "smollm2-135m-instruct", "max_tokens": 8, "logprobs": 2,
+            "prompt": "The capital of Japan is"}))),
+        ("streamed" = (value = json!({"model": "smollm2-135m-instruct", "max_tokens": 8, "stream": true,
+            "prompt": "The capital of Japan is"}))),
+    )),
     responses(
-        (status = 200, description = "A `text_completion` object, or `text/event-stream` of them", body = Object),
-        (status = 400, description = "Invalid request, or a field not served (OpenAI error shape; `param` names the field)", body = Object),
-        (status = 401, description = "Missing or invalid API key", body = Object),
-        (status = 404, description = "Unknown model", body = Object),
-        (status = 413, description = "Body too large", body = Object),
-        (status = 429, description = "Shed or rate limited; Retry-After says when to retry", body = Object),
+        (status = 200, description = "A `text_completion` object; with `stream: true`, server-sent events of `text_completion` objects ending with `[DONE]`. Headers x-reservoir-class, x-reservoir-worker, x-request-id",
+            content(
+                (schema::TextCompletion = "application/json"),
+                (schema::StreamEvent = "text/event-stream"),
+            )),
+        schema::CompletionErrors,
     ),
     security(("bearer" = [])))]
 pub async fn completions(
@@ -127,7 +140,11 @@ pub async fn completions(
 #[utoipa::path(get, path = "/v1/models", tag = "inference",
     responses(
         (status = 200, description = "The model list", body = ModelList),
-        (status = 401, description = "Missing or invalid API key", body = Object),
+        (status = 401, description = "Missing or invalid API key", body = OpenAiErrorBody),
+        (status = 403, description = "Not a tenant's key", body = OpenAiErrorBody),
+        (status = 429, description = "Rate limited; Retry-After says when to retry", body = OpenAiErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "A platform service is unavailable", body = OpenAiErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn models(

@@ -38,7 +38,10 @@ fn chunk_choice(meta: &Meta, index: usize, text: &str, logprobs: Value, finish: 
 }
 
 fn error_event(e: &OpenAiError) -> Value {
-    json!({"error": {"message": e.message, "type": e.kind, "param": null, "code": e.code}})
+    let mut body = e.body();
+    // No field is at fault once the stream has started.
+    body.error.param = None;
+    serde_json::to_value(body).unwrap_or(Value::Null)
 }
 
 pub fn events(

@@ -59,7 +59,6 @@ pub struct StreamOptions {
 pub struct Sampling {
     /// Within what the model's context leaves after the prompt.
     pub max_tokens: Option<u32>,
-    pub max_completion_tokens: Option<u32>,
     #[schema(minimum = 0, maximum = 2)]
     pub temperature: Option<f32>,
     pub top_p: Option<f32>,
@@ -92,6 +91,8 @@ pub struct ChatCompletionRequest {
     pub model: String,
     /// At most 2048 messages; roles and contents together at most 128 KiB.
     pub messages: Vec<Message>,
+    /// The chat route's newer name for `max_tokens` (it wins when both are sent).
+    pub max_completion_tokens: Option<u32>,
     /// Report each generated token's log-probability.
     pub logprobs: Option<bool>,
     /// With `logprobs`: the most likely tokens at each position, 0 to 20.
@@ -105,8 +106,8 @@ pub struct ChatCompletionRequest {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct CompletionRequest {
     pub model: String,
-    /// One string (or a list holding one string) of at most 128 KiB.
-    #[schema(value_type = Object)]
+    /// One string (or a list holding one string) of 1 byte to 128 KiB.
+    #[schema(schema_with = prompt_schema)]
     pub prompt: serde_json::Value,
     /// The legacy form: how many of the most likely tokens to report at each
     /// position (0 to 5), beside each token's own log-probability.
@@ -116,7 +117,10 @@ pub struct CompletionRequest {
     pub sampling: Sampling,
 }
 
+/// Tokens of an answer, as OpenAI counts them (its schema name keeps it apart
+/// from the usage API's `Usage`).
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = CompletionUsage)]
 pub struct Usage {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
@@ -163,7 +167,9 @@ pub struct LegacyLogprobs {
     pub text_offset: Vec<u32>,
 }
 
+/// A model in OpenAI's shape (the admin API's is `Model`).
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = OpenAiModel)]
 pub struct Model {
     pub id: String,
     #[schema(value_type = String)]
@@ -173,9 +179,23 @@ pub struct Model {
     pub owned_by: &'static str,
 }
 
+/// `GET /v1/models`: OpenAI's list shape, `{"object": "list", "data": [...]}`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = OpenAiModelList)]
 pub struct ModelList {
     #[schema(value_type = String)]
     pub object: &'static str,
     pub data: Vec<Model>,
+}
+
+/// `prompt`: a non-empty string, or a list of exactly one such string.
+fn prompt_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+    let text = || ObjectBuilder::new().schema_type(Type::String).min_length(Some(1));
+    OneOfBuilder::new()
+        .item(text())
+        .item(ArrayBuilder::new().items(text()).min_items(Some(1)).max_items(Some(1)))
+        .description(Some("One string (or a list holding one string) of 1 byte to 128 KiB."))
+        .build()
+        .into()
 }

@@ -266,8 +266,8 @@ pub struct CreditList {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct PeriodQuery {
-    /// A month, `YYYY-MM` (UTC).
-    #[param(pattern = r"^[0-9]{4}-[0-9]{2}$", example = "2026-11")]
+    /// A month, `YYYY-MM` (UTC), of the years 2000 to 2999.
+    #[param(pattern = r"^2[0-9]{3}-(0[1-9]|1[0-2])$", example = "2026-11")]
     pub period: Option<String>,
 }
 
@@ -278,7 +278,9 @@ pub fn parse_period(p: &str) -> ApiResult<Period> {
 /// The tenant's contracts over a month: availability, bad windows with their
 /// reasons, and incidents.
 #[utoipa::path(get, path = "/v1/sla", tag = "sla",
-    params(PeriodQuery),
+    // The same query as PeriodQuery's, but required here.
+    params(("period" = String, Query, pattern = r"^2[0-9]{3}-(0[1-9]|1[0-2])$", example = "2026-11",
+        description = "A month, `YYYY-MM` (UTC), of the years 2000 to 2999")),
     responses(
         (status = 200, description = "Per contract", body = SlaReport),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
@@ -347,7 +349,9 @@ pub struct WebhookList {
 #[serde(deny_unknown_fields)]
 pub struct NewWebhook {
     /// http or https URL of a public address, at most 2048 bytes.
-    #[schema(example = "https://hooks.example.com/reservoir")]
+    // An address, not a name: Schemathesis sends the example, and a name
+    // would be looked up in the DNS by the test (tests reach no network).
+    #[schema(example = "https://203.0.113.10/reservoir")]
     pub url: String,
 }
 

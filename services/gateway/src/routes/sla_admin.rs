@@ -12,7 +12,7 @@ use reservoir_proto::v1 as pb;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api::list_limit;
+use crate::api::{list_limit, non_empty};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{JsonBody, PathParam, QueryParams};
 use crate::routes::sla::{Credit, Incident, NewWebhook, WebhookEndpoint, WebhookList, parse_period};
@@ -43,10 +43,22 @@ pub enum StatusFilter {
 pub struct IncidentQuery {
     pub scope: Option<ScopeFilter>,
     pub status: Option<StatusFilter>,
+    #[param(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub model: Option<String>,
+    #[param(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub tenant: Option<String>,
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
+}
+
+/// A `model` filter: absent, or a model id (a malformed one is refused, as
+/// the document says, rather than matching nothing).
+fn model_filter(model: Option<String>) -> ApiResult<String> {
+    let model = non_empty("model", model)?;
+    if !model.is_empty() {
+        model.parse::<reservoir_domain::ModelId>().map_err(|e| ApiError::invalid(e.to_string()))?;
+    }
+    Ok(model)
 }
 
 /// Every incident, newest first: contracts' and pools'.
@@ -65,7 +77,8 @@ pub async fn incidents(
     QueryParams(q): QueryParams<IncidentQuery>,
 ) -> ApiResult<Json<IncidentList>> {
     let request = pb::ListIncidentsRequest {
-        tenant_id: q.tenant.unwrap_or_default(),
+        // An empty filter is refused, as the tenant API refuses one.
+        tenant_id: non_empty("tenant", q.tenant)?,
         scope: match q.scope {
             None => pb::IncidentScope::Unspecified,
             Some(ScopeFilter::Contract) => pb::IncidentScope::Contract,
@@ -78,7 +91,7 @@ pub async fn incidents(
             Some(StatusFilter::Resolved) => pb::IncidentStatus::Resolved,
         }
         .into(),
-        model: q.model.unwrap_or_default(),
+        model: model_filter(q.model)?,
         limit: list_limit(q.limit)?,
     };
     let incidents = state.sla.clone().list_incidents(request).await?.into_inner().incidents;
@@ -227,6 +240,7 @@ pub async fn create_maintenance(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct MaintenanceQuery {
+    #[param(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub model: Option<String>,
 }
 
@@ -237,6 +251,7 @@ pub struct MaintenanceQuery {
         (status = 200, description = "Maintenance", body = MaintenanceList),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 403, description = "Not an admin token", body = ErrorBody),
+        (status = 422, description = "Invalid filter", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn list_maintenance(
@@ -244,7 +259,7 @@ pub async fn list_maintenance(
     _: AuthAdmin,
     QueryParams(q): QueryParams<MaintenanceQuery>,
 ) -> ApiResult<Json<MaintenanceList>> {
-    let request = pb::ListMaintenanceRequest { model: q.model.unwrap_or_default() };
+    let request = pb::ListMaintenanceRequest { model: model_filter(q.model)? };
     let all = state.sla.clone().list_maintenance(request).await?.into_inner().maintenance;
     Ok(Json(MaintenanceList { maintenance: all.into_iter().map(Maintenance::from).collect() }))
 }
@@ -279,7 +294,7 @@ pub struct ClosedPeriod {
 /// each contract gets its result and at most one credit, however often
 /// this is called.
 #[utoipa::path(post, path = "/admin/sla/periods/{period}/close", tag = "admin",
-    params(("period" = String, Path, pattern = r"^[0-9]{4}-[0-9]{2}$", description = "YYYY-MM")),
+    params(("period" = String, Path, pattern = r"^2[0-9]{3}-(0[1-9]|1[0-2])$", description = "YYYY-MM")),
     responses(
         (status = 200, description = "Closed", body = ClosedPeriod),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
@@ -316,7 +331,7 @@ pub enum ExportFormat {
 #[into_params(parameter_in = Query)]
 pub struct ExportQuery {
     /// `YYYY-MM`.
-    #[param(pattern = r"^[0-9]{4}-[0-9]{2}$", example = "2026-11")]
+    #[param(pattern = r"^2[0-9]{3}-(0[1-9]|1[0-2])$", example = "2026-11")]
     pub period: String,
     pub format: ExportFormat,
 }
