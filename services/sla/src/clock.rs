@@ -20,9 +20,12 @@ mod tests {
 
     #[test]
     fn windows_align_to_the_epoch() {
-        let t = Utc.with_ymd_and_hms(2026, 11, 26, 10, 7, 59).unwrap();
-        assert_eq!(align_down(t, 300), Utc.with_ymd_and_hms(2026, 11, 26, 10, 5, 0).unwrap());
-        assert_eq!(align_down(t, 10), Utc.with_ymd_and_hms(2026, 11, 26, 10, 7, 50).unwrap());
-        assert_eq!(at_epoch(align_down(t, 60).timestamp()), Utc.with_ymd_and_hms(2026, 11, 26, 10, 7, 0).unwrap());
+        let t = Utc.with_ymd_and_hms(2026, 11, 26, 10, 7, 59).single().expect("instant");
+        assert_eq!(align_down(t, 300), Utc.with_ymd_and_hms(2026, 11, 26, 10, 5, 0).single().expect("instant"));
+        assert_eq!(align_down(t, 10), Utc.with_ymd_and_hms(2026, 11, 26, 10, 7, 50).single().expect("instant"));
+        assert_eq!(
+            at_epoch(align_down(t, 60).timestamp()),
+            Utc.with_ymd_and_hms(2026, 11, 26, 10, 7, 0).single().expect("instant")
+        );
     }
 }
