@@ -55,6 +55,15 @@ pub enum BadReason {
 }
 
 impl BadReason {
+    pub const ALL: [BadReason; 6] = [
+        BadReason::PlatformErrors,
+        BadReason::TtftMissed,
+        BadReason::DecodeBelowFloor,
+        BadReason::ThroughputShort,
+        BadReason::WorkersDown,
+        BadReason::ContractsBreached,
+    ];
+
     pub fn as_str(&self) -> &'static str {
         match self {
             BadReason::PlatformErrors => "platform_errors",
@@ -67,16 +76,7 @@ impl BadReason {
     }
 
     pub fn parse(s: &str) -> Option<BadReason> {
-        [
-            BadReason::PlatformErrors,
-            BadReason::TtftMissed,
-            BadReason::DecodeBelowFloor,
-            BadReason::ThroughputShort,
-            BadReason::WorkersDown,
-            BadReason::ContractsBreached,
-        ]
-        .into_iter()
-        .find(|r| r.as_str() == s)
+        BadReason::ALL.into_iter().find(|r| r.as_str() == s)
     }
 }
 

@@ -6,12 +6,12 @@
 //! instances racing, or a crash mid-close never makes a second credit (the
 //! loser of a race finds the row and adds nothing).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use reservoir_domain::Period;
 use reservoir_pricing::{credit_amount, reservation_fee};
-use reservoir_sla::{Availability, TierPolicy, credit_share};
+use reservoir_sla::{Availability, Maintenance, TierPolicy, credit_share};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -29,12 +29,13 @@ pub struct CloseReport {
 }
 
 /// Availability of `contract` over its running term within `period`, from
-/// the stored bad windows (and the maintenance schedule).
+/// the stored bad windows and `maintenance` (by model, read once by the caller).
 pub async fn availability(
     sla: &Sla,
     contract: &Contract,
     period: Period,
     until: DateTime<Utc>,
+    maintenance: &HashMap<String, Vec<Maintenance>>,
 ) -> Result<Availability> {
     let Some((from, to)) = contract.running_within(period.start(), period.end().min(until)) else {
         return Ok(Availability::default());
@@ -49,8 +50,7 @@ pub async fn availability(
     .fetch_all(&sla.pool)
     .await?;
     let bad: BTreeSet<i64> = bad.iter().map(DateTime::timestamp).collect();
-    let all = maintenance::by_model(&sla.pool).await?;
-    let model_maintenance = all.get(contract.model.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+    let model_maintenance = maintenance.get(contract.model.as_str()).map(Vec::as_slice).unwrap_or(&[]);
     Ok(Availability::count(from, to, sla.window_s, &bad, model_maintenance))
 }
 
@@ -67,9 +67,10 @@ pub async fn close_period(sla: &Sla, period: Period, closed_by: &str, now: DateT
         )));
     }
     let contracts = sla.peers.contracts_running(period.start(), period.end(), None).await?;
+    let schedule = maintenance::by_model(&sla.pool).await?;
     let mut report = CloseReport::default();
     for contract in &contracts {
-        if close_contract(sla, contract, period, now).await? {
+        if close_contract(sla, contract, period, now, &schedule).await? {
             report.credits_issued_now += 1;
         }
         report.contracts += 1;
@@ -93,9 +94,15 @@ pub async fn close_period(sla: &Sla, period: Period, closed_by: &str, now: DateT
 }
 
 /// Closes one contract's period; returns whether this call issued a credit.
-async fn close_contract(sla: &Sla, contract: &Contract, period: Period, now: DateTime<Utc>) -> Result<bool> {
+async fn close_contract(
+    sla: &Sla,
+    contract: &Contract,
+    period: Period,
+    now: DateTime<Utc>,
+    maintenance: &HashMap<String, Vec<Maintenance>>,
+) -> Result<bool> {
     let policy = TierPolicy::of(contract.tier);
-    let counts = availability(sla, contract, period, period.end()).await?;
+    let counts = availability(sla, contract, period, period.end(), maintenance).await?;
     let share = credit_share(&policy, &counts);
     let mut tx = sla.pool.begin().await?;
     let inserted = sqlx::query(

@@ -117,6 +117,7 @@ impl SlaService for SlaApi {
         let measured_until = sla.measured_until().await?.unwrap_or(period.start());
         let until = measured_until.min(period.end());
         let contracts = sla.peers.contracts_running(period.start(), period.end(), tenant.as_ref()).await?;
+        let schedule = maintenance::by_model(&sla.pool).await?;
         let mut out = Vec::new();
         for c in contracts {
             let closed: Option<(i64, i64, i64, rust_decimal::Decimal)> = sqlx::query_as(
@@ -128,7 +129,7 @@ impl SlaService for SlaApi {
             .fetch_optional(&sla.pool)
             .await
             .map_err(SlaError::from)?;
-            let counts = close::availability(sla, &c, period, until).await?;
+            let counts = close::availability(sla, &c, period, until, &schedule).await?;
             let (in_term, in_maintenance, bad, availability) = match closed {
                 Some((t, m, b, a)) => (t as u64, m as u64, b as u64, a),
                 None => (counts.windows_in_term, counts.maintenance_windows, counts.bad_windows, counts.ratio()),

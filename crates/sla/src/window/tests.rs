@@ -88,20 +88,9 @@ fn every_reason_is_reported() {
         reasons(&awful),
         vec![BadReason::PlatformErrors, BadReason::TtftMissed, BadReason::DecodeBelowFloor, BadReason::ThroughputShort]
     );
-    for r in awful_reasons() {
+    for r in BadReason::ALL {
         assert_eq!(BadReason::parse(r.as_str()), Some(r));
     }
-}
-
-fn awful_reasons() -> Vec<BadReason> {
-    vec![
-        BadReason::PlatformErrors,
-        BadReason::TtftMissed,
-        BadReason::DecodeBelowFloor,
-        BadReason::ThroughputShort,
-        BadReason::WorkersDown,
-        BadReason::ContractsBreached,
-    ]
 }
 
 #[test]

@@ -29,6 +29,11 @@ pub fn reason_name(r: i32) -> String {
     .into()
 }
 
+/// A tier's wire name (`premium`); empty for a value this build does not know.
+fn tier_name(tier: i32) -> String {
+    reservoir_proto::enums::tier_from_pb("tier", tier).map(|t| t.as_str().to_owned()).unwrap_or_default()
+}
+
 fn names(reasons: &[i32]) -> Vec<String> {
     reasons.iter().map(|r| reason_name(*r)).collect()
 }
@@ -181,9 +186,7 @@ impl SlaReport {
             .contracts
             .into_iter()
             .map(|c| ContractSla {
-                tier: pb::Tier::try_from(c.tier)
-                    .map(|t| t.as_str_name().trim_start_matches("TIER_").to_lowercase())
-                    .unwrap_or_default(),
+                tier: tier_name(c.tier),
                 contract_id: c.contract_id,
                 model: c.model,
                 availability: c.availability,
@@ -233,9 +236,7 @@ pub struct Credit {
 impl From<pb::Credit> for Credit {
     fn from(c: pb::Credit) -> Self {
         Credit {
-            tier: pb::Tier::try_from(c.tier)
-                .map(|t| t.as_str_name().trim_start_matches("TIER_").to_lowercase())
-                .unwrap_or_default(),
+            tier: tier_name(c.tier),
             evidence: c
                 .evidence
                 .iter()
