@@ -193,18 +193,44 @@ impl From<&Catalog> for pb::CatalogDocument {
                 .iter()
                 .map(|(t, d)| pb::TermDiscount { term: pb::Term::from(*t).into(), discount: d.to_string() })
                 .collect(),
-            models: c
-                .models
+            models: model_prices_to_pb(&c.models),
+            other_currencies: c
+                .other_currencies
                 .iter()
-                .map(|(id, p)| pb::ModelPrices {
-                    model: id.to_string(),
-                    reservation: Some((&p.reservation).into()),
-                    on_demand_per_million: Some((&p.on_demand_per_million).into()),
-                    spot_per_million: Some((&p.spot_per_million).into()),
+                .map(|(currency, models)| pb::CurrencyPrices {
+                    currency: currency.to_string(),
+                    models: model_prices_to_pb(models),
                 })
                 .collect(),
         }
     }
+}
+
+fn model_prices_to_pb(models: &BTreeMap<ModelId, ModelPrices>) -> Vec<pb::ModelPrices> {
+    models
+        .iter()
+        .map(|(id, p)| pb::ModelPrices {
+            model: id.to_string(),
+            reservation: Some((&p.reservation).into()),
+            on_demand_per_million: Some((&p.on_demand_per_million).into()),
+            spot_per_million: Some((&p.spot_per_million).into()),
+        })
+        .collect()
+}
+
+fn model_prices_from_pb(list: &[pb::ModelPrices], at: &str) -> Result<BTreeMap<ModelId, ModelPrices>, DomainError> {
+    let mut models = BTreeMap::new();
+    for m in list {
+        let id: ModelId = m.model.parse()?;
+        let path = |table: &str| format!("{at}[\"{id}\"].{table}");
+        let prices = ModelPrices {
+            reservation: tier_table(&path("reservation"), m.reservation.as_ref())?,
+            on_demand_per_million: tier_table(&path("on_demand_per_million"), m.on_demand_per_million.as_ref())?,
+            spot_per_million: tier_table(&path("spot_per_million"), m.spot_per_million.as_ref())?,
+        };
+        insert_once(&mut models, at, id, prices)?;
+    }
+    Ok(models)
 }
 
 /// Inserts `value` under `key`, refusing a key listed twice (a map on the
@@ -238,18 +264,21 @@ impl TryFrom<pb::CatalogDocument> for Catalog {
             let discount = decimal("catalog", &format!("term_discounts.{term}"), &d.discount)?;
             insert_once(&mut term_discounts, "term_discounts", term, discount)?;
         }
-        let mut models = BTreeMap::new();
-        for m in &c.models {
-            let id: ModelId = m.model.parse()?;
-            let path = |table: &str| format!("models[\"{id}\"].{table}");
-            let prices = ModelPrices {
-                reservation: tier_table(&path("reservation"), m.reservation.as_ref())?,
-                on_demand_per_million: tier_table(&path("on_demand_per_million"), m.on_demand_per_million.as_ref())?,
-                spot_per_million: tier_table(&path("spot_per_million"), m.spot_per_million.as_ref())?,
-            };
-            insert_once(&mut models, "models", id, prices)?;
+        let models = model_prices_from_pb(&c.models, "models")?;
+        let mut other_currencies = BTreeMap::new();
+        for list in &c.other_currencies {
+            let currency: Currency = list.currency.parse()?;
+            let models = model_prices_from_pb(&list.models, &format!("other_currencies.{currency}"))?;
+            insert_once(&mut other_currencies, "other_currencies", currency, models)?;
         }
-        Ok(Catalog { version: c.version, currency: c.currency.parse()?, tier_multipliers, term_discounts, models })
+        Ok(Catalog {
+            version: c.version,
+            currency: c.currency.parse()?,
+            tier_multipliers,
+            term_discounts,
+            models,
+            other_currencies,
+        })
     }
 }
 

@@ -11,9 +11,16 @@
 //!   "currency": "USD",
 //!   "tier_multipliers": {"standard": "1.0", "premium": "1.5", "enterprise": "2.5"},
 //!   "term_discounts": {"hourly": "0", "month": "0.20", "half_year": "0.35"},
-//!   "models": {"smollm2-135m-instruct": {"reservation": {..}, "on_demand_per_million": {..}, "spot_per_million": {..}}}
+//!   "models": {"smollm2-135m-instruct": {"reservation": {..}, "on_demand_per_million": {..}, "spot_per_million": {..}}},
+//!   "other_currencies": {"EUR": {"smollm2-135m-instruct": {..}}, "JPY": {..}}
 //! }
 //! ```
+//!
+//! `models` prices in the catalog's own `currency`. A tenant billed in
+//! another currency is priced from `other_currencies`, which holds a whole
+//! price list per currency, set by hand as price lists are (no exchange
+//! rate is ever applied). A model without prices in a tenant's currency
+//! cannot be sold to that tenant.
 
 use std::collections::BTreeMap;
 
@@ -133,6 +140,11 @@ pub struct Catalog {
     pub term_discounts: BTreeMap<Term, Decimal>,
     #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, ModelPrices>))]
     pub models: BTreeMap<ModelId, ModelPrices>,
+    /// Price lists in other currencies than `currency`, each model's prices
+    /// set per currency. Left out of the JSON when empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, BTreeMap<String, ModelPrices>>))]
+    pub other_currencies: BTreeMap<Currency, BTreeMap<ModelId, ModelPrices>>,
 }
 
 impl Catalog {
@@ -155,6 +167,7 @@ impl Catalog {
             tier_multipliers: default_tier_multipliers(),
             term_discounts: default_term_discounts(),
             models,
+            other_currencies: BTreeMap::new(),
         }
     }
 
@@ -189,7 +202,34 @@ impl Catalog {
         for (model, prices) in &self.models {
             prices.check().map_err(|reason| format!("model \"{model}\": {reason}"))?;
         }
+        for (currency, models) in &self.other_currencies {
+            if *currency == self.currency {
+                return Err(format!(
+                    "other_currencies.{currency} repeats the catalog's own currency: its prices belong in models"
+                ));
+            }
+            for (model, prices) in models {
+                prices.check().map_err(|reason| format!("other_currencies.{currency}, model \"{model}\": {reason}"))?;
+            }
+        }
         Ok(())
+    }
+
+    /// Every currency the catalog prices in, its own first.
+    pub fn currencies(&self) -> Vec<Currency> {
+        std::iter::once(self.currency).chain(self.other_currencies.keys().copied()).collect()
+    }
+
+    /// Prices of `model` in `currency`, or [`PricingError::UnknownModel`]
+    /// (naming the currency when the model is priced in another one).
+    pub fn model_prices_in(&self, model: &ModelId, currency: Currency) -> Result<&ModelPrices, PricingError> {
+        if currency == self.currency {
+            return self.model_prices(model);
+        }
+        self.other_currencies
+            .get(&currency)
+            .and_then(|models| models.get(model))
+            .ok_or_else(|| PricingError::NotPricedIn { model: model.clone(), currency, catalog_version: self.version })
     }
 
     /// Prices of `model`, or [`PricingError::UnknownModel`].
@@ -230,6 +270,23 @@ impl Catalog {
         self.model_prices(model)?;
         let mut next = self.next_version()?;
         next.models.remove(model);
+        next.validate()?;
+        Ok(next)
+    }
+
+    /// The next version with `model` priced at `prices` in `currency` (the
+    /// catalog's own or another), validated.
+    pub fn with_model_prices_in(
+        &self,
+        model: ModelId,
+        currency: Currency,
+        prices: ModelPrices,
+    ) -> Result<Catalog, PricingError> {
+        if currency == self.currency {
+            return self.with_model_prices(model, prices);
+        }
+        let mut next = self.next_version()?;
+        next.other_currencies.entry(currency).or_default().insert(model, prices);
         next.validate()?;
         Ok(next)
     }

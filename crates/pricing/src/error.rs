@@ -3,7 +3,7 @@
 //! Messages are shown to tenants and operators in 422 responses, so they say
 //! what was wrong with the input and how to fix it, and name no internals.
 
-use reservoir_domain::{DomainError, ModelId};
+use reservoir_domain::{Currency, DomainError, ModelId};
 use rust_decimal::Decimal;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -19,6 +19,10 @@ pub enum PricingError {
     /// The catalog has no prices for this model.
     #[error("model \"{model}\" has no prices in the price catalog (version {catalog_version})")]
     UnknownModel { model: ModelId, catalog_version: i64 },
+
+    /// The catalog prices this model, but not in this currency.
+    #[error("model \"{model}\" has no prices in {currency} in the price catalog (version {catalog_version})")]
+    NotPricedIn { model: ModelId, currency: Currency, catalog_version: i64 },
 
     /// A quantity handed to a tier table cannot be priced.
     #[error("invalid quantity {quantity}: {reason}")]

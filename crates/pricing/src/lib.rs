@@ -50,5 +50,5 @@ pub use catalog::{BUILTIN_MODEL, Catalog, ModelPrices};
 pub use error::PricingError;
 pub use fee::{ReservationTerms, credit_amount, reservation_fee};
 pub use prorate::{SECONDS_PER_HOUR, prorate, prorate_elapsed, prorate_span, prorate_span_to_scale};
-pub use quote::{Quote, QuoteRequest, quote};
-pub use tiers::{PriceTier, TIERS_MAX, TierLine, TierMode, TierTable, TieredCharge, price_tokens};
+pub use quote::{Quote, QuoteRequest, quote, quote_in};
+pub use tiers::{PriceTier, TIERS_MAX, TierLine, TierMode, TierTable, TieredCharge, millions_of, price_tokens};

@@ -80,11 +80,17 @@ pub struct Quote {
 /// tenant: an unknown model, a zero rate, an `ends_at` that does not fit the
 /// term, an invalid catalog, or an amount too large to compute.
 pub fn quote(catalog: &Catalog, req: &QuoteRequest) -> Result<Quote, PricingError> {
+    quote_in(catalog, req, catalog.currency)
+}
+
+/// [`quote`] in `currency`: the catalog's own, or one of its other price
+/// lists (see [`Catalog::model_prices_in`]).
+pub fn quote_in(catalog: &Catalog, req: &QuoteRequest, currency: Currency) -> Result<Quote, PricingError> {
     if req.rate_tokens_per_s == 0 {
         return Err(PricingError::request("rate_tokens_per_s", "must be at least 1 token/s"));
     }
     catalog.validate()?;
-    let prices = catalog.model_prices(&req.model)?;
+    let prices = catalog.model_prices_in(&req.model, currency)?;
     let rate = prices.reservation.price(Decimal::from(req.rate_tokens_per_s))?;
     let tier_multiplier = catalog.tier_multiplier(req.tier)?;
     let term_discount = catalog.term_discount(req.term)?;
@@ -99,13 +105,13 @@ pub fn quote(catalog: &Catalog, req: &QuoteRequest) -> Result<Quote, PricingErro
     let (starts_at, ends_at) = term_bounds(req)?;
     let term_seconds = ends_at.map(|end| (end - starts_at).num_seconds());
     let total_for_term = match term_seconds {
-        Some(seconds) => Some(Money::new(prorate(price_per_hour, seconds)?, catalog.currency)),
+        Some(seconds) => Some(Money::new(prorate(price_per_hour, seconds)?, currency)),
         None => None,
     };
 
     Ok(Quote {
         catalog_version: catalog.version,
-        currency: catalog.currency,
+        currency,
         model: req.model.clone(),
         rate_tokens_per_s: req.rate_tokens_per_s,
         tier: req.tier,
@@ -115,7 +121,7 @@ pub fn quote(catalog: &Catalog, req: &QuoteRequest) -> Result<Quote, PricingErro
         tier_multiplier,
         term_discount,
         price_per_hour,
-        price_per_hour_rounded: presented(Money::new(price_per_hour, catalog.currency)),
+        price_per_hour_rounded: presented(Money::new(price_per_hour, currency)),
         starts_at,
         ends_at,
         term_seconds,

@@ -223,6 +223,67 @@ impl TierTable {
         Ok(TieredCharge { mode: self.mode, quantity, lines, total })
     }
 
+    /// Graduated pricing of the `quantity` units that follow the first
+    /// `before` units of the same month: the lines of the units in
+    /// `(before, before + quantity]`, and the flat fee of every tier those
+    /// units enter. Slices that follow one another add up to the price of
+    /// their sum, so usage priced under several catalog versions in a month
+    /// moves up the tiers together. Only for graduated tables.
+    pub fn price_slice(&self, before: Decimal, quantity: Decimal) -> Result<TieredCharge, PricingError> {
+        if self.mode != TierMode::Graduated {
+            return Err(PricingError::InvalidTable { reason: "only a graduated table prices a slice".into() });
+        }
+        let whole = self.price(add(before, quantity, "tier quantity")?)?;
+        let already = self.price(before)?;
+        let quantity = quantity.normalize();
+        let mut lines = Vec::new();
+        let mut total = Decimal::ZERO;
+        for line in whole.lines {
+            let earlier = already.lines.iter().find(|l| l.tier_index == line.tier_index);
+            let (units, flat_fee) = match earlier {
+                Some(e) => (sub(line.quantity, e.quantity, "tier quantity")?, Decimal::ZERO),
+                None => (line.quantity, line.flat_fee),
+            };
+            if units.is_zero() && flat_fee.is_zero() {
+                continue;
+            }
+            let amount = add(mul(units, line.unit_price, "tier amount")?, flat_fee, "tier amount")?;
+            total = add(total, amount, "tiered total")?;
+            lines.push(TierLine { quantity: units, flat_fee, amount, ..line });
+        }
+        Ok(TieredCharge { mode: self.mode, quantity, lines, total })
+    }
+
+    /// Volume pricing of `quantity` units when the month's total is
+    /// `month_total`: every unit at the unit price of the tier the total
+    /// falls in, plus that tier's flat fee when `with_flat_fee` (the fee is
+    /// charged once a month, on one of its lines). Only for volume tables.
+    pub fn price_at_volume(
+        &self,
+        quantity: Decimal,
+        month_total: Decimal,
+        with_flat_fee: bool,
+    ) -> Result<TieredCharge, PricingError> {
+        if self.mode != TierMode::Volume {
+            return Err(PricingError::InvalidTable { reason: "only a volume table prices at a month's volume".into() });
+        }
+        if quantity > month_total {
+            return Err(PricingError::InvalidQuantity { quantity, reason: "must not exceed the month's total" });
+        }
+        let at_total = self.price(month_total)?;
+        let quantity = self.price(quantity)?.quantity;
+        let Some(tier) = at_total.lines.first() else {
+            return Ok(TieredCharge { mode: self.mode, quantity, lines: Vec::new(), total: Decimal::ZERO });
+        };
+        if quantity.is_zero() && !with_flat_fee {
+            return Ok(TieredCharge { mode: self.mode, quantity, lines: Vec::new(), total: Decimal::ZERO });
+        }
+        let flat_fee = if with_flat_fee { tier.flat_fee } else { Decimal::ZERO };
+        let amount = add(mul(quantity, tier.unit_price, "tier amount")?, flat_fee, "tier amount")?;
+        let line = TierLine { quantity, flat_fee, amount, ..tier.clone() };
+        Ok(TieredCharge { mode: self.mode, quantity, lines: vec![line], total: amount })
+    }
+
     /// Needs a valid table and `quantity > 0`.
     fn graduated_lines(&self, quantity: Decimal) -> Result<Vec<TierLine>, PricingError> {
         let mut lines = Vec::with_capacity(self.tiers.len());
@@ -268,6 +329,19 @@ fn line(tier_index: usize, tier: &PriceTier, quantity: Decimal) -> Result<TierLi
         flat_fee: tier.flat_fee,
         amount,
     })
+}
+
+/// `tokens` (whole or weighted, at most 6 decimal places) in the million
+/// tokens that per-token prices are quoted in, exact: a shift of the decimal
+/// point, no division.
+pub fn millions_of(tokens: Decimal) -> Result<Decimal, PricingError> {
+    let mut millions = tokens;
+    let scale = millions.scale() + TOKENS_PER_MILLION_SCALE;
+    if scale > crate::INTERNAL_SCALE {
+        return Err(PricingError::InvalidQuantity { quantity: tokens, reason: "has more than 6 decimal places" });
+    }
+    millions.set_scale(scale).map_err(|_| PricingError::Overflow { what: "token count" })?;
+    Ok(millions.normalize())
 }
 
 /// Prices `tokens` with a per-million-tokens table (on-demand or spot): the

@@ -81,6 +81,7 @@ fn catalog() -> impl Strategy<Value = Catalog> {
         tier_multipliers: Tier::ALL.iter().copied().zip(m.into_iter().map(|x| x + Decimal::ONE)).collect(),
         term_discounts: Term::ALL.iter().copied().zip(d).collect(),
         models: models.into_iter().map(|(k, v)| (k.parse::<ModelId>().unwrap(), v)).collect::<BTreeMap<_, _>>(),
+        other_currencies: BTreeMap::new(),
     })
 }
 

@@ -75,7 +75,13 @@ pub async fn quote(conn: &mut PgConnection, req: &NewReservation, now: DateTime<
         return Err(ContractsError::Invalid("starts_at lies more than two years ahead".into()));
     }
     let current = catalog::get(&mut *conn, None).await?;
-    let quote = reservoir_pricing::quote(
+    // Priced in the tenant's currency, from the catalog's price list in it.
+    let currency = match tenants::get_in(&mut *conn, &req.tenant).await {
+        Ok(tenant) => tenant.currency,
+        Err(ContractsError::NotFound(_)) => current.catalog.currency,
+        Err(e) => return Err(e),
+    };
+    let quote = reservoir_pricing::quote_in(
         &current.catalog,
         &QuoteRequest {
             model: req.model.clone(),
@@ -85,6 +91,7 @@ pub async fn quote(conn: &mut PgConnection, req: &NewReservation, now: DateTime<
             starts_at,
             ends_at: req.ends_at.map(to_micros),
         },
+        currency,
     )?;
     Ok(quote)
 }

@@ -203,3 +203,46 @@ fn pricing_refuses_invalid_tables_and_quantities() {
     let err = reservation().price(dec!(0.0000000000001)).unwrap_err();
     assert!(err.to_string().contains("more than 12 decimal places"), "{err}");
 }
+
+#[test]
+fn slices_move_up_a_graduated_table_and_add_up_to_the_whole() {
+    // 80 units already used this month, then 50 more: 20 left in the first
+    // tier (20 x 0.0100 = 0.2) and 30 in the second (30 x 0.0090 = 0.27).
+    let table = reservation();
+    let slice = table.price_slice(dec!(80), dec!(50)).unwrap();
+    assert_eq!(amounts(&slice), vec![(0, dec!(20), dec!(0.2)), (1, dec!(30), dec!(0.27))]);
+    assert_eq!(slice.total, dec!(0.47));
+    // price(80) + slice(80, 50) = price(130)
+    assert_eq!(table.price(dec!(80)).unwrap().total + slice.total, table.price(dec!(130)).unwrap().total);
+    // A slice starting past the first tier never touches it.
+    let later = table.price_slice(dec!(1000), dec!(1)).unwrap();
+    assert_eq!(amounts(&later), vec![(2, dec!(1), dec!(0.008))]);
+    // Flat fees are charged by the slice that enters their tier, once.
+    let fees = TierTable::graduated(vec![
+        PriceTier::up_to(dec!(10), dec!(1)),
+        PriceTier::open(dec!(0.5)).with_flat_fee(dec!(7)),
+    ])
+    .unwrap();
+    assert_eq!(fees.price_slice(dec!(5), dec!(10)).unwrap().total, dec!(5) + dec!(2.5) + dec!(7));
+    assert_eq!(fees.price_slice(dec!(15), dec!(10)).unwrap().total, dec!(5));
+    assert!(spot().price_slice(dec!(0), dec!(1)).is_err());
+}
+
+#[test]
+fn a_volume_tier_is_chosen_by_the_month_total() {
+    // 400 of a month of 1500 units: the month falls in the open tier, so
+    // 400 x 0.04 = 16.
+    let part = spot().price_at_volume(dec!(400), dec!(1500), false).unwrap();
+    assert_eq!(amounts(&part), vec![(1, dec!(400), dec!(16))]);
+    // Exactly at the bound (1000) the first tier applies: 1000 x 0.05 = 50.
+    assert_eq!(spot().price_at_volume(dec!(1000), dec!(1000), true).unwrap().total, dec!(50));
+    assert!(spot().price_at_volume(dec!(2), dec!(1), true).is_err());
+    assert!(reservation().price_at_volume(dec!(1), dec!(1), true).is_err());
+}
+
+#[test]
+fn tokens_become_millions_without_division() {
+    assert_eq!(millions_of(dec!(1500000)).unwrap(), dec!(1.5));
+    assert_eq!(millions_of(dec!(2.25)).unwrap(), dec!(0.00000225));
+    assert!(millions_of(dec!(0.0000001)).is_err());
+}
