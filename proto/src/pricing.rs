@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use prost_types::Timestamp;
 use reservoir_domain::{Currency, DomainError, ModelId, Money};
-use reservoir_pricing::{Catalog, ModelPrices, PriceTier, Quote, TierLine, TierMode, TierTable};
+use reservoir_pricing::{Catalog, ModelPrices, PriceTier, Quote, ReservationTerms, TierLine, TierMode, TierTable};
 use rust_decimal::Decimal;
 
 use crate::enums::{term_from_pb, tier_from_pb};
@@ -176,6 +176,24 @@ fn tier_table(name: &str, t: Option<&pb::TierTable>) -> Result<TierTable, Domain
         });
     }
     Ok(TierTable { mode, tiers })
+}
+
+/// What billing and the SLA need of a stored reservation to price it.
+pub fn reservation_terms(r: &pb::Reservation) -> Result<ReservationTerms, DomainError> {
+    let starts_at = r
+        .starts_at
+        .as_ref()
+        .and_then(instant)
+        .ok_or_else(|| DomainError::invalid("reservation", "starts_at is missing"))?;
+    Ok(ReservationTerms {
+        term: term_from_pb("term", r.term)?,
+        currency: r.currency.parse::<Currency>()?,
+        price_per_hour: decimal("reservation", "price_per_hour", &r.price_per_hour)?,
+        total_for_term: optional_decimal("reservation", "total_for_term", r.total_for_term.as_deref())?,
+        starts_at,
+        ends_at: r.ends_at.as_ref().and_then(instant),
+        cancelled_at: r.cancelled_at.as_ref().and_then(instant),
+    })
 }
 
 impl From<&Catalog> for pb::CatalogDocument {

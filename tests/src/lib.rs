@@ -76,6 +76,9 @@ pub struct Platform {
     /// The SLA job, run by tests with a clock of their own (its own loop
     /// waits `sla.job_interval_s`, an hour in tests).
     pub sla: reservoir_sla_service::Sla,
+    pub billing_url: String,
+    /// The billing service, for runs and finalizations with the test's clock.
+    pub billing: reservoir_billing_service::Billing,
     /// The usage spool's folder (removed with the platform).
     pub spool: tempfile::TempDir,
     pub auth: AuthConfig,
@@ -104,7 +107,7 @@ impl Platform {
         let spool = tempfile::tempdir().expect("spool folder");
         let config = test_config(&options, spool.path());
         let mut services =
-            vec![Service::Contracts, Service::Metering, Service::Scheduler, Service::Sla, Service::Gateway];
+            vec![Service::Contracts, Service::Metering, Service::Scheduler, Service::Sla, Service::Billing, Service::Gateway];
         if options.workers > 0 {
             services.push(Service::Worker);
         }
@@ -113,6 +116,7 @@ impl Platform {
         let platform = reservoir_platform::build(config, &services, given).await.expect("platform");
         let e = platform.endpoints.clone();
         let sla = platform.sla().expect("sla service");
+        let billing = platform.billing().expect("billing service");
         tokio::spawn(platform.run_until_stopped(shutdown.clone()));
         Platform {
             gateway: e.gateway.expect("gateway"),
@@ -121,6 +125,8 @@ impl Platform {
             metering: e.metering.expect("metering"),
             sla_url: e.sla.expect("sla"),
             sla,
+            billing_url: e.billing.expect("billing"),
+            billing,
             spool,
             auth: options.auth,
             pool,

@@ -48,6 +48,8 @@ pub struct GatewaySettings {
     pub metering_url: String,
     /// Where the gateway reads SLA figures, credits and the status page (SlaService).
     pub sla_url: String,
+    /// Where the gateway reads and acts on invoices (BillingService).
+    pub billing_url: String,
     /// Largest request body accepted, in bytes (413 beyond).
     pub body_limit_bytes: usize,
     /// Requests per second each authenticated caller may send (429 beyond).
@@ -70,6 +72,7 @@ impl Default for GatewaySettings {
             scheduler_url: "http://127.0.0.1:50071".into(),
             metering_url: "http://127.0.0.1:50081".into(),
             sla_url: "http://127.0.0.1:50091".into(),
+            billing_url: "http://127.0.0.1:50101".into(),
             body_limit_bytes: 256 * 1024,
             rate_limit: RateLimit { requests_per_s: 100, burst: 200 },
         }
@@ -110,15 +113,21 @@ pub async fn build(
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30))
         .connect_lazy();
+    // A period run rates every tenant's month: minutes, not seconds.
+    let billing = Endpoint::from_shared(settings.billing_url.clone())
+        .context("gateway.billing_url")?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(600))
+        .connect_lazy();
     let limiter = state::CallerLimiter::new(settings.rate_limit)?;
-    let downstream = state::Downstream { contracts: channel, scheduler, metering, sla, token: internal_token };
+    let downstream = state::Downstream { contracts: channel, scheduler, metering, sla, billing, token: internal_token };
     let state = AppState::new(downstream, verifier, limiter);
     let listener = TcpListener::bind(settings.listen).await?;
     Ok(Server { listener, router: router(state, settings.body_limit_bytes) })
 }
 
 pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
-    use routes::{admin, health, sla, sla_admin, status, tenant, usage};
+    use routes::{admin, billing, billing_admin, health, sla, sla_admin, status, tenant, usage};
     let metrics = match metrics::GatewayMetrics::new() {
         Ok(m) => m,
         Err(e) => {
@@ -143,6 +152,21 @@ pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
         .route("/v1/credits", get(sla::credits))
         .route("/v1/webhooks", post(sla::create_webhook).get(sla::list_webhooks))
         .route("/v1/webhooks/{id}", delete(sla::delete_webhook))
+        .route("/v1/invoices", get(billing::list))
+        .route("/v1/invoices/{id}", get(billing::get))
+        .route("/v1/credit-balance", get(billing::credit_balance))
+        .route("/admin/billing/periods/{period}/run", post(billing_admin::run_period))
+        .route("/admin/invoices", get(billing_admin::list))
+        .route("/admin/invoices/{id}", get(billing_admin::get))
+        .route("/admin/invoices/{id}/finalize", post(billing_admin::finalize))
+        .route("/admin/invoices/{id}/hold", post(billing_admin::hold))
+        .route("/admin/invoices/{id}/release", post(billing_admin::release))
+        .route("/admin/invoices/{id}/void", post(billing_admin::void))
+        .route("/admin/invoices/{id}/credit-notes", post(billing_admin::credit_note))
+        .route("/admin/credit-notes", get(billing_admin::credit_notes))
+        .route("/admin/exports/invoices", get(billing_admin::export_invoices))
+        .route("/admin/exports/invoice-lines", get(billing_admin::export_lines))
+        .route("/admin/exports/credit-notes", get(billing_admin::export_credit_notes))
         .route("/status", get(status::status_html))
         .route("/status.json", get(status::status_json))
         .route("/status/feed.atom", get(status::status_feed))

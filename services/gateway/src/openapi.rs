@@ -7,7 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, health, sla, sla_admin, status, tenant, usage};
+use crate::routes::{admin, billing, billing_admin, health, sla, sla_admin, status, tenant, usage};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,6 +24,11 @@ use crate::routes::{admin, health, sla, sla_admin, status, tenant, usage};
         sla_admin::incidents, sla_admin::add_update, sla_admin::set_postmortem, sla_admin::close_period,
         sla_admin::create_maintenance, sla_admin::list_maintenance, sla_admin::cancel_maintenance,
         sla_admin::export_credits, sla_admin::create_webhook, sla_admin::list_webhooks, sla_admin::delete_webhook,
+        billing::list, billing::get, billing::credit_balance,
+        billing_admin::run_period, billing_admin::list, billing_admin::get, billing_admin::finalize,
+        billing_admin::hold, billing_admin::release, billing_admin::void, billing_admin::credit_note,
+        billing_admin::credit_notes, billing_admin::export_invoices, billing_admin::export_lines,
+        billing_admin::export_credit_notes,
     ),
     // Enums of query parameters: referenced by the parameters, so the
     // document must hold them.
@@ -35,6 +40,7 @@ use crate::routes::{admin, health, sla, sla_admin, status, tenant, usage};
         (name = "catalog", description = "Prices"),
         (name = "usage", description = "What a tenant used"),
         (name = "sla", description = "Availability per contract, incidents, credits, webhooks"),
+        (name = "billing", description = "Invoices and the credit balance"),
         (name = "status", description = "The public status page (no login)"),
         (name = "inference", description = "OpenAI-compatible completions (the tenant token is the API key)"),
         (name = "admin", description = "Operators (role admin)"),

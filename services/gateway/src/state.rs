@@ -17,6 +17,7 @@ use reservoir_proto::v1::EnsureTenantRequest;
 use reservoir_proto::v1::contract_service_client::ContractServiceClient;
 use reservoir_proto::v1::metering_service_client::MeteringServiceClient;
 use reservoir_proto::v1::scheduler_service_client::SchedulerServiceClient;
+use reservoir_proto::v1::billing_service_client::BillingServiceClient;
 use reservoir_proto::v1::sla_service_client::SlaServiceClient;
 use reservoir_runtime::{InternalChannel, InternalToken};
 use tonic::transport::Channel;
@@ -68,6 +69,7 @@ pub struct Downstream {
     pub scheduler: Channel,
     pub metering: Channel,
     pub sla: Channel,
+    pub billing: Channel,
     /// Sent with every call behind the gateway (health checks need none).
     pub token: InternalToken,
 }
@@ -79,6 +81,7 @@ pub struct AppState {
     pub metering: MeteringServiceClient<InternalChannel>,
     pub scheduler: SchedulerServiceClient<InternalChannel>,
     pub sla: SlaServiceClient<InternalChannel>,
+    pub billing: BillingServiceClient<InternalChannel>,
     /// The channels, for health checks.
     pub channels: Arc<Downstream>,
     known_tenants: Arc<Mutex<HashSet<TenantId>>>,
@@ -95,6 +98,7 @@ impl AppState {
             metering: MeteringServiceClient::new(downstream.token.attach(downstream.metering.clone())),
             scheduler: SchedulerServiceClient::new(downstream.token.attach(downstream.scheduler.clone())),
             sla: SlaServiceClient::new(downstream.token.attach(downstream.sla.clone())),
+            billing: BillingServiceClient::new(downstream.token.attach(downstream.billing.clone())),
             channels: Arc::new(downstream),
             verifier: Arc::new(verifier),
             known_tenants: Arc::default(),

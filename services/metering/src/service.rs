@@ -124,6 +124,7 @@ impl MeteringService for Metering {
                     client_cancelled_requests: count(t.client_cancelled_requests),
                     platform_error_requests: count(t.platform_error_requests),
                     interrupted_requests: count(t.interrupted_requests),
+                    billable_weighted_tokens: t.billable_weighted_tokens.to_string(),
                 }
             })
             .collect();

@@ -116,6 +116,10 @@ pub struct Total {
     pub cached_prompt_tokens: i64,
     pub completion_tokens: i64,
     pub weighted_tokens: Decimal,
+    /// Weighted tokens of the requests billed: those that ended well or
+    /// that the client cancelled (what it received), not those the
+    /// platform failed, interrupted or shed.
+    pub billable_weighted_tokens: Decimal,
     /// Midnight UTC of the day, when grouped by day.
     pub day: Option<DateTime<Utc>>,
     pub ok_requests: i64,
@@ -141,6 +145,8 @@ pub async fn totals(
            COALESCE(sum(cached_prompt_tokens), 0)::int8 AS cached_prompt_tokens, \
            COALESCE(sum(completion_tokens), 0)::int8 AS completion_tokens, \
            COALESCE(sum(weighted_tokens), 0) AS weighted_tokens, \
+           COALESCE(sum(weighted_tokens) FILTER (WHERE outcome IN ('ok', 'client_cancelled')), 0) \
+             AS billable_weighted_tokens, \
            CASE WHEN $4 THEN date_trunc('day', finished_at, 'UTC') END AS day, \
            count(*) FILTER (WHERE outcome = 'ok') AS ok_requests, \
            count(*) FILTER (WHERE outcome = 'shed') AS shed_requests, \

@@ -10,6 +10,7 @@ use reservoir_gateway::GatewaySettings;
 use reservoir_metering::MeteringSettings;
 use reservoir_runtime::config::{AuthConfig, InternalConfig, LogConfig};
 use reservoir_scheduler::SchedulerSettings;
+use reservoir_billing_service::BillingSettings;
 use reservoir_sla_service::SlaSettings;
 use reservoir_worker::WorkerSettings;
 use serde::{Deserialize, Serialize};
@@ -30,6 +31,7 @@ pub struct Config {
     pub worker: WorkerSettings,
     pub gateway: GatewaySettings,
     pub sla: SlaSettings,
+    pub billing: BillingSettings,
 }
 
 impl Default for Config {
@@ -47,6 +49,7 @@ impl Default for Config {
             worker: WorkerSettings::default(),
             gateway: GatewaySettings::default(),
             sla: SlaSettings::default(),
+            billing: BillingSettings::default(),
         }
     }
 }

@@ -24,6 +24,7 @@ pub enum Service {
     Gateway,
     Worker,
     Sla,
+    Billing,
 }
 
 /// What `build` is handed instead of making it from the configuration.
@@ -45,6 +46,7 @@ pub struct Endpoints {
     pub scheduler_metrics: Option<String>,
     pub gateway: Option<String>,
     pub sla: Option<String>,
+    pub billing: Option<String>,
     pub workers: Vec<String>,
 }
 
@@ -57,6 +59,7 @@ enum Server {
     /// scheduler built beside it knows it already).
     Worker(reservoir_worker::Server, bool),
     Sla(Box<reservoir_sla_service::Server>),
+    Billing(Box<reservoir_billing_service::Server>),
 }
 
 /// Built services, bound to their ports, not yet serving.
@@ -89,6 +92,7 @@ fn refuse_open_internal_ports(config: &Config, services: &[Service]) -> anyhow::
         (Service::Scheduler, "scheduler.listen", config.scheduler.listen),
         (Service::Worker, "worker.listen", config.worker.listen),
         (Service::Sla, "sla.listen", config.sla.listen),
+        (Service::Billing, "billing.listen", config.billing.listen),
     ];
     for (service, key, addr) in listens {
         if services.contains(&service) && !addr.ip().is_loopback() {
@@ -106,7 +110,8 @@ pub async fn build(mut config: Config, services: &[Service], given: Given) -> an
     let wants = |s: Service| services.contains(&s);
     let token = config.internal.token();
     refuse_open_internal_ports(&config, services)?;
-    let needs_db = wants(Service::Contracts) || wants(Service::Metering) || wants(Service::Sla);
+    let needs_db =
+        wants(Service::Contracts) || wants(Service::Metering) || wants(Service::Sla) || wants(Service::Billing);
     let pool = match given.pool {
         Some(pool) => Some(pool),
         None if needs_db => Some(db::connect(config.database_url()?, config.database_max_connections).await?),
@@ -120,6 +125,7 @@ pub async fn build(mut config: Config, services: &[Service], given: Given) -> an
         config.contracts.listen.set_port(server.port());
         config.scheduler.contracts_url = url.clone();
         config.sla.contracts_url = url.clone();
+        config.billing.contracts_url = url.clone();
         config.gateway.contracts_url = url.clone();
         endpoints.contracts = Some(url);
         servers.push(Server::Contracts(server));
@@ -130,6 +136,7 @@ pub async fn build(mut config: Config, services: &[Service], given: Given) -> an
         config.metering.listen.set_port(server.port());
         config.scheduler.metering_url = url.clone();
         config.sla.metering_url = url.clone();
+        config.billing.metering_url = url.clone();
         config.gateway.metering_url = url.clone();
         endpoints.metering = Some(url);
         servers.push(Server::Metering(server));
@@ -171,8 +178,17 @@ pub async fn build(mut config: Config, services: &[Service], given: Given) -> an
         let url = url_of(config.sla.listen, server.port());
         config.sla.listen.set_port(server.port());
         config.gateway.sla_url = url.clone();
+        config.billing.sla_url = url.clone();
         endpoints.sla = Some(url);
         servers.push(Server::Sla(Box::new(server)));
+    }
+    if let (true, Some(pool)) = (wants(Service::Billing), &pool) {
+        let server = reservoir_billing_service::build(&config.billing, pool.clone(), token.clone()).await?;
+        let url = url_of(config.billing.listen, server.port());
+        config.billing.listen.set_port(server.port());
+        config.gateway.billing_url = url.clone();
+        endpoints.billing = Some(url);
+        servers.push(Server::Billing(Box::new(server)));
     }
     if wants(Service::Gateway) {
         let server = reservoir_gateway::build(&config.gateway, &config.auth, token.clone()).await?;
@@ -194,6 +210,15 @@ impl Platform {
         })
     }
 
+    /// The billing service's handle, when it is part of this platform
+    /// (tests run periods and finalize with a clock of their own).
+    pub fn billing(&self) -> Option<reservoir_billing_service::Billing> {
+        self.servers.iter().find_map(|s| match s {
+            Server::Billing(server) => Some(server.billing()),
+            _ => None,
+        })
+    }
+
     /// Serves every built service until `shutdown`, then waits for each to
     /// stop (the scheduler ships what its usage spool holds, within a bound).
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
@@ -207,6 +232,7 @@ impl Platform {
                 Server::Scheduler(s) => tokio::spawn(s.run_until_stopped(stop)),
                 Server::Gateway(s) => tokio::spawn(s.run_until_stopped(stop)),
                 Server::Sla(s) => tokio::spawn(s.run_until_stopped(stop)),
+                Server::Billing(s) => tokio::spawn(s.run_until_stopped(stop)),
                 Server::Worker(s, registers) => {
                     if registers {
                         register(&config, &s, &shutdown);

@@ -19,6 +19,7 @@ struct Endpoints {
     scheduler: String,
     scheduler_metrics: String,
     sla: String,
+    billing: String,
     database: String,
     workers: Vec<WorkerEndpoint>,
 }
@@ -70,10 +71,12 @@ pub async fn run(mut config: Config, worker_count: usize) -> anyhow::Result<()> 
     config.scheduler.metrics_listen = free_if_taken(config.scheduler.metrics_listen);
     config.gateway.listen = free_if_taken(config.gateway.listen);
     config.sla.listen = free_if_taken(config.sla.listen);
+    config.billing.listen = free_if_taken(config.billing.listen);
     let planned_workers = workers::plan(worker_count)?;
     // Workers are not listed: each registers itself with the scheduler.
     config.scheduler.workers = Vec::new();
-    let services = [Service::Contracts, Service::Metering, Service::Scheduler, Service::Sla, Service::Gateway];
+    let services =
+        [Service::Contracts, Service::Metering, Service::Scheduler, Service::Sla, Service::Billing, Service::Gateway];
     let platform = reservoir_platform::build(config, &services, Given { pool: Some(pool), ..Given::default() }).await?;
     let config = platform.config.clone();
     let built = platform.endpoints.clone();
@@ -93,6 +96,7 @@ pub async fn run(mut config: Config, worker_count: usize) -> anyhow::Result<()> 
         scheduler: scheduler_url.clone(),
         scheduler_metrics: metrics_url.clone(),
         sla: endpoint(&built.sla),
+        billing: endpoint(&built.billing),
         database: redact(&database_url),
         workers: Vec::new(),
     };
@@ -124,6 +128,7 @@ pub async fn run(mut config: Config, worker_count: usize) -> anyhow::Result<()> 
          \n  metering   {metering_url}   (gRPC usage records and aggregates)\
          \n  scheduler  {scheduler_url}   (gRPC scheduling; Prometheus: {metrics_url}; usage spool: {spool}){worker_lines}\
          \n  sla        {sla_url}   (gRPC SLA; status page: {gateway_url}/status)\
+         \n  billing    {billing_url}   (gRPC billing; invoices: {gateway_url}/v1/invoices)\
          \n  endpoints  {endpoints}\
          \n  pool       {model}: capacity {capacity_note}\
          \n\nA tenant token for \"acme\" (more with: reservoir token --tenant NAME):\
@@ -139,6 +144,7 @@ pub async fn run(mut config: Config, worker_count: usize) -> anyhow::Result<()> 
         spool = config.scheduler.spool_dir.display(),
         model = model_id,
         sla_url = endpoints.sla,
+        billing_url = endpoints.billing,
     );
 
     let served = platform.run_until_stopped(shutdown.clone()).await;

@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use reservoir_domain::{Currency, ModelId, TenantId, Tier};
+use reservoir_domain::{ModelId, TenantId, Tier};
 use reservoir_pricing::ReservationTerms;
-use reservoir_proto::enums::{term_from_pb, tier_from_pb};
+use reservoir_proto::enums::tier_from_pb;
 use reservoir_proto::time::{instant, timestamp};
 use reservoir_proto::v1 as pb;
 use reservoir_proto::v1::contract_service_client::ContractServiceClient;
@@ -173,23 +173,13 @@ impl Peers {
 }
 
 fn contract_from_pb(r: pb::Reservation) -> Result<Contract> {
-    let at =
-        |what: &str, t: Option<&prost_types::Timestamp>| t.and_then(instant).ok_or_else(|| bad_answer(what, "missing"));
     Ok(Contract {
         id: Uuid::parse_str(&r.id).map_err(|e| bad_answer("reservation id", e))?,
         tenant: r.tenant_id.parse().map_err(|e| bad_answer("tenant id", e))?,
         model: r.model.parse().map_err(|e| bad_answer("model id", e))?,
         tier: tier_from_pb("tier", r.tier).map_err(|e| bad_answer("tier", e))?,
         rate_tokens_per_s: r.rate_tokens_per_s,
-        terms: ReservationTerms {
-            term: term_from_pb("term", r.term).map_err(|e| bad_answer("term", e))?,
-            currency: r.currency.parse::<Currency>().map_err(|e| bad_answer("currency", e))?,
-            price_per_hour: decimal("price per hour", &r.price_per_hour)?,
-            total_for_term: r.total_for_term.as_deref().map(|t| decimal("total for term", t)).transpose()?,
-            starts_at: at("starts_at", r.starts_at.as_ref())?,
-            ends_at: r.ends_at.as_ref().and_then(instant),
-            cancelled_at: r.cancelled_at.as_ref().and_then(instant),
-        },
+        terms: reservoir_proto::pricing::reservation_terms(&r).map_err(|e| bad_answer("reservation", e))?,
     })
 }
 

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::error::SlaError;
 use crate::job::Sla;
 use crate::read::{self, IncidentFilter};
-use crate::{close, maintenance, status, webhooks};
+use crate::{close, events, maintenance, status, webhooks};
 
 type Reply<T> = Result<Response<T>, Status>;
 
@@ -312,5 +312,23 @@ impl SlaService for SlaApi {
         let id = uuid("webhook endpoint", &r.id)?;
         let owner = tenant(&r.tenant_id)?.map(|t| t.to_string());
         Ok(Response::new(endpoint_to_pb(webhooks::delete(&self.sla.pool, id, owner.as_deref()).await?, false)))
+    }
+
+    async fn publish_event(&self, req: Request<pb::PublishEventRequest>) -> Reply<pb::PublishEventResponse> {
+        let r = req.get_ref();
+        let id = uuid("event", &r.id)?;
+        let kind = match r.r#type.as_str() {
+            events::INVOICE_FINALIZED => events::INVOICE_FINALIZED,
+            events::CREDIT_NOTE_ISSUED => events::CREDIT_NOTE_ISSUED,
+            other => return Err(SlaError::Invalid(format!("event type {other:?} cannot be published")).into()),
+        };
+        let tenant = tenant(&r.tenant_id)?.ok_or_else(|| SlaError::Invalid("tenant_id is required".into()))?;
+        let data: serde_json::Value = serde_json::from_str(&r.data_json)
+            .map_err(|e| SlaError::Invalid(format!("data_json is not JSON: {e}")))?;
+        let at = r.created_at.as_ref().and_then(instant).unwrap_or_else(Utc::now);
+        let mut tx = self.sla.pool.begin().await.map_err(SlaError::from)?;
+        let created = events::publish(&mut tx, id, kind, tenant.as_str(), data, at).await?;
+        tx.commit().await.map_err(SlaError::from)?;
+        Ok(Response::new(pb::PublishEventResponse { created }))
     }
 }

@@ -1,4 +1,6 @@
 pub mod admin;
+pub mod billing;
+pub mod billing_admin;
 pub mod health;
 pub mod sla;
 pub mod sla_admin;
