@@ -12,6 +12,7 @@ use reservoir_runtime::config::AuthConfig;
 use rust_decimal::Decimal;
 use sqlx::PgPool;
 
+pub mod billing_support;
 pub mod cluster;
 pub mod sla_support;
 
@@ -106,8 +107,14 @@ impl Platform {
         let shutdown = Shutdown::new();
         let spool = tempfile::tempdir().expect("spool folder");
         let config = test_config(&options, spool.path());
-        let mut services =
-            vec![Service::Contracts, Service::Metering, Service::Scheduler, Service::Sla, Service::Billing, Service::Gateway];
+        let mut services = vec![
+            Service::Contracts,
+            Service::Metering,
+            Service::Scheduler,
+            Service::Sla,
+            Service::Billing,
+            Service::Gateway,
+        ];
         if options.workers > 0 {
             services.push(Service::Worker);
         }
@@ -209,6 +216,10 @@ pub fn test_config(options: &Options, spool: &std::path::Path) -> Config {
     config.sla.delivery_interval_ms = 100;
     // Webhook receivers in tests listen on the loopback.
     config.sla.webhooks_allow_private = true;
+    config.billing.listen = loopback;
+    // Tests run periods and finalize with their own clock.
+    config.billing.job_interval_s = 3600;
+    config.billing.publish_interval_ms = 100;
     config.gateway.listen = loopback;
     config.gateway.body_limit_bytes = options.body_limit_bytes;
     config.gateway.rate_limit = options.rate_limit;

@@ -12,6 +12,7 @@ use crate::Line;
 
 /// Who issues invoices.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Issuer {
     pub name: String,
     /// Postal address, one line each.

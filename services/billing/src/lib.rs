@@ -10,6 +10,7 @@
 //! this crate fetches, stores and schedules.
 
 pub mod actions;
+pub mod document;
 pub mod error;
 pub mod gather;
 pub mod outbox;
@@ -48,6 +49,8 @@ pub struct BillingSettings {
     pub job_interval_s: u64,
     /// How often waiting events are handed to the SLA service.
     pub publish_interval_ms: u64,
+    /// Who issues the invoices, as the PDFs show it.
+    pub issuer: reservoir_billing::Issuer,
 }
 
 impl Default for BillingSettings {
@@ -61,6 +64,7 @@ impl Default for BillingSettings {
             run_delay_s: 7200,
             job_interval_s: 60,
             publish_interval_ms: 2000,
+            issuer: reservoir_billing::Issuer::default(),
         }
     }
 }
@@ -72,6 +76,7 @@ pub struct Billing {
     pub peers: peers::Peers,
     pub grace: chrono::TimeDelta,
     pub run_delay: chrono::TimeDelta,
+    pub issuer: reservoir_billing::Issuer,
 }
 
 impl Billing {
@@ -107,6 +112,7 @@ pub async fn build(settings: &BillingSettings, pool: PgPool, internal_token: Int
         peers,
         grace: chrono::TimeDelta::hours(i64::from(settings.grace_hours)),
         run_delay: chrono::TimeDelta::seconds(i64::try_from(settings.run_delay_s).unwrap_or(i64::MAX / 2)),
+        issuer: settings.issuer.clone(),
     };
     let listener = TcpListener::bind(settings.listen).await?;
     Ok(Server { listener, billing, settings: settings.clone(), internal_token })
@@ -122,8 +128,11 @@ impl Server {
     }
 
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
-        let job =
-            tokio::spawn(run_job(self.billing.clone(), Duration::from_secs(self.settings.job_interval_s), shutdown.clone()));
+        let job = tokio::spawn(run_job(
+            self.billing.clone(),
+            Duration::from_secs(self.settings.job_interval_s),
+            shutdown.clone(),
+        ));
         let publisher = tokio::spawn(run_publisher(
             self.billing.clone(),
             Duration::from_millis(self.settings.publish_interval_ms.max(10)),

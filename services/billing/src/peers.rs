@@ -29,13 +29,16 @@ const CONTRACTS_PAGE: u32 = 1000;
 /// How long one call to a peer may take.
 const PEER_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Catalog versions with when each was published.
+type CatalogCache = BTreeMap<i64, (Catalog, DateTime<Utc>)>;
+
 #[derive(Clone)]
 pub struct Peers {
     contracts: ContractServiceClient<InternalChannel>,
     metering: MeteringServiceClient<InternalChannel>,
     sla: SlaServiceClient<InternalChannel>,
     /// Catalog versions never change once published: fetched once.
-    catalogs: Arc<Mutex<BTreeMap<i64, (Catalog, DateTime<Utc>)>>>,
+    catalogs: Arc<Mutex<CatalogCache>>,
 }
 
 fn peer(service: &'static str) -> impl FnOnce(tonic::Status) -> BillingServiceError {
@@ -51,7 +54,12 @@ fn decimal(what: &str, s: &str) -> Result<Decimal> {
 }
 
 impl Peers {
-    pub fn connect(contracts_url: &str, metering_url: &str, sla_url: &str, token: &InternalToken) -> anyhow::Result<Peers> {
+    pub fn connect(
+        contracts_url: &str,
+        metering_url: &str,
+        sla_url: &str,
+        token: &InternalToken,
+    ) -> anyhow::Result<Peers> {
         let channel = |url: &str| -> anyhow::Result<InternalChannel> {
             Ok(token.attach(reservoir_runtime::grpc::client_channel(url, PEER_CALL_TIMEOUT)?))
         };

@@ -111,9 +111,10 @@ pub async fn finalize_due(pool: &PgPool, peers: &Peers, now: DateTime<Utc>) -> R
 /// credits are there first).
 pub async fn period_due(pool: &PgPool, now: DateTime<Utc>, delay: chrono::TimeDelta) -> Result<Option<Period>> {
     let Some(last) = Period::containing(now - delay)?.previous() else { return Ok(None) };
-    let ran: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM billing.runs WHERE period = $1 AND finished_at IS NOT NULL)")
-        .bind(last.to_string())
-        .fetch_one(pool)
-        .await?;
+    let ran: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM billing.runs WHERE period = $1 AND finished_at IS NOT NULL)")
+            .bind(last.to_string())
+            .fetch_one(pool)
+            .await?;
     Ok((!ran).then_some(last))
 }

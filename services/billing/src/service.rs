@@ -88,6 +88,14 @@ impl BillingService for Billing {
         Ok(Response::new(read::invoice(&self.pool, id, tenant(&r.tenant_id)?.as_deref()).await?))
     }
 
+    async fn get_invoice_pdf(&self, req: Request<pb::GetInvoiceRequest>) -> Reply<pb::InvoicePdf> {
+        let r = req.get_ref();
+        let id = uuid("invoice", &r.id)?;
+        let tenant = tenant(&r.tenant_id)?;
+        let (pdf, filename) = crate::document::pdf(&self.pool, id, tenant.as_deref(), &self.issuer).await?;
+        Ok(Response::new(pb::InvoicePdf { pdf, filename }))
+    }
+
     async fn finalize_invoice(&self, req: Request<pb::FinalizeInvoiceRequest>) -> Reply<pb::Invoice> {
         let r = req.get_ref();
         let id = uuid("invoice", &r.id)?;

@@ -75,12 +75,11 @@ pub async fn settle(
     }
     let own = existing.as_ref().map(|(id, _)| *id);
 
-    let balance: Decimal =
-        sqlx::query_scalar("SELECT balance FROM billing.credit_balances WHERE tenant_id = $1")
-            .bind(tenant)
-            .fetch_optional(&mut *tx)
-            .await?
-            .unwrap_or(Decimal::ZERO);
+    let balance: Decimal = sqlx::query_scalar("SELECT balance FROM billing.credit_balances WHERE tenant_id = $1")
+        .bind(tenant)
+        .fetch_optional(&mut *tx)
+        .await?
+        .unwrap_or(Decimal::ZERO);
     let taken: Vec<Uuid> = sqlx::query_scalar(
         "SELECT a.credit_id FROM billing.applied_credits a JOIN billing.invoices i ON i.id = a.invoice_id \
          WHERE i.tenant_id = $1 AND i.id IS DISTINCT FROM $2",

@@ -5,12 +5,12 @@
 
 use std::path::PathBuf;
 
+use reservoir_billing_service::BillingSettings;
 use reservoir_contracts::ContractsSettings;
 use reservoir_gateway::GatewaySettings;
 use reservoir_metering::MeteringSettings;
 use reservoir_runtime::config::{AuthConfig, InternalConfig, LogConfig};
 use reservoir_scheduler::SchedulerSettings;
-use reservoir_billing_service::BillingSettings;
 use reservoir_sla_service::SlaSettings;
 use reservoir_worker::WorkerSettings;
 use serde::{Deserialize, Serialize};

@@ -5,6 +5,7 @@
 //! - `reservoir serve <service>`: one service (one container each);
 //! - `reservoir token`: a signed JWT for local use;
 //! - `reservoir migrate`: apply the database migrations;
+//! - `reservoir billing run --period YYYY-MM`: close a month's invoices;
 //! - `reservoir generate`, `reservoir perplexity`: the engine on a local model;
 //! - `reservoir bench <what>`: measurements (`bench engine`).
 
@@ -12,6 +13,7 @@ mod bench;
 mod bench_isolation;
 mod bench_metering;
 mod bench_sched;
+mod billing_cli;
 mod calibrate;
 mod engine_cli;
 mod healthcheck;
@@ -66,6 +68,11 @@ enum Command {
     Generate(engine_cli::GenerateArgs),
     /// Perplexity of a text file, computed as llama.cpp's perplexity tool does.
     Perplexity(engine_cli::PerplexityArgs),
+    /// Billing: `billing run --period 2026-11` closes a month.
+    Billing {
+        #[command(subcommand)]
+        what: billing_cli::BillingCommand,
+    },
     /// Benchmarks (`bench engine`): figures for people, then one JSON line.
     Bench {
         #[command(subcommand)]
@@ -93,6 +100,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Generate(args) => engine_cli::generate(&args),
         Command::Perplexity(args) => engine_cli::perplexity(&args),
         Command::Bench { what } => bench::run(&config, &what).await,
+        Command::Billing { what } => billing_cli::run(&config, &what).await,
         Command::Migrate => {
             let pool = db::connect(config.database_url()?, 2).await?;
             db::migrate(&pool).await?;

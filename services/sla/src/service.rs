@@ -323,8 +323,8 @@ impl SlaService for SlaApi {
             other => return Err(SlaError::Invalid(format!("event type {other:?} cannot be published")).into()),
         };
         let tenant = tenant(&r.tenant_id)?.ok_or_else(|| SlaError::Invalid("tenant_id is required".into()))?;
-        let data: serde_json::Value = serde_json::from_str(&r.data_json)
-            .map_err(|e| SlaError::Invalid(format!("data_json is not JSON: {e}")))?;
+        let data: serde_json::Value =
+            serde_json::from_str(&r.data_json).map_err(|e| SlaError::Invalid(format!("data_json is not JSON: {e}")))?;
         let at = r.created_at.as_ref().and_then(instant).unwrap_or_else(Utc::now);
         let mut tx = self.sla.pool.begin().await.map_err(SlaError::from)?;
         let created = events::publish(&mut tx, id, kind, tenant.as_str(), data, at).await?;

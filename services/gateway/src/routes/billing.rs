@@ -182,7 +182,11 @@ pub struct CreditBalance {
     pub balance: String,
 }
 
-pub fn list_request(tenant: Option<String>, q: InvoiceQuery, search: Option<String>) -> ApiResult<pb::ListInvoicesRequest> {
+pub fn list_request(
+    tenant: Option<String>,
+    q: InvoiceQuery,
+    search: Option<String>,
+) -> ApiResult<pb::ListInvoicesRequest> {
     let period = q.period.as_deref().map(parse_period).transpose()?;
     if q.limit.is_some_and(|l| l > 1000) {
         return Err(ApiError::invalid("limit is at most 1000"));
@@ -219,25 +223,33 @@ pub async fn list(
     Ok(Json(InvoiceList { invoices: invoices.into_iter().map(Invoice::from).collect() }))
 }
 
-/// What `/v1/invoices/{id}` answers, by the id's suffix.
+/// What an invoice URL answers, by the id's suffix.
 enum Format {
     Json,
     Csv,
+    Pdf,
 }
 
 fn split_format(id: &str) -> (&str, Format) {
-    match id.strip_suffix(".csv") {
-        Some(id) => (id, Format::Csv),
-        None => (id.strip_suffix(".json").unwrap_or(id), Format::Json),
+    if let Some(id) = id.strip_suffix(".csv") {
+        (id, Format::Csv)
+    } else if let Some(id) = id.strip_suffix(".pdf") {
+        (id, Format::Pdf)
+    } else {
+        (id.strip_suffix(".json").unwrap_or(id), Format::Json)
     }
 }
 
 /// One of the tenant's invoices with its lines; `{id}.csv` gives the lines
-/// as CSV (RFC 4180, a header row, decimals as text).
+/// as CSV (RFC 4180, a header row, decimals as text), `{id}.pdf` the PDF.
 #[utoipa::path(get, path = "/v1/invoices/{id}", tag = "billing",
-    params(("id" = String, Path, description = "Invoice id; add `.csv` for the lines as CSV")),
+    params(("id" = String, Path, description = "Invoice id; add `.csv` for its lines as CSV, `.pdf` for the PDF")),
     responses(
-        (status = 200, description = "The invoice", body = Invoice, content_type = "application/json"),
+        (status = 200, description = "The invoice", content(
+            (Invoice = "application/json"),
+            (String = "text/csv"),
+            (String = "application/pdf"),
+        )),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 403, description = "Not a tenant token", body = ErrorBody),
         (status = 404, description = "No such invoice of this tenant", body = ErrorBody),
@@ -249,18 +261,35 @@ pub async fn get(
     AuthTenant(tenant): AuthTenant,
     PathParam(id): PathParam<String>,
 ) -> ApiResult<Response> {
-    let (id, format) = split_format(&id);
-    let invoice = fetch(&state, id, Some(tenant.to_string())).await?;
-    Ok(match format {
-        Format::Json => Json(invoice).into_response(),
-        Format::Csv => csv_response(&invoice)?,
-    })
+    respond(&state, &id, Some(tenant.to_string())).await
+}
+
+/// Invoice `id` (with its format suffix), of `tenant` only when given.
+pub async fn respond(state: &AppState, id: &str, tenant: Option<String>) -> ApiResult<Response> {
+    let (id, format) = split_format(id);
+    match format {
+        Format::Json => Ok(Json(fetch(state, id, tenant).await?).into_response()),
+        Format::Csv => csv_response(&fetch(state, id, tenant).await?),
+        Format::Pdf => {
+            check_uuid(id)?;
+            let request = pb::GetInvoiceRequest { id: id.to_owned(), tenant_id: tenant.unwrap_or_default() };
+            let pdf = state.billing.clone().get_invoice_pdf(request).await?.into_inner();
+            let disposition = format!("attachment; filename=\"{}\"", pdf.filename);
+            Ok((
+                [(header::CONTENT_TYPE, "application/pdf".to_owned()), (header::CONTENT_DISPOSITION, disposition)],
+                pdf.pdf,
+            )
+                .into_response())
+        }
+    }
+}
+
+fn check_uuid(id: &str) -> ApiResult<()> {
+    uuid::Uuid::parse_str(id).map(|_| ()).map_err(|_| ApiError::invalid(format!("invoice id {id:?} is not a UUID")))
 }
 
 pub async fn fetch(state: &AppState, id: &str, tenant: Option<String>) -> ApiResult<Invoice> {
-    if uuid::Uuid::parse_str(id).is_err() {
-        return Err(ApiError::invalid(format!("invoice id {id:?} is not a UUID")));
-    }
+    check_uuid(id)?;
     let request = pb::GetInvoiceRequest { id: id.to_owned(), tenant_id: tenant.unwrap_or_default() };
     Ok(state.billing.clone().get_invoice(request).await?.into_inner().into())
 }
@@ -328,7 +357,10 @@ fn csv_response(invoice: &Invoice) -> ApiResult<Response> {
     let body = lines_csv(std::slice::from_ref(invoice))?;
     let name = invoice.number.clone().unwrap_or_else(|| format!("draft-{}", invoice.id));
     let disposition = format!("attachment; filename=\"{name}.csv\"");
-    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, disposition)], body)
+    Ok((
+        [(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, disposition)],
+        body,
+    )
         .into_response())
 }
 

@@ -14,7 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{JsonBody, PathParam, QueryParams};
-use crate::routes::billing::{Invoice, InvoiceList, InvoiceQuery, fetch, lines_csv, list_request};
+use crate::routes::billing::{Invoice, InvoiceList, InvoiceQuery, lines_csv, list_request, respond};
 use crate::routes::sla::parse_period;
 use crate::routes::sla_admin::{ExportFormat, ExportQuery};
 use crate::state::{AppState, AuthAdmin};
@@ -93,23 +93,23 @@ pub async fn list(
     Ok(Json(InvoiceList { invoices: invoices.into_iter().map(Invoice::from).collect() }))
 }
 
-/// Any tenant's invoice with its lines.
+/// Any tenant's invoice with its lines; `{id}.csv` and `{id}.pdf` as for tenants.
 #[utoipa::path(get, path = "/admin/invoices/{id}", tag = "admin",
-    params(("id" = String, Path, description = "Invoice id")),
+    params(("id" = String, Path, description = "Invoice id; add `.csv` or `.pdf` for those formats")),
     responses(
-        (status = 200, description = "The invoice", body = Invoice),
+        (status = 200, description = "The invoice", content(
+            (Invoice = "application/json"),
+            (String = "text/csv"),
+            (String = "application/pdf"),
+        )),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 403, description = "Not an admin token", body = ErrorBody),
         (status = 404, description = "No such invoice", body = ErrorBody),
         (status = 422, description = "Malformed id", body = ErrorBody),
     ),
     security(("bearer" = [])))]
-pub async fn get(
-    State(state): State<AppState>,
-    _: AuthAdmin,
-    PathParam(id): PathParam<String>,
-) -> ApiResult<Json<Invoice>> {
-    Ok(Json(fetch(&state, &id, None).await?))
+pub async fn get(State(state): State<AppState>, _: AuthAdmin, PathParam(id): PathParam<String>) -> ApiResult<Response> {
+    respond(&state, &id, None).await
 }
 
 fn check_id(id: &str) -> ApiResult<()> {
@@ -483,8 +483,17 @@ pub async fn export_lines(
 }
 
 /// The columns of the credit notes export, in order.
-pub const CREDIT_NOTE_COLUMNS: [&str; 9] =
-    ["credit_note_id", "invoice_id", "invoice_number", "tenant_id", "currency", "amount", "reason", "issued_at", "issued_by"];
+pub const CREDIT_NOTE_COLUMNS: [&str; 9] = [
+    "credit_note_id",
+    "invoice_id",
+    "invoice_number",
+    "tenant_id",
+    "currency",
+    "amount",
+    "reason",
+    "issued_at",
+    "issued_by",
+];
 
 /// Credit notes against a period's invoices, as CSV or JSON lines.
 #[utoipa::path(get, path = "/admin/exports/credit-notes", tag = "admin",
