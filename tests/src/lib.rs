@@ -15,6 +15,7 @@ use sqlx::PgPool;
 pub mod billing_support;
 pub mod cluster;
 pub mod sla_support;
+pub mod webhooks;
 
 pub use reservoir_runtime::db::MIGRATOR;
 

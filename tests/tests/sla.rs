@@ -6,10 +6,7 @@
 //! The contracts start at the beginning of next month, so the month is
 //! whole whatever day the test runs.
 
-use std::sync::{Arc, Mutex};
-
 use chrono::{Duration, Utc};
-use hmac::{Hmac, Mac};
 use reservoir_domain::{Period, round_half_even};
 use reservoir_proto::time::timestamp;
 use reservoir_proto::v1 as pb;
@@ -17,47 +14,10 @@ use reservoir_proto::v1::contract_service_client::ContractServiceClient;
 use reservoir_proto::v1::metering_service_client::MeteringServiceClient;
 use reservoir_proto::v1::sla_service_client::SlaServiceClient;
 use reservoir_tests::sla_support::{WINDOW, reserve, window_of};
+use reservoir_tests::webhooks::{receiver, verify};
 use reservoir_tests::{MIGRATOR, Platform};
 use rust_decimal::Decimal;
-use sha2::Sha256;
 use sqlx::PgPool;
-
-/// What a receiver got: (signature, event id, body) per delivery.
-type Received = Arc<Mutex<Vec<(String, String, Vec<u8>)>>>;
-
-/// A webhook receiver on the loopback.
-async fn receiver() -> (String, Received) {
-    let got: Received = Arc::default();
-    let keep = got.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-            let keep = keep.clone();
-            async move {
-                let header =
-                    |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-                keep.lock().expect("lock").push((
-                    header("reservoir-signature"),
-                    header("reservoir-event-id"),
-                    body.to_vec(),
-                ));
-                axum::http::StatusCode::NO_CONTENT
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}/hook", listener.local_addr().expect("address"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, got)
-}
-
-fn verify(secret: &str, signature: &str, body: &[u8]) -> bool {
-    let Some((t, v1)) = signature.strip_prefix("t=").and_then(|rest| rest.split_once(",v1=")) else { return false };
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("key");
-    mac.update(format!("{t}.").as_bytes());
-    mac.update(body);
-    hex::decode(v1).is_ok_and(|sig| mac.verify_slice(&sig).is_ok())
-}
 
 async fn table(pool: &PgPool) -> Vec<String> {
     sqlx::query_scalar("SELECT w::text FROM sla.windows w ORDER BY contract_id, window_start")

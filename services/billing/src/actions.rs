@@ -157,7 +157,8 @@ pub async fn credit_note(
             .bind(id)
             .fetch_one(&mut *tx)
             .await?;
-    check_credit_note(amount, total, credited, currency)?;
+    // What is left depends on the invoice: a conflict with its state.
+    check_credit_note(amount, total, credited, currency).map_err(|e| BillingServiceError::Conflict(e.to_string()))?;
     let note = Uuid::now_v7();
     let mut amount = amount;
     amount.rescale(currency.minor_unit_digits());

@@ -102,7 +102,8 @@ pub async fn invoices(pool: &PgPool, f: &InvoiceFilter) -> Result<Vec<pb::Invoic
         for line in lines {
             let id = line.invoice_id.to_string();
             if let Some(invoice) = invoices.iter_mut().find(|i| i.id == id) {
-                invoice.lines.push(line_to_pb(line)?);
+                let line = line_to_pb(line, &invoice.currency)?;
+                invoice.lines.push(line);
             }
         }
     }
@@ -120,7 +121,17 @@ pub async fn invoice(pool: &PgPool, id: Uuid, tenant: Option<&str>) -> Result<pb
     invoices(pool, &filter).await?.pop().ok_or_else(|| BillingServiceError::NotFound(format!("invoice {id}")))
 }
 
+/// `amount` written with exactly the currency's minor unit places (the
+/// database may hand a zero back without its scale).
+fn money(amount: Decimal, currency: &str) -> String {
+    let digits = currency.parse::<reservoir_domain::Currency>().map_or(2, |c| c.minor_unit_digits());
+    let mut amount = amount;
+    amount.rescale(digits);
+    amount.to_string()
+}
+
 fn invoice_to_pb(r: InvoiceRow) -> pb::Invoice {
+    let cur = r.currency.clone();
     pb::Invoice {
         id: r.id.to_string(),
         tenant_id: r.tenant_id,
@@ -130,11 +141,11 @@ fn invoice_to_pb(r: InvoiceRow) -> pb::Invoice {
         held: r.held,
         held_reason: r.held_reason,
         number: r.number.unwrap_or_default(),
-        subtotal: r.subtotal.to_string(),
-        total: r.total.to_string(),
-        credit_balance_before: r.credit_balance_before.to_string(),
-        credit_balance_after: r.credit_balance_after.to_string(),
-        credited: r.credited.to_string(),
+        subtotal: money(r.subtotal, &cur),
+        total: money(r.total, &cur),
+        credit_balance_before: money(r.credit_balance_before, &cur),
+        credit_balance_after: money(r.credit_balance_after, &cur),
+        credited: money(r.credited, &cur),
         computed_at: Some(timestamp(r.computed_at)),
         finalize_after: Some(timestamp(r.finalize_after)),
         finalized_at: r.finalized_at.map(timestamp),
@@ -144,7 +155,7 @@ fn invoice_to_pb(r: InvoiceRow) -> pb::Invoice {
     }
 }
 
-fn line_to_pb(l: LineRow) -> Result<pb::InvoiceLine> {
+fn line_to_pb(l: LineRow, currency: &str) -> Result<pb::InvoiceLine> {
     let tiers: Vec<reservoir_pricing::TierLine> = serde_json::from_value(l.tiers)
         .map_err(|e| BillingServiceError::Internal(format!("stored tier breakdown: {e}")))?;
     Ok(pb::InvoiceLine {
@@ -160,7 +171,7 @@ fn line_to_pb(l: LineRow) -> Result<pb::InvoiceLine> {
         usage_to: Some(timestamp(l.usage_to)),
         source: l.source.unwrap_or_default(),
         amount_exact: l.amount_exact.to_string(),
-        amount: l.amount.to_string(),
+        amount: money(l.amount, currency),
     })
 }
 
@@ -191,8 +202,8 @@ pub async fn credit_notes(
             invoice_id: invoice_id.to_string(),
             invoice_number: number.unwrap_or_default(),
             tenant_id,
+            amount: money(amount, &currency),
             currency,
-            amount: amount.to_string(),
             reason,
             issued_at: Some(timestamp(issued_at)),
             issued_by,
@@ -207,5 +218,11 @@ pub async fn credit_balance(pool: &PgPool, tenant: &str) -> Result<(String, Deci
             .bind(tenant)
             .fetch_optional(pool)
             .await?;
-    Ok(row.unwrap_or((String::new(), Decimal::ZERO)))
+    Ok(match row {
+        Some((currency, balance)) => {
+            let shown = money(balance, &currency).parse().unwrap_or(balance);
+            (currency, shown)
+        }
+        None => (String::new(), Decimal::ZERO),
+    })
 }

@@ -32,7 +32,7 @@ use crate::routes::{admin, billing, billing_admin, health, sla, sla_admin, statu
     ),
     // Enums of query parameters: referenced by the parameters, so the
     // document must hold them.
-    components(schemas(sla_admin::ScopeFilter, sla_admin::StatusFilter, sla_admin::ExportFormat)),
+    components(schemas(sla_admin::ScopeFilter, sla_admin::StatusFilter, sla_admin::ExportFormat, billing::InvoiceStatus)),
     modifiers(&BearerAuth),
     tags(
         (name = "reservations", description = "Reserve throughput"),

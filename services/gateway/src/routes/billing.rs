@@ -157,6 +157,24 @@ pub struct InvoiceList {
     pub invoices: Vec<Invoice>,
 }
 
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InvoiceStatus {
+    Draft,
+    Finalized,
+    Void,
+}
+
+impl InvoiceStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            InvoiceStatus::Draft => "draft",
+            InvoiceStatus::Finalized => "finalized",
+            InvoiceStatus::Void => "void",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -164,12 +182,12 @@ pub struct InvoiceQuery {
     /// A month, `YYYY-MM`.
     #[param(pattern = r"^2[0-9]{3}-(0[1-9]|1[0-2])$", example = "2026-11")]
     pub period: Option<String>,
-    /// `draft`, `finalized` or `void`.
-    pub status: Option<String>,
+    pub status: Option<InvoiceStatus>,
     /// At most 1000 (default 100).
     #[param(maximum = 1000)]
     pub limit: Option<u32>,
     /// The id of the last invoice of the previous page.
+    #[param(value_type = Option<String>, format = Uuid)]
     pub page_after: Option<String>,
 }
 
@@ -191,10 +209,15 @@ pub fn list_request(
     if q.limit.is_some_and(|l| l > 1000) {
         return Err(ApiError::invalid("limit is at most 1000"));
     }
+    if let Some(after) = crate::api::present("page_after", q.page_after.clone())?
+        && uuid::Uuid::parse_str(&after).is_err()
+    {
+        return Err(ApiError::invalid(format!("page_after {after:?} is not an invoice id")));
+    }
     Ok(pb::ListInvoicesRequest {
         tenant_id: tenant.unwrap_or_default(),
         period: period.map(|p| p.to_string()).unwrap_or_default(),
-        status: q.status.unwrap_or_default(),
+        status: q.status.map(|s| s.as_str().to_owned()).unwrap_or_default(),
         search: search.unwrap_or_default(),
         with_lines: false,
         limit: q.limit.unwrap_or(0),
@@ -253,7 +276,6 @@ fn split_format(id: &str) -> (&str, Format) {
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 403, description = "Not a tenant token", body = ErrorBody),
         (status = 404, description = "No such invoice of this tenant", body = ErrorBody),
-        (status = 422, description = "Malformed id", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn get(
@@ -284,8 +306,9 @@ pub async fn respond(state: &AppState, id: &str, tenant: Option<String>) -> ApiR
     }
 }
 
-fn check_uuid(id: &str) -> ApiResult<()> {
-    uuid::Uuid::parse_str(id).map(|_| ()).map_err(|_| ApiError::invalid(format!("invoice id {id:?} is not a UUID")))
+/// An id that is not a UUID names no invoice.
+pub fn check_uuid(id: &str) -> ApiResult<()> {
+    uuid::Uuid::parse_str(id).map(|_| ()).map_err(|_| ApiError::not_found(format!("no invoice {id}")))
 }
 
 pub async fn fetch(state: &AppState, id: &str, tenant: Option<String>) -> ApiResult<Invoice> {

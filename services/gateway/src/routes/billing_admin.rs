@@ -14,7 +14,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{JsonBody, PathParam, QueryParams};
-use crate::routes::billing::{Invoice, InvoiceList, InvoiceQuery, lines_csv, list_request, respond};
+use crate::routes::billing::{
+    Invoice, InvoiceList, InvoiceQuery, InvoiceStatus, check_uuid, lines_csv, list_request, respond,
+};
 use crate::routes::sla::parse_period;
 use crate::routes::sla_admin::{ExportFormat, ExportQuery};
 use crate::state::{AppState, AuthAdmin};
@@ -60,8 +62,8 @@ pub struct AdminInvoiceQuery {
     /// A month, `YYYY-MM`.
     #[param(pattern = r"^2[0-9]{3}-(0[1-9]|1[0-2])$", example = "2026-11")]
     pub period: Option<String>,
-    /// `draft`, `finalized` or `void`.
-    pub status: Option<String>,
+    pub status: Option<InvoiceStatus>,
+    #[param(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub tenant_id: Option<String>,
     /// Text in the invoice number or the tenant id.
     pub search: Option<String>,
@@ -69,6 +71,7 @@ pub struct AdminInvoiceQuery {
     #[param(maximum = 1000)]
     pub limit: Option<u32>,
     /// The id of the last invoice of the previous page.
+    #[param(value_type = Option<String>, format = Uuid)]
     pub page_after: Option<String>,
 }
 
@@ -88,7 +91,8 @@ pub async fn list(
     QueryParams(q): QueryParams<AdminInvoiceQuery>,
 ) -> ApiResult<Json<InvoiceList>> {
     let query = InvoiceQuery { period: q.period, status: q.status, limit: q.limit, page_after: q.page_after };
-    let request = list_request(q.tenant_id, query, q.search)?;
+    let tenant = crate::api::present("tenant_id", q.tenant_id)?;
+    let request = list_request(tenant, query, q.search)?;
     let invoices = state.billing.clone().list_invoices(request).await?.into_inner().invoices;
     Ok(Json(InvoiceList { invoices: invoices.into_iter().map(Invoice::from).collect() }))
 }
@@ -105,15 +109,10 @@ pub async fn list(
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 403, description = "Not an admin token", body = ErrorBody),
         (status = 404, description = "No such invoice", body = ErrorBody),
-        (status = 422, description = "Malformed id", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn get(State(state): State<AppState>, _: AuthAdmin, PathParam(id): PathParam<String>) -> ApiResult<Response> {
     respond(&state, &id, None).await
-}
-
-fn check_id(id: &str) -> ApiResult<()> {
-    uuid::Uuid::parse_str(id).map(|_| ()).map_err(|_| ApiError::invalid(format!("invoice id {id:?} is not a UUID")))
 }
 
 /// Finalize a draft now: it is recomputed, numbered (`RSV-2026-000123`,
@@ -126,7 +125,6 @@ fn check_id(id: &str) -> ApiResult<()> {
         (status = 403, description = "Not an admin token", body = ErrorBody),
         (status = 404, description = "No such invoice", body = ErrorBody),
         (status = 409, description = "Not a draft", body = ErrorBody),
-        (status = 422, description = "Malformed id", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn finalize(
@@ -134,7 +132,7 @@ pub async fn finalize(
     AuthAdmin(admin): AuthAdmin,
     PathParam(id): PathParam<String>,
 ) -> ApiResult<Json<Invoice>> {
-    check_id(&id)?;
+    check_uuid(&id)?;
     let request = pb::FinalizeInvoiceRequest { id, actor: admin.subject };
     Ok(Json(state.billing.clone().finalize_invoice(request).await?.into_inner().into()))
 }
@@ -143,7 +141,7 @@ pub async fn finalize(
 #[serde(deny_unknown_fields)]
 pub struct Reason {
     /// Why, in a sentence (at most 1000 characters).
-    #[schema(example = "Disputed usage: waiting for the customer's reply")]
+    #[schema(example = "Disputed usage: waiting for the customer's reply", pattern = r"\S", max_length = 1000)]
     pub reason: String,
 }
 
@@ -160,7 +158,7 @@ pub struct Reason {
         (status = 404, description = "No such invoice", body = ErrorBody),
         (status = 409, description = "Not a draft", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 422, description = "Malformed id or reason", body = ErrorBody),
+        (status = 422, description = "Reason too long", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn hold(
@@ -169,7 +167,7 @@ pub async fn hold(
     PathParam(id): PathParam<String>,
     JsonBody(body): JsonBody<Reason>,
 ) -> ApiResult<Json<Invoice>> {
-    check_id(&id)?;
+    check_uuid(&id)?;
     let request = pb::HoldInvoiceRequest { id, hold: true, reason: body.reason, actor: admin.subject };
     Ok(Json(state.billing.clone().hold_invoice(request).await?.into_inner().into()))
 }
@@ -183,7 +181,6 @@ pub async fn hold(
         (status = 403, description = "Not an admin token", body = ErrorBody),
         (status = 404, description = "No such invoice", body = ErrorBody),
         (status = 409, description = "Not a draft", body = ErrorBody),
-        (status = 422, description = "Malformed id", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn release(
@@ -191,7 +188,7 @@ pub async fn release(
     AuthAdmin(admin): AuthAdmin,
     PathParam(id): PathParam<String>,
 ) -> ApiResult<Json<Invoice>> {
-    check_id(&id)?;
+    check_uuid(&id)?;
     let request = pb::HoldInvoiceRequest { id, hold: false, reason: String::new(), actor: admin.subject };
     Ok(Json(state.billing.clone().hold_invoice(request).await?.into_inner().into()))
 }
@@ -209,7 +206,7 @@ pub async fn release(
         (status = 404, description = "No such invoice", body = ErrorBody),
         (status = 409, description = "Not finalized, or already credited", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 422, description = "Malformed id, or no reason", body = ErrorBody),
+        (status = 422, description = "No reason", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn void(
@@ -218,7 +215,7 @@ pub async fn void(
     PathParam(id): PathParam<String>,
     JsonBody(body): JsonBody<Reason>,
 ) -> ApiResult<Json<Invoice>> {
-    check_id(&id)?;
+    check_uuid(&id)?;
     let request = pb::VoidInvoiceRequest { id, reason: body.reason, actor: admin.subject };
     Ok(Json(state.billing.clone().void_invoice(request).await?.into_inner().into()))
 }
@@ -228,11 +225,12 @@ pub async fn void(
 pub struct NewCreditNote {
     /// Decimal string: positive, in the currency's minor unit at most, no
     /// more than what is left of the invoice.
-    #[schema(example = "10.00")]
+    #[schema(example = "10.00", pattern = r"^[0-9]{1,16}(\.[0-9]{1,12})?$")]
     pub amount: String,
-    #[schema(example = "Goodwill for the 2026-11-03 outage")]
+    #[schema(example = "Goodwill for the 2026-11-03 outage", pattern = r"\S", max_length = 1000)]
     pub reason: String,
-    /// The same key again answers the same credit note.
+    /// The same key again answers the same credit note (1 to 255 characters).
+    #[schema(min_length = 1, max_length = 255)]
     pub idempotency_key: Option<String>,
 }
 
@@ -281,9 +279,10 @@ pub struct CreditNoteList {
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 403, description = "Not an admin token", body = ErrorBody),
         (status = 404, description = "No such invoice", body = ErrorBody),
-        (status = 409, description = "Not finalized, or a reused key", body = ErrorBody),
+        (status = 409, description = "Not finalized, more than what is left of it, more places than the \
+            currency has, or a reused key", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
-        (status = 422, description = "Malformed id, amount over what is left, or no reason", body = ErrorBody),
+        (status = 422, description = "Malformed amount, or no reason", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn credit_note(
@@ -292,7 +291,7 @@ pub async fn credit_note(
     PathParam(id): PathParam<String>,
     JsonBody(body): JsonBody<NewCreditNote>,
 ) -> ApiResult<(StatusCode, Json<CreditNote>)> {
-    check_id(&id)?;
+    check_uuid(&id)?;
     let request = pb::IssueCreditNoteRequest {
         invoice_id: id,
         amount: body.amount,
@@ -311,6 +310,7 @@ pub struct CreditNoteQuery {
     /// The invoices' month, `YYYY-MM`.
     #[param(pattern = r"^2[0-9]{3}-(0[1-9]|1[0-2])$", example = "2026-11")]
     pub period: Option<String>,
+    #[param(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub tenant_id: Option<String>,
 }
 
@@ -329,7 +329,7 @@ pub async fn credit_notes(
     _: AuthAdmin,
     QueryParams(q): QueryParams<CreditNoteQuery>,
 ) -> ApiResult<Json<CreditNoteList>> {
-    let notes = list_notes(&state, q.period.as_deref(), q.tenant_id).await?;
+    let notes = list_notes(&state, q.period.as_deref(), crate::api::present("tenant_id", q.tenant_id)?).await?;
     Ok(Json(CreditNoteList { credit_notes: notes }))
 }
 
