@@ -137,7 +137,7 @@ fn invoice_to_pb(r: InvoiceRow) -> pb::Invoice {
         tenant_id: r.tenant_id,
         period: r.period,
         currency: r.currency,
-        status: r.status,
+        status: status_to_pb(&r.status).into(),
         held: r.held,
         held_reason: r.held_reason,
         number: r.number.unwrap_or_default(),
@@ -155,17 +155,46 @@ fn invoice_to_pb(r: InvoiceRow) -> pb::Invoice {
     }
 }
 
+/// The stored status (a CHECK constraint keeps it one of three).
+fn status_to_pb(status: &str) -> pb::InvoiceStatus {
+    match status {
+        "draft" => pb::InvoiceStatus::Draft,
+        "finalized" => pb::InvoiceStatus::Finalized,
+        "void" => pb::InvoiceStatus::Void,
+        _ => pb::InvoiceStatus::Unspecified,
+    }
+}
+
+/// The stored line kind (a CHECK constraint keeps it one of these).
+fn kind_to_pb(kind: &str) -> pb::InvoiceLineKind {
+    match kind {
+        "reservation" => pb::InvoiceLineKind::Reservation,
+        "burst" => pb::InvoiceLineKind::Burst,
+        "spot" => pb::InvoiceLineKind::Spot,
+        "late_usage" => pb::InvoiceLineKind::LateUsage,
+        "sla_credit" => pb::InvoiceLineKind::SlaCredit,
+        "credit_applied" => pb::InvoiceLineKind::CreditApplied,
+        "credit_carried" => pb::InvoiceLineKind::CreditCarried,
+        _ => pb::InvoiceLineKind::Unspecified,
+    }
+}
+
 fn line_to_pb(l: LineRow, currency: &str) -> Result<pb::InvoiceLine> {
     let tiers: Vec<reservoir_pricing::TierLine> = serde_json::from_value(l.tiers)
         .map_err(|e| BillingServiceError::Internal(format!("stored tier breakdown: {e}")))?;
     Ok(pb::InvoiceLine {
-        kind: l.kind,
+        kind: kind_to_pb(&l.kind).into(),
         description: l.description,
         contract_id: l.contract_id.map(|c| c.to_string()).unwrap_or_default(),
         model: l.model_id.unwrap_or_default(),
         catalog_version: l.catalog_version.unwrap_or(0),
         quantity: l.quantity.to_string(),
-        unit: l.unit,
+        unit: match l.unit.as_str() {
+            "second" => pb::LineUnit::Second,
+            "million_weighted_tokens" => pb::LineUnit::MillionWeightedTokens,
+            _ => pb::LineUnit::Money,
+        }
+        .into(),
         tiers: tiers.iter().map(Into::into).collect(),
         usage_from: Some(timestamp(l.usage_from)),
         usage_to: Some(timestamp(l.usage_to)),

@@ -58,15 +58,12 @@ impl BillingService for Billing {
 
     async fn list_invoices(&self, req: Request<pb::ListInvoicesRequest>) -> Reply<pb::ListInvoicesResponse> {
         let r = req.get_ref();
-        let status = match r.status.as_str() {
-            "" => None,
-            s @ ("draft" | "finalized" | "void") => Some(s.to_owned()),
-            other => {
-                return Err(BillingServiceError::Invalid(format!(
-                    "status {other:?} is not one of draft, finalized, void"
-                ))
-                .into());
-            }
+        let status = match pb::InvoiceStatus::try_from(r.status) {
+            Ok(pb::InvoiceStatus::Unspecified) => None,
+            Ok(pb::InvoiceStatus::Draft) => Some("draft".to_owned()),
+            Ok(pb::InvoiceStatus::Finalized) => Some("finalized".to_owned()),
+            Ok(pb::InvoiceStatus::Void) => Some("void".to_owned()),
+            Err(_) => return Err(BillingServiceError::Invalid(format!("unknown invoice status {}", r.status)).into()),
         };
         let search = Some(r.search.trim()).filter(|s| !s.is_empty()).map(|s| s.chars().take(100).collect());
         let filter = InvoiceFilter {

@@ -16,6 +16,8 @@ pub enum BenchCommand {
     Isolation(crate::bench_isolation::Args),
     /// Usage records/s from the request path through the spool into PostgreSQL, and memory under a backlog (needs DATABASE_URL).
     Metering(crate::bench_metering::Args),
+    /// A month of 1,000,000 usage records for 1,000 tenants rated into draft invoices: records/s, invoices/s, peak memory (needs DATABASE_URL).
+    Billing(crate::bench_billing::Args),
 }
 
 pub async fn run(config: &reservoir_platform::Config, what: &BenchCommand) -> anyhow::Result<()> {
@@ -24,5 +26,16 @@ pub async fn run(config: &reservoir_platform::Config, what: &BenchCommand) -> an
         BenchCommand::Sched(model) => crate::bench_sched::run(model),
         BenchCommand::Isolation(args) => crate::bench_isolation::run(config, args).await,
         BenchCommand::Metering(args) => crate::bench_metering::run(config, args).await,
+        BenchCommand::Billing(args) => crate::bench_billing::run(config, args).await,
     }
+}
+
+/// Resident memory of this process now, in KiB (Linux).
+pub fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }

@@ -25,6 +25,8 @@ use reservoir_domain::{Outcome, PriorityClass, UsageRecord};
 use reservoir_platform::Config;
 use reservoir_proto::v1::metering_service_client::MeteringServiceClient;
 use reservoir_runtime::{Shutdown, db};
+
+use crate::bench::rss_kib;
 use rust_decimal::Decimal;
 
 #[derive(clap::Args, Debug)]
@@ -35,16 +37,6 @@ pub struct Args {
     /// Requests in flight at once, each appending its own records.
     #[arg(long, default_value_t = 512)]
     concurrency: usize,
-}
-
-/// Resident memory of this process now, in KiB (Linux).
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// Samples resident memory until stopped; answers the peak in KiB.

@@ -10,6 +10,7 @@
 //! - `reservoir bench <what>`: measurements (`bench engine`).
 
 mod bench;
+mod bench_billing;
 mod bench_isolation;
 mod bench_metering;
 mod bench_sched;

@@ -102,7 +102,7 @@ impl From<pb::Invoice> for Invoice {
             tenant_id: i.tenant_id,
             period: i.period,
             currency: i.currency,
-            status: i.status,
+            status: status_name(i.status),
             held: i.held,
             held_reason: text(i.held_reason),
             number: text(i.number),
@@ -124,13 +124,13 @@ impl From<pb::Invoice> for Invoice {
 impl From<pb::InvoiceLine> for InvoiceLine {
     fn from(l: pb::InvoiceLine) -> Self {
         InvoiceLine {
-            kind: l.kind,
+            kind: kind_name(l.kind),
             description: l.description,
             contract_id: text(l.contract_id),
             model: text(l.model),
             catalog_version: (l.catalog_version != 0).then_some(l.catalog_version),
             quantity: l.quantity,
-            unit: l.unit,
+            unit: unit_name(l.unit),
             tiers: l
                 .tiers
                 .into_iter()
@@ -165,14 +165,48 @@ pub enum InvoiceStatus {
     Void,
 }
 
-impl InvoiceStatus {
-    fn as_str(self) -> &'static str {
-        match self {
-            InvoiceStatus::Draft => "draft",
-            InvoiceStatus::Finalized => "finalized",
-            InvoiceStatus::Void => "void",
+impl From<InvoiceStatus> for pb::InvoiceStatus {
+    fn from(s: InvoiceStatus) -> Self {
+        match s {
+            InvoiceStatus::Draft => pb::InvoiceStatus::Draft,
+            InvoiceStatus::Finalized => pb::InvoiceStatus::Finalized,
+            InvoiceStatus::Void => pb::InvoiceStatus::Void,
         }
     }
+}
+
+fn status_name(status: i32) -> String {
+    match pb::InvoiceStatus::try_from(status).unwrap_or(pb::InvoiceStatus::Unspecified) {
+        pb::InvoiceStatus::Draft => "draft",
+        pb::InvoiceStatus::Finalized => "finalized",
+        pb::InvoiceStatus::Void => "void",
+        pb::InvoiceStatus::Unspecified => "unknown",
+    }
+    .into()
+}
+
+fn kind_name(kind: i32) -> String {
+    match pb::InvoiceLineKind::try_from(kind).unwrap_or(pb::InvoiceLineKind::Unspecified) {
+        pb::InvoiceLineKind::Reservation => "reservation",
+        pb::InvoiceLineKind::Burst => "burst",
+        pb::InvoiceLineKind::Spot => "spot",
+        pb::InvoiceLineKind::LateUsage => "late_usage",
+        pb::InvoiceLineKind::SlaCredit => "sla_credit",
+        pb::InvoiceLineKind::CreditApplied => "credit_applied",
+        pb::InvoiceLineKind::CreditCarried => "credit_carried",
+        pb::InvoiceLineKind::Unspecified => "unknown",
+    }
+    .into()
+}
+
+fn unit_name(unit: i32) -> String {
+    match pb::LineUnit::try_from(unit).unwrap_or(pb::LineUnit::Unspecified) {
+        pb::LineUnit::Second => "second",
+        pb::LineUnit::MillionWeightedTokens => "million_weighted_tokens",
+        pb::LineUnit::Money => "money",
+        pb::LineUnit::Unspecified => "unknown",
+    }
+    .into()
 }
 
 #[derive(Debug, Clone, Deserialize, IntoParams)]
@@ -217,7 +251,7 @@ pub fn list_request(
     Ok(pb::ListInvoicesRequest {
         tenant_id: tenant.unwrap_or_default(),
         period: period.map(|p| p.to_string()).unwrap_or_default(),
-        status: q.status.map(|s| s.as_str().to_owned()).unwrap_or_default(),
+        status: q.status.map_or(pb::InvoiceStatus::Unspecified, pb::InvoiceStatus::from).into(),
         search: search.unwrap_or_default(),
         with_lines: false,
         limit: q.limit.unwrap_or(0),
