@@ -211,3 +211,50 @@ async fn two_runners_at_once_make_one_invoice_each_and_gapless_numbers(pool: PgP
     numbers.sort_unstable();
     assert_eq!(numbers, (1..=tenants.len() as i64).collect::<Vec<_>>(), "numbers without gaps or repeats");
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_run_cut_short_is_finished_by_the_next(pool: PgPool) {
+    use reservoir_billing_service::settle::{Mode, settle};
+    let p = Platform::start(pool.clone()).await;
+    let month = Period::containing(Utc::now()).expect("month").next().expect("next month");
+    let mut contracts = ContractServiceClient::new(p.internal_channel(&p.contracts).await);
+    for n in 0..4 {
+        reserve(&mut contracts, &format!("tenant-{n}"), pb::Tier::Standard, month.start()).await;
+    }
+    let now = month.end() + Duration::hours(3);
+    let grace = Duration::hours(24);
+    let b = &p.billing;
+    // A run that stopped after two tenants: registered, two drafts stored.
+    sqlx::query("INSERT INTO billing.runs (period, started_at, started_by) VALUES ($1, $2, 'crashed')")
+        .bind(month.to_string())
+        .bind(now)
+        .execute(&pool)
+        .await
+        .expect("run row");
+    let inputs = reservoir_billing_service::gather::gather(&b.peers, &b.pool, month, None).await.expect("gather");
+    for tenant in ["tenant-0", "tenant-1"] {
+        settle(&b.pool, &inputs, tenant, month, &Mode::Draft { grace }, now).await.expect("settled");
+    }
+    let before: Vec<(uuid::Uuid, String)> =
+        sqlx::query_as("SELECT id, tenant_id FROM billing.invoices ORDER BY tenant_id")
+            .fetch_all(&pool)
+            .await
+            .expect("rows");
+    assert_eq!(before.len(), 2);
+
+    let report = run::run_period(&b.pool, &b.peers, month, "rerun", grace, now).await.expect("rerun");
+    assert_eq!((report.tenants, report.drafted), (4, 4));
+    let after: Vec<(uuid::Uuid, String)> =
+        sqlx::query_as("SELECT id, tenant_id FROM billing.invoices ORDER BY tenant_id")
+            .fetch_all(&pool)
+            .await
+            .expect("rows");
+    assert_eq!(after.len(), 4, "every tenant once: {after:?}");
+    assert_eq!(&after[..2], &before[..], "the drafts stored before the crash are the same invoices");
+    let finished: bool = sqlx::query_scalar("SELECT finished_at IS NOT NULL FROM billing.runs WHERE period = $1")
+        .bind(month.to_string())
+        .fetch_one(&pool)
+        .await
+        .expect("run");
+    assert!(finished);
+}

@@ -51,7 +51,7 @@ pub async fn run_period(
         match settle(pool, &inputs, &tenant, period, &Mode::Draft { grace }, now).await? {
             Outcome::Drafted(_) => report.drafted += 1,
             Outcome::AlreadyFinal(_) => report.already_final += 1,
-            Outcome::Finalized(_) | Outcome::Nothing => {}
+            Outcome::Finalized(_) | Outcome::Held(_) | Outcome::Nothing => {}
         }
     }
     sqlx::query("UPDATE billing.runs SET finished_at = $2 WHERE period = $1")
@@ -75,32 +75,43 @@ pub async fn finalize(pool: &PgPool, peers: &Peers, id: Uuid, actor: &str, now: 
     }
     let period: Period = period.parse()?;
     let inputs = gather(peers, pool, period, Some(&tenant)).await?;
-    match settle(pool, &inputs, &tenant, period, &Mode::Finalize { actor: actor.to_owned() }, now).await? {
+    let mode = Mode::Finalize { actor: actor.to_owned(), unless_held: false };
+    match settle(pool, &inputs, &tenant, period, &mode, now).await? {
         Outcome::Finalized(id) => Ok(id),
         Outcome::AlreadyFinal(id) => Err(BillingServiceError::Conflict(format!("invoice {id} is already finalized"))),
         Outcome::Nothing => Err(BillingServiceError::Conflict(format!(
             "invoice {id} has nothing left to bill once recomputed; it was removed"
         ))),
-        Outcome::Drafted(_) => Err(BillingServiceError::Internal("finalizing left a draft".into())),
+        Outcome::Drafted(_) | Outcome::Held(_) => Err(BillingServiceError::Internal("finalizing left a draft".into())),
     }
 }
 
-/// Finalizes the drafts whose grace period is over and that nobody holds.
+/// Finalizes the drafts whose grace period is over and that nobody holds:
+/// one gathering per month for all of its due drafts, then each tenant in
+/// its own transaction (a draft held or finalized meanwhile is left alone).
 pub async fn finalize_due(pool: &PgPool, peers: &Peers, now: DateTime<Utc>) -> Result<usize> {
-    let due: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM billing.invoices WHERE status = 'draft' AND NOT held AND finalize_after <= $1 \
-         ORDER BY finalize_after, id LIMIT 1000",
+    let due: Vec<(String, String)> = sqlx::query_as(
+        "SELECT period, tenant_id FROM billing.invoices WHERE status = 'draft' AND NOT held AND finalize_after <= $1 \
+         ORDER BY period, tenant_id LIMIT 10000",
     )
     .bind(now)
     .fetch_all(pool)
     .await?;
+    let mut by_period: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
+    for (period, tenant) in due {
+        by_period.entry(period).or_default().push(tenant);
+    }
     let mut done = 0;
-    for id in due {
-        match finalize(pool, peers, id, "grace period", now).await {
-            Ok(_) => done += 1,
-            // Held, finalized or removed meanwhile: nothing to do.
-            Err(BillingServiceError::Conflict(_)) => {}
-            Err(e) => return Err(e),
+    // A draft held after the query above stays a draft: settle checks the
+    // hold under the tenant's lock.
+    let mode = Mode::Finalize { actor: "grace period".into(), unless_held: true };
+    for (period, tenants) in by_period {
+        let period: Period = period.parse()?;
+        let inputs = gather(peers, pool, period, None).await?;
+        for tenant in tenants {
+            if let Outcome::Finalized(_) = settle(pool, &inputs, &tenant, period, &mode, now).await? {
+                done += 1;
+            }
         }
     }
     Ok(done)

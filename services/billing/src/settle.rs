@@ -7,8 +7,6 @@
 //! billed), so two runners, or a run and a finalization, never bill the
 //! same usage or credit twice.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Datelike, Utc};
 use reservoir_billing::{
     BilledUsage, Draft, InvoiceInput, InvoiceNumber, LateUsage, Line, LineKind, UsageClass, UsageInput, rate_invoice,
@@ -27,8 +25,9 @@ use crate::gather::PeriodInputs;
 pub enum Mode {
     /// Create or recompute the draft.
     Draft { grace: chrono::TimeDelta },
-    /// Recompute and finalize it.
-    Finalize { actor: String },
+    /// Recompute and finalize it; when `unless_held`, a held draft is left
+    /// as it is (the grace period's finalization; an admin's ignores holds).
+    Finalize { actor: String, unless_held: bool },
 }
 
 /// What happened to the tenant's invoice.
@@ -38,6 +37,8 @@ pub enum Outcome {
     Finalized(Uuid),
     /// It was finalized before: left as it is.
     AlreadyFinal(Uuid),
+    /// A held draft the grace period does not finalize.
+    Held(Uuid),
     /// Nothing to bill: no invoice (an empty draft is removed).
     Nothing,
 }
@@ -61,19 +62,23 @@ pub async fn settle(
         .bind(tenant)
         .execute(&mut *tx)
         .await?;
-    let existing: Option<(Uuid, String)> = sqlx::query_as(
-        "SELECT id, status FROM billing.invoices WHERE tenant_id = $1 AND period = $2 AND status <> 'void' FOR UPDATE",
+    let existing: Option<(Uuid, String, bool)> = sqlx::query_as(
+        "SELECT id, status, held FROM billing.invoices \
+         WHERE tenant_id = $1 AND period = $2 AND status <> 'void' FOR UPDATE",
     )
     .bind(tenant)
     .bind(period.to_string())
     .fetch_optional(&mut *tx)
     .await?;
-    if let Some((id, status)) = &existing
-        && status == "finalized"
-    {
-        return Ok(Outcome::AlreadyFinal(*id));
+    if let Some((id, status, held)) = &existing {
+        if status == "finalized" {
+            return Ok(Outcome::AlreadyFinal(*id));
+        }
+        if *held && matches!(mode, Mode::Finalize { unless_held: true, .. }) {
+            return Ok(Outcome::Held(*id));
+        }
     }
-    let own = existing.as_ref().map(|(id, _)| *id);
+    let own = existing.as_ref().map(|(id, _, _)| *id);
 
     let balance: Decimal = sqlx::query_scalar("SELECT balance FROM billing.credit_balances WHERE tenant_id = $1")
         .bind(tenant)
@@ -138,7 +143,7 @@ pub async fn settle(
     let id = store_draft(&mut tx, own, tenant, &draft, mode, now).await?;
     let outcome = match mode {
         Mode::Draft { .. } => Outcome::Drafted(id),
-        Mode::Finalize { actor } => {
+        Mode::Finalize { actor, .. } => {
             finalize_in(&mut tx, id, tenant, currency, &draft, actor, now).await?;
             Outcome::Finalized(id)
         }
@@ -361,19 +366,4 @@ async fn finalize_in(
         }
     });
     crate::outbox::queue(&mut *tx, crate::outbox::INVOICE_FINALIZED, tenant, data, now).await
-}
-
-/// Invoices of `period` by tenant, for the run's report.
-pub fn count_outcomes(outcomes: &[Outcome]) -> HashMap<&'static str, u32> {
-    let mut counts = HashMap::new();
-    for o in outcomes {
-        let key = match o {
-            Outcome::Drafted(_) => "drafted",
-            Outcome::Finalized(_) => "finalized",
-            Outcome::AlreadyFinal(_) => "already_final",
-            Outcome::Nothing => "nothing",
-        };
-        *counts.entry(key).or_default() += 1;
-    }
-    counts
 }
