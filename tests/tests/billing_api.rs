@@ -183,6 +183,9 @@ async fn an_operator_runs_holds_finalizes_credits_and_exports_a_month(pool: PgPo
     assert_eq!((status, balance["balance"].as_str()), (200, Some("0.00")), "{balance}");
     let (status, _) = call(&p, reqwest::Method::GET, "/admin/invoices", &tenant, None).await;
     assert_eq!(status, 403);
+    // A tenant with no finalized invoice yet holds zero, in its currency.
+    let (_, none) = call(&p, reqwest::Method::GET, "/v1/credit-balance", &p.tenant_token("newcomer"), None).await;
+    assert_eq!((none["balance"].as_str(), none["currency"].as_str()), (Some("0.00"), Some("USD")), "{none}");
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

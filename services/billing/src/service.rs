@@ -143,7 +143,14 @@ impl BillingService for Billing {
     async fn get_credit_balance(&self, req: Request<pb::GetCreditBalanceRequest>) -> Reply<pb::CreditBalance> {
         let r = req.get_ref();
         let id = tenant(&r.tenant_id)?.ok_or_else(|| BillingServiceError::Invalid("tenant_id is required".into()))?;
-        let (currency, balance) = read::credit_balance(&self.pool, &id).await?;
+        let (mut currency, mut balance) = read::credit_balance(&self.pool, &id).await?;
+        if currency.is_empty() {
+            // No invoice finalized yet: zero, in the tenant's currency.
+            if let Some(c) = self.peers.tenant_currencies().await?.get(&id) {
+                currency = c.to_string();
+                balance.rescale(c.minor_unit_digits());
+            }
+        }
         Ok(Response::new(pb::CreditBalance { tenant_id: id, currency, balance: balance.to_string() }))
     }
 }

@@ -228,7 +228,7 @@ pub struct InvoiceQuery {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CreditBalance {
     pub tenant_id: String,
-    /// Empty before the tenant's first finalized invoice.
+    /// The tenant's currency (empty only for a tenant the platform does not know).
     pub currency: String,
     /// Credit taken off the tenant's next invoices first.
     pub balance: String,
