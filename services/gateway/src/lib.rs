@@ -9,6 +9,7 @@ mod extract;
 mod metrics;
 mod openai;
 mod openapi;
+mod portal;
 mod routes;
 mod state;
 
@@ -54,6 +55,12 @@ pub struct GatewaySettings {
     pub body_limit_bytes: usize,
     /// Requests per second each authenticated caller may send (429 beyond).
     pub rate_limit: RateLimit,
+    /// Encrypts portal session cookies; 64 bytes or more. Unset: a random
+    /// key per process (sessions end when the gateway restarts, and several
+    /// gateways cannot share them).
+    pub session_secret: Option<String>,
+    /// How long a portal session lasts.
+    pub session_ttl_s: u64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -75,6 +82,8 @@ impl Default for GatewaySettings {
             billing_url: "http://127.0.0.1:50101".into(),
             body_limit_bytes: 256 * 1024,
             rate_limit: RateLimit { requests_per_s: 100, burst: 200 },
+            session_secret: None,
+            session_ttl_s: 8 * 3600,
         }
     }
 }
@@ -121,7 +130,14 @@ pub async fn build(
         .connect_lazy();
     let limiter = state::CallerLimiter::new(settings.rate_limit)?;
     let downstream = state::Downstream { contracts: channel, scheduler, metering, sla, billing, token: internal_token };
-    let state = AppState::new(downstream, verifier, limiter);
+    let session_key = match &settings.session_secret {
+        Some(secret) => axum_extra::extract::cookie::Key::try_from(secret.as_bytes())
+            .map_err(|_| anyhow::anyhow!("gateway.session_secret must be at least 64 bytes"))?,
+        None => axum_extra::extract::cookie::Key::generate(),
+    };
+    let mut state = AppState::new(downstream, verifier, limiter);
+    state.session_key = session_key;
+    state.session_ttl_s = settings.session_ttl_s;
     let listener = TcpListener::bind(settings.listen).await?;
     Ok(Server { listener, router: router(state, settings.body_limit_bytes) })
 }
@@ -167,6 +183,16 @@ pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
         .route("/admin/exports/invoices", get(billing_admin::export_invoices))
         .route("/admin/exports/invoice-lines", get(billing_admin::export_lines))
         .route("/admin/exports/credit-notes", get(billing_admin::export_credit_notes))
+        .route("/console", get(portal::console::home))
+        .route("/console/sign-in", get(portal::console::sign_in_page).post(portal::console::sign_in))
+        .route("/console/sign-out", post(portal::console::sign_out))
+        .route("/console/invoices/{file}", get(portal::console::invoice_file))
+        .route("/admin/sign-in", get(portal::admin::sign_in_page).post(portal::admin::sign_in))
+        .route("/admin/sign-out", post(portal::admin::sign_out))
+        .route("/admin/billing", get(portal::admin::billing))
+        .route("/admin/billing/confirm", get(portal::admin::confirm))
+        .route("/admin/billing/do", post(portal::admin::act))
+        .route("/admin/billing/invoices/{file}", get(portal::admin::invoice_file))
         .route("/status", get(status::status_html))
         .route("/status.json", get(status::status_json))
         .route("/status/feed.atom", get(status::status_feed))

@@ -89,6 +89,9 @@ pub struct AppState {
     /// The public status page's data, reused for a few seconds: the page
     /// needs no login, so every hit must not cost the SLA database queries.
     pub status_cache: Arc<Mutex<Option<(std::time::Instant, reservoir_proto::v1::StatusPage)>>>,
+    /// Encrypts the portal's session cookies.
+    pub session_key: axum_extra::extract::cookie::Key,
+    pub session_ttl_s: u64,
 }
 
 impl AppState {
@@ -104,12 +107,14 @@ impl AppState {
             known_tenants: Arc::default(),
             limiter: Arc::new(limiter),
             status_cache: Arc::default(),
+            session_key: axum_extra::extract::cookie::Key::generate(),
+            session_ttl_s: 8 * 3600,
         }
     }
 
     /// Provisions a tenant the first time its valid token is seen: the
     /// identity provider is the authority on who the tenants are.
-    async fn provision(&self, tenant: &TenantId) -> Result<(), ApiError> {
+    pub(crate) async fn provision(&self, tenant: &TenantId) -> Result<(), ApiError> {
         let known = self.known_tenants.lock().map(|set| set.contains(tenant)).unwrap_or(false);
         if known {
             return Ok(());
