@@ -122,6 +122,21 @@ async fn sessions_are_cookies_with_csrf_and_each_side_sees_only_its_own(pool: Pg
         sqlx::query_scalar("SELECT number FROM billing.invoices").fetch_one(&pool).await.expect("number");
     assert!(after.contains(&format!("Finalized as {number}")), "{after}");
 
+    // Finance downloads the exports with the session.
+    for what in ["invoices", "invoice-lines", "credit-notes", "sla-credits"] {
+        let (status, _, file) =
+            page(&p, &format!("/admin/billing/exports/{what}?period={month}&format=csv"), &admin).await;
+        assert_eq!(status, 200, "{what}: {file}");
+        assert!(file.lines().next().is_some_and(|header| header.contains(',')), "{what}: {file}");
+    }
+    assert!(
+        page(&p, &format!("/admin/billing/exports/invoices?period={month}&format=csv"), &admin)
+            .await
+            .2
+            .contains(&number)
+    );
+    assert_eq!(page(&p, &format!("/admin/billing/exports/invoices?period={month}&format=csv"), &acme).await.0, 403);
+
     // The tenant sees it and downloads it; another tenant cannot.
     let (_, _, home) = page(&p, "/console", &acme).await;
     assert!(home.contains(&number), "{home}");

@@ -193,6 +193,7 @@ pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
         .route("/admin/billing/confirm", get(portal::admin::confirm))
         .route("/admin/billing/do", post(portal::admin::act))
         .route("/admin/billing/invoices/{file}", get(portal::admin::invoice_file))
+        .route("/admin/billing/exports/{what}", get(portal::admin::export))
         .route("/status", get(status::status_html))
         .route("/status.json", get(status::status_json))
         .route("/status/feed.atom", get(status::status_feed))

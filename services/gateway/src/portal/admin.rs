@@ -16,6 +16,8 @@ use crate::portal::console::{CsrfForm, SignIn, TokenForm};
 use crate::portal::page::{html, refusal};
 use crate::portal::session::{self, AdminUser, Side, csrf_ok};
 use crate::routes::billing::{Invoice, respond};
+use crate::routes::sla_admin::{ExportFormat, ExportQuery};
+use crate::routes::{billing_admin, sla_admin};
 use crate::state::AppState;
 
 pub async fn sign_in_page() -> Response {
@@ -70,6 +72,7 @@ struct BillingPage {
     drafts: usize,
     finalized: usize,
     void: usize,
+    exports: [(&'static str, &'static str); 4],
 }
 
 /// The period shown: the one asked for, else last month; the error is the
@@ -108,6 +111,12 @@ pub async fn billing(
         finalized: count("finalized"),
         void: count("void"),
         invoices,
+        exports: [
+            ("invoices", "invoices"),
+            ("invoice-lines", "invoice lines"),
+            ("credit-notes", "credit notes"),
+            ("sla-credits", "SLA credits"),
+        ],
     };
     html(StatusCode::OK, &page)
 }
@@ -221,4 +230,29 @@ pub async fn invoice_file(State(state): State<AppState>, _: AdminUser, PathParam
         Ok(response) => response,
         Err(e) => refusal(e.status, &e.message),
     }
+}
+
+#[derive(Deserialize)]
+pub struct ExportPageQuery {
+    pub period: String,
+    pub format: ExportFormat,
+}
+
+/// `/admin/billing/exports/{what}`: the finance exports, downloaded with
+/// the session (`invoices`, `invoice-lines`, `credit-notes`, `sla-credits`).
+pub async fn export(
+    State(state): State<AppState>,
+    _: AdminUser,
+    PathParam(what): PathParam<String>,
+    QueryParams(q): QueryParams<ExportPageQuery>,
+) -> Response {
+    let query = ExportQuery { period: q.period, format: q.format };
+    let file = match what.as_str() {
+        "invoices" => billing_admin::invoices_export(&state, query).await,
+        "invoice-lines" => billing_admin::lines_export(&state, query).await,
+        "credit-notes" => billing_admin::credit_notes_export(&state, query).await,
+        "sla-credits" => sla_admin::credits_export(&state, query).await,
+        _ => return refusal(StatusCode::NOT_FOUND, "No such export."),
+    };
+    file.unwrap_or_else(|e| refusal(e.status, &e.message))
 }

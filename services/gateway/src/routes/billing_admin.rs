@@ -431,7 +431,12 @@ pub async fn export_invoices(
     _: AuthAdmin,
     QueryParams(q): QueryParams<ExportQuery>,
 ) -> ApiResult<Response> {
-    let invoices = period_invoices(&state, &q.period).await?;
+    invoices_export(&state, q).await
+}
+
+/// The invoices export itself (the admin portal downloads it too).
+pub async fn invoices_export(state: &AppState, q: ExportQuery) -> ApiResult<Response> {
+    let invoices = period_invoices(state, &q.period).await?;
     let time = |t: Option<DateTime<Utc>>| t.map(|t| t.to_rfc3339()).unwrap_or_default();
     let rows = invoices.iter().map(|i| {
         vec![
@@ -469,7 +474,12 @@ pub async fn export_lines(
     _: AuthAdmin,
     QueryParams(q): QueryParams<ExportQuery>,
 ) -> ApiResult<Response> {
-    let invoices = period_invoices(&state, &q.period).await?;
+    lines_export(&state, q).await
+}
+
+/// The invoice lines export itself.
+pub async fn lines_export(state: &AppState, q: ExportQuery) -> ApiResult<Response> {
+    let invoices = period_invoices(state, &q.period).await?;
     let mut lines = Vec::new();
     for i in &invoices {
         for (n, l) in i.lines.iter().enumerate() {
@@ -510,7 +520,12 @@ pub async fn export_credit_notes(
     _: AuthAdmin,
     QueryParams(q): QueryParams<ExportQuery>,
 ) -> ApiResult<Response> {
-    let notes = list_notes(&state, Some(&q.period), None).await?;
+    credit_notes_export(&state, q).await
+}
+
+/// The credit notes export itself.
+pub async fn credit_notes_export(state: &AppState, q: ExportQuery) -> ApiResult<Response> {
+    let notes = list_notes(state, Some(&q.period), None).await?;
     let rows = notes.iter().map(|n| {
         vec![
             n.id.clone(),

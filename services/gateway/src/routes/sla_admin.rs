@@ -373,6 +373,11 @@ pub async fn export_credits(
     _: AuthAdmin,
     QueryParams(q): QueryParams<ExportQuery>,
 ) -> ApiResult<Response> {
+    credits_export(&state, q).await
+}
+
+/// The SLA credits export itself (the admin portal downloads it too).
+pub async fn credits_export(state: &AppState, q: ExportQuery) -> ApiResult<Response> {
     let period = parse_period(&q.period)?;
     let request = pb::ListCreditsRequest { tenant_id: String::new(), period: period.to_string() };
     let credits: Vec<Credit> =
