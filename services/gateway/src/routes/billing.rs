@@ -13,6 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{PathParam, QueryParams};
+use crate::routes::export::csv_of;
 use crate::routes::sla::parse_period;
 use crate::state::{AppState, AuthTenant};
 
@@ -377,37 +378,29 @@ fn rfc3339(t: Option<DateTime<Utc>>) -> String {
 
 /// Rows of `invoices`' lines under [`LINE_COLUMNS`].
 pub fn lines_csv(invoices: &[Invoice]) -> ApiResult<Vec<u8>> {
-    let mut writer = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(Vec::new());
-    let failed = |e: csv::Error| {
-        tracing::error!(error = %e, "csv export");
-        ApiError::internal()
-    };
-    writer.write_record(LINE_COLUMNS).map_err(failed)?;
-    for i in invoices {
-        for (n, l) in i.lines.iter().enumerate() {
-            writer
-                .write_record([
-                    i.id.as_str(),
-                    i.number.as_deref().unwrap_or_default(),
-                    &i.tenant_id,
-                    &i.period,
-                    &i.currency,
-                    &n.to_string(),
-                    &l.kind,
-                    &l.description,
-                    l.contract_id.as_deref().unwrap_or_default(),
-                    l.model.as_deref().unwrap_or_default(),
-                    &l.catalog_version.map(|v| v.to_string()).unwrap_or_default(),
-                    &l.quantity,
-                    &l.unit,
-                    &rfc3339(l.usage_from),
-                    &rfc3339(l.usage_to),
-                    &l.amount,
-                ])
-                .map_err(failed)?;
-        }
-    }
-    writer.into_inner().map_err(|_| ApiError::internal())
+    let rows = invoices.iter().flat_map(|i| {
+        i.lines.iter().enumerate().map(move |(n, l)| {
+            vec![
+                i.id.clone(),
+                i.number.clone().unwrap_or_default(),
+                i.tenant_id.clone(),
+                i.period.clone(),
+                i.currency.clone(),
+                n.to_string(),
+                l.kind.clone(),
+                l.description.clone(),
+                l.contract_id.clone().unwrap_or_default(),
+                l.model.clone().unwrap_or_default(),
+                l.catalog_version.map(|v| v.to_string()).unwrap_or_default(),
+                l.quantity.clone(),
+                l.unit.clone(),
+                rfc3339(l.usage_from),
+                rfc3339(l.usage_to),
+                l.amount.clone(),
+            ]
+        })
+    });
+    csv_of(&LINE_COLUMNS, rows)
 }
 
 fn csv_response(invoice: &Invoice) -> ApiResult<Response> {

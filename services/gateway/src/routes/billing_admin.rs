@@ -4,21 +4,22 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use reservoir_proto::time::instant;
 use reservoir_proto::v1 as pb;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{JsonBody, PathParam, QueryParams};
 use crate::routes::billing::{
     Invoice, InvoiceList, InvoiceQuery, InvoiceStatus, check_uuid, lines_csv, list_request, respond,
 };
+use crate::routes::export::{csv_of, download, jsonl};
 use crate::routes::sla::parse_period;
-use crate::routes::sla_admin::{ExportFormat, ExportQuery};
+use crate::routes::sla_admin::ExportQuery;
 use crate::state::{AppState, AuthAdmin};
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -365,38 +366,6 @@ async fn period_invoices(state: &AppState, period: &str) -> ApiResult<Vec<Invoic
             return Ok(all);
         }
     }
-}
-
-fn download(period: &str, what: &str, format: ExportFormat, csv: Vec<u8>, jsonl: Vec<u8>) -> Response {
-    let (content_type, extension, body) = match format {
-        ExportFormat::Csv => ("text/csv; charset=utf-8", "csv", csv),
-        ExportFormat::Jsonl => ("application/jsonl", "jsonl", jsonl),
-    };
-    let disposition = format!("attachment; filename=\"{what}-{period}.{extension}\"");
-    ([(header::CONTENT_TYPE, content_type.to_owned()), (header::CONTENT_DISPOSITION, disposition)], body)
-        .into_response()
-}
-
-fn jsonl<T: Serialize>(items: &[T]) -> ApiResult<Vec<u8>> {
-    let mut out = Vec::new();
-    for item in items {
-        serde_json::to_writer(&mut out, item).map_err(|_| ApiError::internal())?;
-        out.push(b'\n');
-    }
-    Ok(out)
-}
-
-fn csv_of(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> ApiResult<Vec<u8>> {
-    let mut writer = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(Vec::new());
-    let failed = |e: csv::Error| {
-        tracing::error!(error = %e, "csv export");
-        ApiError::internal()
-    };
-    writer.write_record(header).map_err(failed)?;
-    for row in rows {
-        writer.write_record(&row).map_err(failed)?;
-    }
-    writer.into_inner().map_err(|_| ApiError::internal())
 }
 
 /// The columns of the invoices export, in order.

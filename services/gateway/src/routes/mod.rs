@@ -1,6 +1,7 @@
 pub mod admin;
 pub mod billing;
 pub mod billing_admin;
+pub mod export;
 pub mod health;
 pub mod sla;
 pub mod sla_admin;

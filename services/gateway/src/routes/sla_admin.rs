@@ -4,8 +4,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use reservoir_proto::time::{instant, timestamp};
 use reservoir_proto::v1 as pb;
@@ -15,6 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::api::{list_limit, non_empty};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{JsonBody, PathParam, QueryParams};
+use crate::routes::export::{csv_of, download, jsonl};
 use crate::routes::sla::{Credit, Incident, NewWebhook, WebhookEndpoint, WebhookList, parse_period};
 use crate::state::{AppState, AuthAdmin};
 
@@ -382,52 +383,28 @@ pub async fn credits_export(state: &AppState, q: ExportQuery) -> ApiResult<Respo
     let request = pb::ListCreditsRequest { tenant_id: String::new(), period: period.to_string() };
     let credits: Vec<Credit> =
         state.sla.clone().list_credits(request).await?.into_inner().credits.into_iter().map(Credit::from).collect();
-    let (content_type, extension, body) = match q.format {
-        ExportFormat::Csv => ("text/csv; charset=utf-8", "csv", credits_csv(&credits)?),
-        ExportFormat::Jsonl => {
-            let mut out = Vec::new();
-            for c in &credits {
-                serde_json::to_writer(&mut out, c).map_err(|_| ApiError::internal())?;
-                out.push(b'\n');
-            }
-            ("application/jsonl", "jsonl", out)
-        }
-    };
-    let disposition = format!("attachment; filename=\"sla-credits-{period}.{extension}\"");
-    Ok(([(header::CONTENT_TYPE, content_type.to_owned()), (header::CONTENT_DISPOSITION, disposition)], body)
-        .into_response())
+    let csv = csv_of(&CREDIT_COLUMNS, credits.iter().map(credit_row))?;
+    Ok(download(&period.to_string(), "sla-credits", q.format, csv, jsonl(&credits)?))
 }
 
-fn credits_csv(credits: &[Credit]) -> ApiResult<Vec<u8>> {
-    let mut writer = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(Vec::new());
-    let failed = |e: csv::Error| {
-        tracing::error!(error = %e, "csv export");
-        ApiError::internal()
-    };
-    writer.write_record(CREDIT_COLUMNS).map_err(failed)?;
-    for c in credits {
-        let bad_windows = c.evidence.len().to_string();
-        let issued_at = c.issued_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        writer
-            .write_record([
-                &c.id,
-                &c.period,
-                &c.tenant_id,
-                &c.contract_id,
-                &c.model,
-                &c.tier,
-                &c.availability,
-                &c.target,
-                &c.share,
-                &c.fee,
-                &c.amount,
-                &c.currency,
-                &bad_windows,
-                &issued_at,
-            ])
-            .map_err(failed)?;
-    }
-    writer.into_inner().map_err(|_| ApiError::internal())
+/// One credit under [`CREDIT_COLUMNS`].
+fn credit_row(c: &Credit) -> Vec<String> {
+    vec![
+        c.id.clone(),
+        c.period.clone(),
+        c.tenant_id.clone(),
+        c.contract_id.clone(),
+        c.model.clone(),
+        c.tier.clone(),
+        c.availability.clone(),
+        c.target.clone(),
+        c.share.clone(),
+        c.fee.clone(),
+        c.amount.clone(),
+        c.currency.clone(),
+        c.evidence.len().to_string(),
+        c.issued_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    ]
 }
 
 /// Register an admin URL for pool incident events.
