@@ -66,7 +66,12 @@ pub async fn earlier_periods_run(pool: &PgPool, period: Period) -> Result<Vec<Pe
 }
 
 pub async fn gather(peers: &Peers, pool: &PgPool, period: Period, tenant: Option<&str>) -> Result<PeriodInputs> {
-    let mut inputs = PeriodInputs { currencies: peers.tenant_currencies().await?, ..PeriodInputs::default() };
+    // One tenant's run needs its currency only, not every tenant's.
+    let currencies = match tenant {
+        Some(t) => HashMap::from([(t.to_owned(), peers.tenant_currency(t).await?)]),
+        None => peers.tenant_currencies().await?,
+    };
+    let mut inputs = PeriodInputs { currencies, ..PeriodInputs::default() };
     let default_version = peers.version_in_force(period.start()).await?;
     for (t, c) in peers.contracts(period, tenant).await? {
         inputs.contracts.entry(t).or_default().push(c);

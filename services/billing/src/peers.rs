@@ -82,6 +82,19 @@ impl Peers {
             .collect()
     }
 
+    /// One tenant's billing currency. (`EnsureTenant` reads the one row; the
+    /// tenants billing asks about were provisioned before they could have
+    /// contracts, usage or a session, so it creates nothing in practice.)
+    pub async fn tenant_currency(&self, tenant: &str) -> Result<Currency> {
+        let answer = self
+            .contracts
+            .clone()
+            .ensure_tenant(pb::EnsureTenantRequest { id: tenant.to_owned() })
+            .await
+            .map_err(peer("contracts"))?;
+        answer.into_inner().currency.parse().map_err(|e| bad_answer("currency", e))
+    }
+
     /// Reservations running at some instant of `period`, with their tenant.
     pub async fn contracts(&self, period: Period, tenant: Option<&str>) -> Result<Vec<(String, ContractInput)>> {
         let mut contracts = Vec::new();

@@ -146,10 +146,9 @@ impl BillingService for Billing {
         let (mut currency, mut balance) = read::credit_balance(&self.pool, &id).await?;
         if currency.is_empty() {
             // No invoice finalized yet: zero, in the tenant's currency.
-            if let Some(c) = self.peers.tenant_currencies().await?.get(&id) {
-                currency = c.to_string();
-                balance.rescale(c.minor_unit_digits());
-            }
+            let c = self.peers.tenant_currency(&id).await?;
+            currency = c.to_string();
+            balance.rescale(c.minor_unit_digits());
         }
         Ok(Response::new(pb::CreditBalance { tenant_id: id, currency, balance: balance.to_string() }))
     }
