@@ -13,6 +13,7 @@ use rust_decimal::Decimal;
 use sqlx::PgPool;
 
 pub mod billing_support;
+pub mod browser;
 pub mod cluster;
 pub mod sla_support;
 pub mod webhooks;

@@ -11,8 +11,8 @@ use skrifa::{FontRef, MetadataProvider};
 
 use crate::RenderError;
 
-static REGULAR: &[u8] = include_bytes!("../fonts/DejaVuSans.ttf");
-static BOLD: &[u8] = include_bytes!("../fonts/DejaVuSans-Bold.ttf");
+static REGULAR: &[u8] = reservoir_fonts::SANS;
+static BOLD: &[u8] = reservoir_fonts::SANS_BOLD;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Style {

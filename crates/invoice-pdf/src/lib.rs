@@ -7,7 +7,7 @@
 //! "Page i of n".
 //!
 //! [`render`] reads no file and no clock: the DejaVu Sans faces it sets
-//! text in are compiled in (see `fonts/README`), and the same document
+//! text in are compiled in (from `reservoir-fonts`), and the same document
 //! gives the same bytes every time.
 //!
 //! # Money

@@ -71,15 +71,21 @@ impl Peers {
         })
     }
 
-    /// Every tenant's billing currency.
+    /// Every tenant's billing currency, read page by page.
     pub async fn tenant_currencies(&self) -> Result<HashMap<String, Currency>> {
-        let answer = self.contracts.clone().list_tenants(pb::ListTenantsRequest {}).await.map_err(peer("contracts"))?;
-        answer
-            .into_inner()
-            .tenants
-            .into_iter()
-            .map(|t| Ok((t.id, t.currency.parse().map_err(|e| bad_answer("currency", e))?)))
-            .collect()
+        const PAGE: u32 = 5_000;
+        let mut currencies = HashMap::new();
+        loop {
+            let request = pb::ListTenantsRequest { limit: PAGE, offset: currencies.len() as u32, ..Default::default() };
+            let page = self.contracts.clone().list_tenants(request).await.map_err(peer("contracts"))?.into_inner();
+            let last = page.tenants.len() < PAGE as usize;
+            for t in page.tenants {
+                currencies.insert(t.id, t.currency.parse().map_err(|e| bad_answer("currency", e))?);
+            }
+            if last {
+                return Ok(currencies);
+            }
+        }
     }
 
     /// One tenant's billing currency. (`EnsureTenant` reads the one row; the

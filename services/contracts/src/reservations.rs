@@ -134,7 +134,7 @@ impl Reservation {
 }
 
 mod rows;
-pub use rows::{ListFilter, get, list};
+pub use rows::{ListFilter, SortBy, count, get, list, summarize};
 
 /// Creates a reservation when the model's pool has room for it at every
 /// instant of its term; one serializable transaction, idempotent by

@@ -2,7 +2,7 @@
 
 use chrono::{Duration, Utc};
 use reservoir_domain::capacity::reserved_steps;
-use reservoir_domain::{Currency, ModelId, TenantId, TimeRange};
+use reservoir_domain::{Currency, ModelId, TenantId, Tier, TimeRange};
 use reservoir_proto::enums::{status_from_pb, term_from_pb, tier_from_pb, unless_unspecified};
 use reservoir_proto::v1 as pb;
 use reservoir_proto::v1::contract_service_server::ContractService;
@@ -57,9 +57,16 @@ impl ContractService for Contracts {
         Ok(Response::new(tenants::create(&self.pool, &id, currency).await?.into()))
     }
 
-    async fn list_tenants(&self, _: Request<pb::ListTenantsRequest>) -> Reply<pb::ListTenantsResponse> {
-        let tenants = tenants::list(&self.pool).await?.into_iter().map(Into::into).collect();
-        Ok(Response::new(pb::ListTenantsResponse { tenants }))
+    async fn get_tenant(&self, req: Request<pb::GetTenantRequest>) -> Reply<pb::Tenant> {
+        let id: TenantId = parse(&req.get_ref().id)?;
+        Ok(Response::new(tenants::get(&self.pool, &id).await?.into()))
+    }
+
+    async fn list_tenants(&self, req: Request<pb::ListTenantsRequest>) -> Reply<pb::ListTenantsResponse> {
+        let r = req.get_ref();
+        let page = tenants::Page { search: r.search.trim(), limit: r.limit, offset: r.offset };
+        let (found, total) = tenants::list(&self.pool, &page).await?;
+        Ok(Response::new(pb::ListTenantsResponse { tenants: found.into_iter().map(Into::into).collect(), total }))
     }
 
     async fn create_model(&self, req: Request<pb::CreateModelRequest>) -> Reply<pb::Model> {
@@ -165,11 +172,15 @@ impl ContractService for Contracts {
             },
             limit: Some(r.limit).filter(|l| *l > 0),
             page_after: if r.page_after.is_empty() { None } else { Some(convert::uuid("page_after", &r.page_after)?) },
+            sort: sort_from_pb(r.sort)?,
+            ascending: r.ascending,
+            offset: r.offset,
         };
         let now = Utc::now();
         let reservations =
             reservations::list(&self.pool, &filter).await?.into_iter().map(|r| convert::reservation(r, now)).collect();
-        Ok(Response::new(pb::ListReservationsResponse { reservations }))
+        let total = if r.with_total { Some(reservations::count(&self.pool, &filter).await?) } else { None };
+        Ok(Response::new(pb::ListReservationsResponse { reservations, total }))
     }
 
     async fn cancel_reservation(&self, req: Request<pb::CancelReservationRequest>) -> Reply<pb::Reservation> {
@@ -183,6 +194,24 @@ impl ContractService for Contracts {
         };
         let cancelled = reservations::cancel(&self.pool, &cancellation).await?;
         Ok(Response::new(convert::reservation(cancelled, Utc::now())))
+    }
+
+    async fn summarize_reservations(
+        &self,
+        req: Request<pb::SummarizeReservationsRequest>,
+    ) -> Reply<pb::SummarizeReservationsResponse> {
+        let at = optional_instant("active_at", req.get_ref().active_at.as_ref())?.unwrap_or_else(Utc::now);
+        let mut rows = Vec::new();
+        for (model, tier, contracts, rate) in reservations::summarize(&self.pool, at).await? {
+            let tier: Tier = tier.parse().map_err(|e| ContractsError::Internal(format!("stored tier: {e}")))?;
+            rows.push(pb::ReservationSummary {
+                model,
+                tier: pb::Tier::from(tier).into(),
+                contracts: u64::try_from(contracts).unwrap_or(0),
+                rate_tokens_per_s: u64::try_from(rate).unwrap_or(0),
+            });
+        }
+        Ok(Response::new(pb::SummarizeReservationsResponse { rows }))
     }
 
     async fn get_capacity(&self, req: Request<pb::GetCapacityRequest>) -> Reply<pb::GetCapacityResponse> {
@@ -229,5 +258,19 @@ fn catalog_reply(v: catalog::CatalogVersion) -> pb::Catalog {
         document: Some((&v.catalog).into()),
         created_at: Some(convert::timestamp(v.created_at)),
         created_by: v.created_by,
+    }
+}
+
+/// The list order asked for; a number this build does not know is refused.
+fn sort_from_pb(value: i32) -> Result<reservations::SortBy, Status> {
+    use pb::ReservationSort as S;
+    use reservations::SortBy;
+    match S::try_from(value) {
+        Ok(S::Unspecified | S::CreatedAt) => Ok(SortBy::CreatedAt),
+        Ok(S::Tenant) => Ok(SortBy::Tenant),
+        Ok(S::Model) => Ok(SortBy::Model),
+        Ok(S::Rate) => Ok(SortBy::Rate),
+        Ok(S::StartsAt) => Ok(SortBy::StartsAt),
+        Err(_) => Err(Status::invalid_argument(format!("sort: {value} is not a known order"))),
     }
 }

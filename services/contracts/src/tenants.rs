@@ -49,12 +49,36 @@ pub async fn get(pool: &PgPool, id: &TenantId) -> Result<Tenant> {
     get_in(&mut conn, id).await
 }
 
-pub async fn list(pool: &PgPool) -> Result<Vec<Tenant>> {
-    let rows: Vec<TenantRow> =
-        sqlx::query_as("SELECT id, currency, created_at FROM contracts.tenants ORDER BY id LIMIT 10000")
-            .fetch_all(pool)
-            .await?;
-    rows.into_iter().map(from_row).collect()
+/// Most tenants one list answers.
+pub const LIST_LIMIT_MAX: u32 = 10_000;
+
+/// Which tenants a list answers: ids containing `search` (any case), in id
+/// order, `limit` of them (0 means `LIST_LIMIT_MAX`) after `offset`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Page<'a> {
+    pub search: &'a str,
+    pub limit: u32,
+    pub offset: u32,
+}
+
+/// One page of tenants, and how many match in all.
+pub async fn list(pool: &PgPool, page: &Page<'_>) -> Result<(Vec<Tenant>, u64)> {
+    let limit = if page.limit == 0 { LIST_LIMIT_MAX } else { page.limit.min(LIST_LIMIT_MAX) };
+    // LIKE's own wildcards in the search are matched as themselves.
+    let pattern = format!("%{}%", page.search.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+    let rows: Vec<TenantRow> = sqlx::query_as(
+        "SELECT id, currency, created_at FROM contracts.tenants WHERE id ILIKE $1 ORDER BY id LIMIT $2 OFFSET $3",
+    )
+    .bind(&pattern)
+    .bind(i64::from(limit))
+    .bind(i64::from(page.offset))
+    .fetch_all(pool)
+    .await?;
+    let (total,): (i64,) = sqlx::query_as("SELECT count(*) FROM contracts.tenants WHERE id ILIKE $1")
+        .bind(&pattern)
+        .fetch_one(pool)
+        .await?;
+    Ok((rows.into_iter().map(from_row).collect::<Result<_>>()?, u64::try_from(total).unwrap_or(0)))
 }
 
 /// `get` inside a transaction.

@@ -177,4 +177,41 @@ impl MeteringService for Metering {
             .collect();
         Ok(Response::new(pb::UsageWindowsResponse { windows }))
     }
+
+    async fn usage_series(
+        &self,
+        req: Request<pb::UsageSeriesRequest>,
+    ) -> Result<Response<pb::UsageSeriesResponse>, Status> {
+        let r = req.get_ref();
+        let (from, to) = span(r.from.as_ref(), r.to.as_ref())?;
+        if !(SERIES_BUCKET_S_MIN..=SERIES_BUCKET_S_MAX).contains(&r.bucket_s) {
+            return Err(MeteringError::Invalid(format!(
+                "bucket_s must be {SERIES_BUCKET_S_MIN} to {SERIES_BUCKET_S_MAX}"
+            ))
+            .into());
+        }
+        if (to - from).num_seconds() / i64::from(r.bucket_s) > SERIES_BUCKETS_MAX {
+            return Err(MeteringError::Invalid(format!("at most {SERIES_BUCKETS_MAX} buckets")).into());
+        }
+        if r.model.is_empty() {
+            return Err(MeteringError::Invalid("model is required".into()).into());
+        }
+        let buckets = store::series(&self.pool, &r.model, from, to, r.bucket_s)
+            .await?
+            .into_iter()
+            .map(|b| pb::UsageBucket {
+                start: Some(timestamp(b.start)),
+                requests: count(b.requests),
+                weighted_tokens: b.weighted_tokens.to_string(),
+                reserved_weighted_tokens: b.reserved_weighted_tokens.to_string(),
+            })
+            .collect();
+        Ok(Response::new(pb::UsageSeriesResponse { buckets }))
+    }
 }
+
+/// Bounds of a usage series: a minute to a day per bucket, and few enough
+/// buckets that one answer stays small.
+const SERIES_BUCKET_S_MIN: u32 = 60;
+const SERIES_BUCKET_S_MAX: u32 = 86_400;
+const SERIES_BUCKETS_MAX: i64 = 2_000;

@@ -166,6 +166,40 @@ pub async fn totals(
     .await?)
 }
 
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Bucket {
+    pub start: DateTime<Utc>,
+    pub requests: i64,
+    pub weighted_tokens: Decimal,
+    pub reserved_weighted_tokens: Decimal,
+}
+
+/// One model's usage over `[from, to)` by finish time, in buckets of
+/// `bucket_s` seconds aligned to the epoch; empty buckets are left out.
+pub async fn series(
+    pool: &PgPool,
+    model: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    bucket_s: u32,
+) -> Result<Vec<Bucket>, MeteringError> {
+    Ok(sqlx::query_as(
+        "SELECT date_bin(make_interval(secs => $4), finished_at, 'epoch'::timestamptz) AS start, \
+           count(*) AS requests, \
+           COALESCE(sum(weighted_tokens), 0) AS weighted_tokens, \
+           COALESCE(sum(weighted_tokens) FILTER (WHERE class = 'reserved'), 0) AS reserved_weighted_tokens \
+         FROM metering.usage_records \
+         WHERE model_id = $1 AND finished_at >= $2 AND finished_at < $3 \
+         GROUP BY start ORDER BY start",
+    )
+    .bind(model)
+    .bind(from)
+    .bind(to)
+    .bind(f64::from(bucket_s))
+    .fetch_all(pool)
+    .await?)
+}
+
 /// A request's TTFT target: `base_ms + prompt_tokens x 1000 / prefill_tokens_per_s`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TtftTarget {

@@ -1,5 +1,7 @@
-//! The tenant console: sign in with a tenant token, see invoices and the
-//! credit balance, download each invoice as PDF or CSV.
+//! The tenant console (`/console/...`): sign in with a tenant token; see
+//! the contracts with a live meter of each one's reserved rate against what
+//! it uses now, usage by day and class, the SLA report and credits, and the
+//! invoices with their PDF and CSV. A session sees its own tenant only.
 
 use askama::Template;
 use axum::extract::{Form, State};
@@ -9,10 +11,17 @@ use axum_extra::extract::cookie::PrivateCookieJar;
 use reservoir_proto::v1 as pb;
 use serde::Deserialize;
 
+use chrono::Utc;
+use reservoir_domain::ReservationStatus;
+use reservoir_proto::time::timestamp;
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+
 use crate::extract::PathParam;
-use crate::portal::page::{html, refusal};
+use crate::portal::page::{Area, Chrome, PageQuery, STALE_FORM, html, refusal};
 use crate::portal::session::{self, ConsoleUser, Side, csrf_ok};
-use crate::routes::billing::{Invoice, respond};
+use crate::portal::tenant_view::{self, TenantView, period_or_current};
+use crate::routes::billing::respond;
 use crate::state::AppState;
 
 #[derive(Template)]
@@ -73,45 +82,125 @@ pub struct CsrfForm {
 
 pub async fn sign_out(user: ConsoleUser, jar: PrivateCookieJar, Form(form): Form<CsrfForm>) -> Response {
     if !csrf_ok(&user.csrf, &form.csrf) {
-        return refusal(StatusCode::FORBIDDEN, "This form is out of date: reload the page and try again.");
+        return refusal(StatusCode::FORBIDDEN, STALE_FORM);
     }
     (session::close(jar), Redirect::to("/console/sign-in")).into_response()
 }
 
-#[derive(Template)]
-#[template(path = "portal/console_home.html")]
-struct Home {
-    tenant: String,
-    csrf: String,
-    balance: String,
-    invoices: Vec<Invoice>,
+/// The page's surroundings for this tenant, in section `current`.
+fn chrome(user: &ConsoleUser, current: &'static str) -> Chrome {
+    Chrome { area: Area::Console, current, subject: user.tenant.to_string(), csrf: user.csrf.clone(), notice: None }
 }
 
-pub async fn home(State(state): State<AppState>, user: ConsoleUser) -> Response {
-    let tenant = user.tenant.to_string();
-    let listed = state
-        .billing
-        .clone()
-        .list_invoices(pb::ListInvoicesRequest { tenant_id: tenant.clone(), limit: 1000, ..Default::default() })
-        .await;
-    let balance =
-        state.billing.clone().get_credit_balance(pb::GetCreditBalanceRequest { tenant_id: tenant.clone() }).await;
-    let (invoices, balance) = match (listed, balance) {
-        (Ok(list), Ok(balance)) => {
-            let b = balance.into_inner();
-            (
-                list.into_inner().invoices.into_iter().map(Invoice::from).collect(),
-                format!("{} {}", b.balance, b.currency),
-            )
-        }
-        (Err(status), _) | (_, Err(status)) => {
-            return refusal(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &format!("Billing cannot be reached: {}", status.message()),
-            );
+#[derive(Debug, Default, Deserialize)]
+pub struct PeriodQuery {
+    pub period: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "portal/console_page.html")]
+struct ConsolePage {
+    chrome: Chrome,
+    view: TenantView,
+    /// Which part of the view this page shows.
+    part: Part,
+    meters: Vec<Meter>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Contracts,
+    Usage,
+    Sla,
+    Invoices,
+}
+
+/// A contract's reserved rate beside what it used over the last minute.
+pub struct Meter {
+    pub contract_id: String,
+    pub model: String,
+    pub reserved: u32,
+    /// Weighted tokens per second over the last `METER_WINDOW_S`.
+    pub used: u64,
+}
+
+/// The live meter's window: metering's records land within seconds.
+const METER_WINDOW_S: i64 = 60;
+
+async fn meters(state: &AppState, view: &TenantView) -> Vec<Meter> {
+    let now = Utc::now();
+    let request = pb::UsageTotalsRequest {
+        tenant_id: view.tenant.clone(),
+        from: Some(timestamp(now - chrono::Duration::seconds(METER_WINDOW_S))),
+        to: Some(timestamp(now)),
+        by_day: false,
+    };
+    // The meter is an aid: without metering, the contracts still show.
+    let totals = match state.metering.clone().usage_totals(request).await {
+        Ok(reply) => reply.into_inner().totals,
+        Err(status) => {
+            tracing::warn!(error = %status.message(), "console meter");
+            Vec::new()
         }
     };
-    html(StatusCode::OK, &Home { tenant, csrf: user.csrf, balance, invoices })
+    view.contracts
+        .iter()
+        .filter(|c| c.status == ReservationStatus::Active)
+        .map(|c| {
+            let id = c.id.to_string();
+            let used: Decimal = totals
+                .iter()
+                .filter(|t| t.contract_id == id)
+                .map(|t| t.weighted_tokens.parse::<Decimal>().unwrap_or_default())
+                .sum();
+            Meter {
+                model: c.model.clone(),
+                reserved: c.rate,
+                used: (used / Decimal::from(METER_WINDOW_S)).round().to_u64().unwrap_or(0),
+                contract_id: id,
+            }
+        })
+        .collect()
+}
+
+async fn page(
+    state: AppState,
+    user: ConsoleUser,
+    asked: Option<String>,
+    part: Part,
+    current: &'static str,
+) -> Response {
+    let period = match period_or_current(asked.as_deref(), Utc::now()) {
+        Ok(p) => p,
+        Err(message) => return refusal(StatusCode::UNPROCESSABLE_ENTITY, &message),
+    };
+    let view = match tenant_view::gather(&state, user.tenant.as_str(), period, "/console/invoices/").await {
+        Ok(view) => view,
+        Err(refused) => return refused,
+    };
+    let meters = if part == Part::Contracts { meters(&state, &view).await } else { Vec::new() };
+    html(StatusCode::OK, &ConsolePage { chrome: chrome(&user, current), view, part, meters })
+}
+
+/// `/console`: the tenant's contracts, each active one with its live meter.
+pub async fn home(State(state): State<AppState>, user: ConsoleUser, PageQuery(q): PageQuery<PeriodQuery>) -> Response {
+    page(state, user, q.period, Part::Contracts, "Contracts").await
+}
+
+pub async fn usage(State(state): State<AppState>, user: ConsoleUser, PageQuery(q): PageQuery<PeriodQuery>) -> Response {
+    page(state, user, q.period, Part::Usage, "Usage").await
+}
+
+pub async fn sla(State(state): State<AppState>, user: ConsoleUser, PageQuery(q): PageQuery<PeriodQuery>) -> Response {
+    page(state, user, q.period, Part::Sla, "SLA").await
+}
+
+pub async fn invoices(
+    State(state): State<AppState>,
+    user: ConsoleUser,
+    PageQuery(q): PageQuery<PeriodQuery>,
+) -> Response {
+    page(state, user, q.period, Part::Invoices, "Invoices").await
 }
 
 /// `/console/invoices/{id}.pdf` (or `.csv`): the tenant's own invoice only.

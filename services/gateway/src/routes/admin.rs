@@ -24,7 +24,7 @@ use crate::state::{AppState, AuthAdmin};
     ),
     security(("bearer" = [])))]
 pub async fn list_tenants(State(state): State<AppState>, _: AuthAdmin) -> ApiResult<Json<TenantList>> {
-    let reply = state.contracts.clone().list_tenants(pb::ListTenantsRequest {}).await?.into_inner();
+    let reply = state.contracts.clone().list_tenants(pb::ListTenantsRequest::default()).await?.into_inner();
     Ok(Json(TenantList { tenants: reply.tenants.into_iter().map(Into::into).collect() }))
 }
 

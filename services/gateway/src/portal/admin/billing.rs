@@ -1,59 +1,24 @@
 //! The admin portal's billing page: a period's invoices, running the
-//! period, and each invoice's life (finalize, hold, release, void), every
-//! change confirmed on a page of its own first and its result shown after.
+//! period, and each invoice's life (finalize, hold, release, void, credit
+//! notes), every change confirmed on a page of its own first and its result
+//! shown after.
 
 use askama::Template;
 use axum::extract::{Form, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum_extra::extract::cookie::PrivateCookieJar;
 use reservoir_domain::Period;
 use reservoir_proto::v1 as pb;
 use serde::Deserialize;
 
 use crate::extract::{PathParam, QueryParams};
-use crate::portal::console::{CsrfForm, SignIn, TokenForm};
-use crate::portal::page::{html, refusal};
-use crate::portal::session::{self, AdminUser, Side, csrf_ok};
+use crate::portal::admin::chrome;
+use crate::portal::page::{Chrome, STALE_FORM, html, refusal};
+use crate::portal::session::{AdminUser, csrf_ok};
 use crate::routes::billing::{Invoice, respond};
 use crate::routes::sla_admin::{ExportFormat, ExportQuery};
 use crate::routes::{billing_admin, sla_admin};
 use crate::state::AppState;
-
-pub async fn sign_in_page() -> Response {
-    let page = SignIn { area: "admin portal", action: "/admin/sign-in", token_label: "Admin token", problem: None };
-    html(StatusCode::OK, &page)
-}
-
-/// Exchanges an admin token for a session; a tenant's token is refused.
-pub async fn sign_in(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    jar: PrivateCookieJar,
-    Form(form): Form<TokenForm>,
-) -> Response {
-    let caller = match state.verifier.verify(form.token.trim()).and_then(|c| c.require_admin().map(|()| c)) {
-        Ok(caller) => caller,
-        Err(e) => {
-            let page = SignIn {
-                area: "admin portal",
-                action: "/admin/sign-in",
-                token_label: "Admin token",
-                problem: Some(e.message),
-            };
-            return html(StatusCode::UNAUTHORIZED, &page);
-        }
-    };
-    let jar = session::open(jar, session::tls(&headers), &caller.subject, Side::Admin, state.session_ttl_s);
-    (jar, Redirect::to("/admin/billing")).into_response()
-}
-
-pub async fn sign_out(user: AdminUser, jar: PrivateCookieJar, Form(form): Form<CsrfForm>) -> Response {
-    if !csrf_ok(&user.csrf, &form.csrf) {
-        return refusal(StatusCode::FORBIDDEN, "This form is out of date: reload the page and try again.");
-    }
-    (session::close(jar), Redirect::to("/admin/sign-in")).into_response()
-}
 
 #[derive(Deserialize)]
 pub struct BillingQuery {
@@ -64,10 +29,8 @@ pub struct BillingQuery {
 #[derive(Template)]
 #[template(path = "portal/admin_billing.html")]
 struct BillingPage {
-    subject: String,
-    csrf: String,
+    chrome: Chrome,
     period: String,
-    notice: Option<String>,
     invoices: Vec<Invoice>,
     drafts: usize,
     finalized: usize,
@@ -103,10 +66,8 @@ pub async fn billing(
     };
     let count = |s: &str| invoices.iter().filter(|i| i.status == s).count();
     let page = BillingPage {
-        subject: user.subject,
-        csrf: user.csrf,
+        chrome: chrome(&user, "Billing", q.notice),
         period: period.to_string(),
-        notice: q.notice,
         drafts: count("draft"),
         finalized: count("finalized"),
         void: count("void"),
@@ -129,6 +90,7 @@ pub enum Action {
     Hold,
     Release,
     Void,
+    CreditNote,
 }
 
 #[derive(Deserialize)]
@@ -142,18 +104,27 @@ pub struct ConfirmQuery {
 #[derive(Template)]
 #[template(path = "portal/confirm.html")]
 struct Confirm {
-    csrf: String,
+    chrome: Chrome,
     action: &'static str,
     id: String,
     period: String,
     question: String,
     button: &'static str,
     needs_reason: bool,
+    needs_amount: bool,
+    /// Makes a resubmitted form answer the same credit note.
+    idempotency_key: String,
 }
 
 pub async fn confirm(user: AdminUser, QueryParams(q): QueryParams<ConfirmQuery>) -> Response {
     let (action, question, button, needs_reason) = match q.action {
         Action::Run => ("run", format!("Draft every tenant's invoice of {}?", q.period), "Run the period", false),
+        Action::CreditNote => (
+            "credit_note",
+            format!("Issue a credit note against invoice {}? It lowers what the tenant owes.", q.id),
+            "Issue the credit note",
+            true,
+        ),
         Action::Finalize => (
             "finalize",
             format!("Finalize invoice {}? It gets its number and never changes again.", q.id),
@@ -168,7 +139,17 @@ pub async fn confirm(user: AdminUser, QueryParams(q): QueryParams<ConfirmQuery>)
     };
     html(
         StatusCode::OK,
-        &Confirm { csrf: user.csrf, action, id: q.id, period: q.period, question, button, needs_reason },
+        &Confirm {
+            chrome: chrome(&user, "Billing", None),
+            action,
+            id: q.id,
+            period: q.period,
+            question,
+            button,
+            needs_reason,
+            needs_amount: q.action == Action::CreditNote,
+            idempotency_key: uuid::Uuid::new_v4().to_string(),
+        },
     )
 }
 
@@ -181,12 +162,16 @@ pub struct DoForm {
     pub period: String,
     #[serde(default)]
     pub reason: String,
+    #[serde(default)]
+    pub amount: String,
+    #[serde(default)]
+    pub idempotency_key: String,
 }
 
 /// Does a confirmed action and shows its result (or the service's message).
 pub async fn act(State(state): State<AppState>, user: AdminUser, Form(form): Form<DoForm>) -> Response {
     if !csrf_ok(&user.csrf, &form.csrf) {
-        return refusal(StatusCode::FORBIDDEN, "This form is out of date: reload the page and try again.");
+        return refusal(StatusCode::FORBIDDEN, STALE_FORM);
     }
     let mut billing = state.billing.clone();
     let (id, actor) = (form.id.clone(), user.subject.clone());
@@ -213,18 +198,31 @@ pub async fn act(State(state): State<AppState>, user: AdminUser, Form(form): For
             .void_invoice(pb::VoidInvoiceRequest { id, reason: form.reason.clone(), actor })
             .await
             .map(|i| format!("Voided {}", i.into_inner().number)),
+        Action::CreditNote => billing
+            .issue_credit_note(pb::IssueCreditNoteRequest {
+                invoice_id: id,
+                amount: form.amount.trim().to_owned(),
+                reason: form.reason.clone(),
+                actor,
+                idempotency_key: form.idempotency_key.clone(),
+            })
+            .await
+            .map(|n| {
+                let n = n.into_inner();
+                format!("Credit note of {} {} issued against {}", n.amount, n.currency, n.invoice_number)
+            }),
     };
     match done {
         Ok(notice) => {
             let query = serde_urlencoded::to_string([("period", form.period.as_str()), ("notice", notice.as_str())])
                 .unwrap_or_default();
-            Redirect::to(&format!("/admin/billing?{query}")).into_response()
+            Redirect::to(&format!("/admin/ui/billing?{query}")).into_response()
         }
         Err(status) => refusal(StatusCode::CONFLICT, status.message()),
     }
 }
 
-/// `/admin/billing/invoices/{id}.pdf` (or `.csv`): any tenant's invoice.
+/// `/admin/ui/billing/invoices/{id}.pdf` (or `.csv`): any tenant's invoice.
 pub async fn invoice_file(State(state): State<AppState>, _: AdminUser, PathParam(file): PathParam<String>) -> Response {
     match respond(&state, &file, None).await {
         Ok(response) => response,
@@ -238,7 +236,7 @@ pub struct ExportPageQuery {
     pub format: ExportFormat,
 }
 
-/// `/admin/billing/exports/{what}`: the finance exports, downloaded with
+/// `/admin/ui/billing/exports/{what}`: the finance exports, downloaded with
 /// the session (`invoices`, `invoice-lines`, `credit-notes`, `sla-credits`).
 pub async fn export(
     State(state): State<AppState>,
