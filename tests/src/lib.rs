@@ -15,6 +15,7 @@ use sqlx::PgPool;
 pub mod billing_support;
 pub mod browser;
 pub mod cluster;
+pub mod portal_support;
 pub mod sla_support;
 pub mod webhooks;
 

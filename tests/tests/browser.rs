@@ -108,6 +108,15 @@ async fn an_operator_bills_a_tenant_who_then_finds_the_invoice_in_the_console(po
     assert!(csv.starts_with("invoice_id,invoice_number") && csv.contains(&number), "{csv}");
     b.assert_no_console_errors("billing", &[]).await;
 
+    // The pool's capacity and the SLA records.
+    b.follow("Capacity").await;
+    assert!(b.text().await.contains("last 30 days"));
+    b.screenshot("admin-capacity").await;
+    b.follow("SLA").await;
+    assert!(b.text().await.contains("Schedule maintenance"));
+    b.screenshot("admin-sla").await;
+    b.assert_no_console_errors("capacity and SLA", &[]).await;
+
     // A phone-sized screen: no page scrolls sideways (wide tables scroll
     // inside their own box).
     b.client.set_window_size(375, 800).await.expect("resize");
@@ -117,6 +126,7 @@ async fn an_operator_bills_a_tenant_who_then_finds_the_invoice_in_the_console(po
         (format!("/admin/ui/billing?period={last}"), "narrow-admin-billing"),
         ("/admin/ui/contracts".to_owned(), "narrow-admin-contracts"),
         ("/admin/ui".to_owned(), "narrow-admin-overview"),
+        ("/admin/ui/sla".to_owned(), "narrow-admin-sla"),
     ] {
         b.goto(&path).await;
         assert!(!b.scrolls_sideways().await, "{path} scrolls sideways at 375 px");

@@ -8,51 +8,10 @@ use reservoir_billing_service::run;
 use reservoir_domain::Period;
 use reservoir_proto::v1 as pb;
 use reservoir_proto::v1::contract_service_client::ContractServiceClient;
+use reservoir_tests::portal_support::{csrf, page, post, session, sign_in};
 use reservoir_tests::sla_support::reserve;
 use reservoir_tests::{MIGRATOR, Platform};
 use sqlx::PgPool;
-
-/// A client that shows redirects instead of following them.
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
-}
-
-/// Signs in at `path` with `token`; answers (status, Location, Set-Cookie).
-async fn sign_in(p: &Platform, path: &str, token: &str, tls: bool) -> (u16, String, String) {
-    let mut request = browser().post(p.url(path)).form(&[("token", token)]);
-    if tls {
-        request = request.header("x-forwarded-proto", "https");
-    }
-    let response = request.send().await.expect("sent");
-    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    (response.status().as_u16(), header("location"), header("set-cookie"))
-}
-
-/// `name=value` of the session cookie in a Set-Cookie header.
-fn session(set_cookie: &str) -> String {
-    set_cookie.split(';').next().unwrap_or_default().to_owned()
-}
-
-async fn page(p: &Platform, path: &str, cookie: &str) -> (u16, String, String) {
-    let response = browser().get(p.url(path)).header("cookie", cookie).send().await.expect("sent");
-    let status = response.status().as_u16();
-    let location = response.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    (status, location, response.text().await.expect("body"))
-}
-
-/// The CSRF token a page's forms carry.
-fn csrf(html: &str) -> String {
-    let marker = r#"name="csrf" value=""#;
-    let start = html.find(marker).map(|i| i + marker.len()).expect("a form with a CSRF token");
-    html[start..].split('"').next().unwrap_or_default().to_owned()
-}
-
-async fn post(p: &Platform, path: &str, cookie: &str, form: &[(&str, &str)]) -> (u16, String, String) {
-    let response = browser().post(p.url(path)).header("cookie", cookie).form(form).send().await.expect("sent");
-    let status = response.status().as_u16();
-    let location = response.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    (status, location, response.text().await.expect("body"))
-}
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn sessions_are_cookies_with_csrf_and_each_side_sees_only_its_own(pool: PgPool) {

@@ -17,7 +17,7 @@ use crate::state::AppState;
 
 /// Every page of the portal.
 pub fn routes() -> Router<AppState> {
-    use admin::{billing, contracts, overview, tenants};
+    use admin::{billing, capacity, contracts, overview, sla, tenants};
     Router::new()
         .route("/console", get(console::home))
         .route("/console/usage", get(console::usage))
@@ -36,6 +36,13 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/ui/contracts/new", get(contracts::new))
         .route("/admin/ui/contracts/quote", get(contracts::quote))
         .route("/admin/ui/contracts/{id}/cancel", get(contracts::cancel_page).post(contracts::cancel))
+        .route("/admin/ui/capacity", get(capacity::page).post(capacity::change))
+        .route("/admin/ui/capacity/confirm", get(capacity::confirm))
+        .route("/admin/ui/sla", get(sla::page))
+        .route("/admin/ui/sla/updates", post(sla::add_update))
+        .route("/admin/ui/sla/maintenance", post(sla::schedule_maintenance))
+        .route("/admin/ui/sla/maintenance/{id}/cancel", post(sla::cancel_maintenance))
+        .route("/admin/ui/sla/close", get(sla::close_page).post(sla::close))
         .route("/admin/ui/billing", get(billing::billing))
         .route("/admin/ui/billing/confirm", get(billing::confirm))
         .route("/admin/ui/billing/do", post(billing::act))

@@ -4,8 +4,10 @@
 //! and the like.
 
 pub mod billing;
+pub mod capacity;
 pub mod contracts;
 pub mod overview;
+pub mod sla;
 pub mod tenants;
 
 use axum::extract::{Form, State};
