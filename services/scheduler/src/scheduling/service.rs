@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use reservoir_domain::{ModelId, PriorityClass, TenantId};
+use reservoir_domain::{ModelId, PriorityClass, TenantId, WorkerId};
 use reservoir_proto::v1 as pb;
 use reservoir_proto::v1::scheduler_service_server::SchedulerService;
 use reservoir_sched::completion_bound;
@@ -49,23 +49,19 @@ impl SchedulerService for Scheduler {
         req: Request<pb::RegisterWorkerRequest>,
     ) -> Result<Response<pb::RegisterWorkerResponse>, Status> {
         let r = req.into_inner();
-        let id_ok = !r.worker_id.is_empty()
-            && r.worker_id.len() <= 64
-            && r.worker_id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-        if !id_ok {
-            return Err(Status::invalid_argument("worker_id must be 1 to 64 letters, digits, '-', '_' or '.'"));
-        }
+        let id: WorkerId = r.worker_id.parse().map_err(|e| Status::invalid_argument(format!("{e}")))?;
         let url_ok = (r.url.starts_with("http://") || r.url.starts_with("https://"))
             && r.url.parse::<tonic::transport::Uri>().is_ok_and(|u| u.host().is_some());
         if !url_ok {
             return Err(Status::invalid_argument("url must be an http(s) URL with a host, e.g. http://10.0.0.5:50061"));
         }
-        let known = workers::register(&self.shared, WorkerEndpoint { id: r.worker_id, url: r.url }).await.map_err(
-            |e| match e {
-                RegisterError::Full => Status::resource_exhausted(e.to_string()),
-                RegisterError::BadUrl(_) => Status::invalid_argument(e.to_string()),
-            },
-        )?;
+        let known =
+            workers::register(&self.shared, WorkerEndpoint { id: id.to_string(), url: r.url }).await.map_err(|e| {
+                match e {
+                    RegisterError::Full => Status::resource_exhausted(e.to_string()),
+                    RegisterError::BadUrl(_) => Status::invalid_argument(e.to_string()),
+                }
+            })?;
         Ok(Response::new(pb::RegisterWorkerResponse { known }))
     }
 

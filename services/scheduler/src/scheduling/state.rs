@@ -129,7 +129,8 @@ impl Core {
 
     // ---- workers -------------------------------------------------------
 
-    /// Adds a worker, or points a known id at a new url.
+    /// Adds a worker, points a known id at a new url, or gives a known url
+    /// to the new id registering from it.
     pub fn register(&mut self, endpoint: WorkerEndpoint) -> Result<Registered, RegisterError> {
         if let Some(slot) = self.workers.iter_mut().find(|w| w.endpoint.id == endpoint.id) {
             if slot.endpoint.url != endpoint.url {
@@ -137,6 +138,16 @@ impl Core {
                 slot.client = client_for(&endpoint.url, &self.token).map_err(RegisterError::BadUrl)?;
                 slot.endpoint = endpoint;
             }
+            return Ok(Registered::Known);
+        }
+        // A worker that names itself picks a new id when it restarts; at the
+        // same address it is the same place in the pool, so it takes over
+        // the old entry instead of leaving a dead one behind (the table is
+        // bounded, and a crash loop would otherwise fill it).
+        if let Some(slot) = self.workers.iter_mut().find(|w| w.endpoint.url == endpoint.url) {
+            tracing::info!(worker = %endpoint.id, was = %slot.endpoint.id, url = %endpoint.url,
+                "a new worker at a known address; it replaces the one that was there");
+            slot.endpoint.id = endpoint.id;
             return Ok(Registered::Known);
         }
         if self.workers.len() >= WORKERS_MAX {

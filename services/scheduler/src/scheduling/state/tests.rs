@@ -133,3 +133,18 @@ async fn a_reserved_request_past_its_deadline_leaves_the_queue_unserved() {
     assert!(shed.retry_after_s >= 1);
     assert_eq!(core.queue_depth(PriorityClass::Reserved), 1);
 }
+
+#[tokio::test]
+async fn a_worker_restarted_under_a_new_id_takes_over_its_address() {
+    let mut core = core();
+    let at = |id: &str, url: &str| WorkerEndpoint { id: id.into(), url: url.into() };
+    assert_eq!(core.register(at("host-1111", "http://10.0.0.5:50061")).expect("added"), Registered::Added(0));
+    assert_eq!(core.register(at("host-2222", "http://10.0.0.6:50061")).expect("added"), Registered::Added(1));
+    // The first restarts and names itself anew: same address, same entry.
+    assert_eq!(core.register(at("host-3333", "http://10.0.0.5:50061")).expect("known"), Registered::Known);
+    let ids: Vec<String> = core.statuses().into_iter().map(|w| w.worker_id).collect();
+    assert_eq!(ids, ["host-3333", "host-2222"]);
+    // A known id at a new address moves.
+    assert_eq!(core.register(at("host-2222", "http://10.0.0.7:50061")).expect("known"), Registered::Known);
+    assert_eq!(core.statuses().len(), 2);
+}
