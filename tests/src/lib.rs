@@ -73,6 +73,8 @@ pub struct Platform {
     pub gateway: String,
     pub contracts: String,
     pub scheduler: String,
+    /// The scheduler's Prometheus page.
+    pub scheduler_metrics: String,
     pub metering: String,
     pub sla_url: String,
     /// The SLA job, run by tests with a clock of their own (its own loop
@@ -130,6 +132,7 @@ impl Platform {
             gateway: e.gateway.expect("gateway"),
             contracts: e.contracts.expect("contracts"),
             scheduler: e.scheduler.expect("scheduler"),
+            scheduler_metrics: e.scheduler_metrics.expect("scheduler metrics"),
             metering: e.metering.expect("metering"),
             sla_url: e.sla.expect("sla"),
             sla,
