@@ -75,6 +75,8 @@ pub struct Platform {
     pub gateway: String,
     pub contracts: String,
     pub scheduler: String,
+    /// The scheduler's Prometheus page.
+    pub scheduler_metrics: String,
     pub metering: String,
     pub sla_url: String,
     /// The SLA job, run by tests with a clock of their own (its own loop
@@ -132,6 +134,7 @@ impl Platform {
             gateway: e.gateway.expect("gateway"),
             contracts: e.contracts.expect("contracts"),
             scheduler: e.scheduler.expect("scheduler"),
+            scheduler_metrics: e.scheduler_metrics.expect("scheduler metrics"),
             metering: e.metering.expect("metering"),
             sla_url: e.sla.expect("sla"),
             sla,
@@ -142,6 +145,42 @@ impl Platform {
             pool,
             http: reqwest::Client::new(),
             shutdown,
+        }
+    }
+
+    /// A worker over a tiny seeded model that serves `model` and registers
+    /// itself with this platform's scheduler, with the configuration every
+    /// such worker gets (no `worker.id`: it names itself), as a replica in
+    /// `docker compose --scale worker=N` does. Runs until the answer fires.
+    pub async fn start_worker(&self, model: &str) -> Shutdown {
+        let spool = tempfile::tempdir().expect("unused spool folder");
+        let mut config = test_config(&Options::default(), spool.path());
+        config.worker.model_id = model.into();
+        config.worker.scheduler_url = Some(self.scheduler.clone());
+        let given = Given { pool: None, worker_backends: vec![tiny_backend()] };
+        let worker = reservoir_platform::build(config, &[Service::Worker], given).await.expect("worker");
+        let shutdown = Shutdown::new();
+        tokio::spawn(worker.run_until_stopped(shutdown.clone()));
+        shutdown
+    }
+
+    /// The workers the scheduler follows, once `ready` holds of them
+    /// (waits a bounded time for registrations and stats to arrive).
+    pub async fn workers_when(
+        &self,
+        ready: impl Fn(&[reservoir_proto::v1::WorkerStatus]) -> bool,
+    ) -> Vec<reservoir_proto::v1::WorkerStatus> {
+        use reservoir_proto::v1::scheduler_service_client::SchedulerServiceClient;
+        let mut scheduler = SchedulerServiceClient::new(self.internal_channel(&self.scheduler).await);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let request = reservoir_proto::v1::ListWorkersRequest {};
+            let workers = scheduler.list_workers(request).await.expect("list workers").into_inner().workers;
+            if ready(&workers) {
+                return workers;
+            }
+            assert!(std::time::Instant::now() < deadline, "the workers never got ready: {workers:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
 

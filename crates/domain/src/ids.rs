@@ -1,5 +1,7 @@
 //! Identifiers. Tenant and model ids are human-readable slugs chosen by the
-//! identity provider or the operator; reservation ids are UUIDs.
+//! identity provider or the operator; so are worker ids, which a worker
+//! chooses itself when none is configured (`WorkerId::unique`); reservation
+//! ids are UUIDs.
 
 use std::fmt;
 use std::str::FromStr;
@@ -73,6 +75,28 @@ macro_rules! slug_id {
 
 slug_id!(TenantId, "tenant id");
 slug_id!(ModelId, "model id");
+slug_id!(WorkerId, "worker id");
+
+impl WorkerId {
+    /// A worker's own id when none is configured: its host's name (odd
+    /// bytes made `-`, cut to leave room) and `suffix` (the caller's random
+    /// letters and digits). Replicas started from one configuration (same
+    /// host name in a copied image, or several on one host) thus differ by
+    /// the suffix, and the host name still says where each runs.
+    pub fn unique(hostname: &str, suffix: &str) -> WorkerId {
+        let suffix: String = suffix.chars().filter(char::is_ascii_alphanumeric).take(16).collect();
+        let room = SLUG_LEN_MAX - suffix.len() - 1;
+        let host: String = hostname
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '-' })
+            .take(room)
+            .collect();
+        let host = host.trim_start_matches(|c: char| !c.is_ascii_alphanumeric());
+        let host = if host.is_empty() { "worker" } else { host };
+        let id = if suffix.is_empty() { host.to_owned() } else { format!("{host}-{suffix}") };
+        WorkerId(id)
+    }
+}
 
 /// A reservation's id: a UUID, chosen by the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -108,6 +132,21 @@ impl fmt::Display for ReservationId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_workers_own_id_is_a_valid_slug_from_any_host_name() {
+        assert_eq!(WorkerId::unique("a1b2c3d4e5f6", "9f8e7d6c").as_str(), "a1b2c3d4e5f6-9f8e7d6c");
+        assert_eq!(WorkerId::unique("", "0a1b").as_str(), "worker-0a1b", "no host name");
+        assert_eq!(WorkerId::unique("-héllo world", "x").as_str(), "h-llo-world-x", "odd bytes made -");
+        let long = WorkerId::unique(&"h".repeat(200), "12345678");
+        assert_eq!(long.as_str().len(), SLUG_LEN_MAX);
+        assert!(long.as_str().ends_with("-12345678"), "the suffix survives the cut");
+        for (host, suffix) in [("\u{0}", "\n"), ("..", "-"), ("ünï", "ß"), ("a", "")] {
+            let id = WorkerId::unique(host, suffix);
+            assert!(id.as_str().parse::<WorkerId>().is_ok(), "{host:?} {suffix:?} gave {id}");
+        }
+        assert_ne!(WorkerId::unique("same", "aaaa"), WorkerId::unique("same", "bbbb"));
+    }
 
     #[test]
     fn slugs_accept_the_usual_names() {

@@ -15,7 +15,7 @@ mod plan;
 mod time;
 mod usage;
 
-pub use ids::{ModelId, ReservationId, TenantId};
+pub use ids::{ModelId, ReservationId, TenantId, WorkerId};
 pub use money::{Currency, Money, round_half_even};
 pub use period::Period;
 pub use plan::{PriorityClass, ReservationStatus, Role, Term, Tier};

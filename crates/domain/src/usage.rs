@@ -15,11 +15,13 @@ use crate::{DomainError, ModelId, PriorityClass, TenantId};
 pub enum Outcome {
     /// Served to its end.
     Ok,
-    /// Refused for load, or answered 503 after its queue deadline.
+    /// Refused for load (429: a full queue, or past the burst and spot
+    /// queue timeout).
     Shed,
     /// The client went away; what ran is still metered.
     ClientCancelled,
-    /// The platform failed it.
+    /// The platform failed it: no worker could finish it, or, reserved, it
+    /// waited past its queue deadline (answered 503).
     PlatformError,
     /// The scheduler stopped while it ran (recorded at the next start).
     Interrupted,

@@ -3,11 +3,14 @@
 //! class, bounded burst and spot queues with a timeout, a Retry-After
 //! estimate for what is shed, and degradation of spot before shedding.
 //!
-//! Reserved requests are never shed: their queue is bounded upstream, since a
-//! contract's bucket admits at most its rate x burst window of work.
+//! Reserved requests are never shed for load: their queue is bounded
+//! upstream, since a contract's bucket admits at most its rate x burst window
+//! of work. They leave the queue only at their own deadline
+//! (`Entry::deadline`, from their tier's TTFT target), so none waits forever
+//! for a pool that has no room (or no worker) for it.
 //!
 //! Complexity: push O(log tenants); pop O(tenants in the class); expire
-//! O(queued) (called about once a second).
+//! O(queued).
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -50,13 +53,19 @@ pub struct Entry<T> {
     pub tenant: String,
     pub cost_milli: u64,
     pub enqueued_at: Micros,
+    /// When the entry leaves the queue whatever its class's timeout (set for
+    /// reserved requests, which have no class timeout); `None`: the class's.
+    pub deadline: Option<Micros>,
     pub item: T,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShedReason {
     QueueFull,
+    /// Waited past its class's timeout (burst and spot).
     TimedOut,
+    /// Waited past its own deadline (reserved).
+    DeadlinePassed,
 }
 
 /// A request turned away, with when to try again.
@@ -174,21 +183,45 @@ impl<T> ClassQueues<T> {
         queue.by_tenant.entry(entry.tenant.clone()).or_default().push_front(entry);
     }
 
-    /// Removes burst and spot requests that waited longer than the timeout.
+    /// Removes burst and spot requests that waited longer than the timeout,
+    /// and any request whose own deadline has come.
     pub fn expire(&mut self, now: Micros) -> Vec<(PriorityClass, Entry<T>, Shed)> {
         let mut shed = Vec::new();
-        for class in [PriorityClass::Burst, PriorityClass::Spot] {
+        for class in PriorityClass::ALL.iter().copied() {
             let retry_after_s = self.retry_after_s(class, now);
-            let timeout = self.limits.timeout;
+            let timeout = match class {
+                PriorityClass::Reserved => None,
+                PriorityClass::Burst | PriorityClass::Spot => Some(self.limits.timeout),
+            };
+            let due = |entry: &Entry<T>| {
+                if entry.deadline.is_some_and(|d| d <= now) {
+                    Some(ShedReason::DeadlinePassed)
+                } else if timeout.is_some_and(|t| entry.enqueued_at.saturating_add(t) <= now) {
+                    Some(ShedReason::TimedOut)
+                } else {
+                    None
+                }
+            };
             let queue = &mut self.classes[index(class)];
             for waiting in queue.by_tenant.values_mut() {
-                while waiting.front().is_some_and(|e| e.enqueued_at.saturating_add(timeout) <= now) {
-                    if let Some(entry) = waiting.pop_front() {
-                        queue.len -= 1;
-                        queue.queued_cost_milli = queue.queued_cost_milli.saturating_sub(entry.cost_milli);
-                        shed.push((class, entry, Shed { reason: ShedReason::TimedOut, retry_after_s }));
+                // Deadlines differ within a tenant's queue (by prompt and
+                // contract), so every entry is looked at; the queue is
+                // rebuilt only when one is due.
+                if !waiting.iter().any(|e| due(e).is_some()) {
+                    continue;
+                }
+                let mut kept = VecDeque::with_capacity(waiting.len());
+                for entry in waiting.drain(..) {
+                    match due(&entry) {
+                        Some(reason) => {
+                            queue.len -= 1;
+                            queue.queued_cost_milli = queue.queued_cost_milli.saturating_sub(entry.cost_milli);
+                            shed.push((class, entry, Shed { reason, retry_after_s }));
+                        }
+                        None => kept.push_back(entry),
                     }
                 }
+                *waiting = kept;
             }
             queue.by_tenant.retain(|_, q| !q.is_empty());
         }

@@ -1,4 +1,5 @@
-//! Which worker takes a request: a healthy worker with room, preferring the
+//! Which worker takes a request: an eligible worker (healthy, serving the
+//! request's model) with room, preferring the
 //! one that last served the same prompt prefix (its prefix cache likely holds
 //! the prefix's KV blocks, so the prefill is skipped), then the least busy,
 //! then the one with the most free KV blocks.
@@ -8,7 +9,8 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 /// What routing needs to know of a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WorkerView {
-    pub healthy: bool,
+    /// Healthy and serving the request's model: it may take the request.
+    pub eligible: bool,
     pub in_flight: usize,
     pub free_kv_blocks: u32,
 }
@@ -28,7 +30,7 @@ pub fn prefix_key(prompt: &str) -> u64 {
     h.finish()
 }
 
-/// The worker for the next request, or `None` when no healthy worker has
+/// The worker for the next request, or `None` when no eligible worker has
 /// room. `preferred` (prefix affinity) wins when it has room; `avoid` (a
 /// worker that just failed) is never chosen.
 pub fn choose(
@@ -38,7 +40,7 @@ pub fn choose(
     avoid: Option<usize>,
 ) -> Option<usize> {
     let has_room =
-        |i: usize| workers.get(i).is_some_and(|w| w.healthy && w.in_flight < per_worker_in_flight) && Some(i) != avoid;
+        |i: usize| workers.get(i).is_some_and(|w| w.eligible && w.in_flight < per_worker_in_flight) && Some(i) != avoid;
     if let Some(p) = preferred.filter(|p| has_room(*p)) {
         return Some(p);
     }
@@ -51,8 +53,8 @@ pub fn choose(
 mod tests {
     use super::*;
 
-    fn w(healthy: bool, in_flight: usize, free_kv_blocks: u32) -> WorkerView {
-        WorkerView { healthy, in_flight, free_kv_blocks }
+    fn w(eligible: bool, in_flight: usize, free_kv_blocks: u32) -> WorkerView {
+        WorkerView { eligible, in_flight, free_kv_blocks }
     }
 
     #[test]
@@ -60,7 +62,7 @@ mod tests {
         let workers = [w(true, 1, 100), w(true, 0, 10), w(true, 0, 50), w(false, 0, 999)];
         assert_eq!(choose(&workers, 4, Some(0), None), Some(0), "the prefix's worker, though busier");
         assert_eq!(choose(&workers, 4, None, None), Some(2), "idle, and more free KV blocks than worker 1");
-        assert_eq!(choose(&workers, 4, Some(3), None), Some(2), "an unhealthy preferred worker is skipped");
+        assert_eq!(choose(&workers, 4, Some(3), None), Some(2), "an ineligible preferred worker is skipped");
         assert_eq!(choose(&workers, 1, Some(0), None), Some(2), "a full preferred worker is skipped");
         assert_eq!(choose(&workers, 4, None, Some(2)), Some(1), "the worker that just failed is avoided");
         assert_eq!(choose(&[w(true, 1, 1)], 1, None, None), None, "no room anywhere");

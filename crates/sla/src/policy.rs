@@ -37,6 +37,19 @@ const ENTERPRISE_CREDITS: &[(Decimal, Decimal)] =
     &[(d(9999, 4), d(10, 2)), (d(999, 3), d(25, 2)), (d(990, 3), d(50, 2)), (d(950, 3), d(1, 0))];
 
 impl TierPolicy {
+    /// A request's TTFT target in milliseconds: the tier's base plus its
+    /// prompt at the model's measured prefill rate (0: not measured, the
+    /// base alone), so a long prompt is not a breach by itself. The same
+    /// rule metering applies when it counts misses (`metering::store::windows`).
+    pub fn ttft_target_ms(&self, prompt_tokens: u64, prefill_tokens_per_s: u32) -> u64 {
+        let prefill_ms = if prefill_tokens_per_s == 0 {
+            0
+        } else {
+            prompt_tokens.saturating_mul(1000) / u64::from(prefill_tokens_per_s)
+        };
+        u64::from(self.ttft_base_ms).saturating_add(prefill_ms)
+    }
+
     pub fn of(tier: Tier) -> TierPolicy {
         match tier {
             Tier::Standard => TierPolicy {
@@ -68,6 +81,15 @@ impl TierPolicy {
 mod tests {
     use super::*;
     use rust_decimal_macros::dec;
+
+    #[test]
+    fn the_ttft_target_allows_the_prompt_at_the_prefill_rate() {
+        let premium = TierPolicy::of(Tier::Premium);
+        assert_eq!(premium.ttft_target_ms(4000, 0), 1000, "rate not measured: the base alone");
+        assert_eq!(premium.ttft_target_ms(4000, 2000), 3000, "4000 tokens at 2000/s: 2 s more");
+        assert_eq!(premium.ttft_target_ms(1, 3), 1333, "whole milliseconds, rounded down as metering does");
+        assert_eq!(TierPolicy::of(Tier::Enterprise).ttft_target_ms(u64::MAX, 1), u64::MAX, "saturates");
+    }
 
     #[test]
     fn the_tiers_are_the_guides_defaults() {

@@ -54,7 +54,8 @@ fn queue_pop_us(queued: usize) -> f64 {
         ..QueueLimits::default()
     });
     for i in 0..queued {
-        let entry = Entry { tenant: format!("t{}", i % 100), cost_milli: 1000, enqueued_at: 0, item: i };
+        let entry =
+            Entry { tenant: format!("t{}", i % 100), cost_milli: 1000, enqueued_at: 0, deadline: None, item: i };
         let _ = queues.push(class(i), entry, 0);
     }
     let samples = (0..ROUNDS)

@@ -9,6 +9,7 @@
 
 use std::net::SocketAddr;
 
+use reservoir_domain::WorkerId;
 use reservoir_runtime::{Shutdown, db};
 use reservoir_worker::EngineBackend;
 use sqlx::PgPool;
@@ -55,9 +56,9 @@ enum Server {
     Metering(reservoir_metering::Server),
     Scheduler(reservoir_scheduler::Server),
     Gateway(reservoir_gateway::Server),
-    /// With whether it registers itself with `worker.scheduler_url` (a
-    /// scheduler built beside it knows it already).
-    Worker(reservoir_worker::Server, bool),
+    /// With the id it registers itself under with `worker.scheduler_url`;
+    /// `None`: a scheduler built beside it knows it already.
+    Worker(reservoir_worker::Server, Option<WorkerId>),
     Sla(Box<reservoir_sla_service::Server>),
     Billing(Box<reservoir_billing_service::Server>),
 }
@@ -151,6 +152,13 @@ pub async fn build(mut config: Config, services: &[Service], given: Given) -> an
         if backends.len() > 1 && config.worker.listen.port() != 0 {
             anyhow::bail!("several in-process workers need worker.listen on port 0");
         }
+        // Workers register themselves when the scheduler is elsewhere, each
+        // under an id of its own (several in-process workers cannot share a
+        // configured one).
+        let registers = !wants(Service::Scheduler);
+        if registers && backends.len() > 1 && config.worker.id.is_some() {
+            anyhow::bail!("several in-process workers cannot share worker.id; leave it unset");
+        }
         for backend in backends {
             let server = reservoir_worker::build(&config.worker, backend, token.clone()).await?;
             let url = url_of(config.worker.listen, server.port());
@@ -158,7 +166,8 @@ pub async fn build(mut config: Config, services: &[Service], given: Given) -> an
                 config.scheduler.workers.push(url.clone());
             }
             endpoints.workers.push(url);
-            servers.push(Server::Worker(server, !wants(Service::Scheduler)));
+            let id = if registers { Some(reservoir_worker::own_id(config.worker.id.as_deref())?) } else { None };
+            servers.push(Server::Worker(server, id));
         }
     }
     if wants(Service::Scheduler) {
@@ -233,9 +242,9 @@ impl Platform {
                 Server::Gateway(s) => tokio::spawn(s.run_until_stopped(stop)),
                 Server::Sla(s) => tokio::spawn(s.run_until_stopped(stop)),
                 Server::Billing(s) => tokio::spawn(s.run_until_stopped(stop)),
-                Server::Worker(s, registers) => {
-                    if registers {
-                        register(&config, &s, &shutdown);
+                Server::Worker(s, registers_as) => {
+                    if let Some(id) = registers_as {
+                        register(&config, &s, id, &shutdown);
                     }
                     tokio::spawn(s.run_until_stopped(stop))
                 }
@@ -256,15 +265,15 @@ impl Platform {
     }
 }
 
-/// A worker with `worker.scheduler_url` registers itself there (and again
-/// every few seconds, so a restarted scheduler learns it back).
-fn register(config: &Config, worker: &reservoir_worker::Server, shutdown: &Shutdown) {
+/// A worker with `worker.scheduler_url` registers itself there, under its
+/// own id (and again every few seconds, so a restarted scheduler learns it back).
+fn register(config: &Config, worker: &reservoir_worker::Server, id: WorkerId, shutdown: &Shutdown) {
     let Some(scheduler_url) = config.worker.scheduler_url.clone() else { return };
-    let url = config.worker.advertise_url.clone().unwrap_or_else(|| url_of(config.worker.listen, worker.port()));
+    let bound = SocketAddr::new(config.worker.listen.ip(), worker.port());
     tokio::spawn(reservoir_worker::register_with_scheduler(
         scheduler_url,
-        config.worker.id.clone(),
-        url,
+        id,
+        reservoir_worker::Advertise::new(config.worker.advertise_url.clone(), bound),
         config.internal.token(),
         shutdown.clone(),
     ));

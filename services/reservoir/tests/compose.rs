@@ -1,7 +1,7 @@
 //! There is no container engine here, so this test checks what can be
 //! checked without one: every service, command, setting and port named in
-//! docker-compose.yml exists in the code, and the Dockerfile builds the
-//! binary the services run.
+//! docker-compose.yml exists in the code, the worker service can be scaled
+//! out, and the Dockerfile builds the binary the services run.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -109,6 +109,32 @@ fn every_compose_service_exists_in_the_code() {
     for required in ["postgres", "contracts", "gateway"] {
         assert!(names.iter().any(|n| n == required), "compose lacks {required}");
     }
+}
+
+/// `docker compose up --scale worker=3` must give three workers: nothing a
+/// replica would share with another (a container name, a host port, a
+/// worker id or an advertised address) may be fixed in the service.
+#[test]
+fn the_worker_service_scales_to_distinct_workers() {
+    let compose = compose();
+    let worker = &compose["services"]["worker"];
+    assert!(worker["container_name"].is_null(), "a fixed container name forbids replicas");
+    assert!(strings(&worker["ports"]).is_empty(), "replicas would collide on a published host port");
+    let environment = worker["environment"].as_mapping().expect("environment");
+    for fixed in ["RESERVOIR__WORKER__ID", "RESERVOIR__WORKER__ADVERTISE_URL"] {
+        assert!(!environment.keys().any(|k| k.as_str() == Some(fixed)), "{fixed} would be the same in every replica");
+    }
+    let listen = environment
+        .iter()
+        .find(|(k, _)| k.as_str() == Some("RESERVOIR__WORKER__LISTEN"))
+        .and_then(|(_, v)| v.as_str())
+        .expect("the worker's listen address");
+    let listen: std::net::SocketAddr = listen.parse().expect("host:port");
+    assert!(listen.ip().is_unspecified(), "each replica advertises its own address only when it listens on all");
+    assert!(
+        environment.keys().any(|k| k.as_str() == Some("RESERVOIR__WORKER__SCHEDULER_URL")),
+        "replicas register themselves"
+    );
 }
 
 #[test]

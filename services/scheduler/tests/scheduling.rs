@@ -256,12 +256,22 @@ async fn requests_are_classified_streamed_exactly_and_metered_once(pool: PgPool)
 }
 
 async fn reserve(p: &mut Platform, tenant: &str, rate_tokens_per_s: u32, allow_burst: bool) -> uuid::Uuid {
+    reserve_tier(p, tenant, rate_tokens_per_s, allow_burst, pb::Tier::Standard).await
+}
+
+async fn reserve_tier(
+    p: &mut Platform,
+    tenant: &str,
+    rate_tokens_per_s: u32,
+    allow_burst: bool,
+    tier: pb::Tier,
+) -> uuid::Uuid {
     p.contracts.ensure_tenant(pb::EnsureTenantRequest { id: tenant.into() }).await.expect("tenant");
     let order = pb::QuoteRequest {
         tenant_id: tenant.into(),
         model: MODEL.into(),
         rate_tokens_per_s,
-        tier: pb::Tier::Standard.into(),
+        tier: tier.into(),
         term: pb::Term::Hourly.into(),
         starts_at: None,
         ends_at: None,
@@ -450,6 +460,34 @@ async fn a_full_spot_queue_sheds_with_retry_after_and_bad_requests_are_refused(p
     assert_eq!(bad.map(|_| ()).expect_err("bad tenant").code(), tonic::Code::InvalidArgument);
     let empty = p.scheduler.complete(pb::CompleteRequest { input: None, ..request("q5", "walk-in", "a", 1) }).await;
     assert_eq!(empty.map(|_| ()).expect_err("no input").code(), tonic::Code::InvalidArgument);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_reserved_request_past_its_queue_deadline_is_unavailable_and_a_platform_error(pool: PgPool) {
+    // No worker: nothing can serve the request. Enterprise's TTFT target is
+    // 500 ms (the model's prefill rate is not measured), so the request
+    // leaves the queue after four times that, not never.
+    let mut p = platform(pool.clone(), Vec::new(), 4, QueueLimits::default()).await;
+    // 1 token/s, 4 s of burst: a bucket of 4 weighted tokens; the request
+    // costs about 20, so it is reserved and leaves the contract in debt.
+    let contract = reserve_tier(&mut p, "gold", 1, false, pb::Tier::Enterprise).await;
+    let mut stream = p.scheduler.complete(request("late", "gold", "abc", 20)).await.expect("admitted").into_inner();
+    let answer = stream.message().await.expect_err("answered with an error, not left waiting");
+    assert_eq!(answer.code(), tonic::Code::Unavailable, "{answer:?}");
+    let retry_after: u32 =
+        answer.metadata().get("retry-after").expect("retry-after").to_str().expect("ascii").parse().expect("seconds");
+    assert!(retry_after >= 1);
+    assert_eq!(
+        usage_row(&pool, "late").await,
+        ("reserved".into(), Some(contract), 0, "platform_error".into()),
+        "counted against the contract's SLA as a platform error"
+    );
+    wait_metric(&p, r#"reservoir_scheduler_queue_deadline_passed_total{class="reserved"} 1"#).await;
+    // Nothing ran, so its charge went back to the bucket: the next request
+    // is reserved again (still in debt, it would have been spot).
+    let _next = p.scheduler.complete(request("next", "gold", "abc", 20)).await.expect("admitted");
+    let next = usage_row(&pool, "next").await;
+    assert_eq!((next.0.as_str(), next.3.as_str()), ("reserved", "platform_error"));
 }
 
 /// Waits (bounded) until the scheduler's metrics contain `line`.

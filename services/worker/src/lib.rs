@@ -35,7 +35,7 @@ use tonic::service::Routes;
 
 pub use backend::{BackendInfo, EngineBackend, InferenceBackend};
 pub use error::WorkerError;
-pub use register::register_with_scheduler;
+pub use register::{Advertise, own_id, register_with_scheduler};
 pub use request::{DEFAULT_MAX_TOKENS, FinishReason, Usage};
 pub use reservoir_engine::text::{Piece, TextStream};
 pub use reservoir_sched::planner::{Plan, PlannedEntry, Planner, PlannerConfig, Running, Waiting};
@@ -56,12 +56,16 @@ pub struct WorkerSettings {
     pub queue_capacity: usize,
     /// Tokens one engine step carries at most (prefill chunks and decodes).
     pub step_token_budget: usize,
-    /// The worker's name in the scheduler, metrics and usage records.
-    pub id: String,
+    /// The worker's name in the scheduler, metrics and usage records. When
+    /// unset, the worker names itself (its host name and random letters,
+    /// `register::own_id`), so identical replicas are distinct workers.
+    pub id: Option<String>,
     /// When set, the worker registers itself with this scheduler
     /// (`RegisterWorker`) instead of being listed in `scheduler.workers`.
     pub scheduler_url: Option<String>,
-    /// The URL the scheduler reaches this worker at; `http://{listen}` when unset.
+    /// The URL the scheduler reaches this worker at. When unset:
+    /// `http://{listen}`, or, listening on every interface (0.0.0.0), this
+    /// host's address on the route to the scheduler (`register::Advertise`).
     pub advertise_url: Option<String>,
 }
 
@@ -74,7 +78,7 @@ impl Default for WorkerSettings {
             kv_budget_bytes: 256 << 20,
             queue_capacity: 256,
             step_token_budget: 512,
-            id: "worker-0".into(),
+            id: None,
             scheduler_url: None,
             advertise_url: None,
         }

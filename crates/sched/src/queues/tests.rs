@@ -4,7 +4,7 @@ use reservoir_domain::PriorityClass::{self, Burst, Reserved, Spot};
 use super::*;
 
 fn entry(tenant: &str, cost: u64, at: Micros, item: u32) -> Entry<u32> {
-    Entry { tenant: tenant.into(), cost_milli: cost, enqueued_at: at, item }
+    Entry { tenant: tenant.into(), cost_milli: cost, enqueued_at: at, deadline: None, item }
 }
 
 fn drain(q: &mut ClassQueues<u32>) -> Vec<(PriorityClass, u32)> {
@@ -65,6 +65,26 @@ fn waiting_too_long_sheds_burst_and_spot_only() {
     let shed: Vec<u32> = q.expire(15).into_iter().map(|(_, e, _)| e.item).collect();
     assert_eq!(shed, vec![3]);
     assert_eq!(drain(&mut q), vec![(Reserved, 1)]);
+}
+
+#[test]
+fn reserved_requests_leave_at_their_own_deadline_and_only_then() {
+    let limits = QueueLimits { timeout: 10, ..QueueLimits::default() };
+    let mut q = ClassQueues::new(limits);
+    let with_deadline = |item, deadline| Entry { deadline: Some(deadline), ..entry("a", 7, 0, item) };
+    // One tenant's queue holds deadlines out of order (longer prompt, other contract).
+    q.push(Reserved, with_deadline(1, 50), 0).unwrap();
+    q.push(Reserved, with_deadline(2, 20), 0).unwrap();
+    q.push(Reserved, entry("b", 1, 0, 3), 0).unwrap();
+    assert!(q.expire(19).is_empty(), "no class timeout for reserved, and no deadline yet");
+    let shed = q.expire(20);
+    assert_eq!(shed.len(), 1);
+    let (class, gone, why) = &shed[0];
+    assert_eq!((*class, gone.item, why.reason), (Reserved, 2, ShedReason::DeadlinePassed));
+    assert_eq!(q.len(Reserved), 2);
+    assert_eq!(q.retry_after_s(Reserved, 20), 1, "8 milli-tokens left at the assumed drain rate");
+    assert_eq!(q.expire(50).into_iter().map(|(_, e, _)| e.item).collect::<Vec<_>>(), vec![1]);
+    assert_eq!(drain(&mut q), vec![(Reserved, 3)], "without a deadline a reserved request stays");
 }
 
 #[test]

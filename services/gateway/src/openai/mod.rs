@@ -136,10 +136,11 @@ pub async fn completions(
     respond::run(state, call, Kind::Text, &body.model).await
 }
 
-/// The models this platform serves, in OpenAI's list shape.
+/// The models this platform serves now (in the catalog, with a healthy
+/// worker), in OpenAI's list shape.
 #[utoipa::path(get, path = "/v1/models", tag = "inference",
     responses(
-        (status = 200, description = "The model list", body = ModelList),
+        (status = 200, description = "The models served now: in the catalog, with at least one healthy worker", body = ModelList),
         (status = 401, description = "Missing or invalid API key", body = OpenAiErrorBody),
         (status = 403, description = "Not a tenant's key", body = OpenAiErrorBody),
         (status = 429, description = "Rate limited; Retry-After says when to retry", body = OpenAiErrorBody,
@@ -152,9 +153,15 @@ pub async fn models(
     ApiKeyTenant(_tenant): ApiKeyTenant,
 ) -> Result<axum::Json<ModelList>, OpenAiError> {
     let reply = state.contracts.clone().list_models(pb::ListModelsRequest {}).await?.into_inner();
+    // A catalog model no worker serves would only be answered with waits
+    // and 503s: it is not listed until a worker of it is up.
+    let workers = state.scheduler.clone().list_workers(pb::ListWorkersRequest {}).await?.into_inner().workers;
+    let served: std::collections::HashSet<String> =
+        workers.into_iter().filter(|w| w.healthy).map(|w| w.model_id).collect();
     let data = reply
         .models
         .into_iter()
+        .filter(|m| served.contains(&m.id))
         .map(|m| Model {
             created: m.updated_at.map(|t| t.seconds).unwrap_or(0),
             id: m.id,

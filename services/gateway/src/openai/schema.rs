@@ -52,7 +52,8 @@ pub enum CompletionErrors {
     Limited(OpenAiErrorBody),
     #[response(
         status = 503,
-        description = "A platform service is unavailable, or the request failed before it finished"
+        description = "A platform service is unavailable, the request failed before it finished, or a reserved request waited past its queue deadline (a few times its tier's TTFT target); Retry-After, when present, says when to retry",
+        headers(("Retry-After" = u64, description = "Seconds to wait"))
     )]
     Unavailable(OpenAiErrorBody),
 }

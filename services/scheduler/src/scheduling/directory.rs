@@ -1,6 +1,7 @@
 //! What the scheduler needs from the contracts service, cached so admission
 //! does not wait on it for every request: a tenant's active contracts for a
-//! model, the model's weights and the catalog version in force. Entries are
+//! model (with their SLA tier), the model's weights and prefill rate, and the
+//! catalog version in force. Entries are
 //! re-read after a few seconds in the background while the cached one keeps
 //! serving (a reserved request must not wait for a database round trip on a
 //! loaded machine).
@@ -15,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prometheus::{IntCounter, IntGauge};
+use reservoir_domain::Tier;
 use reservoir_proto::v1 as pb;
 use reservoir_proto::v1::contract_service_client::ContractServiceClient;
 use reservoir_runtime::InternalChannel;
@@ -47,6 +49,17 @@ pub struct ActiveContract {
     pub id: Uuid,
     pub rate_tokens_per_s: u32,
     pub allow_burst: bool,
+    /// Its SLA tier: a reserved request's queue deadline follows from it.
+    pub tier: Tier,
+}
+
+/// What admission needs of a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelFacts {
+    pub weights: Weights,
+    /// Prompt tokens/s one request is prefilled at (0: not measured); part
+    /// of a request's TTFT target.
+    pub prefill_tokens_per_s: u32,
 }
 
 struct Entry<T> {
@@ -193,7 +206,7 @@ fn is_outage(status: &Status) -> bool {
 pub struct Directory {
     client: ContractServiceClient<InternalChannel>,
     contracts: Arc<Cache<Vec<ActiveContract>>>,
-    weights: Arc<Cache<Weights>>,
+    models: Arc<Cache<ModelFacts>>,
     catalog_version: Arc<Cache<u32>>,
 }
 
@@ -208,7 +221,7 @@ impl Directory {
         Directory {
             client: ContractServiceClient::new(channel),
             contracts: Cache::new(signals.clone()),
-            weights: Cache::new(signals.clone()),
+            models: Cache::new(signals.clone()),
             catalog_version: Cache::new(signals),
         }
     }
@@ -226,17 +239,20 @@ impl Directory {
             .await
     }
 
-    /// The model's weights; NOT_FOUND for an unknown model.
-    pub async fn weights(&self, model: &str) -> Result<Weights, Status> {
+    /// The model's weights and prefill rate; NOT_FOUND for an unknown model.
+    pub async fn model(&self, model: &str) -> Result<ModelFacts, Status> {
         // The fetch is built only when the cache has to ask.
-        self.weights
+        self.models
             .get(model.to_owned(), || {
                 let (mut client, id) = (self.client.clone(), model.to_owned());
                 async move {
                     let m = client.get_model(pb::GetModelRequest { id }).await?.into_inner();
-                    Ok(Weights {
-                        prompt_milli: milli(&m.prompt_weight)?,
-                        completion_milli: milli(&m.completion_weight)?,
+                    Ok(ModelFacts {
+                        weights: Weights {
+                            prompt_milli: milli(&m.prompt_weight)?,
+                            completion_milli: milli(&m.completion_weight)?,
+                        },
+                        prefill_tokens_per_s: m.prefill_tokens_per_s,
                     })
                 }
             })
@@ -269,6 +285,7 @@ impl Directory {
                                 id: Uuid::parse_str(&r.id).ok()?,
                                 rate_tokens_per_s: r.rate_tokens_per_s,
                                 allow_burst: r.allow_burst,
+                                tier: reservoir_proto::enums::tier_from_pb("tier", r.tier).ok()?,
                             })
                         })
                         .collect();

@@ -14,6 +14,7 @@ pub struct Metrics {
     pub queue_depth: IntGaugeVec,
     pub admitted: IntCounterVec,
     pub shed: IntCounterVec,
+    pub deadline_passed: IntCounterVec,
     pub ttft_seconds: HistogramVec,
     pub worker_kv_used_ratio: GaugeVec,
     pub worker_tokens_per_s: GaugeVec,
@@ -29,6 +30,10 @@ impl Metrics {
         let queue_depth = IntGaugeVec::new(Opts::new("queue_depth", "Requests waiting, per class"), &["class"])?;
         let admitted = IntCounterVec::new(Opts::new("admitted_total", "Requests admitted, per class"), &["class"])?;
         let shed = IntCounterVec::new(Opts::new("shed_total", "Requests shed (429), per class"), &["class"])?;
+        let deadline_passed = IntCounterVec::new(
+            Opts::new("queue_deadline_passed_total", "Requests answered 503 after their queue deadline, per class"),
+            &["class"],
+        )?;
         let ttft_seconds = HistogramVec::new(
             HistogramOpts::new("ttft_seconds", "Time to first token from arrival, per class")
                 .buckets(TTFT_BUCKETS_S.to_vec()),
@@ -64,6 +69,7 @@ impl Metrics {
             Box::new(queue_depth.clone()),
             Box::new(admitted.clone()),
             Box::new(shed.clone()),
+            Box::new(deadline_passed.clone()),
             Box::new(ttft_seconds.clone()),
             Box::new(worker_kv_used_ratio.clone()),
             Box::new(worker_tokens_per_s.clone()),
@@ -78,6 +84,7 @@ impl Metrics {
             queue_depth,
             admitted,
             shed,
+            deadline_passed,
             ttft_seconds,
             worker_kv_used_ratio,
             worker_tokens_per_s,

@@ -1,39 +1,38 @@
-//! Admission, queues and dispatch. One `Core` (behind a mutex) holds the
-//! class queues, the contracts' token buckets and the workers' slots; the
-//! dispatcher task moves queued requests to workers with room; each running
-//! request has a runner task that streams it and moves it to another worker
-//! when its worker fails (`runner`).
+//! Admission, queues and dispatch. One `Core` (`state`, behind a mutex)
+//! owns each model's class queues, the contracts' token buckets and the
+//! worker table; the dispatcher task moves queued requests to workers of
+//! their model with room, each with a `Lease` on a slot (`lease`) that is
+//! given back when dropped; each running request has a runner task that
+//! streams it and moves it to another worker when its worker fails
+//! (`runner`).
 
 pub mod directory;
+pub mod lease;
 pub mod metrics;
 mod runner;
 pub mod service;
+pub mod state;
 pub mod tokenizers;
 pub mod usage;
 pub mod workers;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reservoir_domain::PriorityClass;
+use reservoir_domain::{Outcome, PriorityClass, Tier};
 use reservoir_proto::v1 as pb;
-use reservoir_proto::v1::worker_service_client::WorkerServiceClient;
+use reservoir_runtime::InternalToken;
 use reservoir_runtime::Shutdown;
-use reservoir_runtime::{InternalChannel, InternalToken};
-use reservoir_sched::classify::{Admission, ContractState, classify};
-use reservoir_sched::queues::{ClassQueues, QueueLimits};
-use reservoir_sched::routing::{self, WorkerView};
-use reservoir_sched::{Micros, Weights};
+use reservoir_sched::queues::{QueueLimits, ShedReason};
+use reservoir_sched::{MICROS_PER_S, Micros, Weights};
+use reservoir_sla::TierPolicy;
 use tokio::sync::{Mutex, Notify, mpsc};
 use tonic::Status;
-use uuid::Uuid;
 
 use directory::{ActiveContract, Directory};
 use reservoir_metering::usage_log::UsageLog;
+pub use state::{BURST_WINDOW_S, Core};
 
-/// Seconds of its rate a contract's bucket holds (its burst window).
-pub const BURST_WINDOW_S: u32 = 4;
 /// How many times its usual share of requests a worker may hold when the
 /// extra ones are reserved (the worker's own queue bounds the total).
 const RESERVED_OVERCOMMIT: usize = 4;
@@ -41,8 +40,22 @@ const RESERVED_OVERCOMMIT: usize = 4;
 const WORKER_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the dispatcher looks again without being woken.
 const DISPATCH_TICK: Duration = Duration::from_millis(50);
-/// How often full contract buckets are forgotten.
-const FORGET_FULL_BUCKETS_EVERY: Micros = 60 * reservoir_sched::MICROS_PER_S;
+/// How many times its TTFT target a reserved request may wait in the queue.
+/// Past its target it has missed it already (the SLA counts the miss), but a
+/// late answer is still worth more to its client than an error; past four
+/// times the target the pool is not about to serve it (no worker of its
+/// model, or far too little room), so the client is answered 503 with
+/// Retry-After, and the SLA counts a platform error, instead of the request
+/// waiting on with no bound.
+pub const QUEUE_DEADLINE_TTFT_TARGETS: u64 = 4;
+
+/// How long a reserved request under a contract of `tier` may wait in the
+/// queue: `QUEUE_DEADLINE_TTFT_TARGETS` times its TTFT target (the SLA's
+/// own rule, `TierPolicy::ttft_target_ms`).
+pub fn queue_deadline_micros(tier: Tier, prompt_tokens: u64, prefill_tokens_per_s: u32) -> Micros {
+    let target_ms = TierPolicy::of(tier).ttft_target_ms(prompt_tokens, prefill_tokens_per_s);
+    target_ms.saturating_mul(QUEUE_DEADLINE_TTFT_TARGETS).saturating_mul(MICROS_PER_S / 1000)
+}
 
 #[derive(Debug, Clone)]
 pub struct WorkerEndpoint {
@@ -64,7 +77,9 @@ pub struct SchedulingConfig {
 }
 
 /// A request waiting for a worker.
+#[derive(Debug)]
 pub struct Pending {
+    /// Its `model` was validated at admission: it names its queues and workers.
     pub request: pb::CompleteRequest,
     pub class: PriorityClass,
     pub contract: Option<ActiveContract>,
@@ -78,59 +93,16 @@ pub struct Pending {
     pub received_at: Instant,
 }
 
-struct WorkerSlot {
-    endpoint: WorkerEndpoint,
-    client: WorkerServiceClient<InternalChannel>,
-    in_flight: usize,
-    /// Its stats stream is alive (see `workers::watch`).
-    healthy: bool,
-    /// From the worker's last stats.
-    free_kv_blocks: u32,
-    /// The model it serves, from its stats (empty until the first).
-    model_id: String,
-}
-
-impl WorkerSlot {
-    fn new(endpoint: WorkerEndpoint, token: &InternalToken) -> anyhow::Result<Self> {
-        // A call waits at most this long for the worker's answer (for a
-        // generation, for its stream to start); a silent stream is caught by
-        // the stats watcher.
-        let channel = reservoir_runtime::grpc::client_channel(&endpoint.url, WORKER_CALL_TIMEOUT)?;
-        let client = WorkerServiceClient::new(token.attach(channel));
-        Ok(WorkerSlot { endpoint, client, in_flight: 0, healthy: true, free_kv_blocks: 0, model_id: String::new() })
-    }
-}
-
-fn new_bucket(contract: &ActiveContract, now: Micros) -> ContractState {
-    ContractState {
-        bucket: reservoir_sched::bucket::ContractBucket::new(contract.rate_tokens_per_s, BURST_WINDOW_S, now),
-        allow_burst: contract.allow_burst,
-    }
-}
-
-/// Prefix keys remembered for affinity; past this the map starts over.
-const AFFINITY_KEYS_MAX: usize = 100_000;
-
-pub struct Core {
-    queues: ClassQueues<Pending>,
-    buckets: HashMap<Uuid, ContractState>,
-    workers: Vec<WorkerSlot>,
-    /// Prompt prefix key -> the worker that last served it.
-    affinity: HashMap<u64, usize>,
-    buckets_checked_at: Micros,
-}
-
 /// What every task of the scheduler shares.
 pub struct Shared {
     pub core: Mutex<Core>,
-    pub wake: Notify,
+    /// Wakes the dispatcher: a request queued, a slot given back, a worker back.
+    pub wake: Arc<Notify>,
     pub directory: Directory,
     pub tokenizers: tokenizers::Tokenizers,
     pub usage: UsageLog,
     pub per_worker_in_flight: usize,
     pub fcfs: bool,
-    /// Sent with every call to a worker, those that register later included.
-    pub internal_token: InternalToken,
     pub metrics: metrics::Metrics,
     /// Ends the per-worker stats watchers, including those of workers that
     /// register later.
@@ -148,26 +120,19 @@ impl Shared {
         metrics: metrics::Metrics,
         shutdown: Shutdown,
     ) -> anyhow::Result<Arc<Self>> {
-        let workers = config
-            .workers
-            .iter()
-            .map(|e| WorkerSlot::new(e.clone(), &config.internal_token))
-            .collect::<anyhow::Result<_>>()?;
+        let wake = Arc::new(Notify::new());
+        let mut core = Core::new(config.queue_limits, wake.clone(), config.internal_token.clone());
+        for endpoint in &config.workers {
+            core.register(endpoint.clone())?;
+        }
         let shared = Arc::new(Shared {
-            core: Mutex::new(Core {
-                queues: ClassQueues::new(config.queue_limits),
-                buckets: HashMap::new(),
-                workers,
-                affinity: HashMap::new(),
-                buckets_checked_at: 0,
-            }),
-            wake: Notify::new(),
+            core: Mutex::new(core),
+            wake,
             directory,
             tokenizers: Default::default(),
             usage,
             per_worker_in_flight: config.per_worker_in_flight.max(1),
             fcfs: config.fcfs,
-            internal_token: config.internal_token.clone(),
             metrics,
             shutdown,
             epoch: Instant::now(),
@@ -196,106 +161,9 @@ impl Shared {
     }
 }
 
-impl Core {
-    /// The contract's bucket, created full on first sight.
-    pub fn bucket(&mut self, contract: &ActiveContract, now: Micros) -> &mut ContractState {
-        self.buckets.entry(contract.id).or_insert_with(|| new_bucket(contract, now))
-    }
-
-    /// The class of a request costing `cost_milli` from a tenant holding
-    /// `contracts` (see `reservoir_sched::classify`), and the contract it
-    /// is served under or spills over from.
-    pub fn admit(
-        &mut self,
-        contracts: &[ActiveContract],
-        cost_milli: u64,
-        wants_spot: bool,
-        now: Micros,
-    ) -> (Admission, Option<ActiveContract>) {
-        // The buckets leave the map for the decision (they are few) and go
-        // back. The spillover switch is the contract's as read now.
-        let mut states: Vec<ContractState> = contracts
-            .iter()
-            .map(|c| {
-                let mut state = self.buckets.remove(&c.id).unwrap_or_else(|| new_bucket(c, now));
-                state.allow_burst = c.allow_burst;
-                state
-            })
-            .collect();
-        let admission = classify(&mut states, cost_milli, wants_spot, now);
-        for (contract, state) in contracts.iter().zip(states) {
-            self.buckets.insert(contract.id, state);
-        }
-        (admission, admission.contract.and_then(|i| contracts.get(i).copied()))
-    }
-
-    /// Forgets the buckets that are full: one made afresh on the contract's
-    /// next request is the same, so nothing changes but the memory held for
-    /// contracts that ended or went quiet.
-    fn forget_full_buckets(&mut self, now: Micros) {
-        self.buckets.retain(|_, state| state.bucket.level_milli(now) < state.bucket.capacity_milli());
-    }
-
-    fn views(&self) -> Vec<WorkerView> {
-        self.workers
-            .iter()
-            .map(|w| WorkerView { healthy: w.healthy, in_flight: w.in_flight, free_kv_blocks: w.free_kv_blocks })
-            .collect()
-    }
-
-    /// A healthy worker with room (see `reservoir_sched::routing`); `avoid` is skipped.
-    fn free_worker(&self, per_worker: usize, avoid: Option<usize>) -> Option<usize> {
-        routing::choose(&self.views(), per_worker, None, avoid)
-    }
-
-    /// The worker for `pending`: the one that last served its prompt prefix
-    /// when it has room, else by load and memory. Remembers the choice.
-    fn worker_for(&mut self, pending: &Pending, per_worker: usize) -> Option<usize> {
-        let key = prefix_key_of(&pending.request);
-        let chosen = routing::choose(&self.views(), per_worker, self.affinity.get(&key).copied(), None)?;
-        if self.affinity.len() >= AFFINITY_KEYS_MAX {
-            self.affinity.clear();
-        }
-        self.affinity.insert(key, chosen);
-        Some(chosen)
-    }
-
-    fn release(&mut self, worker: usize) {
-        if let Some(w) = self.workers.get_mut(worker) {
-            w.in_flight = w.in_flight.saturating_sub(1);
-        }
-    }
-
-    fn mark_unhealthy(&mut self, worker: usize) {
-        if let Some(w) = self.workers.get_mut(worker) {
-            w.healthy = false;
-        }
-    }
-}
-
-/// The text whose prefix decides affinity: the raw prompt, or the messages.
-fn prefix_key_of(request: &pb::CompleteRequest) -> u64 {
-    match &request.input {
-        Some(pb::complete_request::Input::Prompt(p)) => routing::prefix_key(p),
-        Some(pb::complete_request::Input::Messages(m)) => {
-            let mut text = String::new();
-            for turn in &m.messages {
-                text.push_str(&turn.role);
-                text.push('\n');
-                text.push_str(&turn.content);
-                text.push('\n');
-                if text.len() >= routing::PREFIX_BYTES {
-                    break;
-                }
-            }
-            routing::prefix_key(&text)
-        }
-        None => 0,
-    }
-}
-
-/// Moves queued requests to workers with room until shutdown; sheds what
-/// waited too long.
+/// Moves queued requests to workers of their model with room until
+/// shutdown; answers what waited too long: burst and spot past the queue
+/// timeout 429 (shed), reserved past its deadline 503 (a platform error).
 pub async fn dispatch_loop(shared: Arc<Shared>, shutdown: Shutdown) {
     loop {
         tokio::select! {
@@ -304,47 +172,37 @@ pub async fn dispatch_loop(shared: Arc<Shared>, shutdown: Shutdown) {
             _ = shutdown.wait() => return,
         }
         let now = shared.now();
-        let mut started = Vec::new();
-        let mut expired = Vec::new();
-        {
+        let dispatched = {
             let mut core = shared.core.lock().await;
-            if now.saturating_sub(core.buckets_checked_at) >= FORGET_FULL_BUCKETS_EVERY {
-                core.buckets_checked_at = now;
-                core.forget_full_buckets(now);
-            }
-            for (class, entry, shed) in core.queues.expire(now) {
-                shared.metrics.shed.with_label_values(&[class.as_str()]).inc();
-                let status = service::shed_status(shed.retry_after_s, &format!("the {class} queue timed out"));
-                expired.push((entry.item, status));
-            }
-            while let Some((class, entry)) = core.queues.pop() {
-                match core.worker_for(&entry.item, shared.in_flight_cap(class)) {
-                    Some(worker) => {
-                        core.workers[worker].in_flight += 1;
-                        started.push((entry.item, worker));
-                    }
-                    None => {
-                        core.queues.push_front(class, entry);
-                        break;
-                    }
-                }
-            }
+            let dispatched = core.dispatch(now, |class| shared.in_flight_cap(class));
             for class in PriorityClass::ALL {
-                let depth = i64::try_from(core.queues.len(*class)).unwrap_or(i64::MAX);
+                let depth = i64::try_from(core.queue_depth(*class)).unwrap_or(i64::MAX);
                 shared.metrics.queue_depth.with_label_values(&[class.as_str()]).set(depth);
             }
-        }
+            dispatched
+        };
         // Recorded (on disk) before the client hears of it; off this loop,
         // which must not wait for the spool.
-        for (pending, status) in expired {
+        for (class, pending, shed) in dispatched.expired {
+            let (status, outcome) = match shed.reason {
+                ShedReason::DeadlinePassed => {
+                    shared.metrics.deadline_passed.with_label_values(&[class.as_str()]).inc();
+                    let why = format!("the {class} request waited past its queue deadline");
+                    (service::unavailable_status(shed.retry_after_s, &why), Outcome::PlatformError)
+                }
+                ShedReason::TimedOut | ShedReason::QueueFull => {
+                    shared.metrics.shed.with_label_values(&[class.as_str()]).inc();
+                    (service::shed_status(shed.retry_after_s, &format!("the {class} queue timed out")), Outcome::Shed)
+                }
+            };
             let shared = shared.clone();
             tokio::spawn(async move {
-                runner::record_shed(&shared, &pending).await;
+                runner::record_unserved(&shared, &pending, outcome).await;
                 let _ = pending.events.send(Err(status)).await;
             });
         }
-        for (pending, worker) in started {
-            tokio::spawn(runner::run(shared.clone(), pending, worker));
+        for (pending, lease) in dispatched.started {
+            tokio::spawn(runner::run(shared.clone(), pending, lease));
         }
     }
 }
@@ -353,37 +211,11 @@ pub async fn dispatch_loop(shared: Arc<Shared>, shutdown: Shutdown) {
 mod tests {
     use super::*;
 
-    fn core() -> Core {
-        Core {
-            queues: ClassQueues::new(QueueLimits::default()),
-            buckets: HashMap::new(),
-            workers: Vec::new(),
-            affinity: HashMap::new(),
-            buckets_checked_at: 0,
-        }
-    }
-
     #[test]
-    fn only_full_buckets_are_forgotten_and_forgetting_them_changes_nothing() {
-        let contract = ActiveContract { id: Uuid::nil(), rate_tokens_per_s: 10, allow_burst: true };
-        let mut core = core();
-        let (admission, _) = core.admit(&[contract], 30_000, false, 0);
-        assert_eq!(admission.class, PriorityClass::Reserved);
-        core.forget_full_buckets(1_000_000);
-        assert_eq!(core.buckets.len(), 1, "20 of 40 tokens after 1 s: kept");
-        core.forget_full_buckets(3_000_000);
-        assert!(core.buckets.is_empty(), "full again after 3 s: forgotten");
-        let remade = core.bucket(&contract, 3_000_000).bucket.clone();
-        assert_eq!(remade, new_bucket(&contract, 3_000_000).bucket);
-    }
-
-    #[test]
-    fn the_spillover_switch_is_read_from_the_contract_each_time() {
-        let mut contract = ActiveContract { id: Uuid::nil(), rate_tokens_per_s: 1, allow_burst: true };
-        let mut core = core();
-        assert_eq!(core.admit(&[contract], 10_000, false, 0).0.class, PriorityClass::Reserved);
-        assert_eq!(core.admit(&[contract], 1_000, false, 0).0.class, PriorityClass::Burst);
-        contract.allow_burst = false;
-        assert_eq!(core.admit(&[contract], 1_000, false, 0).0.class, PriorityClass::Spot);
+    fn a_reserved_request_may_wait_four_times_its_ttft_target() {
+        // Enterprise: 500 ms base; 300 prompt tokens at 1000/s add 300 ms.
+        assert_eq!(queue_deadline_micros(Tier::Enterprise, 300, 1000), 4 * 800_000);
+        assert_eq!(queue_deadline_micros(Tier::Standard, 300, 0), 4 * 2_000_000, "prefill rate not measured");
+        assert_eq!(queue_deadline_micros(Tier::Premium, u64::MAX, 1), u64::MAX, "saturates");
     }
 }

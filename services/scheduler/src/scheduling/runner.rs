@@ -14,9 +14,8 @@ use std::time::{Duration, Instant};
 
 use reservoir_domain::{Outcome, PriorityClass};
 use reservoir_proto::v1 as pb;
-use reservoir_proto::v1::worker_service_client::WorkerServiceClient;
-use reservoir_runtime::InternalChannel;
 
+use super::lease::{Client, Lease};
 use super::usage::{self, Clock, Served};
 use super::{Pending, Shared};
 
@@ -30,8 +29,6 @@ const BUSY_BACKOFF: Duration = Duration::from_millis(20);
 const BUSY_WAIT: Duration = Duration::from_secs(30);
 /// How long the worker has to answer what a cancelled request used.
 const CANCEL_WAIT: Duration = Duration::from_secs(3);
-
-type Client = WorkerServiceClient<InternalChannel>;
 
 fn event(e: pb::complete_event::Event) -> pb::CompleteEvent {
     pb::CompleteEvent { event: Some(e) }
@@ -51,23 +48,16 @@ enum Attempt {
     Refused(tonic::Status),
 }
 
-/// The worker a request runs on now.
-struct Placement {
-    /// Index in the scheduler's worker table; `None` once it holds no slot.
-    index: Option<usize>,
-    id: String,
-    client: Client,
-}
-
-pub async fn run(shared: Arc<Shared>, pending: Pending, first_worker: usize) {
+/// Runs `pending` on the worker `lease` holds a slot of. The request holds
+/// at most one lease at a time: it is dropped (its slot given back) before
+/// the request waits for another worker, and before its record is written.
+pub async fn run(shared: Arc<Shared>, pending: Pending, lease: Lease) {
     let mut clock = Clock::starting(pending.received_at);
     let catalog_version = shared.directory.catalog_version().await.unwrap_or(0);
-    let mut at = {
-        let core = shared.core.lock().await;
-        let w = &core.workers[first_worker];
-        Placement { index: Some(first_worker), id: w.endpoint.id.clone(), client: w.client.clone() }
-    };
-    if let Some(known) = usage::at_dispatch(&pending, &clock, &at.id, catalog_version)
+    // The last worker the request ran on: its record names it.
+    let mut worker_id = lease.worker_id().to_owned();
+    let mut held = Some(lease);
+    if let Some(known) = usage::at_dispatch(&pending, &clock, &worker_id, catalog_version)
         && let Err(e) = shared.usage.begin(&known).await
     {
         tracing::error!(request = %pending.request.request_id, error = %e, "cannot note the request in the usage log");
@@ -75,7 +65,7 @@ pub async fn run(shared: Arc<Shared>, pending: Pending, first_worker: usize) {
     let max_tokens = pending.request.params.as_ref().map(|p| p.max_tokens).unwrap_or(0);
     let admitted = pb::Admitted {
         class: pb::PriorityClass::from(pending.class).into(),
-        worker_id: at.id.clone(),
+        worker_id: worker_id.clone(),
         contract_id: pending.contract.map(|c| c.id.to_string()).unwrap_or_default(),
         max_tokens,
     };
@@ -87,9 +77,9 @@ pub async fn run(shared: Arc<Shared>, pending: Pending, first_worker: usize) {
         outcome = Outcome::ClientCancelled;
     } else {
         let (mut losses, busy_until) = (0, Instant::now() + BUSY_WAIT);
-        loop {
+        while let Some(at) = held.as_mut() {
             let request = generate_request(&shared, &pending, &sent);
-            match stream_once(&mut at.client, request, &pending, &mut sent, &mut clock, &shared.metrics).await {
+            match stream_once(at.client(), request, &pending, &mut sent, &mut clock, &shared.metrics).await {
                 Attempt::Finished(f) => {
                     outcome = finished_outcome(&f);
                     served_usage = f.usage;
@@ -106,43 +96,37 @@ pub async fn run(shared: Arc<Shared>, pending: Pending, first_worker: usize) {
                     // charge back, and the worker is fine.
                     let _ = pending.events.send(Err(status)).await;
                     settle(&shared, &pending, 0).await;
-                    release(&shared, &mut at).await;
                     return;
                 }
                 Attempt::WorkerBusy => {
                     // The worker is fine but full (its queue is bounded on its
-                    // own): ask again shortly, any worker with room.
+                    // own): ask again shortly, any worker of the model with room.
                     if Instant::now() >= busy_until {
                         break;
                     }
-                    release(&shared, &mut at).await;
+                    drop(held.take()); // its slot back while the request waits
                     tokio::time::sleep(BUSY_BACKOFF).await;
-                    match another_worker(&shared, pending.class, None).await {
-                        Some(next) => at = next,
-                        None => break,
-                    }
+                    held = another_worker(&shared, &pending, None).await;
                 }
                 Attempt::WorkerLost => {
                     losses += 1;
-                    tracing::warn!(request = %pending.request.request_id, losses, worker = %at.id,
+                    tracing::warn!(request = %pending.request.request_id, losses, worker = %worker_id,
                         tokens_sent = sent.len(), "worker lost mid-request; continuing on another");
-                    let lost = at.index;
-                    if let Some(index) = lost {
-                        shared.core.lock().await.mark_unhealthy(index);
-                    }
-                    release(&shared, &mut at).await;
-                    let next =
-                        if losses >= LOSSES_MAX { None } else { another_worker(&shared, pending.class, lost).await };
-                    match next {
-                        Some(next) => at = next,
-                        None => break,
+                    let lost = at.index();
+                    shared.core.lock().await.mark_unhealthy(lost);
+                    drop(held.take());
+                    if losses < LOSSES_MAX {
+                        held = another_worker(&shared, &pending, Some(lost)).await;
                     }
                 }
             }
+            if let Some(next) = &held {
+                next.worker_id().clone_into(&mut worker_id);
+            }
         }
     }
-    release(&shared, &mut at).await;
-    let served = Served { usage: served_usage, sent: sent.len(), worker_id: at.id.clone() };
+    drop(held);
+    let served = Served { usage: served_usage, sent: sent.len(), worker_id };
     let charged = write_record(&shared, &pending, outcome, &served, &clock, catalog_version).await;
     match (&finish, charged) {
         (Some(f), Ok(())) => {
@@ -190,20 +174,11 @@ fn generate_request(shared: &Shared, pending: &Pending, sent: &[u32]) -> pb::Gen
     }
 }
 
-/// Gives the request's worker slot back (once) and wakes the dispatcher.
-async fn release(shared: &Shared, at: &mut Placement) {
-    if let Some(index) = at.index.take() {
-        shared.core.lock().await.release(index);
-        shared.wake.notify_one();
-    }
-}
-
 /// Settles the contract's bucket: the admission charge is replaced by what ran.
 async fn settle(shared: &Shared, pending: &Pending, used_milli: u64) {
     if let Some(contract) = pending.contract.filter(|_| pending.class == PriorityClass::Reserved) {
         let now = shared.now();
-        let mut core = shared.core.lock().await;
-        core.bucket(&contract, now).bucket.settle(pending.charged_milli, used_milli, now);
+        shared.core.lock().await.settle(&contract, pending.charged_milli, used_milli, now);
     }
 }
 
@@ -296,27 +271,26 @@ async fn cancel(client: &mut Client, request_id: &str, mut stream: tonic::Stream
     Attempt::ClientGone(tokio::time::timeout(CANCEL_WAIT, drained).await.ok().flatten())
 }
 
-/// Waits (bounded) for a healthy worker with room, other than `lost` if given.
-async fn another_worker(shared: &Shared, class: PriorityClass, lost: Option<usize>) -> Option<Placement> {
+/// Waits (bounded) for a healthy worker of the request's model with room,
+/// other than `lost` if given.
+async fn another_worker(shared: &Shared, pending: &Pending, lost: Option<usize>) -> Option<Lease> {
     let deadline = Instant::now() + FAILOVER_WAIT;
+    let cap = shared.in_flight_cap(pending.class);
     while Instant::now() < deadline {
-        {
-            let mut core = shared.core.lock().await;
-            if let Some(i) = core.free_worker(shared.in_flight_cap(class), lost) {
-                core.workers[i].in_flight += 1;
-                let w = &core.workers[i];
-                return Some(Placement { index: Some(i), id: w.endpoint.id.clone(), client: w.client.clone() });
-            }
+        if let Some(lease) = shared.core.lock().await.lease_another(&pending.request.model, cap, lost) {
+            return Some(lease);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     None
 }
 
-/// Writes the usage record of a shed request: nothing served, what it asked
-/// for as demand. Returns once it is on disk.
-pub async fn record_shed(shared: &Shared, pending: &Pending) {
+/// Writes the usage record of a request that left its queue unserved
+/// (`Shed` for load, `PlatformError` past a reserved request's deadline):
+/// nothing served, what it asked for as demand, its bucket charge given
+/// back. Returns once it is on disk.
+pub async fn record_unserved(shared: &Shared, pending: &Pending, outcome: Outcome) {
     let clock = Clock::starting(pending.received_at);
     let catalog_version = shared.directory.catalog_version().await.unwrap_or(0);
-    let _ = write_record(shared, pending, Outcome::Shed, &Served::default(), &clock, catalog_version).await;
+    let _ = write_record(shared, pending, outcome, &Served::default(), &clock, catalog_version).await;
 }

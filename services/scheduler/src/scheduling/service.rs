@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use reservoir_domain::{ModelId, PriorityClass, TenantId};
+use reservoir_domain::{ModelId, PriorityClass, TenantId, WorkerId};
 use reservoir_proto::v1 as pb;
 use reservoir_proto::v1::scheduler_service_server::SchedulerService;
 use reservoir_sched::completion_bound;
@@ -12,8 +12,9 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use super::state::RegisterError;
 use super::tokenizers::PromptTokens;
-use super::{Pending, Shared, WorkerEndpoint, workers};
+use super::{Pending, Shared, WorkerEndpoint, queue_deadline_micros, workers};
 
 /// Events buffered per request between its runner and its client.
 const EVENTS_BUFFER: usize = 64;
@@ -24,7 +25,15 @@ pub struct Scheduler {
 
 /// RESOURCE_EXHAUSTED with a `retry-after` entry, as the gateway maps to 429.
 pub fn shed_status(retry_after_s: u32, why: &str) -> Status {
-    let mut status = Status::resource_exhausted(format!("{why}; retry after {retry_after_s} s"));
+    with_retry_after(Status::resource_exhausted(format!("{why}; retry after {retry_after_s} s")), retry_after_s)
+}
+
+/// UNAVAILABLE with a `retry-after` entry, as the gateway maps to 503.
+pub fn unavailable_status(retry_after_s: u32, why: &str) -> Status {
+    with_retry_after(Status::unavailable(format!("{why}; retry after {retry_after_s} s")), retry_after_s)
+}
+
+fn with_retry_after(mut status: Status, retry_after_s: u32) -> Status {
     if let Ok(value) = retry_after_s.to_string().parse() {
         status.metadata_mut().insert("retry-after", value);
     }
@@ -40,23 +49,19 @@ impl SchedulerService for Scheduler {
         req: Request<pb::RegisterWorkerRequest>,
     ) -> Result<Response<pb::RegisterWorkerResponse>, Status> {
         let r = req.into_inner();
-        let id_ok = !r.worker_id.is_empty()
-            && r.worker_id.len() <= 64
-            && r.worker_id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-        if !id_ok {
-            return Err(Status::invalid_argument("worker_id must be 1 to 64 letters, digits, '-', '_' or '.'"));
-        }
+        let id: WorkerId = r.worker_id.parse().map_err(|e| Status::invalid_argument(format!("{e}")))?;
         let url_ok = (r.url.starts_with("http://") || r.url.starts_with("https://"))
             && r.url.parse::<tonic::transport::Uri>().is_ok_and(|u| u.host().is_some());
         if !url_ok {
             return Err(Status::invalid_argument("url must be an http(s) URL with a host, e.g. http://10.0.0.5:50061"));
         }
-        let known = workers::register(&self.shared, WorkerEndpoint { id: r.worker_id, url: r.url }).await.map_err(
-            |e| match e {
-                workers::RegisterError::Full => Status::resource_exhausted(e.to_string()),
-                workers::RegisterError::BadUrl(_) => Status::invalid_argument(e.to_string()),
-            },
-        )?;
+        let known =
+            workers::register(&self.shared, WorkerEndpoint { id: id.to_string(), url: r.url }).await.map_err(|e| {
+                match e {
+                    RegisterError::Full => Status::resource_exhausted(e.to_string()),
+                    RegisterError::BadUrl(_) => Status::invalid_argument(e.to_string()),
+                }
+            })?;
         Ok(Response::new(pb::RegisterWorkerResponse { known }))
     }
 
@@ -64,17 +69,7 @@ impl SchedulerService for Scheduler {
         &self,
         _: Request<pb::ListWorkersRequest>,
     ) -> Result<Response<pb::ListWorkersResponse>, Status> {
-        let core = self.shared.core.lock().await;
-        let workers = core
-            .workers
-            .iter()
-            .map(|w| pb::WorkerStatus {
-                worker_id: w.endpoint.id.clone(),
-                model_id: w.model_id.clone(),
-                healthy: w.healthy,
-                in_flight: u32::try_from(w.in_flight).unwrap_or(u32::MAX),
-            })
-            .collect();
+        let workers = self.shared.core.lock().await.statuses();
         Ok(Response::new(pb::ListWorkersResponse { workers }))
     }
 
@@ -96,11 +91,13 @@ impl SchedulerService for Scheduler {
         // before the request is admitted and its stream has started.
         let params = request.params.get_or_insert_with(Default::default);
         self.shared.tokenizers.check_fits(model.as_str(), &prompt_tokens, params).map_err(Status::invalid_argument)?;
-        let weights = self.shared.directory.weights(model.as_str()).await?;
+        let facts = self.shared.directory.model(model.as_str()).await?;
+        let weights = facts.weights;
         let contracts = self.shared.directory.contracts(tenant.as_str(), model.as_str()).await?;
         // Admission charges prompt weight x prompt tokens + completion weight
         // x max_tokens; the worker's counts settle it when the request ends.
-        let estimate_milli = weights.cost_milli(prompt_tokens.count(), u64::from(completion_bound(params.max_tokens)));
+        let prompt_count = prompt_tokens.count();
+        let estimate_milli = weights.cost_milli(prompt_count, u64::from(completion_bound(params.max_tokens)));
 
         let (events, events_rx) = mpsc::channel(EVENTS_BUFFER);
         let now = self.shared.now();
@@ -109,7 +106,7 @@ impl SchedulerService for Scheduler {
         if admission.class == PriorityClass::Spot {
             let params = request.params.get_or_insert_with(Default::default);
             let asked = if params.max_tokens == 0 { u32::MAX } else { params.max_tokens };
-            let allowed = core.queues.spot_max_tokens(asked);
+            let allowed = core.spot_max_tokens(model.as_str(), asked);
             if allowed != asked {
                 params.max_tokens = allowed;
             }
@@ -130,8 +127,14 @@ impl SchedulerService for Scheduler {
         } else {
             (admission.class, tenant.to_string())
         };
-        let entry = Entry { tenant: queue_tenant, cost_milli: estimate_milli, enqueued_at: now, item: pending };
-        let pushed = core.queues.push(queue_class, entry, now);
+        // A reserved request waits at most a few times its TTFT target
+        // (under the contract it is served by); then it is answered 503.
+        let deadline = contract
+            .filter(|_| queue_class == PriorityClass::Reserved)
+            .map(|c| now.saturating_add(queue_deadline_micros(c.tier, prompt_count, facts.prefill_tokens_per_s)));
+        let entry =
+            Entry { tenant: queue_tenant, cost_milli: estimate_milli, enqueued_at: now, deadline, item: pending };
+        let pushed = core.enqueue(queue_class, entry, now);
         drop(core);
         let class_label = [admission.class.as_str()];
         if pushed.is_ok() {
@@ -139,7 +142,7 @@ impl SchedulerService for Scheduler {
         }
         if let Err((shed, entry)) = pushed {
             self.shared.metrics.shed.with_label_values(&class_label).inc();
-            super::runner::record_shed(&self.shared, &entry.item).await;
+            super::runner::record_unserved(&self.shared, &entry.item, reservoir_domain::Outcome::Shed).await;
             // Only burst and spot are ever shed, and they took nothing from a bucket.
             return Err(shed_status(shed.retry_after_s, &format!("the {} queue is full", admission.class)));
         }
