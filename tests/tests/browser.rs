@@ -115,7 +115,10 @@ async fn an_operator_bills_a_tenant_who_then_finds_the_invoice_in_the_console(po
     b.follow("SLA").await;
     assert!(b.text().await.contains("Schedule maintenance"));
     b.screenshot("admin-sla").await;
-    b.assert_no_console_errors("capacity and SLA", &[]).await;
+    b.follow("Catalog").await;
+    assert!(b.text().await.contains("Review the edit"));
+    b.screenshot("admin-catalog").await;
+    b.assert_no_console_errors("capacity, SLA and catalog", &[]).await;
 
     // A phone-sized screen: no page scrolls sideways (wide tables scroll
     // inside their own box).
@@ -144,6 +147,15 @@ async fn an_operator_bills_a_tenant_who_then_finds_the_invoice_in_the_console(po
     assert_eq!(b.path().await, "/console");
     assert!(b.text().await.contains("Contracts (2)"), "{}", b.text().await);
     b.screenshot("console-contracts").await;
+    // The tenant reserves throughput itself, quoted first.
+    b.follow("Reserve throughput").await;
+    b.fill("#rate", "5").await;
+    b.choose("#term", "hourly").await;
+    b.click("main form button[type=submit]").await;
+    assert!(b.text().await.contains("Quote for acme"));
+    b.screenshot("console-quote").await;
+    b.click("main form[method=post] button[type=submit]").await;
+    assert!(b.text().await.contains("Contracts (3)"), "{}", b.text().await);
     b.follow("Invoices").await;
     assert!(b.text().await.contains(&number), "the tenant sees {number}");
     b.screenshot("console-invoices").await;

@@ -101,3 +101,75 @@ async fn maintenance_is_scheduled_and_cancelled_and_closing_a_month_asks_first(p
     assert_eq!(status, 303);
     assert!(page(&p, &location, &cookie).await.2.contains(&format!("{last} closed: 0 contracts")));
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_catalog_edit_is_reviewed_then_published_as_a_new_version(pool: PgPool) {
+    let p = Platform::start(pool.clone()).await;
+    let cookie = admin(&p).await;
+    let (status, _, shown) = page(&p, "/admin/ui/catalog", &cookie).await;
+    assert_eq!(status, 200);
+    assert!(shown.contains("Version 1,") && shown.contains("0.0100") && shown.contains("and above"), "{shown}");
+    let token = csrf(&shown);
+
+    // The edit starts from the document the JSON API gives.
+    let current: serde_json::Value = p
+        .http
+        .get(p.url("/admin/catalog"))
+        .bearer_auth(p.admin_token())
+        .send()
+        .await
+        .expect("catalog")
+        .json()
+        .await
+        .expect("json");
+    let mut edited = current["catalog"].clone();
+    edited["models"][MODEL]["reservation"]["tiers"][0]["unit_price"] = serde_json::json!("0.0125");
+    let document = edited.to_string();
+
+    let (status, _, refused) =
+        post(&p, "/admin/ui/catalog/review", &cookie, &[("csrf", token.as_str()), ("document", "{\"currency\": 5}")])
+            .await;
+    assert_eq!(status, 422);
+    assert!(refused.contains("Not a catalog"), "{refused}");
+    let (status, _, review) =
+        post(&p, "/admin/ui/catalog/review", &cookie, &[("csrf", token.as_str()), ("document", document.as_str())])
+            .await;
+    assert_eq!(status, 200, "{review}");
+    assert!(review.contains("Publish as version 2?") && review.contains("0.0125"), "{review}");
+    let versions = || sqlx::query_scalar::<_, i64>("SELECT count(*) FROM contracts.catalog_versions").fetch_one(&pool);
+    assert_eq!(versions().await.expect("n"), 1, "reviewing publishes nothing");
+
+    let (status, location, _) =
+        post(&p, "/admin/ui/catalog", &cookie, &[("csrf", token.as_str()), ("document", document.as_str())]).await;
+    assert_eq!(status, 303);
+    assert!(page(&p, &location, &cookie).await.2.contains("Published catalog version 2"));
+    assert_eq!(versions().await.expect("n"), 2, "version 1 stays as it was");
+    let forged = [("csrf", "x"), ("document", document.as_str())];
+    assert_eq!(post(&p, "/admin/ui/catalog", &cookie, &forged).await.0, 403);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_tenant_orders_for_itself_whatever_the_form_says(pool: PgPool) {
+    let p = Platform::start(pool.clone()).await;
+    let cookie = session(&sign_in(&p, "/console/sign-in", &p.tenant_token("acme"), false).await.2);
+    let query = "tenant=mallory&model=smollm2-135m-instruct&rate=5&tier=standard&term=hourly";
+    let (status, _, quote) = page(&p, &format!("/console/contracts/quote?{query}"), &cookie).await;
+    assert_eq!(status, 200, "{quote}");
+    assert!(quote.contains("Quote for acme") && !quote.contains("mallory"), "{quote}");
+    let form = [
+        ("csrf", csrf(&quote)),
+        ("idempotency_key", "k1".to_owned()),
+        ("tenant", "mallory".to_owned()),
+        ("model", MODEL.to_owned()),
+        ("rate", "5".to_owned()),
+        ("tier", "standard".to_owned()),
+        ("term", "hourly".to_owned()),
+    ];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, location, _) = post(&p, "/console/contracts", &cookie, &form).await;
+    assert_eq!((status, location.as_str()), (303, "/console"));
+    let owners: Vec<String> =
+        sqlx::query_scalar("SELECT tenant_id FROM contracts.reservations").fetch_all(&pool).await.expect("owners");
+    assert_eq!(owners, ["acme"]);
+    assert_eq!(page(&p, "/admin/ui/contracts/new", &cookie).await.0, 403, "the operator's form is not the tenant's");
+}

@@ -18,7 +18,8 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 
 use crate::extract::PathParam;
-use crate::portal::page::{Area, Chrome, PageQuery, STALE_FORM, html, refusal};
+use crate::portal::order::{self, OrderForm, Ordering, ReserveForm};
+use crate::portal::page::{Area, Chrome, PageForm, PageQuery, STALE_FORM, html, refusal};
 use crate::portal::session::{self, ConsoleUser, Side, csrf_ok};
 use crate::portal::tenant_view::{self, TenantView, period_or_current};
 use crate::routes::billing::respond;
@@ -201,6 +202,44 @@ pub async fn invoices(
     PageQuery(q): PageQuery<PeriodQuery>,
 ) -> Response {
     page(state, user, q.period, Part::Invoices, "Invoices").await
+}
+
+/// Where a tenant orders: for itself, back to its contracts.
+fn ordering(user: &ConsoleUser) -> Ordering {
+    Ordering { chrome: chrome(user, "Contracts"), base: "/console/contracts", tenant: Some(user.tenant.to_string()) }
+}
+
+/// `/console/contracts/new`: the order form.
+pub async fn new_contract(
+    State(state): State<AppState>,
+    user: ConsoleUser,
+    PageQuery(form): PageQuery<OrderForm>,
+) -> Response {
+    order::new_page(&state, ordering(&user), form, None).await
+}
+
+/// `/console/contracts/quote`: the order's price; nothing is reserved yet.
+pub async fn quote(
+    State(state): State<AppState>,
+    user: ConsoleUser,
+    PageQuery(form): PageQuery<OrderForm>,
+) -> Response {
+    order::quote_page(&state, ordering(&user), form).await
+}
+
+/// Reserves the quoted order for the session's tenant.
+pub async fn reserve(
+    State(state): State<AppState>,
+    user: ConsoleUser,
+    PageForm(form): PageForm<ReserveForm>,
+) -> Response {
+    if !csrf_ok(&user.csrf, &form.csrf) {
+        return refusal(StatusCode::FORBIDDEN, STALE_FORM);
+    }
+    match order::reserve(&state, ordering(&user), form).await {
+        Ok(_) => Redirect::to("/console").into_response(),
+        Err(refused) => refused,
+    }
 }
 
 /// `/console/invoices/{id}.pdf` (or `.csv`): the tenant's own invoice only.

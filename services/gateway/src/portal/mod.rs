@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod console;
+pub mod order;
 pub mod page;
 pub mod pool;
 pub mod session;
@@ -17,9 +18,12 @@ use crate::state::AppState;
 
 /// Every page of the portal.
 pub fn routes() -> Router<AppState> {
-    use admin::{billing, capacity, contracts, overview, sla, tenants};
+    use admin::{billing, capacity, catalog, contracts, overview, sla, tenants};
     Router::new()
         .route("/console", get(console::home))
+        .route("/console/contracts", post(console::reserve))
+        .route("/console/contracts/new", get(console::new_contract))
+        .route("/console/contracts/quote", get(console::quote))
         .route("/console/usage", get(console::usage))
         .route("/console/sla", get(console::sla))
         .route("/console/invoices", get(console::invoices))
@@ -43,6 +47,8 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/ui/sla/maintenance", post(sla::schedule_maintenance))
         .route("/admin/ui/sla/maintenance/{id}/cancel", post(sla::cancel_maintenance))
         .route("/admin/ui/sla/close", get(sla::close_page).post(sla::close))
+        .route("/admin/ui/catalog", get(catalog::page).post(catalog::publish))
+        .route("/admin/ui/catalog/review", post(catalog::review))
         .route("/admin/ui/billing", get(billing::billing))
         .route("/admin/ui/billing/confirm", get(billing::confirm))
         .route("/admin/ui/billing/do", post(billing::act))

@@ -7,14 +7,14 @@ use askama::Template;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use reservoir_domain::{ReservationStatus, Term, Tier};
-use reservoir_proto::time::timestamp;
+use reservoir_domain::{ReservationStatus, Term};
 use reservoir_proto::v1 as pb;
 use serde::Deserialize;
 
 use crate::api::Reservation;
 use crate::extract::PathParam;
 use crate::portal::admin::chrome;
+use crate::portal::order::{self, OrderForm, Ordering, ReserveForm};
 use crate::portal::page::{Chrome, PAGE_ROWS, PageForm, PageQuery, Pager, STALE_FORM, html, refusal, service_refusal};
 use crate::portal::session::{AdminUser, csrf_ok};
 use crate::state::AppState;
@@ -139,141 +139,19 @@ pub async fn list(State(state): State<AppState>, user: AdminUser, PageQuery(q): 
     html(StatusCode::OK, &page)
 }
 
-/// What an operator orders for a tenant: the fields of the JSON API's
-/// reservation request, as a form sends them.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct OrderForm {
-    #[serde(default)]
-    pub tenant: String,
-    #[serde(default)]
-    pub model: String,
-    #[serde(default)]
-    pub rate: String,
-    #[serde(default)]
-    pub tier: String,
-    #[serde(default)]
-    pub term: String,
-    /// `YYYY-MM-DDTHH:MM` in UTC (a datetime-local input); now when empty.
-    #[serde(default)]
-    pub starts_at: String,
-    /// A checkbox: present when ticked.
-    pub allow_burst: Option<String>,
-}
-
-impl OrderForm {
-    /// The gRPC order, or what is wrong with the form.
-    fn order(&self) -> Result<pb::QuoteRequest, String> {
-        let rate: u32 = self
-            .rate
-            .trim()
-            .parse()
-            .ok()
-            .filter(|r| *r > 0)
-            .ok_or_else(|| "The rate is a whole number of tokens per second, at least 1.".to_owned())?;
-        let tier = Tier::ALL
-            .iter()
-            .find(|t| t.as_str() == self.tier)
-            .ok_or_else(|| format!("Unknown tier {:?}.", self.tier))?;
-        let term = Term::ALL
-            .iter()
-            .find(|t| t.as_str() == self.term)
-            .ok_or_else(|| format!("Unknown term {:?}.", self.term))?;
-        let starts_at = match self.starts_at.trim() {
-            "" => None,
-            text => Some(
-                chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M")
-                    .map_err(|_| format!("The start {text:?} is not a date and time (YYYY-MM-DDTHH:MM, UTC)."))?
-                    .and_utc(),
-            ),
-        };
-        Ok(pb::QuoteRequest {
-            tenant_id: self.tenant.trim().to_owned(),
-            model: self.model.trim().to_owned(),
-            rate_tokens_per_s: rate,
-            tier: pb::Tier::from(*tier).into(),
-            term: pb::Term::from(*term).into(),
-            starts_at: starts_at.map(timestamp),
-            ends_at: None,
-        })
-    }
-
-    fn burst(&self) -> bool {
-        self.allow_burst.is_some()
-    }
-}
-
-#[derive(Template)]
-#[template(path = "portal/admin_contract_new.html")]
-struct NewPage {
-    chrome: Chrome,
-    form: OrderForm,
-    models: Vec<String>,
-    tiers: Vec<&'static str>,
-    terms: Vec<&'static str>,
-    problem: Option<String>,
-}
-
-async fn new_page(state: &AppState, user: &AdminUser, form: OrderForm, problem: Option<String>) -> Response {
-    let models = match state.contracts.clone().list_models(pb::ListModelsRequest {}).await {
-        Ok(reply) => reply.into_inner().models.into_iter().map(|m| m.id).collect(),
-        Err(status) => return service_refusal(status),
-    };
-    let status = if problem.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
-    let page = NewPage {
-        chrome: chrome(user, "Contracts", None),
-        form,
-        models,
-        tiers: Tier::ALL.iter().map(|t| t.as_str()).collect(),
-        terms: Term::ALL.iter().map(|t| t.as_str()).collect(),
-        problem,
-    };
-    html(status, &page)
+/// Where an operator orders: any tenant, back to the contracts list.
+fn ordering(user: &AdminUser) -> Ordering {
+    Ordering { chrome: chrome(user, "Contracts", None), base: "/admin/ui/contracts", tenant: None }
 }
 
 /// `/admin/ui/contracts/new`: the order form (a tenant may be given).
 pub async fn new(State(state): State<AppState>, user: AdminUser, PageQuery(form): PageQuery<OrderForm>) -> Response {
-    new_page(&state, &user, form, None).await
+    order::new_page(&state, ordering(&user), form, None).await
 }
 
-#[derive(Template)]
-#[template(path = "portal/admin_contract_quote.html")]
-struct QuotePage {
-    chrome: Chrome,
-    form: OrderForm,
-    quote: reservoir_pricing::Quote,
-    /// Makes a resubmitted form answer the same reservation.
-    idempotency_key: String,
-}
-
-/// `/admin/ui/contracts/quote`: the price of the order, with its breakdown,
-/// and the button that reserves it. Nothing is reserved yet.
+/// `/admin/ui/contracts/quote`: the order's price; nothing is reserved yet.
 pub async fn quote(State(state): State<AppState>, user: AdminUser, PageQuery(form): PageQuery<OrderForm>) -> Response {
-    let order = match form.order() {
-        Ok(order) => order,
-        Err(problem) => return new_page(&state, &user, form, Some(problem)).await,
-    };
-    let quote = match state.contracts.clone().quote(order).await {
-        Ok(reply) => reply.into_inner().quote.map(reservoir_pricing::Quote::try_from),
-        Err(status) => return new_page(&state, &user, form, Some(status.message().to_owned())).await,
-    };
-    let Some(Ok(quote)) = quote else {
-        return refusal(StatusCode::BAD_GATEWAY, "The contracts service answered without a readable quote.");
-    };
-    let page = QuotePage {
-        chrome: chrome(&user, "Contracts", None),
-        form,
-        quote,
-        idempotency_key: uuid::Uuid::new_v4().to_string(),
-    };
-    html(StatusCode::OK, &page)
-}
-
-#[derive(Debug, Deserialize)]
-pub struct ReserveForm {
-    pub csrf: String,
-    pub idempotency_key: String,
-    #[serde(flatten)]
-    pub order: OrderForm,
+    order::quote_page(&state, ordering(&user), form).await
 }
 
 /// Reserves the quoted order; the list then shows it with the result.
@@ -285,18 +163,8 @@ pub async fn reserve(
     if !csrf_ok(&user.csrf, &form.csrf) {
         return refusal(StatusCode::FORBIDDEN, STALE_FORM);
     }
-    let order = match form.order.order() {
-        Ok(order) => order,
-        Err(problem) => return new_page(&state, &user, form.order, Some(problem)).await,
-    };
-    let request = pb::CreateReservationRequest {
-        order: Some(order),
-        idempotency_key: form.idempotency_key.clone(),
-        allow_burst: Some(form.order.burst()),
-    };
-    match state.contracts.clone().create_reservation(request).await {
-        Ok(created) => {
-            let r = created.into_inner();
+    match order::reserve(&state, ordering(&user), form).await {
+        Ok(r) => {
             let notice = format!(
                 "Reserved {} tokens/s of {} for {} (contract {})",
                 r.rate_tokens_per_s, r.model, r.tenant_id, r.id
@@ -305,7 +173,7 @@ pub async fn reserve(
                 .unwrap_or_default();
             Redirect::to(&format!("/admin/ui/contracts?{query}")).into_response()
         }
-        Err(status) => new_page(&state, &user, form.order, Some(status.message().to_owned())).await,
+        Err(refused) => refused,
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod billing;
 pub mod capacity;
+pub mod catalog;
 pub mod contracts;
 pub mod overview;
 pub mod sla;
