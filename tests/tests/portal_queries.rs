@@ -162,9 +162,18 @@ async fn a_models_usage_comes_in_buckets_over_time(pool: PgPool) {
         })
         .collect();
     assert_eq!(seen, [(0, 2, "150", "0"), (1, 1, "7", "7")], "every tenant together, empty hours left out");
-    for bad in [59, 86_401] {
+    // The same record again counts once.
+    let again = usage("r1", "acme", "", pb::PriorityClass::Spot, 100, hour + Duration::minutes(5));
+    let answer = metering.record_usage(pb::RecordUsageRequest { records: vec![again] }).await.expect("again");
+    assert_eq!(answer.into_inner().results[0].status(), pb::RecordStatus::Duplicate);
+    let buckets = metering.usage_series(series(3600)).await.expect("series").into_inner().buckets;
+    assert_eq!(buckets[0].weighted_tokens, "150", "a duplicate adds nothing");
+    let daily = metering.usage_series(series(86_400)).await.expect("daily").into_inner().buckets;
+    let total: u64 = daily.iter().map(|b| b.requests).sum();
+    assert_eq!(total, 3, "a day's buckets add up the same records");
+    for bad in [59, 1_800, 86_401] {
         assert_eq!(metering.usage_series(series(bad)).await.expect_err("bucket").code(), Code::InvalidArgument);
     }
-    let too_many = pb::UsageSeriesRequest { from: Some(timestamp(hour - Duration::days(30))), ..series(60) };
+    let too_many = pb::UsageSeriesRequest { from: Some(timestamp(hour - Duration::days(100))), ..series(3600) };
     assert_eq!(metering.usage_series(too_many).await.expect_err("buckets").code(), Code::InvalidArgument);
 }

@@ -76,6 +76,30 @@ pub fn reserved_steps(holdings: &[Holding], window: TimeRange) -> Vec<Step> {
     steps
 }
 
+/// The most reserved at any instant of each bucket of `bucket` length from
+/// `from` until `to` (the last bucket may be shorter), from `steps` as
+/// [`reserved_steps`] gives them (sorted, consecutive). One pass over both.
+pub fn peak_per_bucket(steps: &[Step], from: DateTime<Utc>, to: DateTime<Utc>, bucket: chrono::Duration) -> Vec<Step> {
+    let mut peaks = Vec::new();
+    if bucket <= chrono::Duration::zero() {
+        return peaks;
+    }
+    let mut first = 0;
+    let mut start = from;
+    while start < to {
+        let end = (start + bucket).min(to);
+        // Steps that ended by this bucket's start are behind every later one too.
+        while first < steps.len() && steps[first].to.is_some_and(|t| t <= start) {
+            first += 1;
+        }
+        let peak =
+            steps[first..].iter().take_while(|s| s.from < end).map(|s| s.reserved_tokens_per_s).max().unwrap_or(0);
+        peaks.push(Step { from: start, to: Some(end), reserved_tokens_per_s: peak });
+        start = end;
+    }
+    peaks
+}
+
 fn push_merged(steps: &mut Vec<Step>, from: DateTime<Utc>, to: Option<DateTime<Utc>>, rate: i128) {
     // A sum of u64 rates never goes negative: every end follows its start.
     let rate = u64::try_from(rate.max(0)).unwrap_or(u64::MAX);
@@ -125,6 +149,23 @@ mod tests {
             ]
         );
         assert_eq!(peak_reserved(&holdings, window), 15);
+    }
+
+    #[test]
+    fn each_bucket_holds_the_peak_of_the_steps_it_overlaps() {
+        let holdings = [hold(1, Some(3), 10), hold(2, None, 5), hold(5, Some(6), 7)];
+        let window = TimeRange::new(t(0), Some(t(8))).unwrap();
+        let steps = reserved_steps(&holdings, window);
+        let peaks: Vec<_> = peak_per_bucket(&steps, t(0), t(7), Duration::hours(2))
+            .iter()
+            .map(|s| (s.from, s.to, s.reserved_tokens_per_s))
+            .collect();
+        assert_eq!(
+            peaks,
+            vec![(t(0), Some(t(2)), 10), (t(2), Some(t(4)), 15), (t(4), Some(t(6)), 12), (t(6), Some(t(7)), 5),],
+            "the last bucket is cut at the end"
+        );
+        assert!(peak_per_bucket(&steps, t(0), t(7), Duration::zero()).is_empty());
     }
 
     #[test]

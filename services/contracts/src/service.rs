@@ -1,7 +1,7 @@
 //! The gRPC face of the contracts service: convert, call, convert back.
 
 use chrono::{Duration, Utc};
-use reservoir_domain::capacity::reserved_steps;
+use reservoir_domain::capacity::{peak_per_bucket, reserved_steps};
 use reservoir_domain::{Currency, ModelId, TenantId, Tier, TimeRange};
 use reservoir_proto::enums::{status_from_pb, term_from_pb, tier_from_pb, unless_unspecified};
 use reservoir_proto::v1 as pb;
@@ -232,7 +232,14 @@ impl ContractService for Contracts {
         let holdings: Vec<_> =
             ledger::holdings(&mut conn, &model_id, window).await?.into_iter().map(|h| h.holding).collect();
         let sellable = model.sellable_tokens_per_s();
-        let steps = reserved_steps(&holdings, window)
+        let mut steps = reserved_steps(&holdings, window);
+        if let Some(bucket_s) = r.bucket_s {
+            if !(60..=86_400).contains(&bucket_s) || (to - from).num_seconds() / i64::from(bucket_s) > 2_000 {
+                return Err(ContractsError::Invalid("bucket_s must be 60 to 86400, at most 2000 buckets".into()).into());
+            }
+            steps = peak_per_bucket(&steps, from, to, Duration::seconds(i64::from(bucket_s)));
+        }
+        let steps = steps
             .into_iter()
             .map(|s| {
                 let reserved = u32::try_from(s.reserved_tokens_per_s).unwrap_or(u32::MAX);

@@ -184,9 +184,9 @@ impl MeteringService for Metering {
     ) -> Result<Response<pb::UsageSeriesResponse>, Status> {
         let r = req.get_ref();
         let (from, to) = span(r.from.as_ref(), r.to.as_ref())?;
-        if !(SERIES_BUCKET_S_MIN..=SERIES_BUCKET_S_MAX).contains(&r.bucket_s) {
+        if !(SERIES_BUCKET_S_MIN..=SERIES_BUCKET_S_MAX).contains(&r.bucket_s) || !r.bucket_s.is_multiple_of(3600) {
             return Err(MeteringError::Invalid(format!(
-                "bucket_s must be {SERIES_BUCKET_S_MIN} to {SERIES_BUCKET_S_MAX}"
+                "bucket_s must be whole hours from {SERIES_BUCKET_S_MIN} to {SERIES_BUCKET_S_MAX}"
             ))
             .into());
         }
@@ -210,8 +210,8 @@ impl MeteringService for Metering {
     }
 }
 
-/// Bounds of a usage series: a minute to a day per bucket, and few enough
-/// buckets that one answer stays small.
-const SERIES_BUCKET_S_MIN: u32 = 60;
+/// Bounds of a usage series: whole hours (the rollup's grain) up to a day
+/// per bucket, and few enough buckets that one answer stays small.
+const SERIES_BUCKET_S_MIN: u32 = 3_600;
 const SERIES_BUCKET_S_MAX: u32 = 86_400;
 const SERIES_BUCKETS_MAX: i64 = 2_000;

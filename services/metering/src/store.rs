@@ -51,13 +51,23 @@ async fn insert_batch(pool: &PgPool, records: &[UsageRecord]) -> Result<Vec<Stor
         records.iter().map(|r| i32::try_from(f(r)).unwrap_or(i32::MAX)).collect::<Vec<i32>>()
     };
     let inserted: Vec<String> = sqlx::query_scalar(
-        "INSERT INTO metering.usage_records (request_id, tenant_id, contract_id, model_id, class, outcome, \
-         prompt_tokens, cached_prompt_tokens, completion_tokens, weighted_tokens, demand_weighted_tokens, \
+        // One statement: the records it stores (not the duplicates) are
+        // added to the hourly rollup, in key order so that two batches lock
+        // the rollup's rows in the same order.
+        "WITH stored AS (INSERT INTO metering.usage_records (request_id, tenant_id, contract_id, model_id, class, \
+         outcome, prompt_tokens, cached_prompt_tokens, completion_tokens, weighted_tokens, demand_weighted_tokens, \
          queue_ms, ttft_ms, total_ms, worker_id, started_at, finished_at, catalog_version) \
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::text[], \
          $7::int[], $8::int[], $9::int[], $10::numeric[], $11::numeric[], $12::int[], $13::int[], $14::int[], \
          $15::text[], $16::timestamptz[], $17::timestamptz[], $18::int[]) \
-         ON CONFLICT (request_id) DO NOTHING RETURNING request_id",
+         ON CONFLICT (request_id) DO NOTHING \
+         RETURNING request_id, model_id, class, finished_at, weighted_tokens), \
+         rolled AS (INSERT INTO metering.usage_hourly (model_id, hour, class, requests, weighted_tokens) \
+         SELECT model_id, date_trunc('hour', finished_at, 'UTC'), class, count(*), sum(weighted_tokens) \
+         FROM stored GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 \
+         ON CONFLICT (model_id, hour, class) DO UPDATE SET requests = usage_hourly.requests + EXCLUDED.requests, \
+         weighted_tokens = usage_hourly.weighted_tokens + EXCLUDED.weighted_tokens) \
+         SELECT request_id FROM stored",
     )
     .bind(text(&|r| r.request_id.clone()))
     .bind(text(&|r| r.tenant.to_string()))
@@ -174,8 +184,9 @@ pub struct Bucket {
     pub reserved_weighted_tokens: Decimal,
 }
 
-/// One model's usage over `[from, to)` by finish time, in buckets of
-/// `bucket_s` seconds aligned to the epoch; empty buckets are left out.
+/// One model's usage over `[from, to)` by the hour it finished in, in
+/// buckets of `bucket_s` seconds (whole hours) aligned to the epoch, from
+/// the hourly rollup; empty buckets are left out.
 pub async fn series(
     pool: &PgPool,
     model: &str,
@@ -184,12 +195,12 @@ pub async fn series(
     bucket_s: u32,
 ) -> Result<Vec<Bucket>, MeteringError> {
     Ok(sqlx::query_as(
-        "SELECT date_bin(make_interval(secs => $4), finished_at, 'epoch'::timestamptz) AS start, \
-           count(*) AS requests, \
+        "SELECT date_bin(make_interval(secs => $4), hour, 'epoch'::timestamptz) AS start, \
+           sum(requests)::int8 AS requests, \
            COALESCE(sum(weighted_tokens), 0) AS weighted_tokens, \
            COALESCE(sum(weighted_tokens) FILTER (WHERE class = 'reserved'), 0) AS reserved_weighted_tokens \
-         FROM metering.usage_records \
-         WHERE model_id = $1 AND finished_at >= $2 AND finished_at < $3 \
+         FROM metering.usage_hourly \
+         WHERE model_id = $1 AND hour >= $2 AND hour < $3 \
          GROUP BY start ORDER BY start",
     )
     .bind(model)

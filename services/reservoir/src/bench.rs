@@ -18,6 +18,8 @@ pub enum BenchCommand {
     Metering(crate::bench_metering::Args),
     /// A month of 1,000,000 usage records for 1,000 tenants rated into draft invoices: records/s, invoices/s, peak memory (needs DATABASE_URL).
     Billing(crate::bench_billing::Args),
+    /// Portal pages' response times with 1,000 tenants and 10,000 contracts, against the JSON API (needs DATABASE_URL).
+    Portal(crate::bench_portal::Args),
 }
 
 pub async fn run(config: &reservoir_platform::Config, what: &BenchCommand) -> anyhow::Result<()> {
@@ -27,6 +29,7 @@ pub async fn run(config: &reservoir_platform::Config, what: &BenchCommand) -> an
         BenchCommand::Isolation(args) => crate::bench_isolation::run(config, args).await,
         BenchCommand::Metering(args) => crate::bench_metering::run(config, args).await,
         BenchCommand::Billing(args) => crate::bench_billing::run(config, args).await,
+        BenchCommand::Portal(args) => crate::bench_portal::run(config, args).await,
     }
 }
 

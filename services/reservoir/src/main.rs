@@ -13,6 +13,7 @@ mod bench;
 mod bench_billing;
 mod bench_isolation;
 mod bench_metering;
+mod bench_portal;
 mod bench_sched;
 mod billing_cli;
 mod calibrate;

@@ -25,8 +25,8 @@ pub struct Span {
 pub const LAST_DAY: Span = Span { title: "last 24 hours", back: Duration::hours(24), bucket: Duration::hours(1) };
 pub const LAST_MONTH: Span = Span { title: "last 30 days", back: Duration::days(30), bucket: Duration::days(1) };
 
-/// One bucket of a span: reserved is the most held at any instant of it,
-/// used the bucket's average rate.
+/// One bucket of a span: reserved is the most held at any instant of it
+/// (as the contracts service computes it), used the bucket's average rate.
 pub struct Point {
     pub start: DateTime<Utc>,
     pub reserved: u32,
@@ -48,20 +48,6 @@ pub struct PoolView {
     pub charts: Vec<Chart>,
 }
 
-/// The most reserved at any instant of `[from, to)`.
-fn reserved_in(steps: &[pb::CapacityStep], from: DateTime<Utc>, to: DateTime<Utc>) -> u32 {
-    steps
-        .iter()
-        .filter(|s| {
-            let starts = s.from.as_ref().and_then(instant).unwrap_or(from);
-            let ends = s.to.as_ref().and_then(instant);
-            starts < to && ends.is_none_or(|e| e > from)
-        })
-        .map(|s| s.reserved_tokens_per_s)
-        .max()
-        .unwrap_or(0)
-}
-
 fn rate(weighted: &str, seconds: i64) -> u64 {
     let total: Decimal = weighted.parse().unwrap_or_default();
     (total / Decimal::from(seconds.max(1))).round().to_u64().unwrap_or(0)
@@ -71,32 +57,37 @@ async fn chart(state: &AppState, model: &Model, span: Span, now: DateTime<Utc>) 
     let to = now.duration_trunc(span.bucket).map(|t| t + span.bucket).unwrap_or(now);
     let from = to - span.back;
     let (mut contracts, mut metering) = (state.contracts.clone(), state.metering.clone());
+    let bucket_s = u32::try_from(span.bucket.num_seconds()).unwrap_or(86_400);
     let capacity = contracts.get_capacity(pb::GetCapacityRequest {
         model: model.id.clone(),
         from: Some(timestamp(from)),
         to: Some(timestamp(to)),
+        bucket_s: Some(bucket_s),
     });
     let usage = metering.usage_series(pb::UsageSeriesRequest {
         model: model.id.clone(),
         from: Some(timestamp(from)),
         to: Some(timestamp(to)),
-        bucket_s: u32::try_from(span.bucket.num_seconds()).unwrap_or(86_400),
+        bucket_s,
     });
     let (capacity, usage) = tokio::join!(capacity, usage);
     let steps = capacity?.into_inner().steps;
     let buckets = usage?.into_inner().buckets;
-    let mut points = Vec::new();
-    let mut start = from;
-    while start < to {
-        let end = start + span.bucket;
-        let used = buckets
-            .iter()
-            .find(|b| b.start.as_ref().and_then(instant) == Some(start))
-            // The bucket now running is averaged over its elapsed part.
-            .map_or(0, |b| rate(&b.weighted_tokens, (end.min(now) - start).num_seconds()));
-        points.push(Point { start, reserved: reserved_in(&steps, start, end), used });
-        start = end;
-    }
+    // Both answers come in the same buckets from `from`: the contracts
+    // service's one step per bucket (its peak), metering's only where used.
+    let points: Vec<Point> = steps
+        .iter()
+        .filter_map(|step| {
+            let start = step.from.as_ref().and_then(instant)?;
+            let end = step.to.as_ref().and_then(instant).unwrap_or(to);
+            let used = buckets
+                .iter()
+                .find(|b| b.start.as_ref().and_then(instant) == Some(start))
+                // The bucket now running is averaged over its elapsed part.
+                .map_or(0, |b| rate(&b.weighted_tokens, (end.min(now) - start).num_seconds()));
+            Some(Point { start, reserved: step.reserved_tokens_per_s, used })
+        })
+        .collect();
     let series = vec![
         reservoir_charts::Series { label: "capacity".into(), values: vec![(from, f64::from(model.capacity))] },
         reservoir_charts::Series { label: "sellable".into(), values: vec![(from, f64::from(model.sellable))] },
@@ -123,10 +114,10 @@ pub async fn gather(state: &AppState, spans: &[Span]) -> Result<Vec<PoolView>, R
     let now = Utc::now();
     let mut pools = Vec::new();
     for model in models.into_inner().models.into_iter().map(Model::from) {
-        let mut charts = Vec::new();
-        for span in spans {
-            charts.push(chart(state, &model, *span, now).await.map_err(service_refusal)?);
-        }
+        // The spans' calls run at once: the page waits for the slowest only.
+        let charts = futures_util::future::try_join_all(spans.iter().map(|span| chart(state, &model, *span, now)))
+            .await
+            .map_err(service_refusal)?;
         let current = charts.first().and_then(|c| c.points.last());
         let reserved_now = current.map_or(0, |p| p.reserved);
         let used_now = current.map_or(0, |p| p.used);

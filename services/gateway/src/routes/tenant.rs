@@ -213,7 +213,12 @@ pub async fn capacity(
     let reply = state
         .contracts
         .clone()
-        .get_capacity(pb::GetCapacityRequest { model: q.model, from: q.from.map(timestamp), to: q.to.map(timestamp) })
+        .get_capacity(pb::GetCapacityRequest {
+            model: q.model,
+            from: q.from.map(timestamp),
+            to: q.to.map(timestamp),
+            bucket_s: None,
+        })
         .await?
         .into_inner();
     Ok(Json(reply.into()))
