@@ -16,6 +16,7 @@ pub mod gather;
 pub mod outbox;
 pub mod peers;
 pub mod read;
+pub mod revenue;
 pub mod run;
 pub mod service;
 pub mod settle;
@@ -77,6 +78,8 @@ pub struct Billing {
     pub grace: chrono::TimeDelta,
     pub run_delay: chrono::TimeDelta,
     pub issuer: reservoir_billing::Issuer,
+    /// The latest revenue-so-far figure, kept fresh by the job.
+    pub revenue: std::sync::Arc<tokio::sync::Mutex<Option<revenue::Revenue>>>,
 }
 
 impl Billing {
@@ -91,7 +94,28 @@ impl Billing {
         if finalized > 0 {
             tracing::info!(finalized, "drafts finalized after their grace period");
         }
+        self.revenue_at(now).await?;
         Ok(())
+    }
+
+    /// The month's revenue so far: the kept figure while it is fresh (and
+    /// of `now`'s month), else computed again and kept.
+    pub async fn revenue_at(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<revenue::Revenue, BillingServiceError> {
+        let mut kept = self.revenue.lock().await;
+        if let Some(r) = kept.as_ref()
+            && now - r.computed_at < revenue::REVENUE_FRESH_FOR
+            && now >= r.computed_at
+            && r.period.start() <= now
+            && now < r.period.end()
+        {
+            return Ok(r.clone());
+        }
+        let fresh = revenue::month_to_date(&self.peers, &self.pool, now).await?;
+        *kept = Some(fresh.clone());
+        Ok(fresh)
     }
 }
 
@@ -113,6 +137,7 @@ pub async fn build(settings: &BillingSettings, pool: PgPool, internal_token: Int
         grace: chrono::TimeDelta::hours(i64::from(settings.grace_hours)),
         run_delay: chrono::TimeDelta::seconds(i64::try_from(settings.run_delay_s).unwrap_or(i64::MAX / 2)),
         issuer: settings.issuer.clone(),
+        revenue: std::sync::Arc::default(),
     };
     let listener = TcpListener::bind(settings.listen).await?;
     Ok(Server { listener, billing, settings: settings.clone(), internal_token })

@@ -128,6 +128,25 @@ impl BillingService for Billing {
         Ok(Response::new(note.ok_or_else(|| BillingServiceError::Internal("issued credit note not found".into()))?))
     }
 
+    async fn get_revenue(&self, _: Request<pb::GetRevenueRequest>) -> Reply<pb::Revenue> {
+        let r = self.revenue_at(Utc::now()).await?;
+        Ok(Response::new(pb::Revenue {
+            period: r.period.to_string(),
+            computed_at: Some(reservoir_proto::time::timestamp(r.computed_at)),
+            tenants: r.tenants,
+            currencies: r
+                .currencies
+                .iter()
+                .map(|c| pb::CurrencyRevenue {
+                    currency: c.currency.to_string(),
+                    reservations: c.reservations.to_string(),
+                    usage: c.usage.to_string(),
+                    total: (c.reservations + c.usage).to_string(),
+                })
+                .collect(),
+        }))
+    }
+
     async fn list_credit_notes(&self, req: Request<pb::ListCreditNotesRequest>) -> Reply<pb::ListCreditNotesResponse> {
         let r = req.get_ref();
         let notes = read::credit_notes(

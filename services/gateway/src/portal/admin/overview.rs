@@ -1,6 +1,6 @@
 //! The admin portal's overview: every model's pool (capacity, on sale,
 //! reserved and used, now and over the last day and month), reservations
-//! by tier, and the incidents open now.
+//! by tier, the month's revenue so far, and the incidents open now.
 
 use askama::Template;
 use axum::extract::State;
@@ -31,6 +31,9 @@ struct OverviewPage {
     pools: Vec<PoolView>,
     tiers: Vec<TierRow>,
     incidents: Vec<Incident>,
+    revenue: pb::Revenue,
+    /// When the revenue figure was computed, as the page shows it.
+    revenue_as_of: String,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -52,7 +55,9 @@ pub async fn overview(
         limit: 100,
         ..Default::default()
     });
-    let (pools, tiers, incidents) = tokio::join!(pools, tiers, incidents);
+    let mut billing = state.billing.clone();
+    let revenue = billing.get_revenue(pb::GetRevenueRequest {});
+    let (pools, tiers, incidents, revenue) = tokio::join!(pools, tiers, incidents, revenue);
     let pools = match pools {
         Ok(pools) => pools,
         Err(refused) => return refused,
@@ -75,5 +80,17 @@ pub async fn overview(
         Ok(reply) => reply.into_inner().incidents.into_iter().map(Incident::from).collect(),
         Err(status) => return service_refusal(status),
     };
-    html(StatusCode::OK, &OverviewPage { chrome: chrome(&user, "Overview", q.notice), pools, tiers, incidents })
+    let revenue = match revenue {
+        Ok(reply) => reply.into_inner(),
+        Err(status) => return service_refusal(status),
+    };
+    let revenue_as_of = revenue
+        .computed_at
+        .as_ref()
+        .and_then(reservoir_proto::time::instant)
+        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default();
+    let page =
+        OverviewPage { chrome: chrome(&user, "Overview", q.notice), pools, tiers, incidents, revenue, revenue_as_of };
+    html(StatusCode::OK, &page)
 }
