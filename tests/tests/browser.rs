@@ -147,6 +147,10 @@ async fn an_operator_bills_a_tenant_who_then_finds_the_invoice_in_the_console(po
     assert_eq!(b.path().await, "/console");
     assert!(b.text().await.contains("Contracts (2)"), "{}", b.text().await);
     b.screenshot("console-contracts").await;
+    // The meters' fragment, as the page's script fetches it every 5 seconds.
+    let (status, meters) = b.fetch("/console/meters").await;
+    assert_eq!(status, 200);
+    assert!(meters.contains("0 of 20 tokens/s"), "{meters}");
     // The tenant reserves throughput itself, quoted first.
     b.follow("Reserve throughput").await;
     b.fill("#rate", "5").await;

@@ -42,9 +42,8 @@ async fn revenue_so_far_accrues_reservations_and_prices_usage(pool: PgPool) {
     // 3,000,000 spot tokens: 3 x 0.05 per million at the first volume tier.
     let mut metering = MeteringServiceClient::new(p.internal_channel(&p.metering).await);
     let at = month.start() + Duration::hours(1);
-    let spot: Vec<pb::UsageRecord> = (0..3)
-        .map(|i| usage(&format!("s{i}"), "beta", "", pb::PriorityClass::Spot, 1_000_000, at))
-        .collect();
+    let spot: Vec<pb::UsageRecord> =
+        (0..3).map(|i| usage(&format!("s{i}"), "beta", "", pb::PriorityClass::Spot, 1_000_000, at)).collect();
     contracts.ensure_tenant(pb::EnsureTenantRequest { id: "beta".into() }).await.expect("tenant");
     record(&mut metering, spot).await;
 

@@ -8,16 +8,11 @@ use axum::extract::{Form, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::PrivateCookieJar;
-use reservoir_proto::v1 as pb;
+use chrono::Utc;
 use serde::Deserialize;
 
-use chrono::Utc;
-use reservoir_domain::ReservationStatus;
-use reservoir_proto::time::timestamp;
-use rust_decimal::Decimal;
-use rust_decimal::prelude::ToPrimitive;
-
 use crate::extract::PathParam;
+use crate::portal::meter;
 use crate::portal::order::{self, OrderForm, Ordering, ReserveForm};
 use crate::portal::page::{Area, Chrome, PageForm, PageQuery, STALE_FORM, html, refusal};
 use crate::portal::session::{self, ConsoleUser, Side, csrf_ok};
@@ -105,7 +100,7 @@ struct ConsolePage {
     view: TenantView,
     /// Which part of the view this page shows.
     part: Part,
-    meters: Vec<Meter>,
+    meters: Vec<meter::Meter>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,54 +109,6 @@ enum Part {
     Usage,
     Sla,
     Invoices,
-}
-
-/// A contract's reserved rate beside what it used over the last minute.
-pub struct Meter {
-    pub contract_id: String,
-    pub model: String,
-    pub reserved: u32,
-    /// Weighted tokens per second over the last `METER_WINDOW_S`.
-    pub used: u64,
-}
-
-/// The live meter's window: metering's records land within seconds.
-const METER_WINDOW_S: i64 = 60;
-
-async fn meters(state: &AppState, view: &TenantView) -> Vec<Meter> {
-    let now = Utc::now();
-    let request = pb::UsageTotalsRequest {
-        tenant_id: view.tenant.clone(),
-        from: Some(timestamp(now - chrono::Duration::seconds(METER_WINDOW_S))),
-        to: Some(timestamp(now)),
-        by_day: false,
-    };
-    // The meter is an aid: without metering, the contracts still show.
-    let totals = match state.metering.clone().usage_totals(request).await {
-        Ok(reply) => reply.into_inner().totals,
-        Err(status) => {
-            tracing::warn!(error = %status.message(), "console meter");
-            Vec::new()
-        }
-    };
-    view.contracts
-        .iter()
-        .filter(|c| c.status == ReservationStatus::Active)
-        .map(|c| {
-            let id = c.id.to_string();
-            let used: Decimal = totals
-                .iter()
-                .filter(|t| t.contract_id == id)
-                .map(|t| t.weighted_tokens.parse::<Decimal>().unwrap_or_default())
-                .sum();
-            Meter {
-                model: c.model.clone(),
-                reserved: c.rate,
-                used: (used / Decimal::from(METER_WINDOW_S)).round().to_u64().unwrap_or(0),
-                contract_id: id,
-            }
-        })
-        .collect()
 }
 
 async fn page(
@@ -179,7 +126,7 @@ async fn page(
         Ok(view) => view,
         Err(refused) => return refused,
     };
-    let meters = if part == Part::Contracts { meters(&state, &view).await } else { Vec::new() };
+    let meters = if part == Part::Contracts { meter::meters(&state, user.tenant.as_str()).await } else { Vec::new() };
     html(StatusCode::OK, &ConsolePage { chrome: chrome(&user, current), view, part, meters })
 }
 
@@ -240,6 +187,18 @@ pub async fn reserve(
         Ok(_) => Redirect::to("/console").into_response(),
         Err(refused) => refused,
     }
+}
+
+#[derive(Template)]
+#[template(path = "portal/part_meters.html")]
+struct Meters {
+    meters: Vec<meter::Meter>,
+}
+
+/// `/console/meters`: the meters alone, which the contracts page fetches
+/// every few seconds to keep them live.
+pub async fn meters(State(state): State<AppState>, user: ConsoleUser) -> Response {
+    html(StatusCode::OK, &Meters { meters: meter::meters(&state, user.tenant.as_str()).await })
 }
 
 /// `/console/invoices/{id}.pdf` (or `.csv`): the tenant's own invoice only.

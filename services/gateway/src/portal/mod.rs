@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod console;
+pub mod meter;
 pub mod order;
 pub mod page;
 pub mod pool;
@@ -24,6 +25,7 @@ pub fn routes() -> Router<AppState> {
         .route("/console/contracts", post(console::reserve))
         .route("/console/contracts/new", get(console::new_contract))
         .route("/console/contracts/quote", get(console::quote))
+        .route("/console/meters", get(console::meters))
         .route("/console/usage", get(console::usage))
         .route("/console/sla", get(console::sla))
         .route("/console/invoices", get(console::invoices))
