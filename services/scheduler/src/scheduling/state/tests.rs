@@ -148,3 +148,18 @@ async fn a_worker_restarted_under_a_new_id_takes_over_its_address() {
     assert_eq!(core.register(at("host-2222", "http://10.0.0.7:50061")).expect("known"), Registered::Known);
     assert_eq!(core.statuses().len(), 2);
 }
+
+#[tokio::test]
+async fn registrations_beyond_the_table_are_refused_but_known_workers_still_move() {
+    let mut core = core();
+    let at =
+        |i: usize| WorkerEndpoint { id: format!("w{i}"), url: format!("http://10.1.{}.{}:50061", i / 250, i % 250) };
+    for i in 0..WORKERS_MAX {
+        assert_eq!(core.register(at(i)).expect("room"), Registered::Added(i));
+    }
+    let refused = core.register(at(WORKERS_MAX)).expect_err("the table is full");
+    assert!(matches!(refused, RegisterError::Full), "{refused}");
+    assert_eq!(core.statuses().len(), WORKERS_MAX, "nothing was added");
+    let moved = WorkerEndpoint { id: "w0".into(), url: "http://10.9.9.9:50061".into() };
+    assert_eq!(core.register(moved).expect("a known id"), Registered::Known);
+}
