@@ -237,17 +237,22 @@ async fn measure(
         appended as f64 / appended_s,
         steady_peak_kib / 1024
     );
+    // Counted while the services still run: stopping them closes the pool.
+    let in_db: i64 = sqlx::query_scalar("SELECT count(*) FROM metering.usage_records").fetch_one(pool).await?;
+    let rolled_up: i64 = sqlx::query_scalar("SELECT COALESCE(sum(requests), 0)::int8 FROM metering.usage_hourly")
+        .fetch_one(pool)
+        .await?;
     shutdown.trigger();
     drop(log);
     let _ = forwarder.await;
     let _ = served.await;
     let _ = std::fs::remove_dir_all(&spool);
-    let in_db: i64 = sqlx::query_scalar("SELECT count(*) FROM metering.usage_records").fetch_one(pool).await?;
     anyhow::ensure!(
         u64::try_from(in_db).unwrap_or(0) == spooled + appended,
         "stored {in_db} of {} records",
         spooled + appended
     );
+    anyhow::ensure!(rolled_up == in_db, "the hourly rollup counts {rolled_up} of {in_db} records");
     println!(
         "{}",
         serde_json::json!({
