@@ -20,7 +20,9 @@ fn contract(rate_tokens_per_s: u32, allow_burst: bool) -> ActiveContract {
 
 /// A worker `id` of `model`, healthy (as after its first stats).
 fn add_worker(core: &mut Core, id: &str, model: &str, metrics: &Metrics) -> usize {
-    let endpoint = WorkerEndpoint { id: id.into(), url: "http://127.0.0.1:9".into() };
+    // Each worker at an address of its own: a second registration from the
+    // same address would take the first one's place.
+    let endpoint = WorkerEndpoint { id: id.into(), url: format!("http://{id}.workers.test:50061") };
     let Ok(Registered::Added(index)) = core.register(endpoint) else { panic!("{id} added") };
     let stats =
         pb::WorkerStats { model_id: model.into(), free_kv_blocks: 100, total_kv_blocks: 100, ..Default::default() };
