@@ -237,7 +237,8 @@ pub async fn run(config: &Config, args: &Args) -> anyhow::Result<()> {
     // As in `reservoir serve worker` (the worker runs in this process here).
     reservoir_worker::lower_compute_priority();
     let model = args.model.clone();
-    let capacity = tokio::task::spawn_blocking(move || crate::calibrate::measure(&model)).await??.tokens_per_s;
+    let capacity =
+        tokio::task::spawn_blocking(move || reservoir_platform::calibrate::measure(&model)).await??.tokens_per_s;
     reservoir_contracts::seed_model(&pool, &MODEL.parse()?, capacity * 2, rust_decimal::Decimal::new(10, 2)).await?;
     // Each request costs about MAX_TOKENS weighted tokens plus a quarter of its prompt (~40 tokens).
     let cost = f64::from(MAX_TOKENS) + 10.0;

@@ -15,7 +15,6 @@ mod bench_isolation;
 mod bench_metering;
 mod bench_sched;
 mod billing_cli;
-mod calibrate;
 mod engine_cli;
 mod healthcheck;
 mod up;
