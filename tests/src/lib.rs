@@ -276,6 +276,24 @@ pub fn tiny_backend() -> reservoir_worker::EngineBackend {
     reservoir_worker::EngineBackend::new(engine, letter_tokenizer(TINY_VOCAB).expect("tokenizer"), 8192)
 }
 
+/// The row `query` (which binds `$1` to the request id) answers once the
+/// request's usage record is stored: records are written in batches, so
+/// this waits (at most 20 s).
+pub async fn recorded<T>(pool: &PgPool, query: &'static str, request_id: &str) -> T
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let row = sqlx::query_as(query).bind(request_id).fetch_optional(pool).await.expect("query");
+        if let Some(row) = row {
+            return row;
+        }
+        assert!(std::time::Instant::now() < deadline, "request {request_id} was not recorded");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// Asserts the uniform error shape and answers the error's code.
 pub fn error_code(body: &serde_json::Value) -> &str {
     let error = &body["error"];

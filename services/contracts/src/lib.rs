@@ -91,24 +91,36 @@ impl Server {
     }
 }
 
-/// Records a measured pool capacity on a model. Refused (and nothing
-/// changes) when the measured pool would sell less than is already sold.
-pub async fn record_measured_capacity(
-    pool: &PgPool,
-    id: &ModelId,
-    capacity_tokens_per_s: u32,
-    prefill_tokens_per_s: u32,
-) -> Result<(), ContractsError> {
+/// What calibration measured of a model on this pool: its capacity and
+/// prefill rate, and the weights that price its tokens in the capacity's
+/// unit (a generated token at the calibration batch weighs 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Measured {
+    pub capacity_tokens_per_s: u32,
+    pub prefill_tokens_per_s: u32,
+    pub prompt_weight: rust_decimal::Decimal,
+    pub completion_weight: rust_decimal::Decimal,
+}
+
+/// Records what calibration measured as the model's capacity, prefill rate
+/// and weights, in one transaction: quotes, admission, metering, the SLA and
+/// billing all read them from this one row. Refused (and nothing changes)
+/// when the measured pool would sell less than is already sold, or a weight
+/// is out of range.
+pub async fn record_calibration(pool: &PgPool, id: &ModelId, measured: &Measured) -> Result<(), ContractsError> {
     let change = ModelChange {
-        capacity_tokens_per_s: Some(capacity_tokens_per_s),
-        prefill_tokens_per_s: Some(prefill_tokens_per_s),
+        capacity_tokens_per_s: Some(measured.capacity_tokens_per_s),
+        prefill_tokens_per_s: Some(measured.prefill_tokens_per_s),
+        prompt_weight: Some(measured.prompt_weight),
+        completion_weight: Some(measured.completion_weight),
         ..ModelChange::default()
     };
     models::update(pool, id, &change).await.map(|_| ())
 }
 
 /// Seeds a model with a configured capacity unless it exists already (the
-/// engine's calibration replaces the figure once it can measure the pool).
+/// engine's calibration replaces the figure, and the default weights of the
+/// migration, once it can measure the pool).
 pub async fn seed_model(
     pool: &PgPool,
     id: &ModelId,

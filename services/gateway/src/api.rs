@@ -231,25 +231,59 @@ impl From<pb::GetCapacityResponse> for Capacity {
     }
 }
 
-/// A version of the price catalog.
+/// A version of the price catalog, with what each model's tokens weigh:
+/// prices are per weighted token, so the weights say what a rate buys.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CatalogVersion {
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub created_by: String,
     pub catalog: reservoir_pricing::Catalog,
+    /// Every model's weights as they stand now (measured on this pool at
+    /// calibration; not part of the versioned catalog).
+    pub weights: Vec<ModelWeights>,
 }
 
-impl TryFrom<pb::Catalog> for CatalogVersion {
-    type Error = ApiError;
-    fn try_from(c: pb::Catalog) -> Result<Self, ApiError> {
+impl CatalogVersion {
+    /// The catalog `c` with the weights of `models`.
+    pub fn new(c: pb::Catalog, models: Vec<pb::Model>) -> Result<Self, ApiError> {
         let document = c.document.ok_or_else(|| missing("document"))?;
         Ok(CatalogVersion {
             version: c.version,
             created_at: c.created_at.as_ref().and_then(instant).ok_or_else(|| missing("created_at"))?,
             created_by: c.created_by,
             catalog: answered("document", document.try_into())?,
+            weights: models.into_iter().map(ModelWeights::from).collect(),
         })
+    }
+}
+
+/// What a model's tokens weigh, in weighted tokens: a request costs
+/// prompt_tokens x prompt_weight + completion_tokens x completion_weight,
+/// and a reservation of N weighted tokens/s serves that much each second.
+/// Calibration measures them on this pool (a generated token at the
+/// calibration batch weighs 1; a prompt token its prefill time in generated
+/// tokens); until it runs they are the defaults 0.25 and 1.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ModelWeights {
+    pub model: String,
+    /// Decimal string.
+    pub prompt_weight: String,
+    /// Decimal string.
+    pub completion_weight: String,
+    /// Prompt tokens/s one request is prefilled at (0: not measured): a
+    /// request's TTFT target is its tier's base + prompt tokens / this.
+    pub prefill_tokens_per_s: u32,
+}
+
+impl From<pb::Model> for ModelWeights {
+    fn from(m: pb::Model) -> Self {
+        ModelWeights {
+            model: m.id,
+            prompt_weight: m.prompt_weight,
+            completion_weight: m.completion_weight,
+            prefill_tokens_per_s: m.prefill_tokens_per_s,
+        }
     }
 }
 
@@ -295,7 +329,9 @@ pub struct Model {
     pub headroom: String,
     /// Capacity on sale: floor(capacity x (1 - headroom)).
     pub sellable: u32,
+    /// What a prompt token weighs in weighted tokens (see `ModelWeights`).
     pub prompt_weight: String,
+    /// What a generated token weighs: 1 once calibrated.
     pub completion_weight: String,
     /// Prompt tokens/s one request is prefilled at, measured at
     /// calibration (0: not measured). TTFT targets allow prompt / this.

@@ -12,7 +12,7 @@ pub enum BenchCommand {
     Engine(engine_cli::BenchEngineArgs),
     /// Scheduling policy time per decision with 1,000 and 10,000 requests queued, against a measured decode step.
     Sched(engine_cli::ModelArg),
-    /// Reserved tenants' service under a spot flood, against plain FCFS (needs DATABASE_URL).
+    /// Reserved tenants' service under a spot flood, against plain FCFS: a seeded trace through the gateway's HTTP API (needs DATABASE_URL).
     Isolation(crate::bench_isolation::Args),
     /// Usage records/s from the request path through the spool into PostgreSQL, and memory under a backlog (needs DATABASE_URL).
     Metering(crate::bench_metering::Args),

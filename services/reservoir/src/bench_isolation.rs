@@ -1,189 +1,161 @@
 //! `reservoir bench isolation [--quick]`: does a reserved tenant keep its
-//! service when spot traffic floods the pool? A trace through the real
-//! platform (contracts, scheduler, a worker running the real engine, one
-//! PostgreSQL database of its own): reserved tenants offer 80% of their
-//! reserved rate; first alone (idle), then with spot offered at 5x what the
-//! pool serves (overload); then the same overload with the scheduler and the
-//! worker switched to plain first-come-first-served as the baseline. Needs
-//! DATABASE_URL (`scripts/pg run -- reservoir bench isolation`).
+//! service when spot traffic floods the pool, and how much of the pool does
+//! useful work? The real platform in this process (contracts, metering,
+//! scheduler, gateway, one worker running the real engine, a PostgreSQL
+//! database of its own), driven through the gateway's HTTP API as tenants
+//! drive it, with a seeded trace (`reservoir_workload::trace`): distinct
+//! prompts of 20 to 1,000 tokens (long-tailed), `max_tokens` 16 to 256,
+//! Poisson arrivals. Three reserved tenants, each with 20% of the measured
+//! capacity at the premium tier, offer 70% of their rate: first alone, then
+//! with spot offered at 5x capacity, then the same load with the scheduler
+//! and the worker switched to plain first-come-first-served (no classes).
+//! Needs DATABASE_URL (`scripts/pg run -- reservoir bench isolation`).
+
+mod client;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use reservoir_domain::{ModelId, Role, Tier};
+use reservoir_engine::tokenizer::{ChatMessage, Tokenizer, chat_prompt};
 use reservoir_platform::{Config, Given, Service};
-use reservoir_proto::v1 as pb;
-use reservoir_proto::v1::scheduler_service_client::SchedulerServiceClient;
-use reservoir_proto::v1::worker_service_client::WorkerServiceClient;
 use reservoir_runtime::{Shutdown, db};
-use tonic::transport::Channel;
+use reservoir_workload::report::{self, Observed, PhaseSummary, Weights};
+use reservoir_workload::trace::{self, Lengths, TraceRequest, TraceSpec};
+use serde_json::{Value, json};
 
 const MODEL: &str = "smollm2-135m-instruct";
-const RESERVED_TENANTS: usize = 2;
+const RESERVED_TENANTS: usize = 3;
 /// Each reserved tenant's share of the measured pool capacity.
 const RESERVED_SHARE_EACH: f64 = 0.2;
 /// Reserved tenants offer this share of their rate.
-const RESERVED_OFFERED: f64 = 0.8;
+const RESERVED_OFFERED: f64 = 0.7;
 /// Spot offers this multiple of the pool's capacity.
 const SPOT_OFFERED: f64 = 5.0;
-const MAX_TOKENS: u32 = 32;
-const QUESTION: &str = "Write two sentences about the sea.";
+const SPOT_TENANTS: usize = 4;
+const TIER: Tier = Tier::Premium;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Phases of 6 s instead of 30 s, reserved stragglers cut after 6 s more
-    /// (finishes within a minute).
+    /// Phases of 8 s instead of 30 s, reserved stragglers cut after 6 s
+    /// more instead of 60 (finishes within about a minute).
     #[arg(long)]
     quick: bool,
+    /// The trace's seed: the same seed sends the same requests.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
     #[arg(long, default_value = ".reservoir/models/SmolLM2-135M-Instruct.Q4_1.gguf")]
     model: PathBuf,
 }
 
-/// Completion tokens received, counted as they arrive (requests cut at the
-/// end of a phase still count what they got).
-#[derive(Debug, Default)]
-struct Counters {
-    reserved_tokens: AtomicU64,
-    spot_tokens: AtomicU64,
-    reserved_sent: AtomicU64,
-    /// TTFT of every reserved request that got a token, in ms.
-    reserved_ttfts_ms: std::sync::Mutex<Vec<f64>>,
-    /// The worker's own count of tokens it processed per second (prompt and
-    /// generated), one sample per `RATE_WINDOW` of the phase.
-    worker_tps_samples: std::sync::Mutex<Vec<f64>>,
+/// What the platform says of the model through `/v1/models`.
+struct Served {
+    weights: Weights,
+    prefill_tokens_per_s: u32,
 }
 
-/// The window over which a worker reports its tokens/s.
-const RATE_WINDOW: Duration = Duration::from_secs(5);
-
-/// The `q` quantile (nearest rank) of `v`.
-fn quantile(v: &[f64], q: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1]
+/// A trace request made ready to send: its tenant, body and counts.
+struct Planned {
+    at: Duration,
+    call: client::Call,
 }
 
-async fn one_request(
-    mut client: SchedulerServiceClient<Channel>,
-    tenant: String,
-    id: String,
-    reserved: bool,
-    counters: Arc<Counters>,
-) {
-    let request = pb::CompleteRequest {
-        request_id: id,
-        tenant_id: tenant,
-        model: MODEL.into(),
-        input: Some(pb::complete_request::Input::Messages(pb::ChatInput {
-            messages: vec![pb::ChatTurn { role: "user".into(), content: QUESTION.into() }],
-        })),
-        params: Some(pb::GenerationParams { max_tokens: MAX_TOKENS, ..Default::default() }),
-        wants_spot: !reserved,
-    };
-    let sent = Instant::now();
-    let Ok(response) = client.complete(request).await else { return };
-    let mut stream = response.into_inner();
-    let mut first = true;
-    while let Ok(Some(event)) = stream.message().await {
-        if let Some(pb::complete_event::Event::Token(_)) = event.event {
-            if first {
-                first = false;
-                let ttft = sent.elapsed().as_secs_f64() * 1e3;
-                if reserved && let Ok(mut v) = counters.reserved_ttfts_ms.lock() {
-                    v.push(ttft);
-                }
-            }
-            let counter = if reserved { &counters.reserved_tokens } else { &counters.spot_tokens };
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-/// Offers the load for `phase`; spot requests still running at the end are
-/// cut (their clients leave), reserved ones are waited for.
-async fn run_phase(
-    client: &SchedulerServiceClient<Channel>,
-    phase: Duration,
-    reserved_per_s: f64,
-    spot_per_s: f64,
-    tag: &str,
-    straggler_wait: Duration,
-    worker_url: String,
-) -> (Duration, Arc<Counters>) {
-    let counters = Arc::new(Counters::default());
-    let started = Instant::now();
-    // How busy the pool is, as the worker counts it, while the load is offered.
-    let sampler = {
-        let counters = counters.clone();
-        tokio::spawn(async move {
-            let Ok(mut worker) = WorkerServiceClient::connect(worker_url).await else { return };
-            let mut at = RATE_WINDOW;
-            while at <= phase {
-                tokio::time::sleep(at.saturating_sub(started.elapsed())).await;
-                if let Ok(s) = worker.stats(pb::WorkerStatsRequest {}).await
-                    && let Ok(mut v) = counters.worker_tps_samples.lock()
-                {
-                    v.push(s.into_inner().tokens_per_s);
-                }
-                at += RATE_WINDOW;
-            }
-        })
-    };
-    let mut reserved_tasks = Vec::new();
-    let mut spot_tasks = Vec::new();
-    let mut next_reserved = 0.0f64;
-    let mut next_spot = 0.0f64;
-    let mut n = 0u64;
-    while started.elapsed() < phase {
-        let now = started.elapsed().as_secs_f64();
-        while reserved_per_s > 0.0 && next_reserved <= now {
-            let tenant = format!("reserved-{}", n as usize % RESERVED_TENANTS);
-            let (c, k) = (client.clone(), counters.clone());
-            let id = format!("{tag}-{n}");
-            counters.reserved_sent.fetch_add(1, Ordering::Relaxed);
-            reserved_tasks.push(tokio::spawn(one_request(c, tenant, id, true, k)));
-            next_reserved += 1.0 / reserved_per_s;
-            n += 1;
-        }
-        while spot_per_s > 0.0 && next_spot <= now {
-            let (c, k) = (client.clone(), counters.clone());
-            let id = format!("{tag}-{n}");
-            spot_tasks.push(tokio::spawn(one_request(c, format!("spot-{}", n % 4), id, false, k)));
-            next_spot += 1.0 / spot_per_s;
-            n += 1;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let _ = sampler.await;
-    let deadline = Instant::now() + straggler_wait;
-    for t in reserved_tasks {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if tokio::time::timeout(left, t).await.is_err() {
-            // Cut: its tokens so far are in the counters.
-        }
-    }
-    let elapsed = started.elapsed();
-    for t in spot_tasks {
-        t.abort();
-    }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    (elapsed, counters)
-}
-
-async fn platform(
-    config: &Config,
-    url: &str,
-    model: &std::path::Path,
+struct Phase {
+    label: &'static str,
     fcfs: bool,
-    shutdown: &Shutdown,
-) -> anyhow::Result<(SchedulerServiceClient<Channel>, String, String)> {
-    let pool = db::connect(url, 16).await?;
+    spot: bool,
+}
+
+const PHASES: [Phase; 3] = [
+    Phase { label: "reserved alone", fcfs: false, spot: false },
+    Phase { label: "with spot flood", fcfs: false, spot: true },
+    Phase { label: "plain FCFS, same flood", fcfs: true, spot: true },
+];
+
+pub async fn run(config: &Config, args: &Args) -> anyhow::Result<()> {
+    let phase = Duration::from_secs(if args.quick { 8 } else { 30 });
+    // Reserved requests still running at the end of a phase are waited for
+    // this long; what they did not get by then counts as not delivered.
+    let straggler_wait = Duration::from_secs(if args.quick { 6 } else { 60 });
+    let admin_url = config.database_url()?.to_owned();
+    let name = format!("bench_isolation_{}", uuid::Uuid::new_v4().simple());
+    let admin = db::connect(&admin_url, 2).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await?;
+    let url = format!("{}/{name}", admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin_url));
+    let outcome = run_in(config, args, &url, phase, straggler_wait).await;
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&admin).await?;
+    outcome
+}
+
+async fn run_in(
+    config: &Config,
+    args: &Args,
+    url: &str,
+    phase: Duration,
+    straggler_wait: Duration,
+) -> anyhow::Result<()> {
+    let pool = db::connect(url, 4).await?;
+    db::migrate(&pool).await?;
+    // As in `reservoir serve worker` (the worker runs in this process here).
+    reservoir_worker::lower_compute_priority();
+    let path = args.model.clone();
+    let loaded = tokio::task::spawn_blocking(move || reservoir_engine::load(&path))
+        .await?
+        .with_context(|| format!("loading {}", args.model.display()))?;
+    let model_id: ModelId = MODEL.parse()?;
+    // A placeholder capacity: calibration records the measured one, with
+    // the weights, as `reservoir up` does.
+    reservoir_contracts::seed_model(&pool, &model_id, 1, rust_decimal::Decimal::new(10, 2)).await?;
+    let calibration = reservoir_platform::calibrate::calibrate(&pool, &model_id, loaded.model.clone()).await?;
+    let capacity = f64::from(calibration.tokens_per_s);
+    let rate_each = (capacity * RESERVED_SHARE_EACH).floor().max(1.0) as u32;
+    pool.close().await;
+
+    let mut config = bench_config(config)?;
+    let mut planned: Option<(Vec<Planned>, Vec<Planned>, Served)> = None;
+    let mut results = Vec::new();
+    for p in &PHASES {
+        config.scheduler.fcfs = p.fcfs;
+        let shutdown = Shutdown::new();
+        let gateway = platform(&config, url, &args.model, shutdown.clone()).await.context(p.label)?;
+        let http = reqwest::Client::new();
+        // Also waits for the phase's worker: a model is listed once one serves it.
+        let served = served(&http, &gateway, &mint(&config, "reserved-0")?).await.context(p.label)?;
+        for i in 0..RESERVED_TENANTS {
+            reserve(&http, &gateway, &mint(&config, &format!("reserved-{i}"))?, rate_each).await?;
+        }
+        // The trace is made once, from what the first phase's /v1/models
+        // shows, and sent again in every phase.
+        if planned.is_none() {
+            let (reserved, spot) = plan(&config, args.seed, &served, &loaded.tokenizer, phase, capacity, rate_each)?;
+            print_setup(&calibration, &served, rate_each, phase, &reserved, &spot, capacity);
+            planned = Some((reserved, spot, served));
+        }
+        let Some((reserved, spot, served)) = &planned else { anyhow::bail!("no trace") };
+        warm_up(&http, &gateway, &config, &loaded.tokenizer).await?;
+        let spot: &[Planned] = if p.spot { spot } else { &[] };
+        let observed = run_phase(&http, &gateway, reserved, spot, phase, straggler_wait).await;
+        let summary = report::summarize(&observed, served.weights, capacity, phase.as_secs_f64());
+        shutdown.trigger();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        results.push((p.label, summary));
+    }
+    print_results(&results);
+    if args.quick {
+        println!(
+            "--quick: phases of {} s hold few reserved requests, so their p95 and p99 are the slowest one or two, \
+             not a tail; run without --quick for figures to compare.",
+            phase.as_secs()
+        );
+    }
+    Ok(())
+}
+
+/// The configuration every phase's platform starts from: loopback ports, a
+/// signing secret of this run's own, no rate limit in the way.
+fn bench_config(config: &Config) -> anyhow::Result<Config> {
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let mut config = config.clone();
     // The services listen on the loopback of this process: no internal token.
@@ -194,170 +166,316 @@ async fn platform(
         &mut config.worker.listen,
         &mut config.scheduler.listen,
         &mut config.scheduler.metrics_listen,
+        &mut config.gateway.listen,
     ] {
         *listen = loopback;
     }
+    config.auth.hs256_secret = Some(uuid::Uuid::new_v4().simple().to_string().repeat(2));
+    config.auth.rs256_public_key_pem_file = None;
+    config.auth.rs256_private_key_pem_file = None;
+    config.gateway.rate_limit = reservoir_gateway::RateLimit { requests_per_s: 100_000, burst: 100_000 };
     config.worker.model_id = MODEL.into();
-    config.scheduler.fcfs = fcfs;
     config.scheduler.workers = Vec::new();
-    let spool = tempfile_dir("bench-isolation-spool")?;
-    config.scheduler.spool_dir = spool;
+    Ok(config)
+}
+
+fn mint(config: &Config, tenant: &str) -> anyhow::Result<String> {
+    reservoir_gateway::auth::mint(&config.auth, tenant, Role::Tenant)
+}
+
+/// Starts the services, with a usage spool of their own (the last phase's
+/// scheduler may still be shipping its own), and answers the gateway's URL.
+async fn platform(config: &Config, url: &str, model: &std::path::Path, shutdown: Shutdown) -> anyhow::Result<String> {
+    let pool = db::connect(url, 16).await?;
     let backend = reservoir_worker::EngineBackend::load(model, config.worker.kv_budget_bytes)?;
-    let services = [Service::Contracts, Service::Metering, Service::Worker, Service::Scheduler];
+    let mut config = config.clone();
+    let spool = std::env::temp_dir().join(format!("bench-isolation-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&spool)?;
+    config.scheduler.spool_dir = spool.clone();
+    let services = [Service::Contracts, Service::Metering, Service::Worker, Service::Scheduler, Service::Gateway];
     let given = Given { pool: Some(pool), worker_backends: vec![backend] };
     let platform = reservoir_platform::build(config, &services, given).await?;
-    let endpoints = platform.endpoints.clone();
-    tokio::spawn(platform.run_until_stopped(shutdown.clone()));
-    let scheduler = endpoints.scheduler.ok_or_else(|| anyhow::anyhow!("no scheduler built"))?;
-    let contracts = endpoints.contracts.ok_or_else(|| anyhow::anyhow!("no contracts service built"))?;
-    let worker = endpoints.workers.first().cloned().ok_or_else(|| anyhow::anyhow!("no worker built"))?;
-    Ok((SchedulerServiceClient::connect(scheduler).await?, contracts, worker))
+    let gateway = platform.endpoints.gateway.clone().ok_or_else(|| anyhow::anyhow!("no gateway built"))?;
+    tokio::spawn(async move {
+        if let Err(e) = platform.run_until_stopped(shutdown).await {
+            tracing::error!(error = %e, "the platform stopped with an error");
+        }
+        let _ = std::fs::remove_dir_all(&spool);
+    });
+    Ok(gateway)
 }
 
-/// A fresh folder under the system's temporary directory.
-fn tempfile_dir(prefix: &str) -> anyhow::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
-}
-
-pub async fn run(config: &Config, args: &Args) -> anyhow::Result<()> {
-    let phase = Duration::from_secs(if args.quick { 6 } else { 30 });
-    // How long reserved requests still running at the end of a phase are
-    // waited for; what they did not get by then counts as not delivered.
-    let straggler_wait = Duration::from_secs(if args.quick { 6 } else { 60 });
-    let admin_url = config.database_url()?.to_owned();
-    let name = format!("bench_isolation_{}", uuid::Uuid::new_v4().simple());
-    let admin = db::connect(&admin_url, 2).await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await?;
-    let url = format!("{}/{name}", admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin_url));
-    let pool = db::connect(&url, 4).await?;
-    db::migrate(&pool).await?;
-
-    // As in `reservoir serve worker` (the worker runs in this process here).
-    reservoir_worker::lower_compute_priority();
-    let model = args.model.clone();
-    let capacity = tokio::task::spawn_blocking(move || crate::calibrate::measure(&model)).await??.tokens_per_s;
-    reservoir_contracts::seed_model(&pool, &MODEL.parse()?, capacity * 2, rust_decimal::Decimal::new(10, 2)).await?;
-    // Each request costs about MAX_TOKENS weighted tokens plus a quarter of its prompt (~40 tokens).
-    let cost = f64::from(MAX_TOKENS) + 10.0;
-    let rate_each = (f64::from(capacity) * RESERVED_SHARE_EACH).floor().max(1.0) as u32;
-    let reserved_per_s = f64::from(rate_each) * RESERVED_TENANTS as f64 * RESERVED_OFFERED / cost;
-    let spot_per_s = f64::from(capacity) * SPOT_OFFERED / cost;
-    println!(
-        "pool capacity {capacity} weighted tokens/s (measured); {RESERVED_TENANTS} reserved tenants at {rate_each} tokens/s each"
-    );
-    println!(
-        "offered: reserved {reserved_per_s:.2} req/s (80% of their rate), spot {spot_per_s:.1} req/s (5x capacity); phases of {} s",
-        phase.as_secs()
-    );
-
-    let mut results = Vec::new();
-    for (label, fcfs, spot) in [("idle", false, 0.0), ("overload", false, spot_per_s), ("fcfs", true, spot_per_s)] {
-        let shutdown = Shutdown::new();
-        let (client, contracts_url, worker_url) =
-            platform(config, &url, &args.model, fcfs, &shutdown).await.context(label)?;
-        // The same key each phase: the reservations are made once.
-        reserve(&contracts_url, rate_each).await.context("reserving")?;
-        warm_up(&client).await;
-        let (elapsed, counters) =
-            run_phase(&client, phase, reserved_per_s, spot, label, straggler_wait, worker_url).await;
-        shutdown.trigger();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        results.push((label, elapsed, counters));
+/// The model's weights and prefill rate as `/v1/models` shows them to a
+/// tenant, once its worker is up (listed only then).
+async fn served(http: &reqwest::Client, gateway: &str, token: &str) -> anyhow::Result<Served> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let list: Value = http.get(format!("{gateway}/v1/models")).bearer_auth(token).send().await?.json().await?;
+        let model = list["data"].as_array().and_then(|d| d.iter().find(|m| m["id"] == MODEL));
+        if let Some(m) = model {
+            let weight = |k: &str| m[k].as_str().and_then(|s| s.parse::<f64>().ok()).context(format!("{k} in {m}"));
+            return Ok(Served {
+                weights: Weights { prompt: weight("prompt_weight")?, completion: weight("completion_weight")? },
+                prefill_tokens_per_s: m["prefill_tokens_per_s"]
+                    .as_u64()
+                    .and_then(|r| u32::try_from(r).ok())
+                    .context("prefill_tokens_per_s")?,
+            });
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{MODEL} never appeared in /v1/models: {list}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
 
-    println!(
-        "\n{:<10} {:>10} {:>12} {:>12} {:>12} {:>12} {:>12} {:>12}",
-        "phase", "reserved", "ttft p50 ms", "ttft p99 ms", "delivered", "spot tok/s", "util", "goodput"
-    );
-    let mut json = serde_json::Map::new();
-    for (label, elapsed, counters) in &results {
-        let sent = counters.reserved_sent.load(Ordering::Relaxed);
-        let ttfts = counters.reserved_ttfts_ms.lock().map(|v| v.clone()).unwrap_or_default();
-        let starved = sent.saturating_sub(ttfts.len() as u64);
-        let (ttft, ttft_p50) = (quantile(&ttfts, 0.99), quantile(&ttfts, 0.5));
-        let delivered = counters.reserved_tokens.load(Ordering::Relaxed) as f64;
-        let demanded = sent as f64 * f64::from(MAX_TOKENS);
-        let ratio = if demanded > 0.0 { delivered / demanded } else { f64::NAN };
-        let spot_tokens = counters.spot_tokens.load(Ordering::Relaxed) as f64;
-        let all_tokens = spot_tokens + counters.reserved_tokens.load(Ordering::Relaxed) as f64;
-        let secs = elapsed.as_secs_f64();
-        let spot_tps = spot_tokens / secs;
-        // Utilization: how busy the pool was while the load was offered, as
-        // the worker counts it (prompt and generated tokens processed, over
-        // the measured capacity). Goodput: completion tokens clients received.
-        let samples = counters.worker_tps_samples.lock().map(|v| v.clone()).unwrap_or_default();
-        let busy = samples.iter().sum::<f64>() / samples.len().max(1) as f64;
-        let util = busy / f64::from(capacity);
-        let goodput = all_tokens / secs / f64::from(capacity);
-        let reserved_col = if starved > 0 { format!("{sent} ({starved} no token)") } else { sent.to_string() };
-        println!(
-            "{label:<10} {reserved_col:>10} {ttft_p50:>12.1} {ttft:>12.1} {:>11.1}% {spot_tps:>12.1} {:>11.1}% {:>11.1}%",
-            ratio * 100.0,
-            util * 100.0,
-            goodput * 100.0
-        );
-        match *label {
-            "idle" => {
-                json.insert("reserved_ttft_p99_ms_idle".into(), serde_json::json!(round1(ttft)));
-            }
-            "overload" => {
-                json.insert("reserved_ttft_p99_ms_overload".into(), serde_json::json!(round1(ttft)));
-                json.insert("reserved_delivered_ratio".into(), serde_json::json!((ratio * 1000.0).round() / 1000.0));
-                json.insert("spot_goodput_tps".into(), serde_json::json!(round1(spot_tps)));
-                json.insert("utilization".into(), serde_json::json!((util * 1000.0).round() / 1000.0));
-                json.insert("goodput_utilization".into(), serde_json::json!((goodput * 1000.0).round() / 1000.0));
-            }
-            _ => {
-                json.insert("fcfs_reserved_ttft_p99_ms".into(), serde_json::json!(round1(ttft)));
-            }
+/// An hourly premium contract, reserved as a tenant does (the same key each
+/// phase: made once).
+async fn reserve(http: &reqwest::Client, gateway: &str, token: &str, rate: u32) -> anyhow::Result<()> {
+    let response = http
+        .post(format!("{gateway}/v1/reservations"))
+        .bearer_auth(token)
+        .header("Idempotency-Key", "bench-isolation")
+        .json(&json!({"model": MODEL, "rate": rate, "tier": TIER.as_str(), "term": "hourly"}))
+        .send()
+        .await?;
+    let status = response.status();
+    anyhow::ensure!(status.is_success(), "reserving: {status} {}", response.text().await.unwrap_or_default());
+    Ok(())
+}
+
+/// The reserved and spot traces of this run, each request with its body,
+/// its prompt counted as the platform counts it, and its TTFT target.
+fn plan(
+    config: &Config,
+    seed: u64,
+    served: &Served,
+    tokenizer: &Tokenizer,
+    phase: Duration,
+    capacity: f64,
+    rate_each: u32,
+) -> anyhow::Result<(Vec<Planned>, Vec<Planned>)> {
+    let spec = |tag: &str, seed: u64, requests_per_s: f64| TraceSpec {
+        seed,
+        tag: tag.into(),
+        duration_us: u64::try_from(phase.as_micros()).unwrap_or(u64::MAX),
+        requests_per_s,
+        prompt: Lengths::CHAT_PROMPTS,
+        max_tokens_min: 16,
+        max_tokens_max: 256,
+    };
+    let w = served.weights;
+    let cost = trace::mean_cost(&spec("size", seed, 1.0), w.prompt, w.completion, 20_000);
+    let reserved_rate = f64::from(rate_each) * RESERVED_TENANTS as f64 * RESERVED_OFFERED / cost;
+    let reserved = trace::generate(&spec("reserved", seed, reserved_rate))?;
+    let spot = trace::generate(&spec("spot", seed.wrapping_add(1), capacity * SPOT_OFFERED / cost))?;
+    let banned: Vec<u32> = tokenizer.eos_id.into_iter().collect();
+    let policy = reservoir_sla::TierPolicy::of(TIER);
+    let make = |r: &TraceRequest, reserved: bool| -> anyhow::Result<Planned> {
+        let tenant = if reserved {
+            format!("reserved-{}", r.index % RESERVED_TENANTS)
+        } else {
+            format!("spot-{}", r.index % SPOT_TENANTS)
+        };
+        let system = format!("Request {} of {tenant}. Answer at length.", r.index);
+        let messages = [ChatMessage::new("system", &system), ChatMessage::new("user", &r.prompt)];
+        let prompt_tokens = u32::try_from(chat_prompt(tokenizer, &messages).len())?;
+        let target = policy.ttft_target_ms(u64::from(prompt_tokens), served.prefill_tokens_per_s);
+        Ok(Planned {
+            at: Duration::from_micros(r.at_us),
+            call: client::Call {
+                reserved,
+                token: mint(config, &tenant)?,
+                body: client::body(MODEL, &system, &r.prompt, r.max_tokens, &banned, !reserved),
+                prompt_tokens,
+                max_tokens: r.max_tokens,
+                ttft_target_ms: target as f64,
+            },
+        })
+    };
+    let reserved = reserved.iter().map(|r| make(r, true)).collect::<anyhow::Result<_>>()?;
+    let spot = spot.iter().map(|r| make(r, false)).collect::<anyhow::Result<_>>()?;
+    Ok((reserved, spot))
+}
+
+/// Sends every planned request at its time; spot requests still running at
+/// the end of the phase are cut (their clients leave), reserved ones are
+/// waited for up to `straggler_wait` more.
+async fn run_phase(
+    http: &reqwest::Client,
+    gateway: &str,
+    reserved: &[Planned],
+    spot: &[Planned],
+    phase: Duration,
+    straggler_wait: Duration,
+) -> Vec<Observed> {
+    let url = format!("{gateway}/v1/chat/completions");
+    let start = Instant::now();
+    let window_end = start + phase;
+    let mut all: Vec<&Planned> = reserved.iter().chain(spot).collect();
+    all.sort_by_key(|p| p.at);
+    let mut tasks = Vec::with_capacity(all.len());
+    for p in all {
+        tokio::time::sleep_until((start + p.at).into()).await;
+        let cut_at = if p.call.reserved { window_end + straggler_wait } else { window_end };
+        let call = p.call.clone();
+        let (http, url) = (http.clone(), url.clone());
+        tasks.push(tokio::spawn(async move { client::run(&http, &url, call, window_end, cut_at).await }));
+    }
+    let mut observed = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        if let Ok(o) = t.await {
+            observed.push(o);
         }
     }
-    pool.close().await;
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&admin).await?;
-    println!("{}", serde_json::Value::Object(json));
-    Ok(())
+    observed
 }
 
-/// One reserved request per tenant before the clock starts, not counted:
-/// connections, the contract cache and the prompt's prefix cache are warm,
-/// as on a platform that has been serving for a while.
-async fn warm_up(client: &SchedulerServiceClient<Channel>) {
-    let counters = Arc::new(Counters::default());
+/// One request per reserved tenant before the clock starts, not counted:
+/// connections and the contract cache are warm, as on a platform that has
+/// been serving for a while (their prompts share nothing with the trace's).
+async fn warm_up(http: &reqwest::Client, gateway: &str, config: &Config, tokenizer: &Tokenizer) -> anyhow::Result<()> {
+    let url = format!("{gateway}/v1/chat/completions");
+    let banned: Vec<u32> = tokenizer.eos_id.into_iter().collect();
+    let end = Instant::now() + Duration::from_secs(30);
+    let mut calls = Vec::with_capacity(RESERVED_TENANTS);
     for i in 0..RESERVED_TENANTS {
-        let id = format!("warm-up-{}", uuid::Uuid::new_v4().simple());
-        one_request(client.clone(), format!("reserved-{i}"), id, true, counters.clone()).await;
+        let system = format!("Warm-up {} of reserved-{i}.", uuid::Uuid::new_v4().simple());
+        calls.push(client::Call {
+            reserved: true,
+            token: mint(config, &format!("reserved-{i}"))?,
+            body: client::body(MODEL, &system, "Say hello.", 4, &banned, false),
+            prompt_tokens: 0,
+            max_tokens: 4,
+            ttft_target_ms: 0.0,
+        });
     }
-}
-
-fn round1(x: f64) -> f64 {
-    (x * 10.0).round() / 10.0
-}
-
-/// Hourly contracts for the reserved tenants, through the contracts service
-/// so they are priced and checked like any other.
-async fn reserve(contracts_url: &str, rate: u32) -> anyhow::Result<()> {
-    let mut client =
-        reservoir_proto::v1::contract_service_client::ContractServiceClient::connect(contracts_url.to_owned()).await?;
-    for i in 0..RESERVED_TENANTS {
-        let tenant = format!("reserved-{i}");
-        client.ensure_tenant(pb::EnsureTenantRequest { id: tenant.clone() }).await?;
-        client
-            .create_reservation(pb::CreateReservationRequest {
-                order: Some(pb::QuoteRequest {
-                    tenant_id: tenant.clone(),
-                    model: MODEL.into(),
-                    rate_tokens_per_s: rate,
-                    tier: pb::Tier::Premium.into(),
-                    term: pb::Term::Hourly.into(),
-                    starts_at: None,
-                    ends_at: None,
-                }),
-                idempotency_key: format!("bench-{tenant}"),
-                allow_burst: Some(true),
-            })
-            .await?;
+    let tasks: Vec<_> = calls
+        .into_iter()
+        .map(|call| {
+            let (http, url) = (http.clone(), url.clone());
+            tokio::spawn(async move { client::run(&http, &url, call, end, end).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await?;
     }
     Ok(())
+}
+
+fn print_setup(
+    calibration: &reservoir_platform::calibrate::Calibration,
+    served: &Served,
+    rate_each: u32,
+    phase: Duration,
+    reserved: &[Planned],
+    spot: &[Planned],
+    capacity: f64,
+) {
+    let w = served.weights;
+    let demand = |p: &[Planned]| -> f64 {
+        p.iter().map(|p| f64::from(p.call.prompt_tokens) * w.prompt + f64::from(p.call.max_tokens) * w.completion).sum()
+    };
+    let secs = phase.as_secs_f64();
+    let prompts: Vec<f64> = reserved.iter().chain(spot).map(|p| f64::from(p.call.prompt_tokens)).collect();
+    let q = |x: f64| report::quantile(&prompts, x).unwrap_or(f64::NAN);
+    println!(
+        "calibrated: capacity {} weighted tokens/s (decode at batch {}), prefill {} tokens/s; \
+         a prompt token weighs {}, a generated one {} (as /v1/models shows them)",
+        calibration.tokens_per_s,
+        reservoir_platform::calibrate::CALIBRATION_BATCH,
+        served.prefill_tokens_per_s,
+        w.prompt,
+        w.completion
+    );
+    println!(
+        "trace: {} reserved requests ({RESERVED_TENANTS} tenants at {rate_each} weighted tokens/s each, {TIER}), \
+         offering {:.0}% of their rate; {} spot requests offering {:.1}x capacity; phases of {secs} s",
+        reserved.len(),
+        demand(reserved) / secs / (f64::from(rate_each) * RESERVED_TENANTS as f64) * 100.0,
+        spot.len(),
+        demand(spot) / secs / capacity,
+    );
+    println!(
+        "prompt tokens (chat template included) p50 {:.0}, p90 {:.0}, p99 {:.0}, max {:.0}; max_tokens 16 to 256 \
+         (EOS banned: each request generates all of them)",
+        q(0.5),
+        q(0.9),
+        q(0.99),
+        q(1.0)
+    );
+}
+
+fn print_results(results: &[(&str, PhaseSummary)]) {
+    let pct = |x: f64| if x.is_nan() { "-".to_owned() } else { format!("{:.1}%", x * 100.0) };
+    let ms = |s: &PhaseSummary, f: fn(&report::Quantiles) -> f64| {
+        s.reserved_ttft_ms.as_ref().map_or("-".to_owned(), |q| format!("{:.0}", f(q)))
+    };
+    println!(
+        "\n{:<24} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>6} {:>11} {:>10} {:>8}",
+        "phase",
+        "reserved",
+        "TTFT p50",
+        "p95",
+        "p99 ms",
+        "in target",
+        "delivered",
+        "shed",
+        "spot tok/s",
+        "of left",
+        "util"
+    );
+    for (label, s) in results {
+        let spot = |x: String| if s.spot_requests == 0 { "-".to_owned() } else { x };
+        println!(
+            "{label:<24} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>6} {:>11} {:>10} {:>8}",
+            s.reserved_requests,
+            ms(s, |q| q.p50),
+            ms(s, |q| q.p95),
+            ms(s, |q| q.p99),
+            pct(s.reserved_within_target),
+            pct(s.reserved_delivered_over_demanded),
+            s.reserved_shed,
+            spot(format!("{:.1}", s.spot_goodput_per_s)),
+            spot(pct(s.spot_share_of_left)),
+            pct(s.utilization),
+        );
+    }
+    let p99 = |i: usize| results.get(i).and_then(|(_, s)| s.reserved_ttft_ms.map(|q| q.p99)).unwrap_or(f64::NAN);
+    println!(
+        "\nreserved TTFT p99 under the flood / alone: {:.2}x; plain FCFS / alone: {:.2}x",
+        p99(1) / p99(0),
+        p99(2) / p99(0)
+    );
+    println!(
+        "TTFT: client-side, sending to first token, reserved requests that got one. In target: first token within \
+         the premium tier's 1 s + prompt tokens / measured prefill rate (none: a miss). Delivered: weighted tokens \
+         received over demanded (a request not served in full demanded its prompt and max_tokens). Shed: refused \
+         or failed by the platform. Spot tok/s: useful spot work, weighted tokens/s; of left: over the capacity \
+         reserved work left. Util: useful work (prompt tokens once, prefix-cache hits and failover recomputation \
+         not counted, plus generated tokens) over capacity, within the phase."
+    );
+    let mut json = serde_json::Map::new();
+    for (label, s) in results {
+        json.insert(label.replace([' ', ','], "_"), summary_json(s));
+    }
+    println!("{}", Value::Object(json));
+}
+
+fn summary_json(s: &PhaseSummary) -> Value {
+    let r3 = |x: f64| if x.is_nan() { Value::Null } else { json!((x * 1000.0).round() / 1000.0) };
+    json!({
+        "reserved_requests": s.reserved_requests,
+        "reserved_ttft_ms_p50": s.reserved_ttft_ms.map(|q| q.p50.round()),
+        "reserved_ttft_ms_p95": s.reserved_ttft_ms.map(|q| q.p95.round()),
+        "reserved_ttft_ms_p99": s.reserved_ttft_ms.map(|q| q.p99.round()),
+        "reserved_within_target": r3(s.reserved_within_target),
+        "reserved_delivered_ratio": r3(s.reserved_delivered_over_demanded),
+        "reserved_shed": s.reserved_shed,
+        "reserved_without_token": s.reserved_without_token,
+        "spot_requests": s.spot_requests,
+        "spot_shed": s.spot_shed,
+        "spot_goodput_tokens_per_s": r3(s.spot_goodput_per_s),
+        "spot_share_of_left": r3(s.spot_share_of_left),
+        "utilization": r3(s.utilization),
+        "cached_prompt_share": r3(s.cached_prompt_share),
+    })
 }

@@ -1,58 +1,148 @@
-//! Measuring the pool: a short run of the engine on this machine tells how
-//! many weighted tokens/s one worker serves, so what is sold matches what
-//! the workers can serve.
+//! Measuring the pool: a short run of the engine on this machine tells what
+//! one worker serves and what each kind of token costs, so what is sold
+//! matches what the workers can serve.
 //!
-//! The figure is aggregate greedy decode throughput at a batch of 32
-//! sequences: completion tokens carry weight 1, and decode dominates the cost
-//! of serving (prompt tokens are prefilled several times faster, hence their
-//! lower default weight).
+//! The unit of capacity is a generated token at the calibration batch:
+//! capacity is aggregate greedy decode throughput with 32 sequences decoding
+//! together, and a completion token weighs 1. A prompt token weighs the time
+//! the engine takes to prefill it over the time a generated token takes at
+//! that batch (seconds per prefill token x decode tokens/s), so a contract's
+//! rate buys the same compute whatever its prompts' lengths.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
+use reservoir_domain::ModelId;
+use reservoir_engine::Model;
+use rust_decimal::Decimal;
+use rust_decimal::prelude::FromPrimitive;
 
 /// Sequences decoded together while measuring.
-const CALIBRATION_BATCH: usize = 32;
+pub const CALIBRATION_BATCH: usize = 32;
 /// Decode steps timed per run (after one warm-up prefill).
 const CALIBRATION_STEPS: usize = 8;
 /// Prompt tokens of the timed prefill: a typical chat prompt's length.
 const CALIBRATION_PROMPT_TOKENS: usize = 256;
-/// Runs measured; the median is kept, so one run disturbed by another
-/// process on the machine neither inflates nor deflates what is sold.
+/// Runs measured; the median of each figure is kept, so one run disturbed
+/// by another process on the machine neither inflates nor deflates what is
+/// sold.
 const CALIBRATION_RUNS: usize = 3;
+/// Weights are kept in thousandths: the precision admission counts in
+/// (`reservoir_sched::Weights`), so every reader sees the same number.
+const WEIGHT_DECIMALS: u32 = 3;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Calibration {
-    /// Weighted tokens/s one worker sustains, rounded down.
+    /// Weighted tokens/s one worker sustains (generated tokens/s at the
+    /// calibration batch), rounded down.
     pub tokens_per_s: u32,
-    /// Prompt tokens/s of one request's prefill (the first, cold step of the
-    /// run, so on the slow side), rounded down: the SLA's TTFT target of a
-    /// request allows its prompt tokens / this rate.
+    /// Prompt tokens/s of one request's prefill, rounded down: the SLA's
+    /// TTFT target of a request allows its prompt tokens / this rate.
     pub prefill_tokens_per_s: u32,
+    /// What a prompt token costs in generated tokens at the calibration batch.
+    pub prompt_weight: Decimal,
+    /// What a generated token costs: 1, the unit of capacity.
+    pub completion_weight: Decimal,
 }
 
-/// Runs the engine briefly on the model at `path`. Blocking: call it from a
-/// blocking thread. Takes a few seconds.
+impl Calibration {
+    /// The figures as the contracts service records them with the model.
+    pub fn measured(&self) -> reservoir_contracts::Measured {
+        reservoir_contracts::Measured {
+            capacity_tokens_per_s: self.tokens_per_s,
+            prefill_tokens_per_s: self.prefill_tokens_per_s,
+            prompt_weight: self.prompt_weight,
+            completion_weight: self.completion_weight,
+        }
+    }
+}
+
+/// Loads the model at `path` and measures it (see `measure_model`).
 pub fn measure(path: &Path) -> anyhow::Result<Calibration> {
     let loaded = reservoir_engine::load(path).with_context(|| format!("loading {}", path.display()))?;
-    let model: Arc<_> = loaded.model;
-    let report = reservoir_engine::bench::run(
-        &model,
-        CALIBRATION_PROMPT_TOKENS,
-        &[CALIBRATION_BATCH; CALIBRATION_RUNS],
-        CALIBRATION_STEPS,
-    )
-    .context("calibration run")?;
-    let mut runs: Vec<f64> = report.decode_tok_per_s.iter().map(|(_, tps)| *tps).collect();
-    runs.sort_by(f64::total_cmp);
-    let decode = runs.get(runs.len() / 2).copied().ok_or_else(|| anyhow::anyhow!("calibration produced no figure"))?;
-    anyhow::ensure!(decode.is_finite() && decode >= 1.0, "calibration measured {decode} tokens/s");
-    let prefill = report.prefill_tok_per_s;
-    anyhow::ensure!(prefill.is_finite() && prefill >= 1.0, "calibration measured a prefill of {prefill} tokens/s");
+    measure_model(&loaded.model)
+}
+
+/// Runs the engine briefly on `model`. Blocking: call it from a blocking
+/// thread. Takes a few seconds on SmolLM2-135M.
+pub fn measure_model(model: &Arc<Model>) -> anyhow::Result<Calibration> {
+    let mut decode = Vec::with_capacity(CALIBRATION_RUNS);
+    let mut prefill = Vec::with_capacity(CALIBRATION_RUNS);
+    for _ in 0..CALIBRATION_RUNS {
+        let report =
+            reservoir_engine::bench::run(model, CALIBRATION_PROMPT_TOKENS, &[CALIBRATION_BATCH], CALIBRATION_STEPS)
+                .context("calibration run")?;
+        decode.extend(report.decode_tok_per_s.iter().map(|(_, tps)| *tps));
+        prefill.push(report.prefill_tok_per_s);
+    }
+    let decode = median(decode).context("calibration produced no decode figure")?;
+    let prefill = median(prefill).context("calibration produced no prefill figure")?;
+    from_rates(prefill, decode)
+}
+
+/// The calibration of a pool that prefills `prefill_tokens_per_s` and
+/// decodes `decode_tokens_per_s` at the calibration batch.
+pub fn from_rates(prefill_tokens_per_s: f64, decode_tokens_per_s: f64) -> anyhow::Result<Calibration> {
+    for (name, rate) in [("decode", decode_tokens_per_s), ("prefill", prefill_tokens_per_s)] {
+        anyhow::ensure!(rate.is_finite() && rate >= 1.0, "calibration measured a {name} rate of {rate} tokens/s");
+    }
+    // Seconds per prompt token over seconds per generated token.
+    let ratio = decode_tokens_per_s / prefill_tokens_per_s;
+    let prompt_weight = Decimal::from_f64(ratio)
+        .with_context(|| format!("a prompt weight of {ratio}"))?
+        .round_dp_with_strategy(WEIGHT_DECIMALS, rust_decimal::RoundingStrategy::MidpointNearestEven)
+        // A prompt token is never free, however fast prefill is.
+        .max(Decimal::new(1, WEIGHT_DECIMALS));
+    anyhow::ensure!(
+        prompt_weight < Decimal::from(1000),
+        "calibration measured a prompt token at {prompt_weight} generated tokens"
+    );
     // Truncation is the rounding wanted: never sell more than was measured.
     Ok(Calibration {
-        tokens_per_s: decode.min(f64::from(u32::MAX)) as u32,
-        prefill_tokens_per_s: prefill.min(f64::from(u32::MAX)) as u32,
+        tokens_per_s: decode_tokens_per_s.min(f64::from(u32::MAX)) as u32,
+        prefill_tokens_per_s: prefill_tokens_per_s.min(f64::from(u32::MAX)) as u32,
+        prompt_weight,
+        completion_weight: Decimal::ONE,
     })
+}
+
+fn median(mut runs: Vec<f64>) -> Option<f64> {
+    runs.sort_by(f64::total_cmp);
+    runs.get(runs.len() / 2).copied()
+}
+
+/// Measures `model` and records the figures as `id`'s capacity, prefill
+/// rate and weights. Nothing is recorded when the measurement fails.
+pub async fn calibrate(pool: &sqlx::PgPool, id: &ModelId, model: Arc<Model>) -> anyhow::Result<Calibration> {
+    let calibration =
+        tokio::task::spawn_blocking(move || measure_model(&model)).await.context("calibration stopped")??;
+    reservoir_contracts::record_calibration(pool, id, &calibration.measured()).await?;
+    Ok(calibration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prompt_token_weighs_its_prefill_time_in_generated_tokens() {
+        // Prefill at 900 tokens/s, decode at 720: a prompt token takes 0.8
+        // of a generated token's time.
+        let c = from_rates(900.0, 720.0).expect("calibration");
+        assert_eq!((c.tokens_per_s, c.prefill_tokens_per_s), (720, 900));
+        assert_eq!((c.prompt_weight, c.completion_weight), (Decimal::new(8, 1), Decimal::ONE));
+        // Thousandths, half to even; never zero.
+        assert_eq!(from_rates(3000.0, 1000.0).expect("calibration").prompt_weight, Decimal::new(333, 3));
+        assert_eq!(from_rates(1e7, 10.0).expect("calibration").prompt_weight, Decimal::new(1, 3));
+        // Fractions of a token/s are never sold.
+        assert_eq!(from_rates(900.9, 720.9).expect("calibration").tokens_per_s, 720);
+    }
+
+    #[test]
+    fn impossible_rates_are_refused() {
+        for (prefill, decode) in [(0.0, 700.0), (900.0, f64::NAN), (f64::INFINITY, 700.0), (1.0, 5000.0)] {
+            assert!(from_rates(prefill, decode).is_err(), "{prefill} / {decode}");
+        }
+    }
 }

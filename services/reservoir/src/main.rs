@@ -16,7 +16,6 @@ mod bench_metering;
 mod bench_portal;
 mod bench_sched;
 mod billing_cli;
-mod calibrate;
 mod engine_cli;
 mod healthcheck;
 mod up;

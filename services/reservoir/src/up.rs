@@ -156,18 +156,18 @@ pub async fn run(mut config: Config, worker_count: usize) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Measures one worker's throughput on this machine and records it as the
-/// model's capacity; says what happened, for the banner. A failure keeps the
-/// configured capacity: the platform still starts.
+/// Measures one worker's throughput and token costs on this machine and
+/// records them as the model's capacity, prefill rate and weights; says what
+/// happened, for the banner. A failure keeps the configured capacity and
+/// weights: the platform still starts.
 async fn calibrate_pool(config: &Config, pool: &sqlx::PgPool, model: &ModelId) -> String {
     let path = config.worker.model_path.clone();
     if !path.exists() {
         tracing::warn!(path = %path.display(), "model file missing; keeping the configured capacity (run scripts/fetch-model)");
         return "configured (model file missing)".into();
     }
-    let measured = tokio::task::spawn_blocking(move || crate::calibrate::measure(&path)).await;
-    let calibration = match measured {
-        Ok(Ok(c)) => c,
+    let loaded = match tokio::task::spawn_blocking(move || reservoir_engine::load(&path)).await {
+        Ok(Ok(loaded)) => loaded,
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "calibration failed; keeping the configured capacity");
             return "configured (calibration failed)".into();
@@ -177,21 +177,14 @@ async fn calibrate_pool(config: &Config, pool: &sqlx::PgPool, model: &ModelId) -
             return "configured (calibration failed)".into();
         }
     };
-    let recorded = reservoir_contracts::record_measured_capacity(
-        pool,
-        model,
-        calibration.tokens_per_s,
-        calibration.prefill_tokens_per_s,
-    )
-    .await;
-    match recorded {
-        Ok(()) => format!(
-            "{} weighted tokens/s (prefill {} tokens/s), measured on start",
-            calibration.tokens_per_s, calibration.prefill_tokens_per_s
+    match reservoir_platform::calibrate::calibrate(pool, model, loaded.model).await {
+        Ok(c) => format!(
+            "{} weighted tokens/s (prefill {} tokens/s; a prompt token weighs {}, a generated one {}), measured on start",
+            c.tokens_per_s, c.prefill_tokens_per_s, c.prompt_weight, c.completion_weight
         ),
         Err(e) => {
-            tracing::warn!(error = %e, measured = calibration.tokens_per_s, "measured capacity not recorded");
-            format!("kept: measured {} weighted tokens/s but {e}", calibration.tokens_per_s)
+            tracing::warn!(error = %e, "calibration not recorded; keeping the configured capacity and weights");
+            format!("configured (calibration not recorded: {e})")
         }
     }
 }

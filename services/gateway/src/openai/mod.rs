@@ -137,10 +137,10 @@ pub async fn completions(
 }
 
 /// The models this platform serves now (in the catalog, with a healthy
-/// worker), in OpenAI's list shape.
+/// worker), in OpenAI's list shape, each with its token weights.
 #[utoipa::path(get, path = "/v1/models", tag = "inference",
     responses(
-        (status = 200, description = "The models served now: in the catalog, with at least one healthy worker", body = ModelList),
+        (status = 200, description = "The models served now: in the catalog, with at least one healthy worker; each with its measured token weights and prefill rate", body = ModelList),
         (status = 401, description = "Missing or invalid API key", body = OpenAiErrorBody),
         (status = 403, description = "Not a tenant's key", body = OpenAiErrorBody),
         (status = 429, description = "Rate limited; Retry-After says when to retry", body = OpenAiErrorBody,
@@ -167,6 +167,9 @@ pub async fn models(
             id: m.id,
             object: "model",
             owned_by: "reservoir",
+            prompt_weight: m.prompt_weight,
+            completion_weight: m.completion_weight,
+            prefill_tokens_per_s: m.prefill_tokens_per_s,
         })
         .collect();
     Ok(axum::Json(ModelList { object: "list", data }))

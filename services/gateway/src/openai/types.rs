@@ -167,7 +167,10 @@ pub struct LegacyLogprobs {
     pub text_offset: Vec<u32>,
 }
 
-/// A model in OpenAI's shape (the admin API's is `Model`).
+/// A model in OpenAI's shape (the admin API's is `Model`), with what its
+/// tokens weigh on this pool, so a tenant can size a reservation: a request
+/// costs prompt_tokens x prompt_weight + completion_tokens x
+/// completion_weight weighted tokens.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(as = OpenAiModel)]
 pub struct Model {
@@ -177,6 +180,13 @@ pub struct Model {
     pub created: i64,
     #[schema(value_type = String)]
     pub owned_by: &'static str,
+    /// Weighted tokens per prompt token, measured at calibration (decimal string).
+    pub prompt_weight: String,
+    /// Weighted tokens per generated token: 1 once calibrated (decimal string).
+    pub completion_weight: String,
+    /// Prompt tokens/s one request is prefilled at (0: not measured); a
+    /// request's TTFT target allows its prompt tokens / this rate.
+    pub prefill_tokens_per_s: u32,
 }
 
 /// `GET /v1/models`: OpenAI's list shape, `{"object": "list", "data": [...]}`.

@@ -153,7 +153,7 @@ pub async fn update_model(
     security(("bearer" = [])))]
 pub async fn get_catalog(State(state): State<AppState>, _: AuthAdmin) -> ApiResult<Json<CatalogVersion>> {
     let reply = state.contracts.clone().get_catalog(pb::GetCatalogRequest { version: 0 }).await?.into_inner();
-    Ok(Json(reply.try_into()?))
+    Ok(Json(super::tenant::with_weights(&state, reply).await?))
 }
 
 /// Publish an edited catalog as a new version (its `version` field is ignored).
@@ -181,7 +181,7 @@ pub async fn publish_catalog(
         .publish_catalog(pb::PublishCatalogRequest { document, published_by: admin.subject })
         .await?
         .into_inner();
-    Ok((StatusCode::CREATED, Json(reply.try_into()?)))
+    Ok((StatusCode::CREATED, Json(super::tenant::with_weights(&state, reply).await?)))
 }
 
 /// Every tenant's reservations, with filters, newest first.

@@ -227,7 +227,7 @@ pub async fn capacity(
 /// The current price catalog.
 #[utoipa::path(get, path = "/v1/catalog", tag = "catalog",
     responses(
-        (status = 200, description = "The newest catalog version", body = CatalogVersion),
+        (status = 200, description = "The newest catalog version, with each model's measured token weights", body = CatalogVersion),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 403, description = "Not a tenant token", body = ErrorBody),
     ),
@@ -237,5 +237,12 @@ pub async fn catalog(
     AuthTenant(_tenant): AuthTenant,
 ) -> ApiResult<Json<CatalogVersion>> {
     let reply = state.contracts.clone().get_catalog(pb::GetCatalogRequest { version: 0 }).await?.into_inner();
-    Ok(Json(reply.try_into()?))
+    Ok(Json(with_weights(&state, reply).await?))
+}
+
+/// The catalog `c` with every model's weights, which say what its prices
+/// per weighted token buy.
+pub async fn with_weights(state: &AppState, c: pb::Catalog) -> ApiResult<CatalogVersion> {
+    let models = state.contracts.clone().list_models(pb::ListModelsRequest {}).await?.into_inner().models;
+    CatalogVersion::new(c, models)
 }

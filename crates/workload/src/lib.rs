@@ -1,0 +1,21 @@
+//! Benchmark workloads, pure and seeded: no clock, no I/O.
+//!
+//! - `trace`: request traces (Poisson arrivals, long-tailed prompt lengths,
+//!   distinct prompts) that `reservoir bench isolation` sends;
+//! - `report`: the figures of a phase from what the client saw of each
+//!   request (TTFT quantiles, requests within target, delivered over
+//!   demanded, goodput and utilization as useful work).
+//!
+//! A benchmark that flatters is a defect: the trace never repeats a prompt,
+//! and the report counts work in the unit capacity is sold in.
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod report;
+pub mod trace;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum WorkloadError {
+    #[error("invalid workload: {0}")]
+    Invalid(String),
+}

@@ -1,0 +1,219 @@
+//! The figures of one phase of a run, from what the client saw of each
+//! request. Work is in capacity units (weighted tokens: prompt tokens x the
+//! prompt weight + generated tokens x the completion weight).
+//!
+//! - Useful work counts each prompt token once, when its request's first
+//!   token arrives (its prefill is done), less what the prefix cache served,
+//!   and each generated token as it arrives; work after the window's end is
+//!   not counted, and a recomputation after a failover is invisible to the
+//!   client, so never counted.
+//! - Delivered over demanded, as the platform meters it: a request served
+//!   in full demanded what it got; one refused, failed or cut demanded its
+//!   prompt and its `max_tokens`, and delivered what arrived.
+
+/// What the client saw of one request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observed {
+    pub reserved: bool,
+    /// Prompt tokens as the platform counts them (chat template included).
+    pub prompt_tokens: u32,
+    /// Of those, served by the prefix cache (not computed for this request).
+    pub cached_prompt_tokens: u32,
+    pub max_tokens: u32,
+    /// Its TTFT target: tier base + prompt tokens / prefill rate.
+    pub ttft_target_ms: f64,
+    /// From sending to the first token; `None`: no token came.
+    pub ttft_ms: Option<f64>,
+    /// Whether the first token arrived within the window.
+    pub first_token_in_window: bool,
+    /// Generated tokens received, all and within the window.
+    pub completion_tokens: u32,
+    pub completion_tokens_in_window: u32,
+    /// Ended with a finish reason.
+    pub finished: bool,
+    /// Refused or failed by the platform (an error answer or event), as
+    /// opposed to cut by the client at the end of the phase.
+    pub shed: bool,
+}
+
+/// Token weights as figures (these feed a report, never a bill).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Weights {
+    pub prompt: f64,
+    pub completion: f64,
+}
+
+/// TTFT quantiles in ms (nearest rank).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Quantiles {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhaseSummary {
+    pub reserved_requests: usize,
+    /// Of reserved requests that got a first token; `None` when none did.
+    pub reserved_ttft_ms: Option<Quantiles>,
+    pub reserved_without_token: usize,
+    /// Share of reserved requests whose first token came within target (a
+    /// request without one missed it).
+    pub reserved_within_target: f64,
+    pub reserved_delivered_over_demanded: f64,
+    pub reserved_shed: usize,
+    /// Useful reserved work per second of the window.
+    pub reserved_work_per_s: f64,
+    pub spot_requests: usize,
+    pub spot_shed: usize,
+    /// Useful spot work per second of the window.
+    pub spot_goodput_per_s: f64,
+    /// Spot goodput over the capacity reserved work left (capacity less
+    /// reserved useful work per second).
+    pub spot_share_of_left: f64,
+    /// All useful work over capacity x window.
+    pub utilization: f64,
+    /// Share of prompt tokens the prefix cache served.
+    pub cached_prompt_share: f64,
+}
+
+/// The `q` quantile of `v` by nearest rank; `None` for no values.
+pub fn quantile(v: &[f64], q: f64) -> Option<f64> {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let rank = ((v.len() as f64 * q).ceil() as usize).clamp(1, v.len().max(1));
+    v.get(rank - 1).copied()
+}
+
+fn useful_work(o: &Observed, w: Weights) -> f64 {
+    let prompt = if o.first_token_in_window { o.prompt_tokens.saturating_sub(o.cached_prompt_tokens) } else { 0 };
+    f64::from(prompt) * w.prompt + f64::from(o.completion_tokens_in_window) * w.completion
+}
+
+fn delivered_and_demanded(o: &Observed, w: Weights) -> (f64, f64) {
+    let prompt = f64::from(o.prompt_tokens) * w.prompt;
+    let delivered = if o.ttft_ms.is_some() { prompt } else { 0.0 } + f64::from(o.completion_tokens) * w.completion;
+    let demanded =
+        if o.finished { delivered } else { prompt + f64::from(o.max_tokens.max(o.completion_tokens)) * w.completion };
+    (delivered, demanded)
+}
+
+/// The phase's figures; `capacity_per_s` in weighted tokens/s, `window_s`
+/// the window's length.
+pub fn summarize(observed: &[Observed], w: Weights, capacity_per_s: f64, window_s: f64) -> PhaseSummary {
+    let (reserved, spot): (Vec<&Observed>, Vec<&Observed>) = observed.iter().partition(|o| o.reserved);
+    let ttfts: Vec<f64> = reserved.iter().filter_map(|o| o.ttft_ms).collect();
+    let reserved_ttft_ms = match (quantile(&ttfts, 0.5), quantile(&ttfts, 0.95), quantile(&ttfts, 0.99)) {
+        (Some(p50), Some(p95), Some(p99)) => Some(Quantiles { p50, p95, p99 }),
+        _ => None,
+    };
+    let within = reserved.iter().filter(|o| o.ttft_ms.is_some_and(|t| t <= o.ttft_target_ms)).count();
+    let (delivered, demanded) =
+        reserved.iter().map(|o| delivered_and_demanded(o, w)).fold((0.0, 0.0), |(a, b), (d, m)| (a + d, b + m));
+    let per_s = |work: f64| if window_s > 0.0 { work / window_s } else { 0.0 };
+    // Folded from +0.0: an empty `sum` of floats is -0.0, which prints as "-0".
+    let work = |of: &[&Observed]| per_s(of.iter().fold(0.0, |total, o| total + useful_work(o, w)));
+    let (reserved_work_per_s, spot_goodput_per_s) = (work(&reserved), work(&spot));
+    let left = capacity_per_s - reserved_work_per_s;
+    let prompt_tokens: u64 = observed.iter().map(|o| u64::from(o.prompt_tokens)).sum();
+    let cached: u64 = observed.iter().map(|o| u64::from(o.cached_prompt_tokens.min(o.prompt_tokens))).sum();
+    PhaseSummary {
+        reserved_requests: reserved.len(),
+        reserved_ttft_ms,
+        reserved_without_token: reserved.len() - ttfts.len(),
+        reserved_within_target: ratio(within as f64, reserved.len() as f64),
+        reserved_delivered_over_demanded: ratio(delivered, demanded),
+        reserved_shed: reserved.iter().filter(|o| o.shed).count(),
+        reserved_work_per_s,
+        spot_requests: spot.len(),
+        spot_shed: spot.iter().filter(|o| o.shed).count(),
+        spot_goodput_per_s,
+        spot_share_of_left: ratio(spot_goodput_per_s, left),
+        utilization: ratio(reserved_work_per_s + spot_goodput_per_s, capacity_per_s),
+        cached_prompt_share: ratio(cached as f64, prompt_tokens as f64),
+    }
+}
+
+/// `a / b`, NaN when `b` is not positive (a figure with nothing to measure).
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 { a / b } else { f64::NAN }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const W: Weights = Weights { prompt: 0.5, completion: 1.0 };
+
+    fn served(reserved: bool, prompt: u32, completion: u32, ttft_ms: f64) -> Observed {
+        Observed {
+            reserved,
+            prompt_tokens: prompt,
+            max_tokens: completion,
+            ttft_target_ms: 1000.0,
+            ttft_ms: Some(ttft_ms),
+            first_token_in_window: true,
+            completion_tokens: completion,
+            completion_tokens_in_window: completion,
+            finished: true,
+            ..Observed::default()
+        }
+    }
+
+    #[test]
+    fn quantiles_are_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!((quantile(&v, 0.5), quantile(&v, 0.99), quantile(&v, 1.0)), (Some(50.0), Some(99.0), Some(100.0)));
+        assert_eq!(quantile(&[7.0], 0.99), Some(7.0));
+        assert_eq!(quantile(&[], 0.5), None);
+    }
+
+    #[test]
+    fn useful_work_counts_prompts_once_without_cache_hits_and_only_within_the_window() {
+        let mut cached = served(false, 100, 10, 5.0);
+        cached.cached_prompt_tokens = 40;
+        let mut late = served(false, 100, 10, 5.0);
+        late.first_token_in_window = false;
+        late.completion_tokens_in_window = 4;
+        let reserved = served(true, 200, 20, 5.0);
+        let s = summarize(&[cached, late, reserved], W, 100.0, 2.0);
+        // Spot: (60 x 0.5 + 10) + (0 + 4) = 44 over 2 s; reserved: 120 over 2 s.
+        assert_eq!((s.spot_goodput_per_s, s.reserved_work_per_s), (22.0, 60.0));
+        assert_eq!(s.utilization, 0.82);
+        assert_eq!(s.spot_share_of_left, 22.0 / 40.0);
+        assert_eq!(s.cached_prompt_share, 40.0 / 400.0);
+    }
+
+    #[test]
+    fn delivered_over_demanded_counts_what_unfinished_requests_asked_for() {
+        let full = served(true, 100, 50, 10.0);
+        let mut cut = served(true, 100, 10, 10.0);
+        cut.max_tokens = 60;
+        cut.finished = false;
+        let refused =
+            Observed { reserved: true, prompt_tokens: 100, max_tokens: 40, shed: true, ..Observed::default() };
+        let s = summarize(&[full, cut, refused], W, 100.0, 1.0);
+        // Delivered 100 + 60 + 0; demanded 100 + 110 + 90.
+        assert_eq!(s.reserved_delivered_over_demanded, 160.0 / 300.0);
+        assert_eq!((s.reserved_shed, s.reserved_without_token, s.reserved_requests), (1, 1, 3));
+    }
+
+    #[test]
+    fn a_request_without_a_first_token_misses_its_target() {
+        let on_time = served(true, 10, 1, 999.0);
+        let late = served(true, 10, 1, 1001.0);
+        let none = Observed { reserved: true, ttft_target_ms: 1000.0, ..Observed::default() };
+        let s = summarize(&[on_time, late, none, served(false, 10, 1, 5000.0)], W, 100.0, 1.0);
+        assert_eq!(s.reserved_within_target, 1.0 / 3.0);
+        assert_eq!(s.reserved_ttft_ms, Some(Quantiles { p50: 999.0, p95: 1001.0, p99: 1001.0 }));
+    }
+
+    #[test]
+    fn nothing_to_measure_is_not_a_number_not_a_figure() {
+        let s = summarize(&[], W, 100.0, 1.0);
+        assert!(s.reserved_within_target.is_nan() && s.reserved_delivered_over_demanded.is_nan());
+        assert_eq!(s.reserved_ttft_ms, None);
+        assert_eq!(s.utilization, 0.0);
+        assert!(s.spot_goodput_per_s.is_sign_positive() && s.utilization.is_sign_positive(), "{s:?}");
+    }
+}
