@@ -72,7 +72,7 @@ struct CatalogPage {
 async fn current(state: &AppState) -> Result<CatalogVersion, Response> {
     let reply = state.contracts.clone().get_catalog(pb::GetCatalogRequest { version: 0 }).await;
     let catalog = reply.map_err(service_refusal)?.into_inner();
-    CatalogVersion::try_from(catalog).map_err(|e| refusal(e.status, &e.message))
+    crate::routes::tenant::with_weights(state, catalog).await.map_err(|e| refusal(e.status, &e.message))
 }
 
 async fn catalog_page(state: &AppState, chrome: Chrome, edit: Option<(String, String)>) -> Response {
