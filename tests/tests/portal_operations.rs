@@ -109,6 +109,7 @@ async fn a_catalog_edit_is_reviewed_then_published_as_a_new_version(pool: PgPool
     let (status, _, shown) = page(&p, "/admin/ui/catalog", &cookie).await;
     assert_eq!(status, 200);
     assert!(shown.contains("Version 1,") && shown.contains("0.0100") && shown.contains("and above"), "{shown}");
+    assert!(shown.contains("What a weighted token is") && shown.contains(&format!("<td>{MODEL}</td>")), "{shown}");
     let token = csrf(&shown);
 
     // The edit starts from the document the JSON API gives.
