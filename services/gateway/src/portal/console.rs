@@ -14,7 +14,7 @@ use serde::Deserialize;
 use crate::extract::PathParam;
 use crate::portal::meter;
 use crate::portal::order::{self, OrderForm, Ordering, ReserveForm};
-use crate::portal::page::{Area, Chrome, PageForm, PageQuery, STALE_FORM, html, refusal};
+use crate::portal::page::{Area, Chrome, PageForm, PageQuery, STALE_FORM, error_refusal, html, refusal};
 use crate::portal::session::{self, ConsoleUser, Side, csrf_ok};
 use crate::portal::tenant_view::{self, TenantView, period_or_current};
 use crate::routes::billing::respond;
@@ -209,6 +209,6 @@ pub async fn invoice_file(
 ) -> Response {
     match respond(&state, &file, Some(user.tenant.to_string())).await {
         Ok(response) => response,
-        Err(e) => refusal(e.status, &e.message),
+        Err(e) => error_refusal(e),
     }
 }

@@ -137,8 +137,21 @@ impl Pager {
 /// A refusal page for what a service answered, with the status and message
 /// the JSON API would give.
 pub fn service_refusal(status: tonic::Status) -> Response {
-    let e = crate::error::ApiError::from(status);
+    error_refusal(crate::error::ApiError::from(status))
+}
+
+/// A refusal page for the JSON API's error, with its status and message.
+pub fn error_refusal(e: crate::error::ApiError) -> Response {
     refusal(e.status, &e.message)
+}
+
+/// After an action: back to `path` with `params` kept and the action's
+/// result as the page's notice.
+pub fn back_with_notice(path: &str, params: &[(&str, &str)], notice: &str) -> Response {
+    let mut query: Vec<(&str, &str)> = params.to_vec();
+    query.push(("notice", notice));
+    let query = serde_urlencoded::to_string(query).unwrap_or_default();
+    axum::response::Redirect::to(&format!("{path}?{query}")).into_response()
 }
 
 /// Query parameters of a page; malformed ones get a refusal page (422).

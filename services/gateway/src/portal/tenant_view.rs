@@ -10,7 +10,7 @@ use reservoir_proto::time::timestamp;
 use reservoir_proto::v1 as pb;
 
 use crate::api::Reservation;
-use crate::portal::page::{PAGE_ROWS, refusal, service_refusal};
+use crate::portal::page::{PAGE_ROWS, error_refusal, service_refusal};
 use crate::portal::usage::{self, DayUsage};
 use crate::routes::billing::Invoice;
 use crate::routes::sla::{Credit, SlaReport};
@@ -92,7 +92,7 @@ pub async fn gather(
             .into_iter()
             .map(Reservation::try_from)
             .collect::<Result<_, _>>()
-            .map_err(|e| refusal(e.status, &e.message))?,
+            .map_err(error_refusal)?,
         usage_chart: usage::chart(&days),
         usage: days,
         sla: SlaReport::from_pb(period, sla.map_err(service_refusal)?.into_inner()),

@@ -6,14 +6,14 @@
 use askama::Template;
 use axum::extract::{Form, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use reservoir_domain::Period;
 use reservoir_proto::v1 as pb;
 use serde::Deserialize;
 
 use crate::extract::{PathParam, QueryParams};
 use crate::portal::admin::chrome;
-use crate::portal::page::{Chrome, STALE_FORM, html, refusal};
+use crate::portal::page::{Chrome, STALE_FORM, back_with_notice, error_refusal, html, refusal};
 use crate::portal::session::{AdminUser, csrf_ok};
 use crate::routes::billing::{Invoice, respond};
 use crate::routes::sla_admin::{ExportFormat, ExportQuery};
@@ -213,11 +213,7 @@ pub async fn act(State(state): State<AppState>, user: AdminUser, Form(form): For
             }),
     };
     match done {
-        Ok(notice) => {
-            let query = serde_urlencoded::to_string([("period", form.period.as_str()), ("notice", notice.as_str())])
-                .unwrap_or_default();
-            Redirect::to(&format!("/admin/ui/billing?{query}")).into_response()
-        }
+        Ok(notice) => back_with_notice("/admin/ui/billing", &[("period", form.period.as_str())], &notice),
         Err(status) => refusal(StatusCode::CONFLICT, status.message()),
     }
 }
@@ -226,7 +222,7 @@ pub async fn act(State(state): State<AppState>, user: AdminUser, Form(form): For
 pub async fn invoice_file(State(state): State<AppState>, _: AdminUser, PathParam(file): PathParam<String>) -> Response {
     match respond(&state, &file, None).await {
         Ok(response) => response,
-        Err(e) => refusal(e.status, &e.message),
+        Err(e) => error_refusal(e),
     }
 }
 
@@ -252,5 +248,5 @@ pub async fn export(
         "sla-credits" => sla_admin::credits_export(&state, query).await,
         _ => return refusal(StatusCode::NOT_FOUND, "No such export."),
     };
-    file.unwrap_or_else(|e| refusal(e.status, &e.message))
+    file.unwrap_or_else(error_refusal)
 }

@@ -7,13 +7,13 @@
 use askama::Template;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use reservoir_proto::v1 as pb;
 use serde::Deserialize;
 
 use crate::portal::admin::chrome;
 use crate::portal::admin::overview::NoticeQuery;
-use crate::portal::page::{Chrome, PageForm, PageQuery, STALE_FORM, html, refusal, service_refusal};
+use crate::portal::page::{Chrome, PageForm, PageQuery, STALE_FORM, back_with_notice, html, refusal, service_refusal};
 use crate::portal::pool::{self, LAST_MONTH, PoolView};
 use crate::portal::session::{AdminUser, csrf_ok};
 use crate::state::AppState;
@@ -114,8 +114,7 @@ pub async fn change(
                 "{}: capacity {} tokens/s, headroom {}, {} on sale",
                 m.id, m.capacity_tokens_per_s, m.headroom, m.sellable_tokens_per_s
             );
-            let query = serde_urlencoded::to_string([("notice", notice.as_str())]).unwrap_or_default();
-            Redirect::to(&format!("/admin/ui/capacity?{query}")).into_response()
+            back_with_notice("/admin/ui/capacity", &[], &notice)
         }
         Err(status) => service_refusal(status),
     }

@@ -6,7 +6,7 @@
 use askama::Template;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use reservoir_pricing::Catalog;
 use reservoir_proto::v1 as pb;
 use serde::Deserialize;
@@ -14,7 +14,9 @@ use serde::Deserialize;
 use crate::api::CatalogVersion;
 use crate::portal::admin::chrome;
 use crate::portal::admin::overview::NoticeQuery;
-use crate::portal::page::{Chrome, PageForm, PageQuery, STALE_FORM, html, refusal, service_refusal};
+use crate::portal::page::{
+    Chrome, PageForm, PageQuery, STALE_FORM, back_with_notice, error_refusal, html, refusal, service_refusal,
+};
 use crate::portal::session::{AdminUser, csrf_ok};
 use crate::state::AppState;
 
@@ -72,7 +74,7 @@ struct CatalogPage {
 async fn current(state: &AppState) -> Result<CatalogVersion, Response> {
     let reply = state.contracts.clone().get_catalog(pb::GetCatalogRequest { version: 0 }).await;
     let catalog = reply.map_err(service_refusal)?.into_inner();
-    crate::routes::tenant::with_weights(state, catalog).await.map_err(|e| refusal(e.status, &e.message))
+    crate::routes::tenant::with_weights(state, catalog).await.map_err(error_refusal)
 }
 
 async fn catalog_page(state: &AppState, chrome: Chrome, edit: Option<(String, String)>) -> Response {
@@ -173,8 +175,7 @@ pub async fn publish(
     match state.contracts.clone().publish_catalog(request).await {
         Ok(published) => {
             let notice = format!("Published catalog version {}", published.into_inner().version);
-            let query = serde_urlencoded::to_string([("notice", notice.as_str())]).unwrap_or_default();
-            Redirect::to(&format!("/admin/ui/catalog?{query}")).into_response()
+            back_with_notice("/admin/ui/catalog", &[], &notice)
         }
         Err(status) => {
             catalog_page(&state, chrome(&user, "Catalog", None), Some((form.document, status.message().to_owned())))

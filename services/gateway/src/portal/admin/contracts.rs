@@ -6,7 +6,7 @@
 use askama::Template;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use reservoir_domain::{ReservationStatus, Term};
 use reservoir_proto::v1 as pb;
 use serde::Deserialize;
@@ -15,7 +15,10 @@ use crate::api::Reservation;
 use crate::extract::PathParam;
 use crate::portal::admin::chrome;
 use crate::portal::order::{self, OrderForm, Ordering, ReserveForm};
-use crate::portal::page::{Chrome, PAGE_ROWS, PageForm, PageQuery, Pager, STALE_FORM, html, refusal, service_refusal};
+use crate::portal::page::{
+    Chrome, PAGE_ROWS, PageForm, PageQuery, Pager, STALE_FORM, back_with_notice, error_refusal, html, refusal,
+    service_refusal,
+};
 use crate::portal::session::{AdminUser, csrf_ok};
 use crate::state::AppState;
 
@@ -107,7 +110,7 @@ pub async fn list(State(state): State<AppState>, user: AdminUser, PageQuery(q): 
     };
     let rows = match reply.reservations.into_iter().map(Reservation::try_from).collect::<Result<Vec<_>, _>>() {
         Ok(rows) => rows,
-        Err(e) => return refusal(e.status, &e.message),
+        Err(e) => return error_refusal(e),
     };
     let filters = [("tenant", q.tenant.as_str()), ("model", q.model.as_str()), ("status", q.status.as_str())];
     let headings = SORTS
@@ -169,9 +172,7 @@ pub async fn reserve(
                 "Reserved {} tokens/s of {} for {} (contract {})",
                 r.rate_tokens_per_s, r.model, r.tenant_id, r.id
             );
-            let query = serde_urlencoded::to_string([("tenant", r.tenant_id.as_str()), ("notice", notice.as_str())])
-                .unwrap_or_default();
-            Redirect::to(&format!("/admin/ui/contracts?{query}")).into_response()
+            back_with_notice("/admin/ui/contracts", &[("tenant", r.tenant_id.as_str())], &notice)
         }
         Err(refused) => refused,
     }
@@ -196,7 +197,7 @@ pub async fn cancel_page(State(state): State<AppState>, user: AdminUser, PathPar
         };
     let contract = match Reservation::try_from(found) {
         Ok(contract) => contract,
-        Err(e) => return refusal(e.status, &e.message),
+        Err(e) => return error_refusal(e),
     };
     let committed = contract.term != Term::Hourly;
     html(StatusCode::OK, &CancelPage { chrome: chrome(&user, "Contracts", None), contract, committed })
@@ -233,9 +234,7 @@ pub async fn cancel(
         Ok(cancelled) => {
             let r = cancelled.into_inner();
             let notice = format!("Cancelled contract {} of {}", r.id, r.tenant_id);
-            let query = serde_urlencoded::to_string([("tenant", r.tenant_id.as_str()), ("notice", notice.as_str())])
-                .unwrap_or_default();
-            Redirect::to(&format!("/admin/ui/contracts?{query}")).into_response()
+            back_with_notice("/admin/ui/contracts", &[("tenant", r.tenant_id.as_str())], &notice)
         }
         Err(status) => service_refusal(status),
     }

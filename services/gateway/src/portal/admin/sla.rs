@@ -6,7 +6,7 @@
 use askama::Template;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use chrono::Utc;
 use reservoir_proto::time::timestamp;
 use reservoir_proto::v1 as pb;
@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use crate::extract::PathParam;
 use crate::portal::admin::chrome;
-use crate::portal::page::{Chrome, PageForm, PageQuery, STALE_FORM, html, refusal, service_refusal};
+use crate::portal::page::{Chrome, PageForm, PageQuery, STALE_FORM, back_with_notice, html, refusal, service_refusal};
 use crate::portal::session::{AdminUser, csrf_ok};
 use crate::portal::tenant_view::period_or_current;
 use crate::routes::sla::{Credit, Incident};
@@ -42,8 +42,7 @@ struct SlaPage {
 }
 
 fn back(period: &str, notice: &str) -> Response {
-    let query = serde_urlencoded::to_string([("period", period), ("notice", notice)]).unwrap_or_default();
-    Redirect::to(&format!("/admin/ui/sla?{query}")).into_response()
+    back_with_notice("/admin/ui/sla", &[("period", period)], notice)
 }
 
 pub async fn page(State(state): State<AppState>, user: AdminUser, PageQuery(q): PageQuery<SlaQuery>) -> Response {
