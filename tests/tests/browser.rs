@@ -1,9 +1,10 @@
 //! The portal in a real browser (headless Chromium over WebDriver): an
 //! operator signs in by keyboard, creates a contract for a tenant (quoted
 //! first), runs a month's billing, finalizes the invoice and downloads its
-//! CSV; the tenant signs in and sees that invoice, and is refused on an
-//! operator page. Every page is saved under `target/screenshots/`, pages
-//! are checked on a 375-px-wide screen, and any console error fails.
+//! CSV; the tenant signs in, sees that invoice, issues and revokes an API
+//! token, and is refused on an operator page. Every page is saved under
+//! `target/screenshots/`, pages are checked on a 375-px-wide screen, and
+//! any console error fails.
 
 use chrono::Utc;
 use fantoccini::Locator;
@@ -167,6 +168,23 @@ async fn an_operator_bills_a_tenant_who_then_finds_the_invoice_in_the_console(po
     b.screenshot("console-usage").await;
     b.follow("SLA").await;
     b.screenshot("console-sla").await;
+    // An API token, shown once, works on the API until it is revoked.
+    b.follow("API tokens").await;
+    b.fill("#name", "ci-deploy").await;
+    b.choose("#lifetime_days", "30").await;
+    b.click("main form button[type=submit]").await;
+    assert!(b.text().await.contains("shown only once"), "{}", b.text().await);
+    b.screenshot("console-token-issued").await;
+    let issued = b.client.execute("return document.getElementById('token').value;", vec![]).await.expect("token");
+    let issued = issued.as_str().expect("the token's text").trim().to_owned();
+    assert_eq!(p.call(reqwest::Method::GET, "/v1/reservations", &issued, None).await.0, 200);
+    b.follow("Done").await;
+    b.follow("Revoke").await;
+    b.screenshot("console-token-revoke").await;
+    b.click("main form button[type=submit]").await;
+    assert!(b.text().await.contains("is revoked"), "{}", b.text().await);
+    b.screenshot("console-tokens").await;
+    assert_eq!(p.call(reqwest::Method::GET, "/v1/reservations", &issued, None).await.0, 401);
     b.assert_no_console_errors("the console", &[]).await;
 
     // An operator page is refused to the tenant's session.

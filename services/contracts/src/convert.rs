@@ -6,6 +6,7 @@ use prost_types::Timestamp;
 use reservoir_proto::v1 as pb;
 use rust_decimal::Decimal;
 
+use crate::api_tokens::ApiToken;
 use crate::error::{ContractsError, Result};
 use crate::models::Model;
 use crate::reservations::Reservation;
@@ -52,6 +53,19 @@ pub fn uuid(field: &str, s: &str) -> Result<uuid::Uuid> {
 impl From<Tenant> for pb::Tenant {
     fn from(t: Tenant) -> Self {
         pb::Tenant { id: t.id.to_string(), currency: t.currency.to_string(), created_at: Some(timestamp(t.created_at)) }
+    }
+}
+
+impl From<ApiToken> for pb::ApiToken {
+    fn from(t: ApiToken) -> Self {
+        pb::ApiToken {
+            id: t.id.to_string(),
+            tenant_id: t.tenant.to_string(),
+            name: t.name,
+            created_at: Some(timestamp(t.created_at)),
+            expires_at: Some(timestamp(t.expires_at)),
+            revoked_at: t.revoked_at.map(timestamp),
+        }
     }
 }
 

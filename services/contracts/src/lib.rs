@@ -4,6 +4,7 @@
 //! `build` binds the listener (port 0 in tests) and returns a `Server`;
 //! `run_until_stopped` serves until the shutdown token fires.
 
+mod api_tokens;
 mod catalog;
 mod convert;
 mod error;

@@ -13,7 +13,7 @@ use crate::convert::{self, instant, optional, optional_decimal, optional_instant
 use crate::error::ContractsError;
 use crate::models::ModelChange;
 use crate::reservations::{self, Cancellation, ListFilter, NewReservation};
-use crate::{catalog, ledger, models, tenants};
+use crate::{api_tokens, catalog, ledger, models, tenants};
 
 /// Longest window `GetCapacity` answers for.
 const CAPACITY_WINDOW_MAX: Duration = Duration::days(3 * 366);
@@ -43,6 +43,10 @@ fn order(r: Option<&pb::QuoteRequest>) -> Result<NewReservation, ContractsError>
     })
 }
 
+fn token_ref(r: &pb::ApiTokenRef) -> Result<(TenantId, uuid::Uuid), ContractsError> {
+    Ok((parse(&r.tenant_id)?, convert::uuid("API token", &r.id)?))
+}
+
 #[tonic::async_trait]
 impl ContractService for Contracts {
     async fn ensure_tenant(&self, req: Request<pb::EnsureTenantRequest>) -> Reply<pb::Tenant> {
@@ -67,6 +71,28 @@ impl ContractService for Contracts {
         let page = tenants::Page { search: r.search.trim(), limit: r.limit, offset: r.offset };
         let (found, total) = tenants::list(&self.pool, &page).await?;
         Ok(Response::new(pb::ListTenantsResponse { tenants: found.into_iter().map(Into::into).collect(), total }))
+    }
+
+    async fn create_api_token(&self, req: Request<pb::CreateApiTokenRequest>) -> Reply<pb::ApiToken> {
+        let r = req.get_ref();
+        let tenant: TenantId = parse(&r.tenant_id)?;
+        Ok(Response::new(api_tokens::create(&self.pool, &tenant, &r.name, r.lifetime_days).await?.into()))
+    }
+
+    async fn get_api_token(&self, req: Request<pb::ApiTokenRef>) -> Reply<pb::ApiToken> {
+        let (tenant, id) = token_ref(req.get_ref())?;
+        Ok(Response::new(api_tokens::get(&self.pool, &tenant, id).await?.into()))
+    }
+
+    async fn list_api_tokens(&self, req: Request<pb::ListApiTokensRequest>) -> Reply<pb::ListApiTokensResponse> {
+        let tenant: TenantId = parse(&req.get_ref().tenant_id)?;
+        let tokens = api_tokens::list(&self.pool, &tenant).await?;
+        Ok(Response::new(pb::ListApiTokensResponse { tokens: tokens.into_iter().map(Into::into).collect() }))
+    }
+
+    async fn revoke_api_token(&self, req: Request<pb::ApiTokenRef>) -> Reply<pb::ApiToken> {
+        let (tenant, id) = token_ref(req.get_ref())?;
+        Ok(Response::new(api_tokens::revoke(&self.pool, &tenant, id).await?.into()))
     }
 
     async fn create_model(&self, req: Request<pb::CreateModelRequest>) -> Reply<pb::Model> {

@@ -28,6 +28,11 @@ pub struct Claims {
     pub iss: String,
     pub exp: u64,
     pub iat: u64,
+    /// Set on tokens issued from the tenant console: the id under which the
+    /// contracts service keeps the token, so that it can be revoked. Tokens
+    /// from the identity provider or `reservoir token` have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<String>,
 }
 
 /// A verified caller.
@@ -35,6 +40,10 @@ pub struct Claims {
 pub struct Caller {
     pub subject: String,
     pub role: Role,
+    /// The console-issued token's id, to be checked against revocations.
+    pub token_id: Option<uuid::Uuid>,
+    /// When the token expires, in Unix seconds.
+    pub expires_at: u64,
 }
 
 pub struct Verifier {
@@ -78,7 +87,13 @@ impl Verifier {
         if sub.is_empty() || sub.len() > SUBJECT_LEN_MAX || sub.chars().any(char::is_control) {
             return Err(ApiError::unauthorized("the token's subject must be 1 to 200 printable characters"));
         }
-        Ok(Caller { subject: data.claims.sub, role })
+        let token_id = match &data.claims.token_id {
+            None => None,
+            Some(id) => Some(
+                uuid::Uuid::parse_str(id).map_err(|_| ApiError::unauthorized("the token's token_id is malformed"))?,
+            ),
+        };
+        Ok(Caller { subject: data.claims.sub, role, token_id, expires_at: data.claims.exp })
     }
 }
 
@@ -96,27 +111,58 @@ impl Caller {
     }
 }
 
+/// Signs tokens with the key the gateway verifies with.
+pub struct Signer {
+    key: EncodingKey,
+    algorithm: Algorithm,
+    audience: String,
+    issuer: String,
+}
+
+impl Signer {
+    /// The signer `auth` configures; `None` when tokens are verified with an
+    /// RS256 public key whose private half this platform does not hold.
+    pub fn from_config(auth: &AuthConfig) -> anyhow::Result<Option<Self>> {
+        let (key, algorithm) = match (&auth.rs256_public_key_pem_file, &auth.rs256_private_key_pem_file) {
+            (Some(_), Some(private)) => {
+                let pem = std::fs::read(private).with_context(|| format!("reading {}", private.display()))?;
+                (EncodingKey::from_rsa_pem(&pem).context("RS256 private key")?, Algorithm::RS256)
+            }
+            (Some(_), None) => return Ok(None),
+            (None, _) => (EncodingKey::from_secret(hs256_secret(auth)?.as_bytes()), Algorithm::HS256),
+        };
+        Ok(Some(Self { key, algorithm, audience: auth.audience.clone(), issuer: auth.issuer.clone() }))
+    }
+
+    /// A token for `subject` as `role`, valid until `expires_at` (Unix
+    /// seconds), carrying `token_id` when the token is a managed one.
+    pub fn sign(
+        &self,
+        subject: &str,
+        role: Role,
+        expires_at: u64,
+        token_id: Option<uuid::Uuid>,
+    ) -> anyhow::Result<String> {
+        let claims = Claims {
+            sub: subject.to_owned(),
+            role: role.to_string(),
+            aud: self.audience.clone(),
+            iss: self.issuer.clone(),
+            iat: SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs(),
+            exp: expires_at,
+            token_id: token_id.map(|id| id.to_string()),
+        };
+        Ok(jsonwebtoken::encode(&Header::new(self.algorithm), &claims, &self.key)?)
+    }
+}
+
 /// Signs tokens for local use (`reservoir token`), with the same keys the
-/// gateway verifies with.
+/// gateway verifies with, valid for `auth.token_ttl_s`.
 pub fn mint(auth: &AuthConfig, subject: &str, role: Role) -> anyhow::Result<String> {
+    let signer = Signer::from_config(auth)?
+        .ok_or_else(|| anyhow::anyhow!("RS256 is configured: set auth.rs256_private_key_pem_file to sign tokens"))?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let claims = Claims {
-        sub: subject.to_owned(),
-        role: role.to_string(),
-        aud: auth.audience.clone(),
-        iss: auth.issuer.clone(),
-        iat: now,
-        exp: now + auth.token_ttl_s,
-    };
-    let (key, algorithm) = match (&auth.rs256_public_key_pem_file, &auth.rs256_private_key_pem_file) {
-        (Some(_), Some(private)) => {
-            let pem = std::fs::read(private).with_context(|| format!("reading {}", private.display()))?;
-            (EncodingKey::from_rsa_pem(&pem).context("RS256 private key")?, Algorithm::RS256)
-        }
-        (Some(_), None) => anyhow::bail!("RS256 is configured: set auth.rs256_private_key_pem_file to sign tokens"),
-        (None, _) => (EncodingKey::from_secret(hs256_secret(auth)?.as_bytes()), Algorithm::HS256),
-    };
-    Ok(jsonwebtoken::encode(&Header::new(algorithm), &claims, &key)?)
+    signer.sign(subject, role, now + auth.token_ttl_s, None)
 }
 
 /// The HS256 secret: configured, or read from the secret file, which is

@@ -10,6 +10,7 @@ mod metrics;
 mod openai;
 mod openapi;
 mod portal;
+mod revocation;
 mod routes;
 mod state;
 
@@ -138,6 +139,7 @@ pub async fn build(
     let mut state = AppState::new(downstream, verifier, limiter);
     state.session_key = session_key;
     state.session_ttl_s = settings.session_ttl_s;
+    state.signer = auth::Signer::from_config(auth)?.map(std::sync::Arc::new);
     let listener = TcpListener::bind(settings.listen).await?;
     Ok(Server { listener, router: router(state, settings.body_limit_bytes) })
 }

@@ -22,8 +22,9 @@ use reservoir_proto::v1::sla_service_client::SlaServiceClient;
 use reservoir_runtime::{InternalChannel, InternalToken};
 use tonic::transport::Channel;
 
-use crate::auth::{Caller, Verifier};
+use crate::auth::{Caller, Signer, Verifier};
 use crate::error::ApiError;
+use crate::revocation::Revocations;
 
 /// Tenants this process has already provisioned; past this many it simply
 /// forgets them (provisioning is idempotent, so forgetting costs one call).
@@ -92,6 +93,10 @@ pub struct AppState {
     /// Encrypts the portal's session cookies.
     pub session_key: axum_extra::extract::cookie::Key,
     pub session_ttl_s: u64,
+    /// Signs the tokens tenants issue from the console; `None` when tokens
+    /// come from an identity provider whose private key we do not hold.
+    pub signer: Option<Arc<Signer>>,
+    pub revocations: Arc<Revocations>,
 }
 
 impl AppState {
@@ -109,7 +114,24 @@ impl AppState {
             status_cache: Arc::default(),
             session_key: axum_extra::extract::cookie::Key::generate(),
             session_ttl_s: 8 * 3600,
+            signer: None,
+            revocations: Arc::default(),
         }
+    }
+
+    /// The caller `token` proves, refused when it is invalid or, for a
+    /// console-issued token, revoked.
+    pub(crate) async fn authenticate(&self, token: &str) -> Result<Caller, ApiError> {
+        let caller = self.verifier.verify(token)?;
+        if let Some(id) = caller.token_id {
+            self.token_usable(&caller.tenant()?, id).await?;
+        }
+        Ok(caller)
+    }
+
+    /// Ok while `tenant`'s console-issued token `id` is not revoked.
+    pub(crate) async fn token_usable(&self, tenant: &TenantId, id: uuid::Uuid) -> Result<(), ApiError> {
+        self.revocations.check(&self.contracts, tenant, id).await
     }
 
     /// Provisions a tenant the first time its valid token is seen: the
@@ -154,7 +176,7 @@ impl FromRequestParts<AppState> for AuthTenant {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let caller = state.verifier.verify(bearer(parts)?)?;
+        let caller = state.authenticate(bearer(parts)?).await?;
         state.limiter.check(&caller.subject)?;
         let tenant = caller.tenant()?;
         state.provision(&tenant).await?;
@@ -169,7 +191,7 @@ impl FromRequestParts<AppState> for AuthAdmin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let caller = state.verifier.verify(bearer(parts)?)?;
+        let caller = state.authenticate(bearer(parts)?).await?;
         state.limiter.check(&caller.subject)?;
         caller.require_admin()?;
         Ok(AuthAdmin(caller))

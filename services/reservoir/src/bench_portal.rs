@@ -122,6 +122,7 @@ async fn measure(config: &Config, url: &str, args: &Args) -> anyhow::Result<()> 
         ("catalog", "/admin/ui/catalog".into(), operator.as_str()),
         ("console: contracts", "/console".into(), tenant.as_str()),
         ("console: usage", "/console/usage".into(), tenant.as_str()),
+        ("console: API tokens", "/console/tokens".into(), tenant.as_str()),
     ];
 
     println!("\n{:<30} {:>9} {:>9} {:>9} {:>12}", "page", "p50 ms", "p95 ms", "max ms", "p50 / JSON");

@@ -56,7 +56,7 @@ pub async fn sign_in(
         };
         html(StatusCode::UNAUTHORIZED, &page)
     };
-    let caller = match state.verifier.verify(form.token.trim()) {
+    let caller = match state.authenticate(form.token.trim()).await {
         Ok(caller) => caller,
         Err(e) => return refused(e.message),
     };
@@ -67,7 +67,7 @@ pub async fn sign_in(
     if let Err(e) = state.provision(&tenant).await {
         return refused(e.message);
     }
-    let jar = session::open(jar, session::tls(&headers), tenant.as_str(), Side::Console, state.session_ttl_s);
+    let jar = session::open(jar, session::tls(&headers), &caller, Side::Console, state.session_ttl_s);
     (jar, Redirect::to("/console")).into_response()
 }
 

@@ -10,6 +10,7 @@ pub mod page;
 pub mod pool;
 pub mod session;
 pub mod tenant_view;
+pub mod tokens;
 pub mod usage;
 
 use axum::Router;
@@ -32,6 +33,8 @@ pub fn routes() -> Router<AppState> {
         .route("/console/sign-in", get(console::sign_in_page).post(console::sign_in))
         .route("/console/sign-out", post(console::sign_out))
         .route("/console/invoices/{file}", get(console::invoice_file))
+        .route("/console/tokens", get(tokens::page).post(tokens::issue))
+        .route("/console/tokens/{id}/revoke", get(tokens::revoke_page).post(tokens::revoke))
         .route("/admin", get(admin::root))
         .route("/admin/sign-in", get(admin::sign_in_page).post(admin::sign_in))
         .route("/admin/sign-out", post(admin::sign_out))

@@ -46,11 +46,12 @@ const ADMIN_SECTIONS: [(&str, &str); 7] = [
     ("/admin/ui/catalog", "Catalog"),
 ];
 
-const CONSOLE_SECTIONS: [(&str, &str); 4] = [
+const CONSOLE_SECTIONS: [(&str, &str); 5] = [
     ("/console", "Contracts"),
     ("/console/usage", "Usage"),
     ("/console/sla", "SLA"),
     ("/console/invoices", "Invoices"),
+    ("/console/tokens", "API tokens"),
 ];
 
 /// What every signed-in page shows around its content: the navigation (with

@@ -18,7 +18,8 @@ use reservoir_domain::TenantId;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use crate::portal::page::refusal;
+use crate::auth::Caller;
+use crate::portal::page::{error_refusal, refusal};
 use crate::state::AppState;
 
 pub const COOKIE: &str = "reservoir_session";
@@ -41,6 +42,10 @@ pub struct Session {
     pub expires_at: i64,
     /// Sent back by every form of the session.
     pub csrf: String,
+    /// The console-issued token the session was opened with: revoking it
+    /// ends the session too.
+    #[serde(default)]
+    pub token_id: Option<uuid::Uuid>,
 }
 
 impl FromRef<AppState> for Key {
@@ -55,14 +60,19 @@ pub fn tls(headers: &HeaderMap) -> bool {
     headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).is_some_and(|p| p.eq_ignore_ascii_case("https"))
 }
 
-/// The jar with a new session for `subject` on `side`.
-pub fn open(jar: PrivateCookieJar, over_tls: bool, subject: &str, side: Side, ttl_s: u64) -> PrivateCookieJar {
-    let ttl = i64::try_from(ttl_s).unwrap_or(i64::MAX / 2);
+/// The jar with a new session for `caller` on `side`, lasting `ttl_s` but
+/// never past the token it was opened with.
+pub fn open(jar: PrivateCookieJar, over_tls: bool, caller: &Caller, side: Side, ttl_s: u64) -> PrivateCookieJar {
+    let now = chrono::Utc::now().timestamp();
+    let token_ends = i64::try_from(caller.expires_at).unwrap_or(i64::MAX);
+    let expires_at = now.saturating_add(i64::try_from(ttl_s).unwrap_or(i64::MAX / 2)).min(token_ends);
+    let ttl = expires_at.saturating_sub(now).max(0);
     let session = Session {
-        subject: subject.to_owned(),
+        subject: caller.subject.clone(),
         side,
-        expires_at: chrono::Utc::now().timestamp().saturating_add(ttl),
+        expires_at,
         csrf: uuid::Uuid::new_v4().simple().to_string(),
+        token_id: caller.token_id,
     };
     let value = serde_json::to_string(&session).unwrap_or_default();
     let cookie = Cookie::build((COOKIE, value))
@@ -95,6 +105,8 @@ pub fn csrf_ok(session_csrf: &str, sent: &str) -> bool {
 pub struct ConsoleUser {
     pub tenant: TenantId,
     pub csrf: String,
+    /// The console-issued token the session was opened with, if any.
+    pub token_id: Option<uuid::Uuid>,
 }
 
 impl FromRequestParts<AppState> for ConsoleUser {
@@ -109,7 +121,16 @@ impl FromRequestParts<AppState> for ConsoleUser {
         }
         let tenant =
             session.subject.parse::<TenantId>().map_err(|_| Redirect::to("/console/sign-in").into_response())?;
-        Ok(ConsoleUser { tenant, csrf: session.csrf })
+        if let Some(id) = session.token_id {
+            state.token_usable(&tenant, id).await.map_err(|e| {
+                if e.status == StatusCode::UNAUTHORIZED {
+                    refusal(e.status, "The token this session was opened with has been revoked: sign in again.")
+                } else {
+                    error_refusal(e)
+                }
+            })?;
+        }
+        Ok(ConsoleUser { tenant, csrf: session.csrf, token_id: session.token_id })
     }
 }
 

@@ -39,11 +39,11 @@ pub async fn sign_in(
     jar: PrivateCookieJar,
     Form(form): Form<TokenForm>,
 ) -> Response {
-    let caller = match state.verifier.verify(form.token.trim()).and_then(|c| c.require_admin().map(|()| c)) {
+    let caller = match state.authenticate(form.token.trim()).await.and_then(|c| c.require_admin().map(|()| c)) {
         Ok(caller) => caller,
         Err(e) => return html(StatusCode::UNAUTHORIZED, &sign_in_form(Some(e.message))),
     };
-    let jar = session::open(jar, session::tls(&headers), &caller.subject, Side::Admin, state.session_ttl_s);
+    let jar = session::open(jar, session::tls(&headers), &caller, Side::Admin, state.session_ttl_s);
     (jar, Redirect::to(HOME)).into_response()
 }
 
