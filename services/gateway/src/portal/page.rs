@@ -26,6 +26,11 @@ pub fn refusal(status: StatusCode, message: &str) -> Response {
     html(status, &Refusal { message })
 }
 
+/// An instant as pages show it: to the minute, in UTC; empty when unset.
+pub fn minute(t: Option<&prost_types::Timestamp>) -> String {
+    t.and_then(reservoir_proto::time::instant).map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_default()
+}
+
 /// The message shown when a form's CSRF token is not the session's.
 pub const STALE_FORM: &str = "This form is out of date: reload the page and try again.";
 

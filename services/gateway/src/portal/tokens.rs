@@ -16,7 +16,8 @@ use serde::Deserialize;
 use crate::extract::PathParam;
 use crate::portal::console::CsrfForm;
 use crate::portal::page::{
-    Area, Chrome, PageForm, PageQuery, STALE_FORM, back_with_notice, error_refusal, html, refusal, service_refusal,
+    Area, Chrome, PageForm, PageQuery, STALE_FORM, back_with_notice, error_refusal, html, minute, refusal,
+    service_refusal,
 };
 use crate::portal::session::{self, ConsoleUser, csrf_ok};
 use crate::state::AppState;
@@ -50,10 +51,6 @@ fn when(t: Option<&prost_types::Timestamp>) -> Option<DateTime<Utc>> {
     t.and_then(reservoir_proto::time::instant)
 }
 
-fn shown(t: Option<DateTime<Utc>>) -> String {
-    t.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_default()
-}
-
 impl From<&pb::ApiToken> for TokenRow {
     fn from(t: &pb::ApiToken) -> Self {
         let expires = when(t.expires_at.as_ref());
@@ -67,8 +64,8 @@ impl From<&pb::ApiToken> for TokenRow {
         TokenRow {
             id: t.id.clone(),
             name: t.name.clone(),
-            created: shown(when(t.created_at.as_ref())),
-            expires: shown(expires),
+            created: minute(t.created_at.as_ref()),
+            expires: minute(t.expires_at.as_ref()),
             state,
         }
     }

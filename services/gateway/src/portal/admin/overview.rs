@@ -10,7 +10,7 @@ use reservoir_proto::enums::tier_from_pb;
 use reservoir_proto::v1 as pb;
 
 use crate::portal::admin::chrome;
-use crate::portal::page::{Chrome, PageQuery, html, service_refusal};
+use crate::portal::page::{Chrome, PageQuery, html, minute, service_refusal};
 use crate::portal::pool::{self, LAST_DAY, LAST_MONTH, PoolView};
 use crate::portal::session::AdminUser;
 use crate::routes::sla::Incident;
@@ -84,12 +84,7 @@ pub async fn overview(
         Ok(reply) => reply.into_inner(),
         Err(status) => return service_refusal(status),
     };
-    let revenue_as_of = revenue
-        .computed_at
-        .as_ref()
-        .and_then(reservoir_proto::time::instant)
-        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
-        .unwrap_or_default();
+    let revenue_as_of = minute(revenue.computed_at.as_ref());
     let page =
         OverviewPage { chrome: chrome(&user, "Overview", q.notice), pools, tiers, incidents, revenue, revenue_as_of };
     html(StatusCode::OK, &page)
