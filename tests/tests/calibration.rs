@@ -32,7 +32,7 @@ async fn calibration_records_measured_weights_that_the_apis_show_and_usage_uses(
 
     let model = tiny_model(&TinySpec::default()).expect("tiny model");
     let id = MODEL.parse().expect("model id");
-    let measured = reservoir_platform::calibrate::calibrate(&p.pool, &id, model).await.expect("calibrated");
+    let measured = reservoir_platform::calibrate::calibrate(&p.pool, &id, model, 64).await.expect("calibrated");
     assert_eq!(measured.completion_weight, Decimal::ONE, "a generated token is the unit of capacity");
     assert!(measured.prompt_weight > Decimal::ZERO && measured.prompt_weight < Decimal::from(999), "{measured:?}");
     assert!(measured.tokens_per_s > 0 && measured.prefill_tokens_per_s > 0, "{measured:?}");

@@ -16,7 +16,16 @@ fn main() {
             std::process::exit(1);
         }
     };
-    match reservoir_engine::bench::run(&m.model, 256, &batches, 32) {
+    match reservoir_engine::bench::run(
+        &m.model,
+        &reservoir_engine::bench::Spec {
+            prefill_tokens: 256,
+            prefill_chunk: 256,
+            batches: &batches,
+            decode_steps: 32,
+            decode_context: 16,
+        },
+    ) {
         Ok(r) => {
             println!("prefill {} tokens: {:.1} tok/s", r.prefill_tokens, r.prefill_tok_per_s);
             for (b, t) in r.decode_tok_per_s {

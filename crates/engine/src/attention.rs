@@ -1,7 +1,10 @@
 //! Paged KV storage and attention that reads K/V through block tables.
 //!
-//! Layout per layer: `[n_blocks][block_size][kv_dim]` for K and for V, so a
-//! token's slot is `block * block_size + offset` and its row is contiguous.
+//! Layout per layer: `[n_blocks][n_kv_heads][block_size][head_dim]` for K
+//! and for V. A token's slot is `block * block_size + offset`; within a
+//! block, one KV head's rows are contiguous, so attention (which reads one
+//! head's rows position after position) streams memory instead of striding
+//! over the other heads' values.
 //! Values are stored as f16 (llama.cpp's default cache type): half the
 //! memory per token, so twice the sequences per KV budget; rows are widened
 //! to f32 (F16C when present) as attention reads them.
@@ -17,17 +20,20 @@ pub struct KvStore {
     pub block_size: usize,
     pub n_blocks: usize,
     pub kv_dim: usize,
+    pub head_dim: usize,
     k: Vec<Vec<f16>>,
     v: Vec<Vec<f16>>,
 }
 
 impl KvStore {
-    pub fn new(n_layers: usize, n_blocks: usize, block_size: usize, kv_dim: usize) -> Self {
+    /// `kv_dim` is a whole number of heads of `head_dim` values.
+    pub fn new(n_layers: usize, n_blocks: usize, block_size: usize, kv_dim: usize, head_dim: usize) -> Self {
         let n = n_blocks * block_size * kv_dim;
         KvStore {
             block_size,
             n_blocks,
             kv_dim,
+            head_dim: head_dim.max(1),
             k: (0..n_layers).map(|_| vec![f16::ZERO; n]).collect(),
             v: (0..n_layers).map(|_| vec![f16::ZERO; n]).collect(),
         }
@@ -44,14 +50,32 @@ impl KvStore {
         (b < self.n_blocks).then_some(b * self.block_size + pos % self.block_size)
     }
 
+    /// Stores one token's K and V rows (`kv_dim` values each, head by head).
     pub fn write(&mut self, layer: usize, slot: usize, k: &[f32], v: &[f32]) {
-        let d = self.kv_dim;
-        self.k[layer][slot * d..(slot + 1) * d].convert_from_f32_slice(k);
-        self.v[layer][slot * d..(slot + 1) * d].convert_from_f32_slice(v);
+        let (bs, hd) = (self.block_size, self.head_dim);
+        let (block, offset) = (slot / bs, slot % bs);
+        for (head, (kh, vh)) in k.chunks_exact(hd).zip(v.chunks_exact(hd)).enumerate() {
+            let at = ((block * (self.kv_dim / hd) + head) * bs + offset) * hd;
+            self.k[layer][at..at + hd].convert_from_f32_slice(kh);
+            self.v[layer][at..at + hd].convert_from_f32_slice(vh);
+        }
+    }
+
+    /// Copies block `from`'s K/V into block `to`, in every layer.
+    pub fn copy_block(&mut self, from: usize, to: usize) {
+        let n = self.block_size * self.kv_dim;
+        for layer in self.k.iter_mut().chain(self.v.iter_mut()) {
+            layer.copy_within(from * n..(from + 1) * n, to * n);
+        }
     }
 
     pub fn layer(&self, layer: usize) -> KvView<'_> {
-        KvView { k: &self.k[layer], v: &self.v[layer], block_size: self.block_size }
+        KvView {
+            k: &self.k[layer],
+            v: &self.v[layer],
+            block_size: self.block_size,
+            n_kv_heads: self.kv_dim / self.head_dim,
+        }
     }
 }
 
@@ -69,6 +93,7 @@ pub struct KvView<'a> {
     pub k: &'a [f16],
     pub v: &'a [f16],
     pub block_size: usize,
+    pub n_kv_heads: usize,
 }
 
 /// Causal attention for a batch of tokens of possibly different sequences.
@@ -83,7 +108,7 @@ pub fn paged_attention(shape: AttnShape, q: &[f32], kv: KvView, tables: &[&[u32]
     attention_impl(wide, shape, q, kv, tables, pos, out)
 }
 
-/// `wide` selects the AVX2/F16C row kernels; callers check the features.
+/// `wide` selects the AVX2/F16C kernels; callers check the features.
 fn attention_impl(
     wide: bool,
     shape: AttnShape,
@@ -95,133 +120,217 @@ fn attention_impl(
 ) {
     let AttnShape { n_heads, n_kv_heads, head_dim: hd } = shape;
     let group = n_heads / n_kv_heads;
-    out.par_chunks_mut(hd).enumerate().for_each(|(i, o)| {
-        let t = i / n_heads;
-        let job = HeadJob {
-            q: &q[i * hd..(i + 1) * hd],
+    // One job per (token, KV head): the `group` query heads that share a KV
+    // head (grouped-query attention) are consecutive in `q` and `out`, and
+    // read each K and V row once between them instead of once each.
+    out.par_chunks_mut(group * hd).enumerate().for_each(|(i, o)| {
+        let t = i / n_kv_heads;
+        let job = GroupJob {
+            q: &q[i * group * hd..(i + 1) * group * hd],
             kv,
             table: tables[t],
-            kv_offset: (i % n_heads) / group * hd,
-            kv_dim: n_kv_heads * hd,
+            kv_head: i % n_kv_heads,
             n_ctx: pos[t] + 1,
+            head_dim: hd,
         };
         #[cfg(target_arch = "x86_64")]
         if wide {
             // SAFETY: `wide` is only true when AVX2, FMA and F16C were detected.
-            return unsafe { attend_head_avx2(&job, o) };
+            return unsafe { attend_group_avx2(&job, o) };
         }
-        attend_head_portable(&job, o)
+        attend_group_portable(&job, o)
     });
 }
 
-/// One (token, head) pair of `paged_attention`.
-struct HeadJob<'a> {
+/// One (token, KV head) pair of `paged_attention`: the query heads of one
+/// group against the positions of one sequence.
+struct GroupJob<'a> {
+    /// `[heads of the group][head_dim]`.
     q: &'a [f32],
     kv: KvView<'a>,
     table: &'a [u32],
-    /// Offset of this head's KV group inside a K/V row.
-    kv_offset: usize,
-    kv_dim: usize,
+    kv_head: usize,
     n_ctx: usize,
+    head_dim: usize,
 }
 
-/// Attention with F16C widening fused into 8-wide FMA dot products and
-/// V accumulation.
+impl GroupJob<'_> {
+    /// Where each attended position's K (and V) values start, in position
+    /// order: walked block by block, with no division per position.
+    fn rows(&self) -> impl Iterator<Item = usize> + '_ {
+        let (bs, hd) = (self.kv.block_size, self.head_dim);
+        self.table
+            .iter()
+            .flat_map(move |&b| {
+                let first = ((b as usize * self.kv.n_kv_heads + self.kv_head) * bs) * hd;
+                (0..bs).map(move |o| first + o * hd)
+            })
+            .take(self.n_ctx)
+    }
+
+    fn scale(&self) -> f32 {
+        1.0 / (self.head_dim as f32).sqrt()
+    }
+}
+
+/// Turns each head's row of scores (`[head][n]`) into softmax weights.
+fn softmax_rows(scores: &mut [f32], n: usize) {
+    for row in scores.chunks_exact_mut(n) {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0f32;
+        for s in row.iter_mut() {
+            *s = (*s - max).exp();
+            sum += *s;
+        }
+        let inv = 1.0 / sum;
+        row.iter_mut().for_each(|s| *s *= inv);
+    }
+}
+
+fn attend_group_portable(job: &GroupJob, o: &mut [f32]) {
+    let (hd, n) = (job.head_dim, job.n_ctx);
+    let heads = job.q.len() / hd;
+    let scale = job.scale();
+    let mut row = vec![0f32; hd];
+    let mut scores = vec![0f32; heads * n];
+    for (p, r) in job.rows().enumerate() {
+        job.kv.k[r..r + hd].convert_to_f32_slice(&mut row);
+        for h in 0..heads {
+            scores[h * n + p] = dot(&job.q[h * hd..(h + 1) * hd], &row) * scale;
+        }
+    }
+    softmax_rows(&mut scores, n);
+    o.fill(0.0);
+    for (p, r) in job.rows().enumerate() {
+        job.kv.v[r..r + hd].convert_to_f32_slice(&mut row);
+        for h in 0..heads {
+            let w = scores[h * n + p];
+            o[h * hd..(h + 1) * hd].iter_mut().zip(&row).for_each(|(a, x)| *a += w * x);
+        }
+    }
+}
+
+/// Heads handled together by the AVX2 kernel: their accumulators stay in
+/// registers (four heads x one 8-lane vector each, plus the row).
+#[cfg(target_arch = "x86_64")]
+const WIDE_HEADS: usize = 4;
+
+/// How many positions ahead the AVX2 kernel prefetches K rows.
+#[cfg(target_arch = "x86_64")]
+const PREFETCH_POSITIONS: usize = 4;
+
+/// Asks for every cache line of `row` to be brought in (a hint: no fault,
+/// no effect on results).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn prefetch_row<const HINT: i32>(row: &[f16]) {
+    use std::arch::x86_64::_mm_prefetch;
+    // 32 f16 values per 64-byte line.
+    for line in row.chunks(32) {
+        // SAFETY: prefetching is a hint and never faults; the address is in `row`.
+        unsafe { _mm_prefetch::<HINT>(line.as_ptr() as *const i8) };
+    }
+}
+
+/// Grouped attention with F16C widening fused into 8-wide FMAs. Scores: each
+/// K row is widened once for all heads of the group, and each head's dot
+/// product runs on two accumulators. Weighted sum of V: 8 dimensions at a
+/// time over all positions, each head's sum held in a register.
 ///
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn attend_head_avx2(job: &HeadJob, o: &mut [f32]) {
+unsafe fn attend_group_avx2(job: &GroupJob, o: &mut [f32]) {
     use std::arch::x86_64::*;
-    let dot = |q: &[f32], k: &[f16]| {
-        let n = q.len().min(k.len());
-        let mut acc = _mm256_setzero_ps();
-        let mut i = 0;
-        while i + 8 <= n {
-            // SAFETY: i + 8 <= n bounds both 8-element loads.
-            let (kv, qv) = unsafe {
-                (
-                    _mm256_cvtph_ps(_mm_loadu_si128(k.as_ptr().add(i) as *const __m128i)),
-                    _mm256_loadu_ps(q.as_ptr().add(i)),
-                )
-            };
-            acc = _mm256_fmadd_ps(qv, kv, acc);
-            i += 8;
+    let (hd, n) = (job.head_dim, job.n_ctx);
+    let heads = job.q.len() / hd;
+    let wide = hd / 8 * 8;
+    let scale = job.scale();
+    let mut row = vec![0f32; hd];
+    let mut scores = vec![0f32; heads * n];
+    let rows: Vec<usize> = job.rows().collect();
+    for (p, &r) in rows.iter().enumerate() {
+        // The K row a few positions on, into L1; this V row, into L2 for the
+        // weighted sum below. Blocks lie anywhere in memory, so the hardware
+        // prefetcher alone stalls at every block boundary.
+        if let Some(&ahead) = rows.get(p + PREFETCH_POSITIONS) {
+            prefetch_row::<_MM_HINT_T0>(&job.kv.k[ahead..ahead + hd]);
         }
-        let h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-        let h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-        let mut sum = _mm_cvtss_f32(_mm_add_ss(h, _mm_shuffle_ps(h, h, 1)));
-        for j in i..n {
-            sum += q[j] * k[j].to_f32();
-        }
-        sum
-    };
-    let axpy = |o: &mut [f32], w: f32, v: &[f16]| {
-        let n = o.len().min(v.len());
-        let wv = _mm256_set1_ps(w);
+        prefetch_row::<_MM_HINT_T1>(&job.kv.v[r..r + hd]);
+        let k = &job.kv.k[r..r + hd];
         let mut i = 0;
-        while i + 8 <= n {
-            // SAFETY: i + 8 <= n bounds the loads and the store.
+        while i < wide {
+            // SAFETY: i + 8 <= wide <= hd bounds the load from `k` and the store to `row`.
             unsafe {
-                let vv = _mm256_cvtph_ps(_mm_loadu_si128(v.as_ptr().add(i) as *const __m128i));
-                let ov = _mm256_loadu_ps(o.as_ptr().add(i));
-                _mm256_storeu_ps(o.as_mut_ptr().add(i), _mm256_fmadd_ps(wv, vv, ov));
+                let x = _mm256_cvtph_ps(_mm_loadu_si128(k.as_ptr().add(i) as *const __m128i));
+                _mm256_storeu_ps(row.as_mut_ptr().add(i), x);
             }
             i += 8;
         }
-        for j in i..n {
-            o[j] += w * v[j].to_f32();
+        for j in wide..hd {
+            row[j] = k[j].to_f32();
         }
-    };
-    attend_head(job, o, dot, axpy)
-}
-
-fn attend_head_portable(job: &HeadJob, o: &mut [f32]) {
-    let mut buf = vec![0f32; job.q.len()];
-    let mut buf2 = vec![0f32; job.q.len()];
-    let dot = |q: &[f32], k: &[f16]| {
-        k.convert_to_f32_slice(&mut buf);
-        dot(q, &buf)
-    };
-    let axpy = |o: &mut [f32], w: f32, v: &[f16]| {
-        v.convert_to_f32_slice(&mut buf2);
-        o.iter_mut().zip(&buf2).for_each(|(a, x)| *a += w * x);
-    };
-    attend_head(job, o, dot, axpy)
-}
-
-/// Softmax attention of one query head over its sequence's positions, with
-/// the f16 row kernels passed in (SIMD or portable).
-#[inline(always)]
-fn attend_head(
-    job: &HeadJob,
-    o: &mut [f32],
-    mut dot: impl FnMut(&[f32], &[f16]) -> f32,
-    mut axpy: impl FnMut(&mut [f32], f32, &[f16]),
-) {
-    let hd = job.q.len();
-    let bs = job.kv.block_size;
-    let scale = 1.0 / (hd as f32).sqrt();
-    let row = |p: usize| (job.table[p / bs] as usize * bs + p % bs) * job.kv_dim + job.kv_offset;
-    let mut scores = Vec::with_capacity(job.n_ctx);
-    let mut max = f32::NEG_INFINITY;
-    for p in 0..job.n_ctx {
-        let r = row(p);
-        let s = dot(job.q, &job.kv.k[r..r + hd]) * scale;
-        max = max.max(s);
-        scores.push(s);
+        for h in 0..heads {
+            let q = &job.q[h * hd..(h + 1) * hd];
+            let (mut a, mut b) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            let mut i = 0;
+            while i + 16 <= wide {
+                // SAFETY: i + 16 <= wide <= hd bounds the four loads.
+                unsafe {
+                    a = _mm256_fmadd_ps(_mm256_loadu_ps(q.as_ptr().add(i)), _mm256_loadu_ps(row.as_ptr().add(i)), a);
+                    b = _mm256_fmadd_ps(
+                        _mm256_loadu_ps(q.as_ptr().add(i + 8)),
+                        _mm256_loadu_ps(row.as_ptr().add(i + 8)),
+                        b,
+                    );
+                }
+                i += 16;
+            }
+            if i < wide {
+                // SAFETY: i + 8 <= wide <= hd bounds both loads.
+                unsafe {
+                    a = _mm256_fmadd_ps(_mm256_loadu_ps(q.as_ptr().add(i)), _mm256_loadu_ps(row.as_ptr().add(i)), a);
+                }
+            }
+            let v = _mm256_add_ps(a, b);
+            let h4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+            let h2 = _mm_add_ps(h4, _mm_movehl_ps(h4, h4));
+            let mut sum = _mm_cvtss_f32(_mm_add_ss(h2, _mm_shuffle_ps(h2, h2, 1)));
+            for j in wide..hd {
+                sum += q[j] * row[j];
+            }
+            scores[h * n + p] = sum * scale;
+        }
     }
-    let mut sum = 0f32;
-    for s in scores.iter_mut() {
-        *s = (*s - max).exp();
-        sum += *s;
-    }
+    softmax_rows(&mut scores, n);
     o.fill(0.0);
-    let inv = 1.0 / sum;
-    for (p, s) in scores.iter().enumerate() {
-        let r = row(p);
-        axpy(o, s * inv, &job.kv.v[r..r + hd]);
+    for first in (0..heads).step_by(WIDE_HEADS) {
+        let tile = WIDE_HEADS.min(heads - first);
+        let mut d = 0;
+        while d < wide {
+            let mut acc = [_mm256_setzero_ps(); WIDE_HEADS];
+            for (p, &r) in rows.iter().enumerate() {
+                // SAFETY: d + 8 <= wide <= hd bounds the load within the row.
+                let v = unsafe { _mm256_cvtph_ps(_mm_loadu_si128(job.kv.v.as_ptr().add(r + d) as *const __m128i)) };
+                for (t, a) in acc.iter_mut().enumerate().take(tile) {
+                    *a = _mm256_fmadd_ps(_mm256_set1_ps(scores[(first + t) * n + p]), v, *a);
+                }
+            }
+            for (t, a) in acc.iter().enumerate().take(tile) {
+                // SAFETY: d + 8 <= hd bounds the store within head `first + t`'s output.
+                unsafe { _mm256_storeu_ps(o.as_mut_ptr().add((first + t) * hd + d), *a) };
+            }
+            d += 8;
+        }
+        for (p, &r) in rows.iter().enumerate() {
+            for j in wide..hd {
+                let x = job.kv.v[r + j].to_f32();
+                for t in 0..tile {
+                    o[(first + t) * hd + j] += scores[(first + t) * n + p] * x;
+                }
+            }
+        }
     }
 }
 
@@ -276,17 +385,21 @@ mod tests {
     #[test]
     fn paged_attention_equals_contiguous_attention() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(42);
-        for case in 0..60 {
+        for case in 0..70 {
             let block_size = [1, 2, 3, 4, 8, 16][case % 6];
-            let (n_kv_heads, group) = [(1, 1), (1, 4), (2, 3), (3, 3), (4, 2)][case % 5];
-            let shape = AttnShape { n_heads: n_kv_heads * group, n_kv_heads, head_dim: [4, 8, 16][case % 3] };
+            let (n_kv_heads, group) = [(1, 1), (1, 4), (2, 3), (3, 3), (4, 2), (1, 6), (2, 9)][case % 7];
+            let shape = AttnShape {
+                n_heads: n_kv_heads * group,
+                n_kv_heads,
+                head_dim: [4, 8, 16, 64, 20, 72, 24][(case / 7) % 7],
+            };
             let kv_dim = n_kv_heads * shape.head_dim;
             let n_seqs = 1 + case % 3;
             let lens: Vec<usize> = (0..n_seqs).map(|_| rng.random_range(1..70)).collect();
             let total_blocks: usize = lens.iter().map(|l| l.div_ceil(block_size)).sum::<usize>() + 5;
             let mut free: Vec<u32> = (0..total_blocks as u32).collect();
             free.shuffle(&mut rng);
-            let mut store = KvStore::new(1, total_blocks, block_size, kv_dim);
+            let mut store = KvStore::new(1, total_blocks, block_size, kv_dim, shape.head_dim);
             let mut tables = Vec::new();
             let mut conts = Vec::new();
             for &len in &lens {

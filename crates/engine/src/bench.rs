@@ -1,9 +1,13 @@
 //! Throughput measurement on a loaded model (the CLI prints the report).
 //!
-//! Prefill: one sequence, `prefill_tokens` prompt tokens in one step.
-//! Decode: `batch` sequences with a short distinct prompt each, prefilled
-//! together, then `decode_steps` steps of one greedy token per sequence;
-//! aggregate tok/s = batch * decode_steps / decode time. Each decode point
+//! Prefill: one sequence, `prefill_tokens` prompt tokens in steps of at most
+//! `prefill_chunk` (a worker's step budget spreads a long prompt so).
+//! Decode: `batch` sequences each holding `decode_context` tokens of context
+//! (one prompt prefilled once, its K/V copied into blocks of each sequence's
+//! own, so attention reads as much memory as distinct prompts would), then
+//! `decode_steps` steps of one greedy token per sequence; aggregate tok/s =
+//! batch * decode_steps / decode time. Attention's cost grows with the
+//! context, so the context is part of what a figure means. Each decode point
 //! also records per-step times and the KV waste (allocated but unfilled
 //! slots) at the end of its run, so the CLI can report them.
 
@@ -38,18 +42,26 @@ pub struct DecodePoint {
     pub kv_waste: f64,
 }
 
-pub fn run(
-    model: &Arc<Model>,
-    prefill_tokens: usize,
-    batches: &[usize],
-    decode_steps: usize,
-) -> Result<BenchReport, EngineError> {
+/// What `run` measures.
+#[derive(Debug, Clone, Copy)]
+pub struct Spec<'a> {
+    pub prefill_tokens: usize,
+    /// Prompt tokens per prefill step at most.
+    pub prefill_chunk: usize,
+    pub batches: &'a [usize],
+    pub decode_steps: usize,
+    /// Tokens of context each decoding sequence holds before the timed steps.
+    pub decode_context: usize,
+}
+
+pub fn run(model: &Arc<Model>, spec: &Spec) -> Result<BenchReport, EngineError> {
+    let Spec { prefill_tokens, prefill_chunk, batches, decode_steps, decode_context } = *spec;
     let vocab = model.config.vocab_size as u32;
-    let prompt_len = 16usize;
+    let context = decode_context.max(1);
     let max_batch = batches.iter().copied().max().unwrap_or(1);
     let c = &model.config;
     let per_token = KvStore::bytes_per_block(c.n_layers, 1, c.kv_dim());
-    let need_tokens = (prefill_tokens + 16).max(max_batch * (prompt_len + decode_steps + 16));
+    let need_tokens = (prefill_tokens + 16).max(max_batch * (context + decode_steps + 16));
     let cfg = EngineConfig {
         block_size: 16,
         kv_budget_bytes: need_tokens * per_token + (64 << 20),
@@ -61,7 +73,11 @@ pub fn run(
     let prompt: Vec<u32> = (0..prefill_tokens as u32).map(|i| (i * 7919 + 13) % vocab).collect();
     eng.add_sequence(0, &prompt)?;
     let t0 = Instant::now();
-    eng.step(&StepBatch { entries: vec![StepEntry { seq: 0, tokens: prompt, logits: Logits::Last }] })?;
+    let chunks: Vec<&[u32]> = prompt.chunks(prefill_chunk.max(1)).collect();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let logits = if i + 1 == chunks.len() { Logits::Last } else { Logits::None };
+        eng.step(&StepBatch { entries: vec![StepEntry { seq: 0, tokens: chunk.to_vec(), logits }] })?;
+    }
     let prefill_s = t0.elapsed().as_secs_f64();
     let prefill_tok_per_s = prefill_tokens as f64 / prefill_s;
     eng.remove_sequence(0)?;
@@ -70,12 +86,16 @@ pub fn run(
     let mut points = Vec::new();
     for &b in batches {
         let ids: Vec<u64> = (1..=b as u64).collect();
-        let mut entries = Vec::new();
-        for &id in &ids {
-            let p: Vec<u32> = (0..prompt_len as u32).map(|i| (i * 31 + id as u32 * 101) % vocab).collect();
-            eng.add_sequence(id, &p)?;
-            entries.push(StepEntry { seq: id, tokens: p, logits: Logits::Last });
+        let p: Vec<u32> = (0..context as u32).map(|i| (i * 31 + b as u32 * 101) % vocab).collect();
+        eng.add_sequence(ids[0], &p)?;
+        let first =
+            eng.step(&StepBatch { entries: vec![StepEntry { seq: ids[0], tokens: p, logits: Logits::Last }] })?;
+        let token = first.outputs.first().map(|o| argmax(&o.logits)).unwrap_or(0);
+        for &id in &ids[1..] {
+            eng.copy_sequence(ids[0], id)?;
         }
+        // The first decode step is not timed: it settles the batch.
+        let entries = ids.iter().map(|&seq| StepEntry { seq, tokens: vec![token], logits: Logits::Last }).collect();
         let mut out = eng.step(&StepBatch { entries })?;
         let t0 = Instant::now();
         let mut step_ms_max = 0f64;

@@ -144,7 +144,7 @@ impl Engine {
                 cfg.kv_budget_bytes
             )));
         }
-        let store = KvStore::new(c.n_layers, n_blocks, cfg.block_size, c.kv_dim());
+        let store = KvStore::new(c.n_layers, n_blocks, cfg.block_size, c.kv_dim(), c.head_dim);
         Ok(Engine {
             pool: BlockPool::new(n_blocks),
             store,
@@ -216,6 +216,27 @@ impl Engine {
             }
         }
         result
+    }
+
+    /// Registers `copy` as a copy of `id`: the same tokens, with their K/V
+    /// copied into blocks of its own (nothing shared, nothing published to
+    /// the prefix cache again). Lets `bench` decode many sequences at a long
+    /// context without prefilling each.
+    pub fn copy_sequence(&mut self, id: SeqId, copy: SeqId) -> Result<(), EngineError> {
+        if self.seqs.contains_key(&copy) {
+            return Err(EngineError::DuplicateSequence(copy));
+        }
+        if self.in_step.contains(&id) {
+            return Err(EngineError::InvalidArgument(format!("sequence {id} is in a step in progress")));
+        }
+        let s = self.seqs.get(&id).ok_or(EngineError::UnknownSequence(id))?;
+        let (tokens, hashes, salt, from) = (s.tokens.clone(), s.hashes.clone(), s.salt, s.table.clone());
+        let table = self.pool.allocate_n(from.len())?;
+        for (&a, &b) in from.iter().zip(&table) {
+            self.store.copy_block(a as usize, b as usize);
+        }
+        self.seqs.insert(copy, Sequence { tokens, table, hashes, salt });
+        Ok(())
     }
 
     pub fn has_sequence(&self, id: SeqId) -> bool {

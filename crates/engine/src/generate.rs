@@ -208,7 +208,7 @@ pub fn perplexity(model: &Model, tokens: &[u32], ctx: usize, bos: Option<u32>) -
         if let Some(b) = bos {
             window[0] = b;
         }
-        let mut store = KvStore::new(c.n_layers, n_blocks, block_size, c.kv_dim());
+        let mut store = KvStore::new(c.n_layers, n_blocks, block_size, c.kv_dim(), c.head_dim);
         let pos: Vec<usize> = (0..ctx).collect();
         let tables: Vec<&[u32]> = vec![&table; ctx];
         let logits = model.forward(&window, &pos, &tables, &mut store, &rows)?;

@@ -123,6 +123,36 @@ fn batched_generation_equals_generating_each_alone() {
 }
 
 #[test]
+fn a_copied_sequence_continues_exactly_as_the_original_in_blocks_of_its_own() {
+    let m = tiny_model(&TinySpec::default()).unwrap();
+    let mut eng = engine(&m, 64, 4);
+    let prompt: Vec<u32> = (0..10).map(|j| (j * 13 + 3) % m.config.vocab_size as u32).collect();
+    let want = generate_alone(&mut eng, 9, &prompt, 6);
+    // Blocks the first run left in the prefix cache serve the start.
+    let cached = eng.add_sequence(1, &prompt).unwrap();
+    let rest = prompt[cached..].to_vec();
+    let o = eng.step(&StepBatch { entries: vec![StepEntry { seq: 1, tokens: rest, logits: Logits::Last }] });
+    let first = argmax(&o.unwrap().outputs[0].logits);
+    let free = eng.stats().free_blocks;
+    eng.copy_sequence(1, 2).unwrap();
+    assert_eq!(eng.stats().free_blocks, free - 3, "10 tokens in blocks of 4: three blocks of its own");
+    assert_eq!(eng.sequence_len(2).unwrap(), 10);
+    // The original goes away: the copy does not depend on its blocks.
+    eng.remove_sequence(1).unwrap();
+    let mut got = vec![first];
+    for _ in 1..6 {
+        let entry = StepEntry { seq: 2, tokens: vec![*got.last().unwrap()], logits: Logits::Last };
+        let o = eng.step(&StepBatch { entries: vec![entry] }).unwrap();
+        got.push(argmax(&o.outputs[0].logits));
+    }
+    assert_eq!(got, want);
+    assert!(matches!(eng.copy_sequence(2, 2), Err(EngineError::DuplicateSequence(2))));
+    assert!(matches!(eng.copy_sequence(7, 3), Err(EngineError::UnknownSequence(7))));
+    eng.remove_sequence(2).unwrap();
+    eng.check_invariants().unwrap();
+}
+
+#[test]
 fn prefix_cache_hit_gives_the_same_tokens_as_a_miss() {
     let spec = TinySpec { seed: 3, ..TinySpec::default() };
     let model = tiny_model(&spec).unwrap();
@@ -360,7 +390,7 @@ fn model_forward_rejects_bad_block_tables() {
     use reservoir_engine::attention::KvStore;
     let model = tiny_model(&TinySpec::default()).unwrap();
     let c = &model.config;
-    let mut kv = KvStore::new(c.n_layers, 4, 4, c.kv_dim());
+    let mut kv = KvStore::new(c.n_layers, 4, 4, c.kv_dim(), c.head_dim);
     let bad: &[u32] = &[9, 0];
     let short: &[u32] = &[0];
     for table in [bad, short] {

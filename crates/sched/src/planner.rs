@@ -1,21 +1,29 @@
 //! The step planner: what the next engine step runs. Pure (no I/O, no
-//! engine, no clock), so it is tested directly with exact inputs; it is meant
-//! to move to `crates/sched` unchanged.
+//! engine, no clock), so it is tested directly with exact inputs.
 //!
-//! Policy, in this order, within a per-step token budget:
-//! 1. Decodes of running sequences, reserved before burst before spot
-//!    (oldest first within a class). A decode that needs a block when none is
-//!    free preempts the lowest-class, most recently started sequence of its
-//!    own class or lower (possibly itself): reserved work is never preempted
-//!    for burst or spot.
-//! 2. Prefill chunks of running sequences (chunked prefill: a long prompt is
-//!    spread over steps, so decodes never wait for it), same order. A chunk
-//!    that finds no free block may preempt strictly lower classes.
-//! 3. Admission of waiting sequences in class order, FIFO within a class,
-//!    when the blocks of their whole prompt fit next to what running prefills
-//!    still need; a waiting sequence may preempt strictly lower classes when
-//!    that frees enough. Admission stops at the first that cannot fit, so a
-//!    lower class never overtakes a higher one.
+//! Policy, within a per-step token budget, class by class (reserved, then
+//! burst, then spot), so a class's work never waits for a lower class's:
+//! 1. The class's decodes (oldest first). A decode that needs a block when
+//!    none is free preempts the lowest-class, most recently started sequence
+//!    of its own class or lower (possibly itself): reserved work is never
+//!    preempted for burst or spot.
+//! 2. The class's prefill work, earliest deadline first (`due`: when the
+//!    sequence's first token is due), merging two kinds:
+//!    - the next chunk of a running prefill (chunked prefill: a long prompt
+//!      is spread over steps, so decodes never wait for it); a chunk that
+//!      finds no free block may preempt strictly lower classes;
+//!    - the admission of a waiting sequence (queue order, which the caller
+//!      keeps sorted by `due`), when the blocks of its whole prompt fit next
+//!      to what running prefills still need; it may preempt strictly lower
+//!      classes when that frees enough. Admission stops at the first that
+//!      cannot fit, so a lower class never overtakes a higher one, and stops
+//!      altogether once running work was preempted for blocks.
+//!    A short prompt due soon is thus not held behind a long one with time
+//!    to spare, whether that one is running or waiting.
+//!
+//! Steps are mixed: what budget a reserved prompt leaves goes to lower-class
+//! decodes and prompts in the same step, so the pool never idles between
+//! small steps; while reserved prompts fill the budget, spot waits.
 //!
 //! Block accounting assumes a sequence holds exactly
 //! `ceil(tokens_in_cache / block_size)` blocks (the worker never allocates
@@ -26,6 +34,9 @@
 use reservoir_domain::PriorityClass;
 
 pub type SeqId = u64;
+
+/// The `due` of a sequence with no first-token deadline: after every other.
+pub const NO_DEADLINE: u64 = u64::MAX;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PlannerConfig {
@@ -46,6 +57,9 @@ pub struct Running {
     /// Tokens still to feed before the next token can be sampled: 1 while
     /// decoding, more while prefilling. Always at least 1.
     pub pending: usize,
+    /// When its first token is due, on the caller's clock (smaller is
+    /// sooner); `NO_DEADLINE` when it has none. Orders prefills within a class.
+    pub due: u64,
 }
 
 /// A sequence waiting for admission; it holds no blocks.
@@ -55,6 +69,8 @@ pub struct Waiting {
     pub class: PriorityClass,
     /// Tokens to prefill (prompt plus anything already generated).
     pub tokens: usize,
+    /// As `Running::due`. Within a class, `waiting` comes sorted by it.
+    pub due: u64,
 }
 
 /// One sequence's share of the step: feed tokens up to position `end`
@@ -79,6 +95,27 @@ pub struct Plan {
 #[derive(Debug, Clone)]
 pub struct Planner {
     cfg: PlannerConfig,
+}
+
+/// The step being planned.
+#[derive(Debug)]
+struct Step {
+    /// The running sequences, by class then start.
+    slots: Vec<Slot>,
+    free: usize,
+    budget: usize,
+    plan: Plan,
+    /// Whether waiting sequences may still come in.
+    open: bool,
+    /// Blocks promised to sequences admitted this step beyond their first chunk.
+    promised: usize,
+}
+
+impl Step {
+    /// Free blocks not promised to sequences admitted this step.
+    fn available(&self) -> usize {
+        self.free.saturating_sub(self.promised)
+    }
 }
 
 /// Per running sequence, while planning.
@@ -118,105 +155,49 @@ impl Planner {
     /// within a class its order is the queue order. `free_blocks` is what
     /// the engine has free now.
     pub fn next_step(&self, running: &[Running], waiting: &[Waiting], free_blocks: usize) -> Plan {
-        let mut plan = Plan::default();
         let mut slots: Vec<Slot> = running.iter().map(|&seq| Slot { seq, alive: true, scheduled: None }).collect();
         slots.sort_by_key(|s| (s.seq.class, s.seq.started));
-        let mut free = free_blocks;
-        let mut budget = self.cfg.step_token_budget;
-
-        // 1. Decodes.
-        for i in 0..slots.len() {
-            let r = slots[i].seq;
-            if !slots[i].alive || r.pending != 1 {
-                continue;
-            }
-            if budget == 0 {
-                break;
-            }
-            let need = self.grow(r.computed, 1);
-            while need > free {
-                let Some(v) = self.pick_victim(&slots, |c| c >= r.class) else { break };
-                self.preempt(&mut slots, v, &mut free, &mut budget, &mut plan);
-                if v == i {
-                    break;
+        // Prefill work within a class, earliest deadline first: chunks of
+        // running prefills and admissions of waiting sequences, merged by
+        // `due` (a running one first on a tie: it holds blocks already).
+        // Waiting sequences are walked lazily in queue order, so a long
+        // queue costs nothing beyond what is admitted.
+        let mut prefills: Vec<usize> = (0..slots.len()).filter(|&i| slots[i].seq.pending > 1).collect();
+        prefills.sort_by_key(|&i| (slots[i].seq.class, slots[i].seq.due, slots[i].seq.started));
+        let mut prefills = prefills.into_iter().peekable();
+        let budget = self.cfg.step_token_budget;
+        let mut st = Step { slots, free: free_blocks, budget, plan: Plan::default(), open: true, promised: 0 };
+        for class in PriorityClass::ALL {
+            // 1. The class's decodes.
+            for i in 0..st.slots.len() {
+                let seq = st.slots[i].seq;
+                if seq.class == *class && seq.pending == 1 && st.budget > 0 {
+                    self.decode(&mut st, i);
                 }
             }
-            if slots[i].alive && need <= free {
-                free -= need;
-                budget -= 1;
-                slots[i].scheduled = Some((1, need));
-            }
-        }
-
-        // 2. Prefill chunks of running sequences.
-        for i in 0..slots.len() {
-            let r = slots[i].seq;
-            if !slots[i].alive || r.pending <= 1 || slots[i].scheduled.is_some() {
-                continue;
-            }
-            if budget == 0 {
-                break;
-            }
-            let want = r.pending.min(budget);
-            let mut fits = self.fits(r.computed, free);
-            while fits < want {
-                let Some(v) = self.pick_victim(&slots, |c| c > r.class) else { break };
-                self.preempt(&mut slots, v, &mut free, &mut budget, &mut plan);
-                fits = self.fits(r.computed, free);
-            }
-            let n = want.min(fits).min(budget);
-            if n > 0 {
-                let need = self.grow(r.computed, n);
-                free -= need;
-                budget -= n;
-                slots[i].scheduled = Some((n, need));
-            }
-        }
-
-        // Blocks that running prefills still need after this step are spoken
-        // for: admitting past them would only lead to preemption later.
-        let mut headroom = free.saturating_sub(self.committed(&slots));
-        // Under memory pressure (running work was just preempted) nothing new
-        // comes in: the preempted sequences are first in line next step.
-        let pressed = !plan.preempt.is_empty();
-
-        // 3. Admission, class order, FIFO within a class. Walked lazily, one
-        // class after the other: admission stops at the first request that
-        // does not fit, so a long queue costs nothing beyond its head.
-        let in_class_order = PriorityClass::ALL.iter().flat_map(|c| waiting.iter().filter(move |w| w.class == *c));
-        for w in in_class_order.take_while(|_| !pressed) {
-            if budget == 0 || w.tokens == 0 {
-                break;
-            }
-            let need = self.blocks_for(w.tokens);
-            if need > headroom {
-                let reclaimable: usize = slots
-                    .iter()
-                    .filter(|s| s.alive && s.seq.class > w.class)
-                    .map(|s| self.blocks_for(s.seq.computed) + s.scheduled.map_or(0, |(_, b)| b))
-                    .sum();
-                if need > headroom + reclaimable {
-                    break;
-                }
-                while need > headroom {
-                    let Some(v) = self.pick_victim(&slots, |c| c > w.class) else { break };
-                    self.preempt(&mut slots, v, &mut free, &mut budget, &mut plan);
-                    headroom = free.saturating_sub(self.committed(&slots));
-                }
-                if need > headroom {
-                    break;
+            // 2. The class's prefill work.
+            let mut queue = waiting.iter().filter(|w| w.class == *class).peekable();
+            while st.budget > 0 {
+                let running_due =
+                    prefills.peek().map(|&i| st.slots[i].seq).filter(|r| r.class == *class).map(|r| r.due);
+                let waiting_due = if st.open { queue.peek().map(|w| w.due) } else { None };
+                let chunk_first = match (running_due, waiting_due) {
+                    (None, None) => break,
+                    (Some(r), Some(w)) => r <= w,
+                    (r, _) => r.is_some(),
+                };
+                if chunk_first {
+                    if let Some(i) = prefills.next() {
+                        self.chunk(&mut st, i);
+                    }
+                } else if let Some(w) = queue.next() {
+                    self.admit(&mut st, w);
                 }
             }
-            let n = w.tokens.min(budget);
-            let chunk_blocks = self.blocks_for(n);
-            free -= chunk_blocks.min(free);
-            headroom -= need;
-            budget -= n;
-            plan.admit.push(w.id);
-            plan.entries.push(PlannedEntry { id: w.id, end: n });
         }
 
         // Decodes first, then prefills, in priority order; admitted last.
+        let Step { slots, mut plan, .. } = st;
         let mut scheduled: Vec<PlannedEntry> = Vec::new();
         for pass_decode in [true, false] {
             for s in &slots {
@@ -230,6 +211,99 @@ impl Planner {
         scheduled.append(&mut plan.entries);
         plan.entries = scheduled;
         plan
+    }
+
+    /// Schedules the decode of running sequence `i`. When its next token
+    /// needs a block and none is free, the lowest-class, most recently
+    /// started sequence of its class or lower goes (possibly itself), and
+    /// admission closes: the preempted are first in line next step.
+    fn decode(&self, st: &mut Step, i: usize) {
+        let r = st.slots[i].seq;
+        if !st.slots[i].alive {
+            return;
+        }
+        let need = self.grow(r.computed, 1);
+        while need > st.available() {
+            let Some(v) = self.pick_victim(&st.slots, |c| c >= r.class) else { break };
+            self.preempt(st, v);
+            st.open = false;
+            if v == i {
+                break;
+            }
+        }
+        if st.slots[i].alive && need <= st.available() {
+            st.free -= need;
+            st.budget -= 1;
+            st.slots[i].scheduled = Some((1, need));
+        }
+    }
+
+    /// Schedules the next prefill chunk of running sequence `i`, preempting
+    /// strictly lower classes when its blocks are missing.
+    fn chunk(&self, st: &mut Step, i: usize) {
+        let r = st.slots[i].seq;
+        // An admission earlier in this step may have preempted it.
+        if !st.slots[i].alive {
+            return;
+        }
+        let want = r.pending.min(st.budget);
+        let mut fits = self.fits(r.computed, st.available());
+        while fits < want {
+            let Some(v) = self.pick_victim(&st.slots, |c| c > r.class) else { break };
+            self.preempt(st, v);
+            st.open = false;
+            fits = self.fits(r.computed, st.available());
+        }
+        let n = want.min(fits).min(st.budget);
+        if n > 0 {
+            let need = self.grow(r.computed, n);
+            st.free -= need;
+            st.budget -= n;
+            st.slots[i].scheduled = Some((n, need));
+        }
+    }
+
+    /// Admits waiting sequence `w` with a first chunk when the blocks of its
+    /// whole prompt fit next to what running prefills still need, preempting
+    /// strictly lower classes when that frees enough. When it cannot come
+    /// in, admission closes for this step: nothing behind it overtakes it.
+    fn admit(&self, st: &mut Step, w: &Waiting) {
+        if w.tokens == 0 {
+            st.open = false;
+            return;
+        }
+        // Blocks that running prefills still need after this step are spoken
+        // for, as are those promised to prompts admitted before: admitting
+        // past them would only lead to preemption later.
+        let headroom = |st: &Step| st.available().saturating_sub(self.committed(&st.slots));
+        let need = self.blocks_for(w.tokens);
+        if need > headroom(st) {
+            let reclaimable: usize = st
+                .slots
+                .iter()
+                .filter(|s| s.alive && s.seq.class > w.class)
+                .map(|s| self.blocks_for(s.seq.computed) + s.scheduled.map_or(0, |(_, b)| b))
+                .sum();
+            if need > headroom(st) + reclaimable {
+                st.open = false;
+                return;
+            }
+            while need > headroom(st) {
+                let Some(v) = self.pick_victim(&st.slots, |c| c > w.class) else { break };
+                self.preempt(st, v);
+            }
+            if need > headroom(st) {
+                st.open = false;
+                return;
+            }
+        }
+        let n = w.tokens.min(st.budget);
+        let chunk_blocks = self.blocks_for(n);
+        st.free -= chunk_blocks.min(st.free);
+        st.promised += need - chunk_blocks;
+        st.budget -= n;
+        st.plan.admit.push(w.id);
+        st.plan.entries.push(PlannedEntry { id: w.id, end: n });
     }
 
     /// Tokens that fit after `computed` in the sequence's last block plus
@@ -259,15 +333,15 @@ impl Planner {
             .map(|(i, _)| i)
     }
 
-    fn preempt(&self, slots: &mut [Slot], i: usize, free: &mut usize, budget: &mut usize, plan: &mut Plan) {
-        let s = &mut slots[i];
+    fn preempt(&self, st: &mut Step, i: usize) {
+        let s = &mut st.slots[i];
         s.alive = false;
-        *free += self.blocks_for(s.seq.computed);
+        st.free += self.blocks_for(s.seq.computed);
         if let Some((n, blocks)) = s.scheduled.take() {
-            *free += blocks;
-            *budget += n;
+            st.free += blocks;
+            st.budget += n;
         }
-        plan.preempt.push(s.seq.id);
+        st.plan.preempt.push(s.seq.id);
     }
 }
 
@@ -282,11 +356,11 @@ mod tests {
     }
 
     fn run(id: SeqId, class: PriorityClass, started: u64, computed: usize, pending: usize) -> Running {
-        Running { id, class, started, computed, pending }
+        Running { id, class, started, computed, pending, due: NO_DEADLINE }
     }
 
     fn wait(id: SeqId, class: PriorityClass, tokens: usize) -> Waiting {
-        Waiting { id, class, tokens }
+        Waiting { id, class, tokens, due: NO_DEADLINE }
     }
 
     fn ids(entries: &[PlannedEntry]) -> Vec<SeqId> {
@@ -321,7 +395,7 @@ mod tests {
     }
 
     #[test]
-    fn decodes_come_first_in_class_order_then_prefill_chunks_within_the_budget() {
+    fn each_class_decodes_and_prefills_before_the_next_class_within_the_budget() {
         let p = planner(10, 16);
         let running = [
             run(1, Spot, 1, 5, 1),
@@ -330,15 +404,57 @@ mod tests {
             run(4, Burst, 4, 7, 1),
         ];
         let plan = p.next_step(&running, &[wait(9, Reserved, 3)], 100);
-        assert_eq!(ids(&plan.entries), vec![2, 4, 1, 3]);
-        // Three decodes leave 7 tokens of budget for the prefill chunk.
-        assert_eq!(plan.entries[3], PlannedEntry { id: 3, end: 7 });
-        // No budget left: the waiting request is not admitted this step.
+        // Reserved: decode 2, then the waiting reserved prompt comes in
+        // (3 tokens); burst: decode 4, then 5 tokens of the burst prompt.
+        // The spot decode gets no budget this step. (The step lists
+        // decodes, then prefill chunks, then admissions.)
+        assert_eq!(ids(&plan.entries), vec![2, 4, 3, 9]);
+        assert_eq!(plan.admit, vec![9]);
+        assert_eq!(plan.entries[2], PlannedEntry { id: 3, end: 5 });
+        // With budget to spare, every class gets its share in one step.
+        let short = [running[0], running[1], run(3, Burst, 3, 0, 20), running[3]];
+        let plan = planner(64, 16).next_step(&short, &[wait(9, Reserved, 3)], 100);
+        assert_eq!(ids(&plan.entries), vec![2, 4, 1, 3, 9]);
+        assert_eq!(plan.entries[3], PlannedEntry { id: 3, end: 20 });
+        // Without the reserved prompt, the burst prefill takes the 8 tokens
+        // the decodes leave; spot (its decode, a waiting prompt) waits.
+        let plan = p.next_step(&running, &[wait(9, Spot, 3)], 100);
+        let burst_chunk = PlannedEntry { id: 3, end: 8 };
+        assert_eq!(plan.entries, vec![PlannedEntry { id: 2, end: 6 }, PlannedEntry { id: 4, end: 8 }, burst_chunk]);
         assert!(plan.admit.is_empty());
         // Next step: the prefill continues where it stopped.
-        let running = [run(3, Burst, 3, 7, 93)];
+        let running = [run(3, Burst, 3, 8, 92)];
         let plan = p.next_step(&running, &[], 100);
-        assert_eq!(plan.entries, vec![PlannedEntry { id: 3, end: 17 }]);
+        assert_eq!(plan.entries, vec![PlannedEntry { id: 3, end: 18 }]);
+    }
+
+    #[test]
+    fn within_a_class_the_prefill_due_soonest_goes_first_running_or_waiting() {
+        let p = planner(16, 4);
+        // A long reserved prompt is being prefilled with time to spare; a
+        // short one due sooner arrives: it is admitted first, and the long
+        // one's chunk gets what budget is left.
+        let long = Running { due: 5_000, ..run(1, Reserved, 1, 32, 400) };
+        let short = Waiting { due: 1_200, ..wait(2, Reserved, 10) };
+        let plan = p.next_step(&[long], &[short], 1_000);
+        assert_eq!(plan.admit, vec![2]);
+        assert_eq!(plan.entries, vec![PlannedEntry { id: 1, end: 38 }, PlannedEntry { id: 2, end: 10 }]);
+        // Due later than the running one: it waits for the budget.
+        let later = Waiting { due: 9_000, ..short };
+        let plan = p.next_step(&[long], &[later], 1_000);
+        assert!(plan.admit.is_empty());
+        assert_eq!(plan.entries, vec![PlannedEntry { id: 1, end: 48 }]);
+        // Two running prefills: the one due sooner gets its chunk first,
+        // though it started later.
+        let soon = Running { due: 900, ..run(3, Reserved, 7, 0, 12) };
+        let plan = p.next_step(&[long, soon], &[], 1_000);
+        // (Entries list the step's work in admission order, not by deadline.)
+        assert_eq!(plan.entries, vec![PlannedEntry { id: 1, end: 36 }, PlannedEntry { id: 3, end: 12 }]);
+        // Deadlines order work within a class only: a reserved prefill with
+        // none still comes before a burst one due now.
+        let burst = Waiting { due: 0, ..wait(4, Burst, 10) };
+        let plan = p.next_step(&[Running { due: NO_DEADLINE, ..long }], &[burst], 1_000);
+        assert_eq!(plan.entries, vec![PlannedEntry { id: 1, end: 48 }]);
     }
 
     #[test]
@@ -451,9 +567,10 @@ mod tests {
                 let bs = 4;
                 let p = planner(budget, bs);
                 let running: Vec<Running> = running.iter().enumerate()
-                    .map(|(i, &(c, computed, pending))| run(i as u64, c, i as u64, computed, pending)).collect();
+                    .map(|(i, &(c, computed, pending))| Running { due: (i as u64 * 7) % 5, ..run(i as u64, c, i as u64, computed, pending) })
+                    .collect();
                 let waiting: Vec<Waiting> = waiting.iter().enumerate()
-                    .map(|(i, &(c, t))| wait(100 + i as u64, c, t)).collect();
+                    .map(|(i, &(c, t))| Waiting { due: i as u64 % 3, ..wait(100 + i as u64, c, t) }).collect();
                 let plan = p.next_step(&running, &waiting, free);
                 let mut seen = std::collections::HashSet::new();
                 let (mut tokens, mut blocks) = (0usize, 0usize);

@@ -34,6 +34,9 @@ pub struct Observed {
     /// Refused or failed by the platform (an error answer or event), as
     /// opposed to cut by the client at the end of the phase.
     pub shed: bool,
+    /// The class the platform served it in, as it answered (a reserved
+    /// tenant's request beyond its contract's rate is not reserved).
+    pub served_as: Option<String>,
 }
 
 /// Token weights as figures (these feed a report, never a bill).

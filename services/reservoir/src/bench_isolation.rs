@@ -108,7 +108,13 @@ async fn run_in(
     // A placeholder capacity: calibration records the measured one, with
     // the weights, as `reservoir up` does.
     reservoir_contracts::seed_model(&pool, &model_id, 1, rust_decimal::Decimal::new(10, 2)).await?;
-    let calibration = reservoir_platform::calibrate::calibrate(&pool, &model_id, loaded.model.clone()).await?;
+    let calibration = reservoir_platform::calibrate::calibrate(
+        &pool,
+        &model_id,
+        loaded.model.clone(),
+        config.worker.step_token_budget,
+    )
+    .await?;
     let capacity = f64::from(calibration.tokens_per_s);
     let rate_each = (capacity * RESERVED_SHARE_EACH).floor().max(1.0) as u32;
     pool.close().await;
@@ -138,6 +144,7 @@ async fn run_in(
         let spot: &[Planned] = if p.spot { spot } else { &[] };
         let observed = run_phase(&http, &gateway, reserved, spot, phase, straggler_wait).await;
         let summary = report::summarize(&observed, served.weights, capacity, phase.as_secs_f64());
+        print_misses(p.label, &observed);
         shutdown.trigger();
         tokio::time::sleep(Duration::from_millis(300)).await;
         results.push((p.label, summary));
@@ -378,10 +385,11 @@ fn print_setup(
     let prompts: Vec<f64> = reserved.iter().chain(spot).map(|p| f64::from(p.call.prompt_tokens)).collect();
     let q = |x: f64| report::quantile(&prompts, x).unwrap_or(f64::NAN);
     println!(
-        "calibrated: capacity {} weighted tokens/s (decode at batch {}), prefill {} tokens/s; \
+        "calibrated: capacity {} weighted tokens/s (decode at batch {} from {} tokens of context), prefill {} tokens/s; \
          a prompt token weighs {}, a generated one {} (as /v1/models shows them)",
         calibration.tokens_per_s,
         reservoir_platform::calibrate::CALIBRATION_BATCH,
+        reservoir_platform::calibrate::CALIBRATION_PROMPT_TOKENS,
         served.prefill_tokens_per_s,
         w.prompt,
         w.completion
@@ -402,6 +410,22 @@ fn print_setup(
         q(0.99),
         q(1.0)
     );
+}
+
+/// The reserved tenants' requests of a phase that missed their TTFT target,
+/// so a miss can be traced to its prompt's length or to the class it was
+/// served in (beyond the contract's rate, a request is burst or spot).
+fn print_misses(label: &str, observed: &[Observed]) {
+    let missed: Vec<&Observed> =
+        observed.iter().filter(|o| o.reserved && o.ttft_ms.is_none_or(|t| t > o.ttft_target_ms)).collect();
+    for o in missed {
+        let ttft = o.ttft_ms.map_or("no token".to_owned(), |t| format!("TTFT {t:.0} ms"));
+        let class = o.served_as.as_deref().unwrap_or("unknown");
+        println!(
+            "{label}: missed: {} prompt tokens, max_tokens {}, {ttft} against a target of {:.0} ms, served as {class}",
+            o.prompt_tokens, o.max_tokens, o.ttft_target_ms
+        );
+    }
 }
 
 fn print_results(results: &[(&str, PhaseSummary)]) {

@@ -7,7 +7,8 @@
 use std::time::Instant;
 
 use reservoir_domain::PriorityClass;
-use reservoir_sched::planner::{Planner, PlannerConfig, Running, Waiting};
+use reservoir_engine::bench::Spec;
+use reservoir_sched::planner::{NO_DEADLINE, Planner, PlannerConfig, Running, Waiting};
 use reservoir_sched::queues::{ClassQueues, Entry, QueueLimits};
 
 /// Running sequences in the measured step (a busy worker).
@@ -28,12 +29,27 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Median microseconds of one planner step with `queued` waiting sequences.
 fn planner_step_us(queued: usize) -> f64 {
-    let planner = Planner::new(PlannerConfig { step_token_budget: 512, block_size: 16 });
+    // The worker's own step budget.
+    let step_token_budget = reservoir_worker::WorkerSettings::default().step_token_budget;
+    let planner = Planner::new(PlannerConfig { step_token_budget, block_size: 16 });
     let running: Vec<Running> = (0..RUNNING)
-        .map(|i| Running { id: i as u64, class: class(i), started: i as u64, computed: 100 + i, pending: 1 })
+        .map(|i| Running {
+            id: i as u64,
+            class: class(i),
+            started: i as u64,
+            computed: 100 + i,
+            pending: 1,
+            due: NO_DEADLINE,
+        })
         .collect();
-    let waiting: Vec<Waiting> =
-        (0..queued).map(|i| Waiting { id: (RUNNING + i) as u64, class: class(i), tokens: 50 + i % 200 }).collect();
+    // Reserved ones with deadlines, as the worker queues them: sorted.
+    let waiting: Vec<Waiting> = (0..queued)
+        .map(|i| {
+            let class = class(i);
+            let due = if class == PriorityClass::Reserved { i as u64 } else { NO_DEADLINE };
+            Waiting { id: (RUNNING + i) as u64, class, tokens: 50 + i % 200, due }
+        })
+        .collect();
     let samples = (0..ROUNDS)
         .map(|_| {
             let t = Instant::now();
@@ -75,7 +91,10 @@ fn queue_pop_us(queued: usize) -> f64 {
 /// Mean microseconds of one decode step of `model` at batch 1.
 fn decode_step_us(model: &crate::engine_cli::ModelArg) -> anyhow::Result<f64> {
     let loaded = model.load()?;
-    let report = reservoir_engine::bench::run(&loaded.model, 16, &[1], DECODE_STEPS)?;
+    let report = reservoir_engine::bench::run(
+        &loaded.model,
+        &Spec { prefill_tokens: 16, prefill_chunk: 16, batches: &[1], decode_steps: DECODE_STEPS, decode_context: 16 },
+    )?;
     let point = report.decode.first().ok_or_else(|| anyhow::anyhow!("the engine bench measured no decode step"))?;
     Ok(point.step_ms_mean * 1000.0)
 }

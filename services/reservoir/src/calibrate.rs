@@ -4,12 +4,11 @@
 //!
 //! The unit of capacity is a generated token at the calibration batch:
 //! capacity is aggregate greedy decode throughput with 32 sequences decoding
-//! together, and a completion token weighs 1. A prompt token weighs the time
+//! together, each from 256 tokens of context, and a completion token weighs 1. A prompt token weighs the time
 //! the engine takes to prefill it over the time a generated token takes at
 //! that batch (seconds per prefill token x decode tokens/s), so a contract's
 //! rate buys the same compute whatever its prompts' lengths.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -20,10 +19,15 @@ use rust_decimal::prelude::FromPrimitive;
 
 /// Sequences decoded together while measuring.
 pub const CALIBRATION_BATCH: usize = 32;
-/// Decode steps timed per run (after one warm-up prefill).
-const CALIBRATION_STEPS: usize = 8;
-/// Prompt tokens of the timed prefill: a typical chat prompt's length.
-const CALIBRATION_PROMPT_TOKENS: usize = 256;
+/// Decode steps timed per run (after one warm-up prefill): enough that one
+/// slow step on a shared machine moves the figure little.
+const CALIBRATION_STEPS: usize = 16;
+/// Prompt tokens of the timed prefill (in steps of the worker's budget), and
+/// tokens of context each sequence decodes from: a typical chat prompt's
+/// length. Attention's share of a step
+/// grows with the context; decoding from a near-empty one (as engine
+/// benchmarks usually do) would sell more than chat traffic gets.
+pub const CALIBRATION_PROMPT_TOKENS: usize = 256;
 /// Runs measured; the median of each figure is kept, so one run disturbed
 /// by another process on the machine neither inflates nor deflates what is
 /// sold.
@@ -58,21 +62,21 @@ impl Calibration {
     }
 }
 
-/// Loads the model at `path` and measures it (see `measure_model`).
-pub fn measure(path: &Path) -> anyhow::Result<Calibration> {
-    let loaded = reservoir_engine::load(path).with_context(|| format!("loading {}", path.display()))?;
-    measure_model(&loaded.model)
-}
-
-/// Runs the engine briefly on `model`. Blocking: call it from a blocking
-/// thread. Takes a few seconds on SmolLM2-135M.
-pub fn measure_model(model: &Arc<Model>) -> anyhow::Result<Calibration> {
+/// Runs the engine briefly on `model`, prefilling in steps of at most
+/// `step_token_budget` tokens as a worker does. Blocking: call it from a
+/// blocking thread. Takes a few seconds on SmolLM2-135M.
+pub fn measure_model(model: &Arc<Model>, step_token_budget: usize) -> anyhow::Result<Calibration> {
     let mut decode = Vec::with_capacity(CALIBRATION_RUNS);
     let mut prefill = Vec::with_capacity(CALIBRATION_RUNS);
+    let spec = reservoir_engine::bench::Spec {
+        prefill_tokens: CALIBRATION_PROMPT_TOKENS,
+        prefill_chunk: step_token_budget,
+        batches: &[CALIBRATION_BATCH],
+        decode_steps: CALIBRATION_STEPS,
+        decode_context: CALIBRATION_PROMPT_TOKENS,
+    };
     for _ in 0..CALIBRATION_RUNS {
-        let report =
-            reservoir_engine::bench::run(model, CALIBRATION_PROMPT_TOKENS, &[CALIBRATION_BATCH], CALIBRATION_STEPS)
-                .context("calibration run")?;
+        let report = reservoir_engine::bench::run(model, &spec).context("calibration run")?;
         decode.extend(report.decode_tok_per_s.iter().map(|(_, tps)| *tps));
         prefill.push(report.prefill_tok_per_s);
     }
@@ -112,11 +116,19 @@ fn median(mut runs: Vec<f64>) -> Option<f64> {
     runs.get(runs.len() / 2).copied()
 }
 
-/// Measures `model` and records the figures as `id`'s capacity, prefill
-/// rate and weights. Nothing is recorded when the measurement fails.
-pub async fn calibrate(pool: &sqlx::PgPool, id: &ModelId, model: Arc<Model>) -> anyhow::Result<Calibration> {
-    let calibration =
-        tokio::task::spawn_blocking(move || measure_model(&model)).await.context("calibration stopped")??;
+/// Measures `model` (prefilling in steps of `step_token_budget` tokens, the
+/// workers' `worker.step_token_budget`) and records the figures as `id`'s
+/// capacity, prefill rate and weights. Nothing is recorded when the
+/// measurement fails.
+pub async fn calibrate(
+    pool: &sqlx::PgPool,
+    id: &ModelId,
+    model: Arc<Model>,
+    step_token_budget: usize,
+) -> anyhow::Result<Calibration> {
+    let calibration = tokio::task::spawn_blocking(move || measure_model(&model, step_token_budget))
+        .await
+        .context("calibration stopped")??;
     reservoir_contracts::record_calibration(pool, id, &calibration.measured()).await?;
     Ok(calibration)
 }

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail, ensure};
 use reservoir_engine::attention::KvStore;
+use reservoir_engine::bench::Spec;
 use reservoir_engine::{ChatMessage, Engine, EngineConfig, LoadedModel, SamplingParams};
 
 /// Where `scripts/fetch-model` puts the default model, relative to the
@@ -212,6 +213,11 @@ pub struct BenchEngineArgs {
     /// Decode steps timed per batch size [default: 32, 8 with --quick]
     #[arg(long)]
     decode_steps: Option<usize>,
+    /// Tokens of context each decoding sequence holds when the timed steps
+    /// begin; attention costs more the longer it is (the pool's calibration
+    /// decodes at 256)
+    #[arg(long, default_value_t = 16)]
+    context: usize,
 }
 
 /// Best-of-rounds figures.
@@ -232,8 +238,8 @@ pub fn bench_engine(args: &BenchEngineArgs) -> anyhow::Result<()> {
     let loaded = args.model.load()?;
     let c = &loaded.model.config;
     ensure!(
-        prefill_tokens + 16 <= c.ctx_len && 16 + decode_steps + 16 <= c.ctx_len,
-        "--prefill-tokens and --decode-steps must fit the model's context of {}",
+        prefill_tokens + 16 <= c.ctx_len && args.context + decode_steps + 16 <= c.ctx_len,
+        "--prefill-tokens, and --context with --decode-steps, must fit the model's context of {}",
         c.ctx_len
     );
     println!(
@@ -244,15 +250,27 @@ pub fn bench_engine(args: &BenchEngineArgs) -> anyhow::Result<()> {
         t_load.elapsed().as_secs_f64()
     );
     println!("threads: {}", thread_description());
-    println!("rounds: {rounds} (best of), prefill {prefill_tokens} tokens, {decode_steps} decode steps per batch size");
+    let context = args.context;
+    println!(
+        "rounds: {rounds} (best of), prefill {prefill_tokens} tokens, {decode_steps} decode steps per batch size \
+         from {context} tokens of context"
+    );
     // Warm-up: the first forward pass pays for page faults on the mmapped
     // weights and for rayon's thread start; keep that out of the figures.
-    reservoir_engine::bench::run(&loaded.model, 16, &[1], 2).context("warm-up")?;
+    let warm_up = Spec { prefill_tokens: 16, prefill_chunk: 16, batches: &[1], decode_steps: 2, decode_context: 16 };
+    reservoir_engine::bench::run(&loaded.model, &warm_up).context("warm-up")?;
+    // The prefill in one step, as engine benchmarks measure it.
+    let spec = Spec {
+        prefill_tokens,
+        prefill_chunk: prefill_tokens,
+        batches: &BENCH_BATCHES,
+        decode_steps,
+        decode_context: context,
+    };
 
     let mut best: Option<Best> = None;
     for round in 1..=rounds {
-        let r = reservoir_engine::bench::run(&loaded.model, prefill_tokens, &BENCH_BATCHES, decode_steps)
-            .with_context(|| format!("bench round {round}"))?;
+        let r = reservoir_engine::bench::run(&loaded.model, &spec).with_context(|| format!("bench round {round}"))?;
         let decode: Vec<_> =
             r.decode.iter().map(|d| (d.batch, d.tok_per_s, d.step_ms_mean, d.step_ms_max, d.kv_waste)).collect();
         let line: Vec<String> = decode.iter().map(|d| format!("b{} {:.1}", d.0, d.1)).collect();
@@ -277,7 +295,9 @@ pub fn bench_engine(args: &BenchEngineArgs) -> anyhow::Result<()> {
 
     println!();
     println!("prefill ({prefill_tokens} tokens, one step): {:.1} tok/s, {:.1} ms", best.prefill_tps, best.prefill_ms);
-    println!("decode (aggregate tok/s over {decode_steps} steps; time per step mean / max; KV waste):");
+    println!(
+        "decode from {context} tokens of context (aggregate tok/s over {decode_steps} steps; time per step mean / max; KV waste):"
+    );
     for &(batch, tps, mean_ms, max_ms, waste) in &best.decode {
         println!(
             "  batch {batch:>3}: {tps:>8.1} tok/s  {mean_ms:>7.2} / {max_ms:>7.2} ms per step  KV waste {:>5.1}%",

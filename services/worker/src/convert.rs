@@ -2,6 +2,8 @@
 //! the request's shape happens here, once; what needs the tokenizer and the
 //! model happens in `request::prepare`.
 
+use std::time::{Duration, Instant};
+
 use reservoir_domain::limits::{STOP_SEQUENCE_BYTES_MAX, STOP_SEQUENCES_COUNT_MAX};
 use reservoir_domain::{PriorityClass, TenantId};
 // The chat template's roles: any other is refused here, before tokenizing.
@@ -19,6 +21,8 @@ use crate::step_loop::LoopStats;
 /// reaches a worker directly cannot ask it for more tokenizing work.
 pub const INPUT_BYTES_MAX: usize = reservoir_engine::tokenizer::PROMPT_BYTES_MAX;
 pub const CACHE_SALT_BYTES_MAX: usize = 128;
+/// A first token due later than this is due then: no target is this long.
+const FIRST_TOKEN_DUE_MS_MAX: u64 = 86_400_000;
 
 fn invalid(m: impl Into<String>) -> WorkerError {
     WorkerError::Invalid(m.into())
@@ -118,6 +122,11 @@ impl TryFrom<pb::GenerateRequest> for GenerateSpec {
             logprobs: p.logprobs,
             continue_from: r.continue_from_token_ids,
             prompt_ids: r.prompt_token_ids,
+            // From now: the scheduler's clock is not this machine's. Capped
+            // at a day, past any target, so the instant cannot overflow.
+            first_token_due: r
+                .first_token_due_in_ms
+                .map(|ms| Instant::now() + Duration::from_millis(ms.min(FIRST_TOKEN_DUE_MS_MAX))),
         })
     }
 }
@@ -224,6 +233,7 @@ mod tests {
             continue_from_token_ids: vec![],
             prompt_token_ids: vec![],
             cache_salt: String::new(),
+            first_token_due_in_ms: None,
         }
     }
 

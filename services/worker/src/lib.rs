@@ -12,6 +12,7 @@
 //! per-request bounded event channel -> gRPC stream.
 
 mod backend;
+mod cancels;
 mod convert;
 mod error;
 mod register;
@@ -133,7 +134,7 @@ pub async fn build<B: InferenceBackend>(
     });
     let stopping = Arc::new(AtomicBool::new(false));
     let urgent = Arc::new(AtomicBool::new(false));
-    let cancels = Arc::new(step_loop::Cancels::default());
+    let cancels = Arc::new(cancels::Cancels::default());
     let step_loop = step_loop::StepLoop::new(
         backend,
         planner,

@@ -2,6 +2,8 @@
 //! tokenized and checked against the model (`prepare`), and the events the
 //! step loop sends back.
 
+use std::time::Instant;
+
 use reservoir_domain::{PriorityClass, TenantId};
 use reservoir_engine::{CacheSalt, ChatMessage, Sampled, Sampler, SamplingParams, Tokenizer};
 
@@ -38,6 +40,8 @@ pub struct GenerateSpec {
     pub continue_from: Vec<u32>,
     /// The input already tokenized by the scheduler; empty: tokenize it here.
     pub prompt_ids: Vec<u32>,
+    /// When its first token is due (its SLA's TTFT target); `None`: no target.
+    pub first_token_due: Option<Instant>,
 }
 
 /// A request ready for the step loop.
@@ -46,6 +50,8 @@ pub struct Prepared {
     pub tenant: TenantId,
     pub cache_salt: CacheSalt,
     pub class: PriorityClass,
+    /// When its first token is due: orders prefills within its class.
+    pub first_token_due: Option<Instant>,
     /// Prompt, then continued tokens.
     pub tokens: Vec<u32>,
     pub prompt_len: usize,
@@ -141,6 +147,7 @@ pub fn prepare(spec: GenerateSpec, info: &BackendInfo, tokenizer: &Tokenizer) ->
         tenant: spec.tenant,
         cache_salt: spec.cache_salt,
         class: spec.class,
+        first_token_due: spec.first_token_due,
         tokens,
         prompt_len,
         completed,

@@ -37,7 +37,7 @@ pub(crate) struct Worker {
     /// Tells the step loop a reserved or burst request is queued.
     pub urgent: Arc<AtomicBool>,
     /// Request ids whose client went away, for the step loop to end.
-    pub cancels: Arc<crate::step_loop::Cancels>,
+    pub cancels: Arc<crate::cancels::Cancels>,
 }
 
 /// A stats stream sends at least this often, changed or not.

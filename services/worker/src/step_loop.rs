@@ -24,8 +24,9 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 
 use crate::backend::InferenceBackend;
+use crate::cancels::Cancels;
 use crate::request::{Event, FinishReason, Prepared, TokenLogprobs, Usage};
-use reservoir_sched::planner::{Plan, Planner, Running, Waiting};
+use reservoir_sched::planner::{NO_DEADLINE, Plan, Planner, Running, Waiting};
 
 /// A sampled token, with its logprobs when the request asked for them.
 type Pick = Result<(u32, Option<Sampled>), EngineError>;
@@ -39,49 +40,6 @@ pub(crate) struct Job {
     pub events: mpsc::Sender<Event>,
     /// Held until the request is finished: it is the request's place in the queue.
     pub permit: OwnedSemaphorePermit,
-}
-
-/// Requests whose client went away, handed from the gRPC side to the step
-/// loop. Bounded: only ids of requests in the worker are taken.
-#[derive(Default)]
-pub struct Cancels(std::sync::Mutex<CancelState>);
-
-#[derive(Default)]
-struct CancelState {
-    /// Request ids in the step loop now.
-    live: HashSet<String>,
-    pending: Vec<String>,
-}
-
-impl Cancels {
-    /// Asks the step loop to end the request; false when it is not in the worker.
-    pub fn request(&self, request_id: String) -> bool {
-        let Ok(mut state) = self.0.lock() else { return false };
-        if !state.live.contains(&request_id) {
-            return false;
-        }
-        if !state.pending.contains(&request_id) {
-            state.pending.push(request_id);
-        }
-        true
-    }
-
-    fn enter(&self, request_id: &str) {
-        if let Ok(mut state) = self.0.lock() {
-            state.live.insert(request_id.to_owned());
-        }
-    }
-
-    fn leave(&self, request_id: &str) {
-        if let Ok(mut state) = self.0.lock() {
-            state.live.remove(request_id);
-            state.pending.retain(|r| r != request_id);
-        }
-    }
-
-    fn take(&self) -> Vec<String> {
-        self.0.lock().map(|mut state| std::mem::take(&mut state.pending)).unwrap_or_default()
-    }
 }
 
 /// How the gRPC side reaches into the step loop between steps.
@@ -148,7 +106,8 @@ pub(crate) struct StepLoop<B> {
     cancels: Arc<Cancels>,
     ctx_len: usize,
     seqs: HashMap<SeqId, Seq>,
-    /// Per class, FIFO; preempted sequences go back to the front.
+    /// Per class, by `due` (earliest deadline first), then arrival; a
+    /// preempted sequence goes back before those due when it is.
     waiting: [VecDeque<SeqId>; 3],
     running: Vec<SeqId>,
     next_id: SeqId,
@@ -156,6 +115,8 @@ pub(crate) struct StepLoop<B> {
     /// (when, tokens processed, tokens generated) per step.
     window: VecDeque<(Instant, usize, usize)>,
     preemptions: [u64; 3],
+    /// The planner's clock starts here: deadlines are microseconds since.
+    epoch: Instant,
 }
 
 impl<B: InferenceBackend> StepLoop<B> {
@@ -186,6 +147,7 @@ impl<B: InferenceBackend> StepLoop<B> {
             next_start: 0,
             window: VecDeque::new(),
             preemptions: [0; 3],
+            epoch: Instant::now(),
         }
     }
 
@@ -243,7 +205,7 @@ impl<B: InferenceBackend> StepLoop<B> {
                 prompt_done: 0,
             },
         );
-        self.waiting[class_index(class)].push_back(id);
+        self.enqueue(id, false);
         if let Some(reason) = done {
             self.finish(id, reason, "");
         }
@@ -259,13 +221,9 @@ impl<B: InferenceBackend> StepLoop<B> {
     }
 
     fn step_once(&mut self) {
-        // Prefills of a higher class than running lower-class work go first,
-        // in a step of their own, exactly as they would cut into that step
-        // between its layers: a reserved request that arrives just before a
-        // step begins does not wait for a whole batch of spot decodes either.
-        if let Some(lowest) = self.lowest_below_reserved(&self.running) {
-            self.cut_in(lowest, &HashSet::new());
-        }
+        // The planner puts each class's work before the next class's, so a
+        // reserved prompt waiting now leads this step; one that arrives while
+        // the step runs cuts in between its layers (`run_yielding`).
         let running = self.running_views();
         let waiting = self.waiting_views(|_| true);
         let plan = self.planner.next_step(&running, &waiting, self.backend.free_blocks());
@@ -277,7 +235,8 @@ impl<B: InferenceBackend> StepLoop<B> {
     /// reserved request's first token does not wait for a long batch of spot
     /// decodes. Decodes are left to the regular steps (they batch well).
     /// The planner sees only that work, so it preempts nothing else.
-    fn cut_in(&mut self, below: PriorityClass, in_step: &HashSet<SeqId>) {
+    /// Returns whether a step ran.
+    fn cut_in(&mut self, below: PriorityClass, in_step: &HashSet<SeqId>) -> bool {
         let higher = |c: PriorityClass| c < below;
         let running: Vec<Running> = self
             .running_views()
@@ -286,25 +245,32 @@ impl<B: InferenceBackend> StepLoop<B> {
             .collect();
         let waiting = self.waiting_views(higher);
         if running.is_empty() && waiting.is_empty() {
-            return;
+            return false;
         }
         let plan = self.planner.next_step(&running, &waiting, self.backend.free_blocks());
-        self.execute(plan, Some(in_step));
+        self.execute(plan, Some(in_step))
     }
 
     fn waiting_views(&self, keep: impl Fn(PriorityClass) -> bool) -> Vec<Waiting> {
         self.waiting
             .iter()
             .flatten()
-            .filter_map(|id| self.seqs.get(id).map(|s| Waiting { id: *id, class: s.p.class, tokens: s.p.tokens.len() }))
+            .filter_map(|id| {
+                self.seqs.get(id).map(|s| Waiting {
+                    id: *id,
+                    class: s.p.class,
+                    tokens: s.p.tokens.len(),
+                    due: self.due(s),
+                })
+            })
             .filter(|w| keep(w.class))
             .collect()
     }
 
     /// Carries out a plan. `cutting_into` holds the sequences of the step in
     /// progress when this one runs between its layers: this step then runs
-    /// whole, and cannot preempt them.
-    fn execute(&mut self, plan: Plan, cutting_into: Option<&HashSet<SeqId>>) {
+    /// whole, and cannot preempt them. Returns whether a step ran.
+    fn execute(&mut self, plan: Plan, cutting_into: Option<&HashSet<SeqId>>) -> bool {
         for &id in &plan.preempt {
             self.preempt(id);
         }
@@ -329,14 +295,21 @@ impl<B: InferenceBackend> StepLoop<B> {
                 // do not spin.
                 std::thread::sleep(Duration::from_millis(1));
             }
-            return;
+            return false;
         }
+        let began = Instant::now();
         let result = match cutting_into {
             Some(_) => self.backend.step(&batch),
             None => self.run_yielding(&batch),
         };
+        let tokens: usize = batch.entries.iter().map(|e| e.tokens.len()).sum();
+        let ms = began.elapsed().as_secs_f64() * 1e3;
+        tracing::debug!(cut_in = cutting_into.is_some(), entries = batch.entries.len(), tokens, ms, "step");
         match result {
-            Ok(out) => self.apply(&batch, out),
+            Ok(out) => {
+                self.apply(&batch, out);
+                return true;
+            }
             Err(EngineError::OutOfBlocks { .. }) if cutting_into.is_some() => {
                 // The step in progress holds the blocks; the regular step
                 // after it sorts this out.
@@ -357,6 +330,7 @@ impl<B: InferenceBackend> StepLoop<B> {
                 }
             }
         }
+        false
     }
 
     /// Runs a step that pauses between two layers when a reserved or burst
@@ -385,7 +359,9 @@ impl<B: InferenceBackend> StepLoop<B> {
                     self.accept(job);
                 }
                 let in_step = in_step.get_or_insert_with(|| batch.entries.iter().map(|e| e.seq).collect());
-                self.cut_in(lowest, in_step);
+                // Until their prompts are done: a long one would otherwise
+                // go on a chunk per step of lower-class work.
+                while !self.stopping.load(Ordering::Relaxed) && self.cut_in(lowest, in_step) {}
             }
         }
         self.backend.finish_step(pending)
@@ -408,6 +384,7 @@ impl<B: InferenceBackend> StepLoop<B> {
                     started: s.started,
                     computed: s.computed,
                     pending: s.p.tokens.len().saturating_sub(s.computed).max(1),
+                    due: self.due(s),
                 })
             })
             .collect()
@@ -436,8 +413,9 @@ impl<B: InferenceBackend> StepLoop<B> {
         }
     }
 
-    /// Frees a running sequence's blocks and puts it back at the front of its
-    /// class queue; what it generated is kept (and not sent again).
+    /// Frees a running sequence's blocks and puts it back in its class queue,
+    /// ahead of those due no sooner (`enqueue`); what it generated is kept
+    /// (and not sent again).
     fn preempt(&mut self, id: SeqId) {
         let Some(s) = self.seqs.get_mut(&id).filter(|s| s.running) else { return };
         if let Err(e) = self.backend.remove_sequence(id) {
@@ -445,11 +423,38 @@ impl<B: InferenceBackend> StepLoop<B> {
         }
         s.running = false;
         s.computed = 0;
-        let class = class_index(s.p.class);
+        let class = s.p.class;
         self.running.retain(|&r| r != id);
-        self.waiting[class].push_front(id);
-        self.preemptions[class] += 1;
-        tracing::debug!(seq = id, class = %s.p.class, "preempted");
+        self.enqueue(id, true);
+        self.preemptions[class_index(class)] += 1;
+        tracing::debug!(seq = id, %class, "preempted");
+    }
+
+    /// When the sequence's first token is due, for the planner: microseconds
+    /// since `epoch`. Once a token has gone out there is no first-token
+    /// deadline left, but a client is reading the stream: due now, so a
+    /// preempted sequence is the first of its class to come back.
+    fn due(&self, s: &Seq) -> u64 {
+        if s.p.completed > 0 {
+            return 0;
+        }
+        s.p.first_token_due.map_or(NO_DEADLINE, |at| {
+            u64::try_from(at.saturating_duration_since(self.epoch).as_micros()).unwrap_or(NO_DEADLINE)
+        })
+    }
+
+    /// Puts a waiting sequence in its class queue, which stays sorted by
+    /// `due`: after those due at the same time (arrival order), or before
+    /// them when `ahead_of_equals` (a preempted sequence).
+    fn enqueue(&mut self, id: SeqId, ahead_of_equals: bool) {
+        let Some(s) = self.seqs.get(&id) else { return };
+        let due = self.due(s);
+        let queue = &self.waiting[class_index(s.p.class)];
+        let at = queue.partition_point(|other| {
+            let other_due = self.seqs.get(other).map_or(0, |o| self.due(o));
+            if ahead_of_equals { other_due < due } else { other_due <= due }
+        });
+        self.waiting[class_index(s.p.class)].insert(at, id);
     }
 
     fn apply(&mut self, batch: &StepBatch, out: StepOutput) {

@@ -202,28 +202,52 @@ async fn concurrent_requests_get_the_same_tokens_as_alone() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn queued_reserved_requests_are_admitted_before_spot() {
+/// Sends `requests` (request i asking for `prompt(i + 1, 8)`) while the
+/// engine is busy with a first spot request, lets them all finish, and
+/// answers the order in which the engine took them in, as prompt numbers
+/// (0: the first spot request).
+async fn admission_order(requests: Vec<pb::GenerateRequest>) -> Vec<usize> {
     let m = model();
     let (backend, gate) = gated(backend(&m, 16, 256));
     let (mut client, _shutdown) = start(backend, 16, 512).await;
     // The engine is busy with a first spot request (its step is paused).
     let first = client.generate(request("s0", "spot", &prompt(0, 8), 4)).await.unwrap();
     gate.wait_entered(1).await;
-    let order = [("s1", "spot"), ("r1", "reserved"), ("b1", "burst"), ("s2", "spot"), ("r2", "reserved")];
+    let n = requests.len();
     let mut streams = Vec::new();
-    for (i, (id, class)) in order.iter().enumerate() {
-        streams.push(client.generate(request(id, class, &prompt(i + 1, 8), 4)).await.unwrap());
+    for r in requests {
+        streams.push(client.generate(r).await.unwrap());
     }
     gate.open();
     let _ = collect(first).await;
     for s in streams {
         assert_eq!(collect(s).await.finish.finish_reason(), pb::FinishReason::Length);
     }
-    let added: Vec<SeqId> = gate.log().iter().filter(|(add, _)| *add).map(|(_, id)| *id).collect();
-    let seq = |i: usize| gate.seq_of(&encode(&prompt(i, 8)));
+    let number = |id: SeqId| (0..=n).find(|&i| gate.seq_of(&encode(&prompt(i, 8))) == id).unwrap();
+    gate.log().iter().filter(|(add, _)| *add).map(|(_, id)| number(*id)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_reserved_requests_are_admitted_before_spot() {
+    let order = [("s1", "spot"), ("r1", "reserved"), ("b1", "burst"), ("s2", "spot"), ("r2", "reserved")];
+    let requests = order.iter().enumerate().map(|(i, (id, class))| request(id, class, &prompt(i + 1, 8), 4)).collect();
     // s0 first (it was alone), then reserved, burst, spot, FIFO within a class.
-    assert_eq!(added, vec![seq(0), seq(2), seq(5), seq(3), seq(1), seq(4)]);
+    assert_eq!(admission_order(requests).await, vec![0, 2, 5, 3, 1, 4]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_reserved_requests_are_admitted_earliest_deadline_first() {
+    // Arrival order is not deadline order; one has no deadline at all.
+    let due = [("late", Some(60_000)), ("none", None), ("soon", Some(1_000)), ("now", Some(0))];
+    let requests = due
+        .iter()
+        .enumerate()
+        .map(|(i, (id, due_in_ms))| pb::GenerateRequest {
+            first_token_due_in_ms: *due_in_ms,
+            ..request(id, "reserved", &prompt(i + 1, 8), 4)
+        })
+        .collect();
+    assert_eq!(admission_order(requests).await, vec![0, 4, 3, 1, 2]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -60,6 +60,7 @@ pub async fn run(http: &reqwest::Client, url: &str, call: Call, window_end: Inst
                 return;
             }
         };
+        seen.served_as = response.headers().get("x-reservoir-class").and_then(|v| v.to_str().ok()).map(str::to_owned);
         let mut response = response;
         let mut buffer = String::new();
         loop {

@@ -57,6 +57,19 @@ pub fn queue_deadline_micros(tier: Tier, prompt_tokens: u64, prefill_tokens_per_
     target_ms.saturating_mul(QUEUE_DEADLINE_TTFT_TARGETS).saturating_mul(MICROS_PER_S / 1000)
 }
 
+/// When the first token of a request received at `received_at` is due under
+/// a contract of `tier`: its TTFT target later (the SLA's rule). `None` only
+/// where the target is too far off for the clock.
+pub fn first_token_due(
+    received_at: Instant,
+    tier: Tier,
+    prompt_tokens: u64,
+    prefill_tokens_per_s: u32,
+) -> Option<Instant> {
+    let target_ms = TierPolicy::of(tier).ttft_target_ms(prompt_tokens, prefill_tokens_per_s);
+    received_at.checked_add(Duration::from_millis(target_ms))
+}
+
 #[derive(Debug, Clone)]
 pub struct WorkerEndpoint {
     pub id: String,
@@ -91,6 +104,9 @@ pub struct Pending {
     pub charged_milli: u64,
     pub events: mpsc::Sender<Result<pb::CompleteEvent, Status>>,
     pub received_at: Instant,
+    /// A reserved request's TTFT target (`TierPolicy::ttft_target_ms`)
+    /// counted from `received_at`: the worker prefills by it.
+    pub first_token_due: Option<Instant>,
 }
 
 /// What every task of the scheduler shares.

@@ -171,6 +171,10 @@ fn generate_request(shared: &Shared, pending: &Pending, sent: &[u32]) -> pb::Gen
         },
         // The tenant's own prefix cache (opting into a shared one is not offered yet).
         cache_salt: String::new(),
+        // Relative: the worker's clock is not this one. Overdue: due now.
+        first_token_due_in_ms: pending
+            .first_token_due
+            .map(|due| u64::try_from(due.saturating_duration_since(Instant::now()).as_millis()).unwrap_or(u64::MAX)),
     }
 }
 

@@ -111,6 +111,20 @@ impl SchedulerService for Scheduler {
                 params.max_tokens = allowed;
             }
         }
+        // FCFS (a benchmark baseline): one queue, one "tenant", arrival order.
+        let (queue_class, queue_tenant) = if self.shared.fcfs {
+            (PriorityClass::Spot, String::from("fcfs"))
+        } else {
+            (admission.class, tenant.to_string())
+        };
+        // A reserved request waits at most a few times its TTFT target
+        // (under the contract it is served by); then it is answered 503.
+        // Its first token is due at the target itself.
+        let reserved_under = contract.filter(|_| queue_class == PriorityClass::Reserved);
+        let deadline = reserved_under
+            .map(|c| now.saturating_add(queue_deadline_micros(c.tier, prompt_count, facts.prefill_tokens_per_s)));
+        let first_token_due = reserved_under
+            .and_then(|c| super::first_token_due(received_at, c.tier, prompt_count, facts.prefill_tokens_per_s));
         let pending = Pending {
             request,
             class: admission.class,
@@ -120,18 +134,8 @@ impl SchedulerService for Scheduler {
             charged_milli: admission.charged_milli,
             events,
             received_at,
+            first_token_due,
         };
-        // FCFS (a benchmark baseline): one queue, one "tenant", arrival order.
-        let (queue_class, queue_tenant) = if self.shared.fcfs {
-            (PriorityClass::Spot, String::from("fcfs"))
-        } else {
-            (admission.class, tenant.to_string())
-        };
-        // A reserved request waits at most a few times its TTFT target
-        // (under the contract it is served by); then it is answered 503.
-        let deadline = contract
-            .filter(|_| queue_class == PriorityClass::Reserved)
-            .map(|c| now.saturating_add(queue_deadline_micros(c.tier, prompt_count, facts.prefill_tokens_per_s)));
         let entry =
             Entry { tenant: queue_tenant, cost_milli: estimate_milli, enqueued_at: now, deadline, item: pending };
         let pushed = core.enqueue(queue_class, entry, now);

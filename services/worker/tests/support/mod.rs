@@ -75,6 +75,7 @@ pub fn request(id: &str, class: &str, prompt: &str, max_tokens: u32) -> pb::Gene
         continue_from_token_ids: vec![],
         prompt_token_ids: vec![],
         cache_salt: String::new(),
+        first_token_due_in_ms: None,
     }
 }
 

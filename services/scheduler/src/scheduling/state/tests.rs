@@ -48,6 +48,7 @@ fn entry(model: &str, id: &str, deadline: Option<Micros>) -> Entry<Pending> {
         charged_milli: 0,
         events,
         received_at: Instant::now(),
+        first_token_due: None,
     };
     Entry { tenant: "t".into(), cost_milli: 1000, enqueued_at: 0, deadline, item: pending }
 }
