@@ -18,6 +18,7 @@
 //!      classes when that frees enough. Admission stops at the first that
 //!      cannot fit, so a lower class never overtakes a higher one, and stops
 //!      altogether once running work was preempted for blocks.
+//!
 //!    A short prompt due soon is thus not held behind a long one with time
 //!    to spare, whether that one is running or waiting.
 //!
