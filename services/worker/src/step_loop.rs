@@ -302,9 +302,14 @@ impl<B: InferenceBackend> StepLoop<B> {
             Some(_) => self.backend.step(&batch),
             None => self.run_yielding(&batch),
         };
-        let tokens: usize = batch.entries.iter().map(|e| e.tokens.len()).sum();
-        let ms = began.elapsed().as_secs_f64() * 1e3;
-        tracing::debug!(cut_in = cutting_into.is_some(), entries = batch.entries.len(), tokens, ms, "step");
+        // Fields are computed only when debug logging is on: not on the hot path otherwise.
+        tracing::debug!(
+            cut_in = cutting_into.is_some(),
+            entries = batch.entries.len(),
+            tokens = batch.entries.iter().map(|e| e.tokens.len()).sum::<usize>(),
+            ms = began.elapsed().as_secs_f64() * 1e3,
+            "step"
+        );
         match result {
             Ok(out) => {
                 self.apply(&batch, out);
