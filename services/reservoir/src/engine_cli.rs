@@ -210,6 +210,10 @@ pub struct BenchEngineArgs {
     /// Prompt tokens in the prefill measurement [default: 256, 128 with --quick]
     #[arg(long)]
     prefill_tokens: Option<usize>,
+    /// Prompt tokens per prefill step, as a worker's step budget splits a
+    /// long prompt [default: the whole prompt in one step]
+    #[arg(long)]
+    prefill_chunk: Option<usize>,
     /// Decode steps timed per batch size [default: 32, 8 with --quick]
     #[arg(long)]
     decode_steps: Option<usize>,
@@ -234,6 +238,8 @@ pub fn bench_engine(args: &BenchEngineArgs) -> anyhow::Result<()> {
     let decode_steps = args.decode_steps.unwrap_or(if args.quick { 8 } else { 32 });
     ensure!(rounds >= 1 && decode_steps >= 1, "--rounds and --decode-steps must be at least 1");
     ensure!(prefill_tokens >= 1, "--prefill-tokens must be at least 1");
+    let prefill_chunk = args.prefill_chunk.unwrap_or(prefill_tokens);
+    ensure!(prefill_chunk >= 1, "--prefill-chunk must be at least 1");
     let t_load = Instant::now();
     let loaded = args.model.load()?;
     let c = &loaded.model.config;
@@ -259,14 +265,7 @@ pub fn bench_engine(args: &BenchEngineArgs) -> anyhow::Result<()> {
     // weights and for rayon's thread start; keep that out of the figures.
     let warm_up = Spec { prefill_tokens: 16, prefill_chunk: 16, batches: &[1], decode_steps: 2, decode_context: 16 };
     reservoir_engine::bench::run(&loaded.model, &warm_up).context("warm-up")?;
-    // The prefill in one step, as engine benchmarks measure it.
-    let spec = Spec {
-        prefill_tokens,
-        prefill_chunk: prefill_tokens,
-        batches: &BENCH_BATCHES,
-        decode_steps,
-        decode_context: context,
-    };
+    let spec = Spec { prefill_tokens, prefill_chunk, batches: &BENCH_BATCHES, decode_steps, decode_context: context };
 
     let mut best: Option<Best> = None;
     for round in 1..=rounds {
@@ -294,7 +293,9 @@ pub fn bench_engine(args: &BenchEngineArgs) -> anyhow::Result<()> {
     let mem = read_memory().context("reading /proc/self/status")?;
 
     println!();
-    println!("prefill ({prefill_tokens} tokens, one step): {:.1} tok/s, {:.1} ms", best.prefill_tps, best.prefill_ms);
+    let steps = prefill_tokens.div_ceil(prefill_chunk);
+    let steps = if steps == 1 { "one step".to_string() } else { format!("{steps} steps of up to {prefill_chunk}") };
+    println!("prefill ({prefill_tokens} tokens, {steps}): {:.1} tok/s, {:.1} ms", best.prefill_tps, best.prefill_ms);
     println!(
         "decode from {context} tokens of context (aggregate tok/s over {decode_steps} steps; time per step mean / max; KV waste):"
     );
