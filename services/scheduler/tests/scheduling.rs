@@ -226,10 +226,10 @@ async fn requests_are_classified_streamed_exactly_and_metered_once(pool: PgPool)
     assert_eq!(reserved.tokens, spot.tokens);
     assert_eq!(usage_row(&pool, "r-res").await, ("reserved".into(), Some(contract), 12, "ok".into()));
 
-    // 5 tokens/s, 4 s of burst: a bucket of 20 weighted tokens, about 5 left.
-    // A request larger than that is still reserved while tokens are left,
-    // and puts the contract about 57 tokens (11 s) in debt...
-    let large = complete(&mut p, request("r-large", "acme", "hello there", 60)).await.expect("reserved");
+    // 5 tokens/s, 30 s of burst: a bucket of 150 weighted tokens, about 135
+    // left. A request larger than that is still reserved while tokens are
+    // left, and puts the contract about 67 tokens (13 s) in debt...
+    let large = complete(&mut p, request("r-large", "acme", "hello there", 200)).await.expect("reserved");
     assert_eq!(large.admitted.class(), pb::PriorityClass::Reserved);
     // ...so the next one is over its rate: burst, billed on demand.
     let over = complete(&mut p, request("r-burst", "acme", "hello there", 4)).await.expect("burst");
@@ -294,16 +294,16 @@ async fn a_tenant_with_two_contracts_gets_the_sum_of_their_rates(pool: PgPool) {
     let model = model();
     let (w0, _s0) = worker(&model).await;
     let mut p = platform(pool.clone(), vec![w0], 4, QueueLimits::default()).await;
-    // Contracts of 3 and 2 tokens/s, 4 s of burst each: buckets of 12 and 8
-    // weighted tokens. Each request below costs about 39 (a few prompt
-    // tokens at 0.25 and 38 completion tokens): it is reserved under a
+    // Contracts of 3 and 2 tokens/s, 30 s of burst each: buckets of 90 and
+    // 60 weighted tokens. Each request below costs about 121 (a few prompt
+    // tokens at 0.25 and 120 completion tokens): it is reserved under a
     // contract with tokens left and puts that contract in debt for 10 s or
     // more, so the next request goes to the other contract.
     let bigger = reserve(&mut p, "duo", 3, false).await;
     let smaller = reserve(&mut p, "duo", 2, true).await;
-    let first = complete(&mut p, request("d1", "duo", "abc", 38)).await.expect("first");
-    let second = complete(&mut p, request("d2", "duo", "abc", 38)).await.expect("second");
-    let third = complete(&mut p, request("d3", "duo", "abc", 38)).await.expect("third");
+    let first = complete(&mut p, request("d1", "duo", "abc", 120)).await.expect("first");
+    let second = complete(&mut p, request("d2", "duo", "abc", 120)).await.expect("second");
+    let third = complete(&mut p, request("d3", "duo", "abc", 120)).await.expect("third");
     let served = |s: &Streamed| (s.admitted.class(), s.admitted.contract_id.clone());
     assert_eq!(
         served(&first),
@@ -334,15 +334,15 @@ async fn admission_counts_prompt_tokens_with_the_workers_tokenizer(pool: PgPool)
     let (w0, _s0) = worker(&model).await;
     let mut p = platform(pool.clone(), vec![w0], 4, QueueLimits::default()).await;
     wait_metric(&p, &format!(r#"reservoir_scheduler_tokenizer_known{{model="{MODEL}"}} 1"#)).await;
-    // 10 tokens/s, 4 s of burst: 40 weighted tokens. The letter tokenizer
+    // 2 tokens/s, 30 s of burst: 60 weighted tokens. The letter tokenizer
     // makes one token of each letter; prompt tokens weigh 0.25.
-    reserve(&mut p, "counted", 10, true).await;
-    // 400 prompt tokens (100 weighted) + 8 completion: reserved, and the
-    // contract is 68 tokens (nearly 7 s) in debt, so the next request is
-    // over the rate. Had the prompt been estimated from its length (4
-    // characters a token: 25 + 8 = 33), 7 tokens would be left and the next
-    // request would be reserved too.
-    let large = complete(&mut p, request("c1", "counted", &"ab".repeat(200), 8)).await.expect("served");
+    reserve(&mut p, "counted", 2, true).await;
+    // 240 prompt tokens (60 weighted) + 8 completion: reserved, and the
+    // contract is 8 tokens (4 s) in debt, so the next request is over the
+    // rate. Had the prompt been estimated from its length (4 characters a
+    // token: 15 + 8 = 23), 37 tokens would be left and the next request
+    // would be reserved too.
+    let large = complete(&mut p, request("c1", "counted", &"ab".repeat(120), 8)).await.expect("served");
     assert_eq!(large.admitted.class(), pb::PriorityClass::Reserved);
     let next = complete(&mut p, request("c2", "counted", "ab", 8)).await.expect("served");
     assert_eq!(next.admitted.class(), pb::PriorityClass::Burst);
@@ -468,10 +468,10 @@ async fn a_reserved_request_past_its_queue_deadline_is_unavailable_and_a_platfor
     // 500 ms (the model's prefill rate is not measured), so the request
     // leaves the queue after four times that, not never.
     let mut p = platform(pool.clone(), Vec::new(), 4, QueueLimits::default()).await;
-    // 1 token/s, 4 s of burst: a bucket of 4 weighted tokens; the request
-    // costs about 20, so it is reserved and leaves the contract in debt.
+    // 1 token/s, 30 s of burst: a bucket of 30 weighted tokens; the request
+    // costs about 40, so it is reserved and leaves the contract in debt.
     let contract = reserve_tier(&mut p, "gold", 1, false, pb::Tier::Enterprise).await;
-    let mut stream = p.scheduler.complete(request("late", "gold", "abc", 20)).await.expect("admitted").into_inner();
+    let mut stream = p.scheduler.complete(request("late", "gold", "abc", 40)).await.expect("admitted").into_inner();
     let answer = stream.message().await.expect_err("answered with an error, not left waiting");
     assert_eq!(answer.code(), tonic::Code::Unavailable, "{answer:?}");
     let retry_after: u32 =
@@ -485,7 +485,7 @@ async fn a_reserved_request_past_its_queue_deadline_is_unavailable_and_a_platfor
     wait_metric(&p, r#"reservoir_scheduler_queue_deadline_passed_total{class="reserved"} 1"#).await;
     // Nothing ran, so its charge went back to the bucket: the next request
     // is reserved again (still in debt, it would have been spot).
-    let _next = p.scheduler.complete(request("next", "gold", "abc", 20)).await.expect("admitted");
+    let _next = p.scheduler.complete(request("next", "gold", "abc", 40)).await.expect("admitted");
     let next = usage_row(&pool, "next").await;
     assert_eq!((next.0.as_str(), next.3.as_str()), ("reserved", "platform_error"));
 }
