@@ -1,7 +1,8 @@
 //! Throughput measurement on a loaded model (the CLI prints the report).
 //!
 //! Prefill: one sequence, `prefill_tokens` prompt tokens in steps of at most
-//! `prefill_chunk` (a worker's step budget spreads a long prompt so).
+//! `prefill_chunk` (a worker's step budget spreads a long prompt so), each
+//! step timed.
 //! Decode: `batch` sequences each holding `decode_context` tokens of context
 //! (one prompt prefilled once, its K/V copied into blocks of each sequence's
 //! own, so attention reads as much memory as distinct prompts would), then
@@ -26,8 +27,12 @@ pub struct BenchReport {
     pub prefill_tok_per_s: f64,
     /// (batch size, aggregate decode tok/s)
     pub decode_tok_per_s: Vec<(usize, f64)>,
-    /// Wall time of the single prefill step.
+    /// Wall time of the whole prefill.
     pub prefill_ms: f64,
+    /// Wall time of each prefill step, with the prompt tokens it carried:
+    /// a long prompt's later steps attend over more positions, so its
+    /// first steps alone give the rate of a shorter prompt.
+    pub prefill_steps: Vec<(usize, f64)>,
     /// One entry per batch size, same order as `decode_tok_per_s`.
     pub decode: Vec<DecodePoint>,
 }
@@ -74,9 +79,12 @@ pub fn run(model: &Arc<Model>, spec: &Spec) -> Result<BenchReport, EngineError> 
     eng.add_sequence(0, &prompt)?;
     let t0 = Instant::now();
     let chunks: Vec<&[u32]> = prompt.chunks(prefill_chunk.max(1)).collect();
+    let mut prefill_steps = Vec::with_capacity(chunks.len());
     for (i, chunk) in chunks.iter().enumerate() {
         let logits = if i + 1 == chunks.len() { Logits::Last } else { Logits::None };
+        let t_step = Instant::now();
         eng.step(&StepBatch { entries: vec![StepEntry { seq: 0, tokens: chunk.to_vec(), logits }] })?;
+        prefill_steps.push((chunk.len(), t_step.elapsed().as_secs_f64() * 1e3));
     }
     let prefill_s = t0.elapsed().as_secs_f64();
     let prefill_tok_per_s = prefill_tokens as f64 / prefill_s;
@@ -125,6 +133,7 @@ pub fn run(model: &Arc<Model>, spec: &Spec) -> Result<BenchReport, EngineError> 
         prefill_tok_per_s,
         decode_tok_per_s: decode,
         prefill_ms: prefill_s * 1e3,
+        prefill_steps,
         decode: points,
     })
 }

@@ -385,12 +385,13 @@ fn print_setup(
     let prompts: Vec<f64> = reserved.iter().chain(spot).map(|p| f64::from(p.call.prompt_tokens)).collect();
     let q = |x: f64| report::quantile(&prompts, x).unwrap_or(f64::NAN);
     println!(
-        "calibrated: capacity {} weighted tokens/s (decode at batch {} from {} tokens of context), prefill {} tokens/s; \
-         a prompt token weighs {}, a generated one {} (as /v1/models shows them)",
+        "calibrated: capacity {} weighted tokens/s (decode at batch {} from {} tokens of context), prefill {} tokens/s \
+         (a {}-token prompt); a prompt token weighs {}, a generated one {} (as /v1/models shows them)",
         calibration.tokens_per_s,
         reservoir_platform::calibrate::CALIBRATION_BATCH,
         reservoir_platform::calibrate::CALIBRATION_PROMPT_TOKENS,
         served.prefill_tokens_per_s,
+        reservoir_platform::calibrate::ALLOWANCE_PROMPT_TOKENS,
         w.prompt,
         w.completion
     );

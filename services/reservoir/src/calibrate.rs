@@ -4,10 +4,17 @@
 //!
 //! The unit of capacity is a generated token at the calibration batch:
 //! capacity is aggregate greedy decode throughput with 32 sequences decoding
-//! together, each from 256 tokens of context, and a completion token weighs 1. A prompt token weighs the time
-//! the engine takes to prefill it over the time a generated token takes at
-//! that batch (seconds per prefill token x decode tokens/s), so a contract's
-//! rate buys the same compute whatever its prompts' lengths.
+//! together, each from 256 tokens of context, and a completion token weighs
+//! 1. A prompt token weighs the time the engine takes to prefill it (in a
+//! 256-token prompt) over the time a generated token takes at that batch
+//! (seconds per prefill token x decode tokens/s), so a contract's rate buys
+//! the same compute whatever its prompts' lengths.
+//!
+//! The prefill rate a TTFT target allows for is measured on a long prompt
+//! (1,024 tokens, or what the model's context holds): attention makes each
+//! prompt token slower the later it comes, so the rate of a typical prompt
+//! would promise long prompts a first token sooner than the engine can
+//! compute it, and the rate of a long one covers every shorter prompt.
 
 use std::sync::Arc;
 
@@ -22,12 +29,16 @@ pub const CALIBRATION_BATCH: usize = 32;
 /// Decode steps timed per run (after one warm-up prefill): enough that one
 /// slow step on a shared machine moves the figure little.
 const CALIBRATION_STEPS: usize = 16;
-/// Prompt tokens of the timed prefill (in steps of the worker's budget), and
-/// tokens of context each sequence decodes from: a typical chat prompt's
-/// length. Attention's share of a step
-/// grows with the context; decoding from a near-empty one (as engine
-/// benchmarks usually do) would sell more than chat traffic gets.
+/// Prompt tokens whose prefill sets a prompt token's weight, and tokens of
+/// context each sequence decodes from: a typical chat prompt's length.
+/// Attention's share of a step grows with the context; decoding from a
+/// near-empty one (as engine benchmarks usually do) would sell more than
+/// chat traffic gets.
 pub const CALIBRATION_PROMPT_TOKENS: usize = 256;
+/// Prompt tokens of the timed prefill (in steps of the worker's budget),
+/// whose whole rate is the one TTFT targets allow for; its first
+/// `CALIBRATION_PROMPT_TOKENS` give the weight.
+pub const ALLOWANCE_PROMPT_TOKENS: usize = 1024;
 /// Runs measured; the median of each figure is kept, so one run disturbed
 /// by another process on the machine neither inflates nor deflates what is
 /// sold.
@@ -41,8 +52,8 @@ pub struct Calibration {
     /// Weighted tokens/s one worker sustains (generated tokens/s at the
     /// calibration batch), rounded down.
     pub tokens_per_s: u32,
-    /// Prompt tokens/s of one request's prefill, rounded down: the SLA's
-    /// TTFT target of a request allows its prompt tokens / this rate.
+    /// Prompt tokens/s of one long prompt's prefill, rounded down: the
+    /// SLA's TTFT target of a request allows its prompt tokens / this rate.
     pub prefill_tokens_per_s: u32,
     /// What a prompt token costs in generated tokens at the calibration batch.
     pub prompt_weight: Decimal,
@@ -64,33 +75,62 @@ impl Calibration {
 
 /// Runs the engine briefly on `model`, prefilling in steps of at most
 /// `step_token_budget` tokens as a worker does. Blocking: call it from a
-/// blocking thread. Takes a few seconds on SmolLM2-135M.
+/// blocking thread. Takes several seconds on SmolLM2-135M.
 pub fn measure_model(model: &Arc<Model>, step_token_budget: usize) -> anyhow::Result<Calibration> {
     let mut decode = Vec::with_capacity(CALIBRATION_RUNS);
-    let mut prefill = Vec::with_capacity(CALIBRATION_RUNS);
+    let mut weight_prefill = Vec::with_capacity(CALIBRATION_RUNS);
+    let mut allowance_prefill = Vec::with_capacity(CALIBRATION_RUNS);
+    // Room for the decode steps' tokens beyond the context.
+    let context_room = model.config.ctx_len.saturating_sub(CALIBRATION_STEPS + 16);
     let spec = reservoir_engine::bench::Spec {
-        prefill_tokens: CALIBRATION_PROMPT_TOKENS,
+        prefill_tokens: ALLOWANCE_PROMPT_TOKENS.min(context_room),
         prefill_chunk: step_token_budget,
         batches: &[CALIBRATION_BATCH],
         decode_steps: CALIBRATION_STEPS,
-        decode_context: CALIBRATION_PROMPT_TOKENS,
+        decode_context: CALIBRATION_PROMPT_TOKENS.min(context_room),
     };
     for _ in 0..CALIBRATION_RUNS {
         let report = reservoir_engine::bench::run(model, &spec).context("calibration run")?;
         decode.extend(report.decode_tok_per_s.iter().map(|(_, tps)| *tps));
-        prefill.push(report.prefill_tok_per_s);
+        weight_prefill.push(rate_of_first(&report.prefill_steps, CALIBRATION_PROMPT_TOKENS));
+        allowance_prefill.push(report.prefill_tok_per_s);
     }
     let decode = median(decode).context("calibration produced no decode figure")?;
-    let prefill = median(prefill).context("calibration produced no prefill figure")?;
-    from_rates(prefill, decode)
+    let weight_prefill = median(weight_prefill).context("calibration produced no prefill figure")?;
+    let allowance_prefill = median(allowance_prefill).context("calibration produced no prefill figure")?;
+    let mut calibration = from_rates(weight_prefill, decode)?;
+    calibration.prefill_tokens_per_s = whole_rate(allowance_prefill, "long prefill")?;
+    Ok(calibration)
+}
+
+/// Prompt tokens/s over the first steps of a timed prefill that carry at
+/// least `tokens` tokens (all of them if it had fewer).
+fn rate_of_first(steps: &[(usize, f64)], tokens: usize) -> f64 {
+    let (mut carried, mut ms) = (0usize, 0f64);
+    for &(step_tokens, step_ms) in steps {
+        if carried >= tokens {
+            break;
+        }
+        carried += step_tokens;
+        ms += step_ms;
+    }
+    carried as f64 * 1e3 / ms
+}
+
+/// A measured rate as the whole tokens/s recorded, rounded down (never sell
+/// or promise more than was measured).
+fn whole_rate(rate: f64, name: &str) -> anyhow::Result<u32> {
+    anyhow::ensure!(rate.is_finite() && rate >= 1.0, "calibration measured a {name} rate of {rate} tokens/s");
+    Ok(rate.min(f64::from(u32::MAX)) as u32)
 }
 
 /// The calibration of a pool that prefills `prefill_tokens_per_s` and
-/// decodes `decode_tokens_per_s` at the calibration batch.
+/// decodes `decode_tokens_per_s` at the calibration batch (the TTFT
+/// allowance's rate is then the same prefill rate; `measure_model` sets the
+/// long prompt's).
 pub fn from_rates(prefill_tokens_per_s: f64, decode_tokens_per_s: f64) -> anyhow::Result<Calibration> {
-    for (name, rate) in [("decode", decode_tokens_per_s), ("prefill", prefill_tokens_per_s)] {
-        anyhow::ensure!(rate.is_finite() && rate >= 1.0, "calibration measured a {name} rate of {rate} tokens/s");
-    }
+    let (tokens_per_s, whole_prefill) =
+        (whole_rate(decode_tokens_per_s, "decode")?, whole_rate(prefill_tokens_per_s, "prefill")?);
     // Seconds per prompt token over seconds per generated token.
     let ratio = decode_tokens_per_s / prefill_tokens_per_s;
     let prompt_weight = Decimal::from_f64(ratio)
@@ -102,10 +142,9 @@ pub fn from_rates(prefill_tokens_per_s: f64, decode_tokens_per_s: f64) -> anyhow
         prompt_weight < Decimal::from(1000),
         "calibration measured a prompt token at {prompt_weight} generated tokens"
     );
-    // Truncation is the rounding wanted: never sell more than was measured.
     Ok(Calibration {
-        tokens_per_s: decode_tokens_per_s.min(f64::from(u32::MAX)) as u32,
-        prefill_tokens_per_s: prefill_tokens_per_s.min(f64::from(u32::MAX)) as u32,
+        tokens_per_s,
+        prefill_tokens_per_s: whole_prefill,
         prompt_weight,
         completion_weight: Decimal::ONE,
     })
@@ -149,6 +188,15 @@ mod tests {
         assert_eq!(from_rates(1e7, 10.0).expect("calibration").prompt_weight, Decimal::new(1, 3));
         // Fractions of a token/s are never sold.
         assert_eq!(from_rates(900.9, 720.9).expect("calibration").tokens_per_s, 720);
+    }
+
+    #[test]
+    fn the_weight_comes_from_the_first_steps_of_the_long_prefill() {
+        // 128-token steps, each slower than the one before.
+        let steps = [(128, 100.0), (128, 120.0), (128, 160.0), (128, 220.0)];
+        assert_eq!(rate_of_first(&steps, 256), 256.0 * 1e3 / 220.0);
+        assert_eq!(rate_of_first(&steps, 200), 256.0 * 1e3 / 220.0, "whole steps, as many as cover it");
+        assert_eq!(rate_of_first(&steps[..1], 256), 1280.0, "a shorter prefill: all of it");
     }
 
     #[test]
