@@ -37,6 +37,26 @@ pub struct Observed {
     /// The class the platform served it in, as it answered (a reserved
     /// tenant's request beyond its contract's rate is not reserved).
     pub served_as: Option<String>,
+    /// When it was sent (to tell what was in flight before it).
+    pub sent_at: Option<std::time::Instant>,
+}
+
+impl Observed {
+    /// Reserved requests sent before `self` that still had no first token
+    /// when it was sent: the prompts a scheduler may have had to finish
+    /// first. Answers how many, and their prompt tokens.
+    pub fn reserved_prompts_ahead(&self, all: &[Observed]) -> (usize, u64) {
+        let Some(sent) = self.sent_at else { return (0, 0) };
+        all.iter()
+            .filter(|o| o.reserved && o.sent_at.is_some_and(|t| t < sent))
+            .filter(|o| {
+                let first_token = o
+                    .ttft_ms
+                    .and_then(|ms| o.sent_at.map(|t| t + std::time::Duration::from_secs_f64(ms.max(0.0) / 1e3)));
+                first_token.is_none_or(|t| t > sent)
+            })
+            .fold((0, 0), |(n, tokens), o| (n + 1, tokens + u64::from(o.prompt_tokens)))
+    }
 }
 
 /// Token weights as figures (these feed a report, never a bill).
@@ -140,6 +160,35 @@ pub fn summarize(observed: &[Observed], w: Weights, capacity_per_s: f64, window_
 /// `a / b`, NaN when `b` is not positive (a figure with nothing to measure).
 fn ratio(a: f64, b: f64) -> f64 {
     if b > 0.0 { a / b } else { f64::NAN }
+}
+
+#[cfg(test)]
+mod tests_ahead {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn prompts_ahead_are_reserved_ones_sent_before_and_still_waiting() {
+        let t0 = Instant::now();
+        let at = |ms: u64, reserved: bool, prompt: u32, ttft_ms: Option<f64>| Observed {
+            reserved,
+            prompt_tokens: prompt,
+            ttft_ms,
+            sent_at: Some(t0 + Duration::from_millis(ms)),
+            ..Observed::default()
+        };
+        let all = vec![
+            at(0, true, 100, Some(500.0)),   // first token at 500: still waiting at 400
+            at(100, true, 200, Some(200.0)), // first token at 300: done by 400
+            at(200, false, 300, None),       // spot: not counted
+            at(300, true, 400, None),        // never got one: waiting
+            at(400, true, 50, Some(900.0)),  // the one asked about
+            at(500, true, 600, None),        // sent after it
+        ];
+        assert_eq!(all[4].reserved_prompts_ahead(&all), (2, 500));
+        assert_eq!(all[0].reserved_prompts_ahead(&all), (0, 0));
+        assert_eq!(Observed::default().reserved_prompts_ahead(&all), (0, 0), "no send time: nothing known");
+    }
 }
 
 #[cfg(test)]

@@ -144,7 +144,7 @@ async fn run_in(
         let spot: &[Planned] = if p.spot { spot } else { &[] };
         let observed = run_phase(&http, &gateway, reserved, spot, phase, straggler_wait).await;
         let summary = report::summarize(&observed, served.weights, capacity, phase.as_secs_f64());
-        print_misses(p.label, &observed);
+        print_misses(p.label, &observed, served.prefill_tokens_per_s);
         shutdown.trigger();
         tokio::time::sleep(Duration::from_millis(300)).await;
         results.push((p.label, summary));
@@ -414,16 +414,23 @@ fn print_setup(
 }
 
 /// The reserved tenants' requests of a phase that missed their TTFT target,
-/// so a miss can be traced to its prompt's length or to the class it was
-/// served in (beyond the contract's rate, a request is burst or spot).
-fn print_misses(label: &str, observed: &[Observed]) {
+/// so a miss can be traced to its prompt's length, to the reserved prompts
+/// still waiting for their first token when it was sent (work a scheduler
+/// may have had to finish first, at the measured prefill rate), or to the
+/// class it was served in (beyond the contract's rate, a request is burst
+/// or spot).
+fn print_misses(label: &str, observed: &[Observed], prefill_tokens_per_s: u32) {
     let missed: Vec<&Observed> =
         observed.iter().filter(|o| o.reserved && o.ttft_ms.is_none_or(|t| t > o.ttft_target_ms)).collect();
     for o in missed {
         let ttft = o.ttft_ms.map_or("no token".to_owned(), |t| format!("TTFT {t:.0} ms"));
         let class = o.served_as.as_deref().unwrap_or("unknown");
+        let (ahead, ahead_tokens) = o.reserved_prompts_ahead(observed);
+        let ahead_ms = ahead_tokens as f64 * 1e3 / f64::from(prefill_tokens_per_s.max(1));
         println!(
-            "{label}: missed: {} prompt tokens, max_tokens {}, {ttft} against a target of {:.0} ms, served as {class}",
+            "{label}: missed: {} prompt tokens, max_tokens {}, {ttft} against a target of {:.0} ms, served as {class}; \
+             sent behind {ahead} reserved prompts without a first token ({ahead_tokens} tokens, {ahead_ms:.0} ms at the \
+             measured prefill rate)",
             o.prompt_tokens, o.max_tokens, o.ttft_target_ms
         );
     }

@@ -48,6 +48,7 @@ pub async fn run(http: &reqwest::Client, url: &str, call: Call, window_end: Inst
         prompt_tokens: call.prompt_tokens,
         max_tokens: call.max_tokens,
         ttft_target_ms: call.ttft_target_ms,
+        sent_at: Some(Instant::now()),
         ..Observed::default()
     };
     let sent = Instant::now();
