@@ -44,6 +44,12 @@ pub struct PlannerConfig {
     /// Tokens fed to the engine in one step at most (prefill chunks and decodes).
     pub step_token_budget: usize,
     pub block_size: usize,
+    /// Spot tokens a step carries at most beside reserved or burst decodes:
+    /// a decode gets one token per step, so a step full of spot prompt
+    /// would slow those decodes to its own pace (below a tier's decode
+    /// floor, and they stay in the batch longer, taking the budget of the
+    /// next reserved prompt). Without such decodes spot gets the budget.
+    pub spot_tokens_beside_decodes: usize,
 }
 
 /// A sequence that holds KV blocks.
@@ -130,7 +136,11 @@ struct Slot {
 
 impl Planner {
     pub fn new(cfg: PlannerConfig) -> Self {
-        let cfg = PlannerConfig { step_token_budget: cfg.step_token_budget.max(1), block_size: cfg.block_size.max(1) };
+        let cfg = PlannerConfig {
+            step_token_budget: cfg.step_token_budget.max(1),
+            block_size: cfg.block_size.max(1),
+            spot_tokens_beside_decodes: cfg.spot_tokens_beside_decodes,
+        };
         Planner { cfg }
     }
 
@@ -169,6 +179,9 @@ impl Planner {
         let budget = self.cfg.step_token_budget;
         let mut st = Step { slots, free: free_blocks, budget, plan: Plan::default(), open: true, promised: 0 };
         for class in PriorityClass::ALL {
+            if *class == PriorityClass::Spot && st.slots.iter().any(|s| s.scheduled.is_some() && s.seq.pending == 1) {
+                st.budget = st.budget.min(self.cfg.spot_tokens_beside_decodes);
+            }
             // 1. The class's decodes.
             for i in 0..st.slots.len() {
                 let seq = st.slots[i].seq;

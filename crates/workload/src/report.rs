@@ -24,6 +24,8 @@ pub struct Observed {
     pub ttft_target_ms: f64,
     /// From sending to the first token; `None`: no token came.
     pub ttft_ms: Option<f64>,
+    /// From sending to the last generated token received.
+    pub last_token_ms: Option<f64>,
     /// Whether the first token arrived within the window.
     pub first_token_in_window: bool,
     /// Generated tokens received, all and within the window.
@@ -42,13 +44,18 @@ pub struct Observed {
 }
 
 impl Observed {
-    /// Reserved requests sent before `self` that still had no first token
-    /// when it was sent: the prompts a scheduler may have had to finish
-    /// first. Answers how many, and their prompt tokens.
+    /// Reserved requests sent before `self`, due no later (sent + TTFT
+    /// target), that still had no first token when it was sent: prompts
+    /// that any order meeting their targets finishes first. Answers how
+    /// many, and their prompt tokens.
     pub fn reserved_prompts_ahead(&self, all: &[Observed]) -> (usize, u64) {
         let Some(sent) = self.sent_at else { return (0, 0) };
+        let due = |o: &Observed, sent: std::time::Instant| {
+            sent + std::time::Duration::from_secs_f64(o.ttft_target_ms.max(0.0) / 1e3)
+        };
+        let own_due = due(self, sent);
         all.iter()
-            .filter(|o| o.reserved && o.sent_at.is_some_and(|t| t < sent))
+            .filter(|o| o.reserved && o.sent_at.is_some_and(|t| t < sent && due(o, t) <= own_due))
             .filter(|o| {
                 let first_token = o
                     .ttft_ms
@@ -56,6 +63,14 @@ impl Observed {
                 first_token.is_none_or(|t| t > sent)
             })
             .fold((0, 0), |(n, tokens), o| (n + 1, tokens + u64::from(o.prompt_tokens)))
+    }
+
+    /// Generated tokens per second after the first, as a tier's decode
+    /// floor counts them; `None` below two tokens.
+    pub fn decode_tokens_per_s(&self) -> Option<f64> {
+        let (first, last) = (self.ttft_ms?, self.last_token_ms?);
+        (self.completion_tokens >= 2 && last > first)
+            .then(|| f64::from(self.completion_tokens - 1) * 1e3 / (last - first))
     }
 }
 
@@ -80,6 +95,10 @@ pub struct PhaseSummary {
     /// Of reserved requests that got a first token; `None` when none did.
     pub reserved_ttft_ms: Option<Quantiles>,
     pub reserved_without_token: usize,
+    /// Median of the reserved requests' decode speeds (tokens/s after the
+    /// first), what a tier's decode floor is held against; `None` without
+    /// a request of two tokens.
+    pub reserved_decode_tokens_per_s_p50: Option<f64>,
     /// Share of reserved requests whose first token came within target (a
     /// request without one missed it).
     pub reserved_within_target: f64,
@@ -131,6 +150,7 @@ pub fn summarize(observed: &[Observed], w: Weights, capacity_per_s: f64, window_
         _ => None,
     };
     let within = reserved.iter().filter(|o| o.ttft_ms.is_some_and(|t| t <= o.ttft_target_ms)).count();
+    let decode_speeds: Vec<f64> = reserved.iter().filter_map(|o| o.decode_tokens_per_s()).collect();
     let (delivered, demanded) =
         reserved.iter().map(|o| delivered_and_demanded(o, w)).fold((0.0, 0.0), |(a, b), (d, m)| (a + d, b + m));
     let per_s = |work: f64| if window_s > 0.0 { work / window_s } else { 0.0 };
@@ -144,6 +164,7 @@ pub fn summarize(observed: &[Observed], w: Weights, capacity_per_s: f64, window_
         reserved_requests: reserved.len(),
         reserved_ttft_ms,
         reserved_without_token: reserved.len() - ttfts.len(),
+        reserved_decode_tokens_per_s_p50: quantile(&decode_speeds, 0.5),
         reserved_within_target: ratio(within as f64, reserved.len() as f64),
         reserved_delivered_over_demanded: ratio(delivered, demanded),
         reserved_shed: reserved.iter().filter(|o| o.shed).count(),
@@ -174,6 +195,7 @@ mod tests_ahead {
             reserved,
             prompt_tokens: prompt,
             ttft_ms,
+            ttft_target_ms: 1000.0,
             sent_at: Some(t0 + Duration::from_millis(ms)),
             ..Observed::default()
         };
@@ -184,10 +206,24 @@ mod tests_ahead {
             at(300, true, 400, None),        // never got one: waiting
             at(400, true, 50, Some(900.0)),  // the one asked about
             at(500, true, 600, None),        // sent after it
+            Observed { ttft_target_ms: 5000.0, ..at(350, true, 700, None) }, // due after it
         ];
         assert_eq!(all[4].reserved_prompts_ahead(&all), (2, 500));
         assert_eq!(all[0].reserved_prompts_ahead(&all), (0, 0));
         assert_eq!(Observed::default().reserved_prompts_ahead(&all), (0, 0), "no send time: nothing known");
+    }
+
+    #[test]
+    fn decode_speed_counts_the_tokens_after_the_first() {
+        let o = Observed {
+            ttft_ms: Some(200.0),
+            last_token_ms: Some(2200.0),
+            completion_tokens: 21,
+            ..Observed::default()
+        };
+        assert_eq!(o.decode_tokens_per_s(), Some(10.0));
+        assert_eq!(Observed { completion_tokens: 1, ..o.clone() }.decode_tokens_per_s(), None);
+        assert_eq!(Observed { last_token_ms: None, ..o }.decode_tokens_per_s(), None);
     }
 }
 

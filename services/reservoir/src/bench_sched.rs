@@ -31,7 +31,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn planner_step_us(queued: usize) -> f64 {
     // The worker's own step budget.
     let step_token_budget = reservoir_worker::WorkerSettings::default().step_token_budget;
-    let planner = Planner::new(PlannerConfig { step_token_budget, block_size: 16 });
+    let planner = Planner::new(PlannerConfig {
+        step_token_budget,
+        block_size: 16,
+        spot_tokens_beside_decodes: step_token_budget,
+    });
     let running: Vec<Running> = (0..RUNNING)
         .map(|i| Running {
             id: i as u64,

@@ -18,6 +18,7 @@ mod error;
 mod register;
 mod request;
 mod service;
+mod step_io;
 mod step_loop;
 mod threads;
 
@@ -63,6 +64,9 @@ pub struct WorkerSettings {
     /// spot throughput best of 64, 128, 256 and 512 in `bench isolation`
     /// (see the README).
     pub step_token_budget: usize,
+    /// Spot tokens a step carries at most beside reserved or burst decodes
+    /// (`PlannerConfig::spot_tokens_beside_decodes`).
+    pub spot_tokens_beside_decodes: usize,
     /// The worker's name in the scheduler, metrics and usage records. When
     /// unset, the worker names itself (its host name and random letters,
     /// `register::own_id`), so identical replicas are distinct workers.
@@ -85,6 +89,7 @@ impl Default for WorkerSettings {
             kv_budget_bytes: 256 << 20,
             queue_capacity: 256,
             step_token_budget: 128,
+            spot_tokens_beside_decodes: 64,
             id: None,
             scheduler_url: None,
             advertise_url: None,
@@ -123,8 +128,11 @@ pub async fn build<B: InferenceBackend>(
     }
     let listener = TcpListener::bind(settings.listen).await?;
     let tokenizer = backend.tokenizer();
-    let planner =
-        Planner::new(PlannerConfig { step_token_budget: settings.step_token_budget, block_size: info.block_size });
+    let planner = Planner::new(PlannerConfig {
+        step_token_budget: settings.step_token_budget,
+        block_size: info.block_size,
+        spot_tokens_beside_decodes: settings.spot_tokens_beside_decodes,
+    });
     let (jobs_tx, jobs_rx) = mpsc::channel(settings.queue_capacity);
     let (stats_tx, stats_rx) = watch::channel(step_loop::LoopStats {
         free_blocks: info.total_blocks,

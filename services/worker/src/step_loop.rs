@@ -26,6 +26,7 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use crate::backend::InferenceBackend;
 use crate::cancels::Cancels;
 use crate::request::{Event, FinishReason, Prepared, TokenLogprobs, Usage};
+pub(crate) use crate::step_io::{Job, LoopStats, Signals, class_index};
 use reservoir_sched::planner::{NO_DEADLINE, Plan, Planner, Running, Waiting};
 
 /// A sampled token, with its logprobs when the request asked for them.
@@ -33,49 +34,6 @@ type Pick = Result<(u32, Option<Sampled>), EngineError>;
 
 /// Window over which tokens/s are reported.
 const RATE_WINDOW: Duration = Duration::from_secs(5);
-
-/// A request on its way to the step loop.
-pub(crate) struct Job {
-    pub prepared: Prepared,
-    pub events: mpsc::Sender<Event>,
-    /// Held until the request is finished: it is the request's place in the queue.
-    pub permit: OwnedSemaphorePermit,
-}
-
-/// How the gRPC side reaches into the step loop between steps.
-pub(crate) struct Signals {
-    /// The worker is shutting down: end everything as cancelled.
-    pub stopping: Arc<AtomicBool>,
-    /// A reserved or burst request is queued: a step in progress pauses at
-    /// its next layer boundary to take it in.
-    pub urgent: Arc<AtomicBool>,
-    pub cancels: Arc<Cancels>,
-}
-
-/// Load figures, published after every step.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct LoopStats {
-    pub running: usize,
-    pub waiting: usize,
-    pub free_blocks: usize,
-    pub total_blocks: usize,
-    pub block_size: usize,
-    pub kv_waste: f64,
-    pub prefix_hit_rate: f64,
-    /// Prompt and generated tokens per second over the last `RATE_WINDOW`.
-    pub tokens_per_s: f64,
-    pub generated_tokens_per_s: f64,
-    /// Preemptions since start, by class (`class_index`).
-    pub preemptions: [u64; 3],
-}
-
-pub(crate) fn class_index(c: PriorityClass) -> usize {
-    match c {
-        PriorityClass::Reserved => 0,
-        PriorityClass::Burst => 1,
-        PriorityClass::Spot => 2,
-    }
-}
 
 struct Seq {
     p: Prepared,
@@ -307,6 +265,7 @@ impl<B: InferenceBackend> StepLoop<B> {
             cut_in = cutting_into.is_some(),
             entries = batch.entries.len(),
             tokens = batch.entries.iter().map(|e| e.tokens.len()).sum::<usize>(),
+            by_class = ?self.tokens_by_class(&batch),
             ms = began.elapsed().as_secs_f64() * 1e3,
             "step"
         );
@@ -358,15 +317,21 @@ impl<B: InferenceBackend> StepLoop<B> {
                         break;
                     }
                 }
-                // Cleared before draining: a request queued from now on sets it again.
-                urgent.store(false, Ordering::Relaxed);
-                while let Ok(job) = self.jobs.try_recv() {
-                    self.accept(job);
-                }
                 let in_step = in_step.get_or_insert_with(|| batch.entries.iter().map(|e| e.seq).collect());
                 // Until their prompts are done: a long one would otherwise
-                // go on a chunk per step of lower-class work.
-                while !self.stopping.load(Ordering::Relaxed) && self.cut_in(lowest, in_step) {}
+                // go on a chunk per step of lower-class work. Requests that
+                // arrive meanwhile join before each cut-in step, so one due
+                // sooner goes first instead of waiting for the whole run.
+                loop {
+                    // Cleared before draining: a request queued from now on sets it again.
+                    urgent.store(false, Ordering::Relaxed);
+                    while let Ok(job) = self.jobs.try_recv() {
+                        self.accept(job);
+                    }
+                    if self.stopping.load(Ordering::Relaxed) || !self.cut_in(lowest, in_step) {
+                        break;
+                    }
+                }
             }
         }
         self.backend.finish_step(pending)
@@ -377,6 +342,18 @@ impl<B: InferenceBackend> StepLoop<B> {
     fn lowest_below_reserved<'a>(&self, ids: impl IntoIterator<Item = &'a SeqId>) -> Option<PriorityClass> {
         let lowest = ids.into_iter().filter_map(|id| self.seqs.get(id)).map(|s| s.p.class).max()?;
         (lowest != PriorityClass::Reserved).then_some(lowest)
+    }
+
+    /// A step's (decode, prompt) tokens per class, reserved first (for the step log).
+    fn tokens_by_class(&self, batch: &StepBatch) -> [(usize, usize); 3] {
+        let mut by_class = [(0, 0); 3];
+        for e in &batch.entries {
+            if let Some(s) = self.seqs.get(&e.seq) {
+                let slot = &mut by_class[class_index(s.p.class)];
+                if e.tokens.len() == 1 && s.computed > 0 { slot.0 += 1 } else { slot.1 += e.tokens.len() }
+            }
+        }
+        by_class
     }
 
     fn running_views(&self) -> Vec<Running> {

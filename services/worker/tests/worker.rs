@@ -278,6 +278,34 @@ async fn reserved_prefill_cuts_into_a_spot_step_in_progress() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reserved_request_due_sooner_joins_a_cut_in_run_already_going() {
+    let m = model();
+    let (backend, gate) = gated(backend(&m, 16, 256));
+    // 8 tokens a step: the long reserved prompt takes four cut-in steps.
+    let (mut client, _shutdown) = start(backend, 16, 8).await;
+    let (ps, long, short) = (prompt(1, 8), prompt(2, 32), prompt(3, 8));
+    let spot = client.generate(request("s", "spot", &ps, 4)).await.unwrap();
+    gate.wait_entered(1).await;
+    let due = |ms| move |r: pb::GenerateRequest| pb::GenerateRequest { first_token_due_in_ms: Some(ms), ..r };
+    let long_req = client.generate(due(60_000)(request("long", "reserved", &long, 2))).await.unwrap();
+    // The spot step starts, pauses between layers, and the long prompt's
+    // first cut-in step is held at the gate.
+    gate.allow(1);
+    gate.wait_entered(2).await;
+    let short_req = client.generate(due(0)(request("short", "reserved", &short, 2))).await.unwrap();
+    gate.open();
+    let (_, long_out, short_out) = (collect(spot).await, collect(long_req).await, collect(short_req).await);
+    assert_eq!(short_out.tokens, reference(&m, &encode(&short), greedy(2)).0);
+    assert_eq!(long_out.tokens, reference(&m, &encode(&long), greedy(2)).0);
+    // The short one, due first, ran in the next cut-in step and got its
+    // first token before the long prompt was done.
+    let (l, sh) = (gate.seq_of(&encode(&long)), gate.seq_of(&encode(&short)));
+    let finished = gate.finished();
+    let step_of = |id| finished.iter().position(|step| step.contains(&id)).unwrap();
+    assert!(step_of(sh) < step_of(l), "{finished:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spot_is_preempted_for_reserved_and_still_finishes_correctly() {
     let m = model();
     // 12 blocks of 4 tokens: two spot requests of 16 + 16 tokens (8 blocks

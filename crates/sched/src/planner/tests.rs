@@ -6,7 +6,7 @@ use super::*;
 use PriorityClass::{Burst, Reserved, Spot};
 
 fn planner(budget: usize, block_size: usize) -> Planner {
-    Planner::new(PlannerConfig { step_token_budget: budget, block_size })
+    Planner::new(PlannerConfig { step_token_budget: budget, block_size, spot_tokens_beside_decodes: budget })
 }
 
 fn run(id: SeqId, class: PriorityClass, started: u64, computed: usize, pending: usize) -> Running {
@@ -263,4 +263,22 @@ mod props {
             prop_assert!(classes.windows(2).all(|w| w[0] <= w[1]));
         }
     }
+}
+
+#[test]
+fn spot_is_held_to_its_share_beside_higher_class_decodes() {
+    let p = Planner::new(PlannerConfig { step_token_budget: 128, block_size: 16, spot_tokens_beside_decodes: 40 });
+    // A reserved decode in the step: spot's prompt gets 40 tokens, not the 127 left.
+    let running = [run(1, Reserved, 1, 50, 1), run(2, Spot, 2, 0, 500)];
+    let plan = p.next_step(&running, &[], 1000);
+    assert_eq!(plan.entries, vec![PlannedEntry { id: 1, end: 51 }, PlannedEntry { id: 2, end: 40 }]);
+    // A burst decode counts too.
+    let running = [run(1, Burst, 1, 50, 1), run(2, Spot, 2, 0, 500)];
+    assert_eq!(p.next_step(&running, &[], 1000).entries[1], PlannedEntry { id: 2, end: 40 });
+    // No higher-class decode: spot gets the whole budget.
+    let plan = p.next_step(&[run(2, Spot, 2, 0, 500)], &[], 1000);
+    assert_eq!(plan.entries, vec![PlannedEntry { id: 2, end: 128 }]);
+    // A reserved prompt (no decode) leaves spot the rest of the budget.
+    let plan = p.next_step(&[run(2, Spot, 2, 0, 500)], &[wait(3, Reserved, 28)], 1000);
+    assert_eq!(plan.entries, vec![PlannedEntry { id: 2, end: 100 }, PlannedEntry { id: 3, end: 28 }]);
 }

@@ -118,6 +118,7 @@ fn observe(seen: &mut Observed, data: &str, sent: Instant, window_end: Instant) 
         seen.ttft_ms = Some(now.duration_since(sent).as_secs_f64() * 1e3);
         seen.first_token_in_window = now <= window_end;
     }
+    seen.last_token_ms = Some(now.duration_since(sent).as_secs_f64() * 1e3);
     seen.completion_tokens += 1;
     if now <= window_end {
         seen.completion_tokens_in_window += 1;
