@@ -37,9 +37,9 @@ use super::{Pending, WorkerEndpoint, metrics::Metrics};
 /// traffic is long-tailed: one large request can cost ten seconds of a
 /// small contract's rate. A tenant offering 70% of its rate with such
 /// requests (log-normal prompts up to 1,000 tokens, `max_tokens` up to 256)
-/// finds a 4 s bucket in debt for about 17% of its requests, which then run
-/// as burst; with 30 s, 0.2% (`bucket` tests the arithmetic, a Poisson
-/// simulation gave the shares). The cost: all contracts emptying full
+/// finds a 4 s bucket in debt for about 16% of its requests, which then run
+/// as burst; with 30 s, 0.3% (`crates/sched/tests/bucket_depth.rs`
+/// simulates it). The cost: all contracts emptying full
 /// buckets at once queue up to 30 s of their rates, which the queue
 /// deadline (four times the TTFT target) bounds.
 pub const BURST_WINDOW_S: u32 = 30;
