@@ -4,9 +4,9 @@
 //!
 //! The unit of capacity is a generated token at the calibration batch:
 //! capacity is aggregate greedy decode throughput with 32 sequences decoding
-//! together, each from 256 tokens of context, and a completion token weighs
-//! 1. A prompt token weighs the time the engine takes to prefill it (in a
-//! 256-token prompt) over the time a generated token takes at that batch
+//! together, each from 256 tokens of context, and a completion token is the
+//! unit. A prompt token weighs the time the engine takes to prefill it (in
+//! a 256-token prompt) over the time a generated token takes at that batch
 //! (seconds per prefill token x decode tokens/s), so a contract's rate buys
 //! the same compute whatever its prompts' lengths.
 //!
