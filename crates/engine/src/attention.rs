@@ -15,8 +15,6 @@ use half::f16;
 use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 
-mod tile;
-
 /// K/V tensors for every layer, addressed by slot.
 pub struct KvStore {
     pub block_size: usize,
@@ -122,11 +120,10 @@ fn attention_impl(
 ) {
     let AttnShape { n_heads, n_kv_heads, head_dim: hd } = shape;
     let group = n_heads / n_kv_heads;
-    let qd = n_heads * hd;
-    // Decode tokens: one job per (token, KV head). The `group` query heads
-    // that share a KV head (grouped-query attention) are consecutive in `q`
-    // and `out`, and read each K and V row once between them.
-    let one_token = |i: usize, o: &mut [f32]| {
+    // One job per (token, KV head): the `group` query heads that share a KV
+    // head (grouped-query attention) are consecutive in `q` and `out`, and
+    // read each K and V row once between them instead of once each.
+    out.par_chunks_mut(group * hd).enumerate().for_each(|(i, o)| {
         let t = i / n_kv_heads;
         let job = GroupJob {
             q: &q[i * group * hd..(i + 1) * group * hd],
@@ -142,52 +139,7 @@ fn attention_impl(
             return unsafe { attend_group_avx2(&job, o) };
         }
         attend_group_portable(&job, o)
-    };
-    let runs = runs_of_prompt_tokens(tables, pos);
-    if runs.iter().all(|r| r.len() == 1) {
-        out.par_chunks_mut(group * hd).enumerate().for_each(|(i, o)| one_token(i, o));
-        return;
-    }
-    // Prompt chunks: tiles of consecutive tokens of one sequence, each as
-    // matrix products (`tile`); single tokens as above.
-    let mut jobs = Vec::with_capacity(runs.len());
-    let mut rest = out;
-    for run in runs {
-        let (this, tail) = rest.split_at_mut(run.len() * qd);
-        rest = tail;
-        jobs.push((run, this));
-    }
-    jobs.into_par_iter().for_each(|(run, o)| {
-        if run.len() == 1 {
-            let first = run.start * n_kv_heads;
-            o.chunks_exact_mut(group * hd).enumerate().for_each(|(i, head_out)| one_token(first + i, head_out));
-        } else {
-            let t = run.start;
-            let job =
-                tile::Tile { q: &q[t * qd..run.end * qd], kv, table: tables[t], first_pos: pos[t], tokens: run.len() };
-            tile::attend_tile(wide, shape, &job, o);
-        }
     });
-}
-
-/// Splits a batch's tokens into runs: consecutive tokens of one sequence at
-/// consecutive positions (a prompt chunk), at most `TILE_TOKENS` each, and
-/// single tokens (decodes).
-fn runs_of_prompt_tokens(tables: &[&[u32]], pos: &[usize]) -> Vec<std::ops::Range<usize>> {
-    let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
-    for t in 0..pos.len() {
-        match runs.last_mut() {
-            Some(run)
-                if run.len() < tile::TILE_TOKENS
-                    && std::ptr::eq(tables[t], tables[t - 1])
-                    && pos[t] == pos[t - 1] + 1 =>
-            {
-                run.end = t + 1
-            }
-            _ => runs.push(t..t + 1),
-        }
-    }
-    runs
 }
 
 /// One (token, KV head) pair of `paged_attention`: the query heads of one
@@ -221,9 +173,7 @@ impl GroupJob<'_> {
     }
 }
 
-/// Turns each head's row of scores (`[head][n]`) into softmax weights (a
-/// decode token's: at one query per row, `softmax_row`'s vector passes
-/// measured no faster).
+/// Turns each head's row of scores (`[head][n]`) into softmax weights.
 fn softmax_rows(scores: &mut [f32], n: usize) {
     for row in scores.chunks_exact_mut(n) {
         let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -467,7 +417,7 @@ mod tests {
             }
             // Per sequence, one query at a random position (a decode), then
             // a run of consecutive positions ending at the last one (a
-            // prompt chunk, up to several tiles long).
+            // prompt chunk).
             let qd = shape.n_heads * shape.head_dim;
             let mut pos = Vec::new();
             let mut tref: Vec<&[u32]> = Vec::new();

@@ -459,3 +459,42 @@ fn steps_run_between_the_layers_of_a_pending_step_change_nothing() {
     eng.remove_sequence(20).unwrap();
     eng.check_invariants().unwrap();
 }
+
+/// Failover continues a request elsewhere by prefilling its prompt and the
+/// tokens already sent in one go: that must give, bit for bit, the logits
+/// the original run computed one decode step at a time, or the continuation
+/// drifts from what the client would have got.
+#[test]
+fn a_continuation_prefilled_in_one_step_has_the_logits_of_decoding_it() {
+    for spec in [TinySpec::default(), TinySpec { n_heads: 6, n_kv_heads: 2, seed: 5, ..TinySpec::default() }] {
+        let m = tiny_model(&spec).unwrap();
+        let mut eng = engine(&m, 128, 16);
+        let vocab = m.config.vocab_size as u32;
+        let prompt: Vec<u32> = (0..37).map(|j| (j * 13 + 3) % vocab).collect();
+        // One decode step per token, keeping each step's logits.
+        eng.add_sequence(1, &prompt).unwrap();
+        let mut next = prompt.clone();
+        let (mut tokens, mut logits) = (Vec::new(), Vec::new());
+        for _ in 0..40 {
+            let o = eng.step(&StepBatch { entries: vec![StepEntry { seq: 1, tokens: next, logits: Logits::Last }] });
+            let l = o.unwrap().outputs.remove(0).logits;
+            let t = argmax(&l);
+            (next, tokens, logits) = (vec![t], [tokens, vec![t]].concat(), [logits, vec![l]].concat());
+        }
+        eng.remove_sequence(1).unwrap();
+        // The prompt and the first 39 generated tokens in one prefill step,
+        // with no prefix cache to share: every position's logits.
+        let mut eng = engine(&m, 128, 16);
+        let all: Vec<u32> = prompt.iter().chain(&tokens[..39]).copied().collect();
+        eng.add_sequence(2, &all).unwrap();
+        let o = eng.step(&StepBatch { entries: vec![StepEntry { seq: 2, tokens: all.clone(), logits: Logits::All }] });
+        let out = o.unwrap().outputs;
+        let vocab = vocab as usize;
+        let rows: Vec<&[f32]> = out[0].logits.chunks_exact(vocab).collect();
+        assert_eq!(rows.len(), all.len());
+        for (i, want) in logits.iter().enumerate() {
+            let got = rows[prompt.len() - 1 + i];
+            assert!(got.iter().zip(want).all(|(a, b)| a.to_bits() == b.to_bits()), "position {i} differs");
+        }
+    }
+}
