@@ -61,10 +61,11 @@ fn placed(d: &Dispatched) -> Vec<(String, String)> {
 fn only_full_buckets_are_forgotten_and_forgetting_them_changes_nothing() {
     let contract = contract(10, true);
     let mut core = core();
+    // 10 tokens/s, 30 s of burst: a bucket of 300.
     let (admission, _) = core.admit(&[contract], 30_000, false, 0);
     assert_eq!(admission.class, PriorityClass::Reserved);
     core.forget_full_buckets(1_000_000);
-    assert_eq!(core.buckets.len(), 1, "20 of 40 tokens after 1 s: kept");
+    assert_eq!(core.buckets.len(), 1, "280 of 300 tokens after 1 s: kept");
     core.forget_full_buckets(3_000_000);
     assert!(core.buckets.is_empty(), "full again after 3 s: forgotten");
     core.settle(&contract, 0, 0, 3_000_000);
@@ -73,9 +74,10 @@ fn only_full_buckets_are_forgotten_and_forgetting_them_changes_nothing() {
 
 #[test]
 fn the_spillover_switch_is_read_from_the_contract_each_time() {
+    // 1 token/s, 30 s of burst: the first request takes the bucket into debt.
     let mut contract = contract(1, true);
     let mut core = core();
-    assert_eq!(core.admit(&[contract], 10_000, false, 0).0.class, PriorityClass::Reserved);
+    assert_eq!(core.admit(&[contract], 40_000, false, 0).0.class, PriorityClass::Reserved);
     assert_eq!(core.admit(&[contract], 1_000, false, 0).0.class, PriorityClass::Burst);
     contract.allow_burst = false;
     assert_eq!(core.admit(&[contract], 1_000, false, 0).0.class, PriorityClass::Spot);
