@@ -24,7 +24,9 @@
 //!
 //! Steps are mixed: what budget a reserved prompt leaves goes to lower-class
 //! decodes and prompts in the same step, so the pool never idles between
-//! small steps; while reserved prompts fill the budget, spot waits.
+//! small steps; while reserved prompts fill the budget, spot waits. Beside
+//! reserved or burst decodes, spot gets at most `spot_tokens_beside_decodes`
+//! tokens, so those decodes keep a step's pace short.
 //!
 //! Block accounting assumes a sequence holds exactly
 //! `ceil(tokens_in_cache / block_size)` blocks (the worker never allocates
@@ -179,6 +181,7 @@ impl Planner {
         let budget = self.cfg.step_token_budget;
         let mut st = Step { slots, free: free_blocks, budget, plan: Plan::default(), open: true, promised: 0 };
         for class in PriorityClass::ALL {
+            // Decodes scheduled so far are reserved or burst ones.
             if *class == PriorityClass::Spot && st.slots.iter().any(|s| s.scheduled.is_some() && s.seq.pending == 1) {
                 st.budget = st.budget.min(self.cfg.spot_tokens_beside_decodes);
             }

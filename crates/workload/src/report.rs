@@ -50,19 +50,15 @@ impl Observed {
     /// many, and their prompt tokens.
     pub fn reserved_prompts_ahead(&self, all: &[Observed]) -> (usize, u64) {
         let Some(sent) = self.sent_at else { return (0, 0) };
-        let due = |o: &Observed, sent: std::time::Instant| {
-            sent + std::time::Duration::from_secs_f64(o.ttft_target_ms.max(0.0) / 1e3)
+        let after = |t: std::time::Instant, ms: f64| t + std::time::Duration::from_secs_f64(ms.max(0.0) / 1e3);
+        let own_due = after(sent, self.ttft_target_ms);
+        let waiting_ahead = |o: &&Observed| {
+            o.reserved
+                && o.sent_at.is_some_and(|t| {
+                    t < sent && after(t, o.ttft_target_ms) <= own_due && o.ttft_ms.is_none_or(|ms| after(t, ms) > sent)
+                })
         };
-        let own_due = due(self, sent);
-        all.iter()
-            .filter(|o| o.reserved && o.sent_at.is_some_and(|t| t < sent && due(o, t) <= own_due))
-            .filter(|o| {
-                let first_token = o
-                    .ttft_ms
-                    .and_then(|ms| o.sent_at.map(|t| t + std::time::Duration::from_secs_f64(ms.max(0.0) / 1e3)));
-                first_token.is_none_or(|t| t > sent)
-            })
-            .fold((0, 0), |(n, tokens), o| (n + 1, tokens + u64::from(o.prompt_tokens)))
+        all.iter().filter(waiting_ahead).fold((0, 0), |(n, tokens), o| (n + 1, tokens + u64::from(o.prompt_tokens)))
     }
 
     /// Generated tokens per second after the first, as a tier's decode
@@ -184,52 +180,9 @@ fn ratio(a: f64, b: f64) -> f64 {
 }
 
 #[cfg(test)]
-mod tests_ahead {
-    use super::*;
-    use std::time::{Duration, Instant};
-
-    #[test]
-    fn prompts_ahead_are_reserved_ones_sent_before_and_still_waiting() {
-        let t0 = Instant::now();
-        let at = |ms: u64, reserved: bool, prompt: u32, ttft_ms: Option<f64>| Observed {
-            reserved,
-            prompt_tokens: prompt,
-            ttft_ms,
-            ttft_target_ms: 1000.0,
-            sent_at: Some(t0 + Duration::from_millis(ms)),
-            ..Observed::default()
-        };
-        let all = vec![
-            at(0, true, 100, Some(500.0)),   // first token at 500: still waiting at 400
-            at(100, true, 200, Some(200.0)), // first token at 300: done by 400
-            at(200, false, 300, None),       // spot: not counted
-            at(300, true, 400, None),        // never got one: waiting
-            at(400, true, 50, Some(900.0)),  // the one asked about
-            at(500, true, 600, None),        // sent after it
-            Observed { ttft_target_ms: 5000.0, ..at(350, true, 700, None) }, // due after it
-        ];
-        assert_eq!(all[4].reserved_prompts_ahead(&all), (2, 500));
-        assert_eq!(all[0].reserved_prompts_ahead(&all), (0, 0));
-        assert_eq!(Observed::default().reserved_prompts_ahead(&all), (0, 0), "no send time: nothing known");
-    }
-
-    #[test]
-    fn decode_speed_counts_the_tokens_after_the_first() {
-        let o = Observed {
-            ttft_ms: Some(200.0),
-            last_token_ms: Some(2200.0),
-            completion_tokens: 21,
-            ..Observed::default()
-        };
-        assert_eq!(o.decode_tokens_per_s(), Some(10.0));
-        assert_eq!(Observed { completion_tokens: 1, ..o.clone() }.decode_tokens_per_s(), None);
-        assert_eq!(Observed { last_token_ms: None, ..o }.decode_tokens_per_s(), None);
-    }
-}
-
-#[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, Instant};
 
     const W: Weights = Weights { prompt: 0.5, completion: 1.0 };
 
@@ -303,5 +256,43 @@ mod tests {
         assert_eq!(s.reserved_ttft_ms, None);
         assert_eq!(s.utilization, 0.0);
         assert!(s.spot_goodput_per_s.is_sign_positive() && s.utilization.is_sign_positive(), "{s:?}");
+    }
+
+    #[test]
+    fn prompts_ahead_are_reserved_ones_sent_before_and_still_waiting() {
+        let t0 = Instant::now();
+        let at = |ms: u64, reserved: bool, prompt: u32, ttft_ms: Option<f64>| Observed {
+            reserved,
+            prompt_tokens: prompt,
+            ttft_ms,
+            ttft_target_ms: 1000.0,
+            sent_at: Some(t0 + Duration::from_millis(ms)),
+            ..Observed::default()
+        };
+        let all = vec![
+            at(0, true, 100, Some(500.0)),   // first token at 500: still waiting at 400
+            at(100, true, 200, Some(200.0)), // first token at 300: done by 400
+            at(200, false, 300, None),       // spot: not counted
+            at(300, true, 400, None),        // never got one: waiting
+            at(400, true, 50, Some(900.0)),  // the one asked about
+            at(500, true, 600, None),        // sent after it
+            Observed { ttft_target_ms: 5000.0, ..at(350, true, 700, None) }, // due after it
+        ];
+        assert_eq!(all[4].reserved_prompts_ahead(&all), (2, 500));
+        assert_eq!(all[0].reserved_prompts_ahead(&all), (0, 0));
+        assert_eq!(Observed::default().reserved_prompts_ahead(&all), (0, 0), "no send time: nothing known");
+    }
+
+    #[test]
+    fn decode_speed_counts_the_tokens_after_the_first() {
+        let o = Observed {
+            ttft_ms: Some(200.0),
+            last_token_ms: Some(2200.0),
+            completion_tokens: 21,
+            ..Observed::default()
+        };
+        assert_eq!(o.decode_tokens_per_s(), Some(10.0));
+        assert_eq!(Observed { completion_tokens: 1, ..o.clone() }.decode_tokens_per_s(), None);
+        assert_eq!(Observed { last_token_ms: None, ..o }.decode_tokens_per_s(), None);
     }
 }
