@@ -133,6 +133,50 @@ pub fn generate(spec: &TraceSpec) -> Result<Vec<TraceRequest>, WorkloadError> {
     Ok(out)
 }
 
+/// A trace that offers `work` over the spec's duration, in the unit of
+/// `cost` (the caller counts a request's real tokens): requests are drawn
+/// as `generate` draws them until their costs sum to `work` (the last one
+/// kept when that lands closer to it), then sent at times drawn uniformly
+/// over the duration, in order. Given how many arrive, that is exactly
+/// how a Poisson process places them; what differs from `generate` is that
+/// the count follows from the work, so a short trace of a long-tailed load
+/// offers the load asked for rather than whatever its sample happens to
+/// hold (a 30 s sample of 40 requests can hold half as much again).
+/// `requests_per_s` is not used.
+pub fn generate_offering(
+    spec: &TraceSpec,
+    work: f64,
+    cost: impl Fn(&TraceRequest) -> f64,
+) -> Result<Vec<TraceRequest>, WorkloadError> {
+    let spec_ok = TraceSpec { requests_per_s: 1.0, ..spec.clone() };
+    spec_ok.check()?;
+    if !work.is_finite() || work < 0.0 || spec.duration_us == 0 {
+        return Err(WorkloadError::Invalid(format!("{work} of work over {} us", spec.duration_us)));
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
+    let mut out = Vec::new();
+    let mut offered = 0.0;
+    while offered < work && out.len() < TRACE_REQUESTS_MAX {
+        let index = out.len();
+        let prompt_words = spec.prompt.draw(&mut rng);
+        let max_tokens = log_uniform(&mut rng, spec.max_tokens_min, spec.max_tokens_max);
+        let prompt = prompt_text(&mut rng, &spec.tag, index, prompt_words);
+        let request = TraceRequest { index, at_us: 0, prompt_words, max_tokens, prompt };
+        let c = cost(&request).max(0.0);
+        if offered + c - work > work - offered {
+            break;
+        }
+        offered += c;
+        out.push(request);
+    }
+    let mut times: Vec<u64> = (0..out.len()).map(|_| rng.random_range(0..spec.duration_us)).collect();
+    times.sort_unstable();
+    for (r, at_us) in out.iter_mut().zip(times) {
+        r.at_us = at_us;
+    }
+    Ok(out)
+}
+
 /// Mean `prompt words x prompt_weight + max_tokens x completion_weight` of
 /// `spec`'s requests, estimated from `samples` draws of its distributions
 /// (seeded, so the same every time): what sizes an arrival rate to a load
@@ -258,6 +302,30 @@ mod tests {
             t.iter().map(|r| f64::from(r.prompt_words) * 0.8 + f64::from(r.max_tokens)).sum::<f64>() / t.len() as f64;
         let estimated = mean_cost(&s, 0.8, 1.0, 20_000);
         assert!((estimated / actual - 1.0).abs() < 0.05, "{estimated} vs {actual}");
+    }
+
+    #[test]
+    fn a_trace_offering_work_offers_it_at_poisson_times() {
+        let s = spec(5, 1.0, 30);
+        let cost = |r: &TraceRequest| f64::from(r.prompt_words) * 0.5 + f64::from(r.max_tokens);
+        let t = generate_offering(&s, 6_000.0, cost).unwrap();
+        let offered: f64 = t.iter().map(cost).sum();
+        let largest = t.iter().map(cost).fold(0.0, f64::max);
+        assert!((offered - 6_000.0).abs() <= largest / 2.0 + 1e-9, "{offered} (largest request {largest})");
+        assert!(t.windows(2).all(|w| w[0].at_us <= w[1].at_us) && t.iter().all(|r| r.at_us < 30_000_000));
+        assert_eq!(t.iter().map(|r| r.index).collect::<Vec<_>>(), (0..t.len()).collect::<Vec<_>>());
+        assert_eq!(t, generate_offering(&s, 6_000.0, cost).unwrap());
+        // Uniform times given the count: as many in each half, give or take.
+        let long = generate_offering(&spec(6, 1.0, 1000), 400_000.0, cost).unwrap();
+        let first_half = long.iter().filter(|r| r.at_us < 500_000_000).count() as f64;
+        assert!((first_half / long.len() as f64 - 0.5).abs() < 0.05, "{first_half} of {}", long.len());
+        // Exponential gaps: standard deviation near the mean.
+        let gaps: Vec<f64> = long.windows(2).map(|w| (w[1].at_us - w[0].at_us) as f64).collect();
+        let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+        let sd = (gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / gaps.len() as f64).sqrt();
+        assert!((sd / mean - 1.0).abs() < 0.1, "{mean} {sd}");
+        assert!(generate_offering(&s, f64::NAN, cost).is_err());
+        assert!(generate_offering(&s, 0.0, cost).unwrap().is_empty());
     }
 
     #[test]

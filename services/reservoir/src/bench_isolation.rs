@@ -9,6 +9,11 @@
 //! capacity at the premium tier, offer 70% of their rate: first alone, then
 //! with spot offered at 5x capacity, then the same load with the scheduler
 //! and the worker switched to plain first-come-first-served (no classes).
+//! The reserved trace offers exactly that work over the phase, its prompts
+//! counted in real tokens (`trace::generate_offering`), and each request
+//! goes to the tenant that has offered least so far; drawn by arrival rate
+//! alone, a 30 s sample of a long-tailed load offered anywhere from 70% to
+//! 96% of the rate in runs here.
 //! Needs DATABASE_URL (`scripts/pg run -- reservoir bench isolation`).
 
 mod client;
@@ -270,21 +275,42 @@ fn plan(
         max_tokens_max: 256,
     };
     let w = served.weights;
-    let cost = trace::mean_cost(&spec("size", seed, 1.0), w.prompt, w.completion, 20_000);
-    let reserved_rate = f64::from(rate_each) * RESERVED_TENANTS as f64 * RESERVED_OFFERED / cost;
-    let reserved = trace::generate(&spec("reserved", seed, reserved_rate))?;
-    let spot = trace::generate(&spec("spot", seed.wrapping_add(1), capacity * SPOT_OFFERED / cost))?;
+    let system = |index: usize, tenant: &str| format!("Request {index} of {tenant}. Answer at length.");
+    let prompt_tokens = |system: &str, prompt: &str| {
+        let messages = [ChatMessage::new("system", system), ChatMessage::new("user", prompt)];
+        chat_prompt(tokenizer, &messages).len()
+    };
+    // In real tokens, chat template included ("reserved-0": every tenant's
+    // name has as many tokens).
+    let cost = |r: &TraceRequest| {
+        prompt_tokens(&system(r.index, "reserved-0"), &r.prompt) as f64 * w.prompt
+            + f64::from(r.max_tokens) * w.completion
+    };
+    let reserved_work = f64::from(rate_each) * RESERVED_TENANTS as f64 * RESERVED_OFFERED * phase.as_secs_f64();
+    let reserved = trace::generate_offering(&spec("reserved", seed, 1.0), reserved_work, cost)?;
+    let mean_cost = trace::mean_cost(&spec("size", seed, 1.0), w.prompt, w.completion, 20_000);
+    let spot = trace::generate(&spec("spot", seed.wrapping_add(1), capacity * SPOT_OFFERED / mean_cost))?;
+    // Each reserved request goes to the tenant that has offered least so
+    // far, so each offers its share of the rate, not one more than another.
+    let mut offered = [0.0f64; RESERVED_TENANTS];
+    let reserved_tenant: Vec<usize> = reserved
+        .iter()
+        .map(|r| {
+            let least = (0..RESERVED_TENANTS).min_by(|&a, &b| offered[a].total_cmp(&offered[b])).unwrap_or(0);
+            offered[least] += cost(r);
+            least
+        })
+        .collect();
     let banned: Vec<u32> = tokenizer.eos_id.into_iter().collect();
     let policy = reservoir_sla::TierPolicy::of(TIER);
     let make = |r: &TraceRequest, reserved: bool| -> anyhow::Result<Planned> {
         let tenant = if reserved {
-            format!("reserved-{}", r.index % RESERVED_TENANTS)
+            format!("reserved-{}", reserved_tenant.get(r.index).copied().unwrap_or(0))
         } else {
             format!("spot-{}", r.index % SPOT_TENANTS)
         };
-        let system = format!("Request {} of {tenant}. Answer at length.", r.index);
-        let messages = [ChatMessage::new("system", &system), ChatMessage::new("user", &r.prompt)];
-        let prompt_tokens = u32::try_from(chat_prompt(tokenizer, &messages).len())?;
+        let system = system(r.index, &tenant);
+        let prompt_tokens = u32::try_from(prompt_tokens(&system, &r.prompt))?;
         let target = policy.ttft_target_ms(u64::from(prompt_tokens), served.prefill_tokens_per_s);
         Ok(Planned {
             at: Duration::from_micros(r.at_us),
