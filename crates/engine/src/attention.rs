@@ -1,10 +1,13 @@
 //! Paged KV storage and attention that reads K/V through block tables.
 //!
-//! Layout per layer: `[n_blocks][n_kv_heads][block_size][head_dim]` for K
-//! and for V. A token's slot is `block * block_size + offset`; within a
-//! block, one KV head's rows are contiguous, so attention (which reads one
-//! head's rows position after position) streams memory instead of striding
-//! over the other heads' values.
+//! Layout per layer: V is `[n_blocks][n_kv_heads][block_size][head_dim]`,
+//! K is `[n_blocks][n_kv_heads][head_dim][block_size]` (transposed within a
+//! block: one dimension's values of consecutive positions side by side, so
+//! scores for 8 positions come from 8-wide multiply-adds with no sum across
+//! lanes). A token's slot is `block * block_size + offset`; within a block,
+//! one KV head's values are contiguous, so attention (which reads one head
+//! position after position) streams memory instead of striding over the
+//! other heads' values.
 //! Values are stored as f16 (llama.cpp's default cache type): half the
 //! memory per token, so twice the sequences per KV budget; rows are widened
 //! to f32 (F16C when present) as attention reads them.
@@ -50,13 +53,17 @@ impl KvStore {
         (b < self.n_blocks).then_some(b * self.block_size + pos % self.block_size)
     }
 
-    /// Stores one token's K and V rows (`kv_dim` values each, head by head).
+    /// Stores one token's K and V values (`kv_dim` each, head by head): V as
+    /// the row of its slot, K down the column of its slot.
     pub fn write(&mut self, layer: usize, slot: usize, k: &[f32], v: &[f32]) {
         let (bs, hd) = (self.block_size, self.head_dim);
         let (block, offset) = (slot / bs, slot % bs);
         for (head, (kh, vh)) in k.chunks_exact(hd).zip(v.chunks_exact(hd)).enumerate() {
-            let at = ((block * (self.kv_dim / hd) + head) * bs + offset) * hd;
-            self.k[layer][at..at + hd].convert_from_f32_slice(kh);
+            let base = (block * (self.kv_dim / hd) + head) * bs * hd;
+            for (i, &x) in kh.iter().enumerate() {
+                self.k[layer][base + i * bs + offset] = f16::from_f32(x);
+            }
+            let at = base + offset * hd;
             self.v[layer][at..at + hd].convert_from_f32_slice(vh);
         }
     }
@@ -108,7 +115,14 @@ pub fn paged_attention(shape: AttnShape, q: &[f32], kv: KvView, tables: &[&[u32]
     attention_impl(wide, shape, q, kv, tables, pos, out)
 }
 
-/// `wide` selects the AVX2/F16C kernels; callers check the features.
+/// Tokens of one sequence at consecutive positions (a prompt chunk) are
+/// attended together, up to this many: each K and V row is read once for
+/// all their queries. A query's arithmetic does not depend on the tile it
+/// is in, so a prompt prefilled in one step gives the logits its tokens get
+/// decoded one by one.
+const TILE_TOKENS: usize = 8;
+
+/// `wide` selects the AVX2/F16C kernel; callers check the features.
 fn attention_impl(
     wide: bool,
     shape: AttnShape,
@@ -118,64 +132,122 @@ fn attention_impl(
     pos: &[usize],
     out: &mut [f32],
 ) {
-    let AttnShape { n_heads, n_kv_heads, head_dim: hd } = shape;
-    let group = n_heads / n_kv_heads;
-    // One job per (token, KV head): the `group` query heads that share a KV
-    // head (grouped-query attention) are consecutive in `q` and `out`, and
-    // read each K and V row once between them instead of once each.
-    out.par_chunks_mut(group * hd).enumerate().for_each(|(i, o)| {
-        let t = i / n_kv_heads;
-        let job = GroupJob {
-            q: &q[i * group * hd..(i + 1) * group * hd],
+    let (hd, group) = (shape.head_dim, shape.n_heads / shape.n_kv_heads);
+    let qd = shape.n_heads * hd;
+    // Consecutive tokens of one sequence (same table, next position) share a tile.
+    let mut tiles: Vec<(usize, usize)> = Vec::new();
+    for t in 0..pos.len() {
+        match tiles.last_mut() {
+            Some((start, len))
+                if *len < TILE_TOKENS && std::ptr::eq(tables[*start], tables[t]) && pos[t] == pos[*start] + *len =>
+            {
+                *len += 1
+            }
+            _ => tiles.push((t, 1)),
+        }
+    }
+    // One job per (tile, KV head), so a lone decode still spreads over the
+    // threads; each writes `[tokens][group][head_dim]` into its own part of
+    // `scratch`, copied into `out` after.
+    let jobs: Vec<(usize, usize, usize)> =
+        tiles.iter().flat_map(|&(start, len)| (0..shape.n_kv_heads).map(move |h| (start, len, h))).collect();
+    let mut scratch = vec![0f32; out.len()];
+    let mut parts: Vec<&mut [f32]> = Vec::with_capacity(jobs.len());
+    let mut rest = scratch.as_mut_slice();
+    for &(_, len, _) in &jobs {
+        let (mine, after) = std::mem::take(&mut rest).split_at_mut(len * group * hd);
+        parts.push(mine);
+        rest = after;
+    }
+    parts.into_par_iter().zip(jobs.par_iter()).for_each(|(o, &(start, len, kv_head))| {
+        let job = TileJob {
+            shape,
+            q: &q[start * qd..(start + len) * qd],
             kv,
-            table: tables[t],
-            kv_head: i % n_kv_heads,
-            n_ctx: pos[t] + 1,
-            head_dim: hd,
+            table: tables[start],
+            first_pos: pos[start],
+            tokens: len,
+            kv_head,
         };
         #[cfg(target_arch = "x86_64")]
-        if wide {
+        if wide && job.fits_wide() {
             // SAFETY: `wide` is only true when AVX2, FMA and F16C were detected.
-            return unsafe { attend_group_avx2(&job, o) };
+            return unsafe { attend_tile_avx2(&job, o) };
         }
-        attend_group_portable(&job, o)
+        attend_tile_portable(&job, o)
     });
+    let mut done = scratch.as_slice();
+    for &(start, len, kv_head) in &jobs {
+        let (mine, after) = done.split_at(len * group * hd);
+        for (t, rows) in mine.chunks_exact(group * hd).enumerate() {
+            let at = (start + t) * qd + kv_head * group * hd;
+            out[at..at + group * hd].copy_from_slice(rows);
+        }
+        done = after;
+    }
 }
 
-/// One (token, KV head) pair of `paged_attention`: the query heads of one
-/// group against the positions of one sequence.
-struct GroupJob<'a> {
-    /// `[heads of the group][head_dim]`.
+/// One KV head of a tile: the `group` query heads that share it (grouped-
+/// query attention) of each of the tile's tokens, against the positions of
+/// their sequence. Query `j` is token `j / group`, head `j % group` of the
+/// group; it attends to `first_pos + j / group + 1` positions, and its
+/// output is `head_dim` values at `j * head_dim`.
+struct TileJob<'a> {
+    shape: AttnShape,
+    /// The tile's rows of `q`: `[tokens][n_heads * head_dim]`.
     q: &'a [f32],
     kv: KvView<'a>,
     table: &'a [u32],
+    first_pos: usize,
+    tokens: usize,
     kv_head: usize,
-    n_ctx: usize,
-    head_dim: usize,
 }
 
-impl GroupJob<'_> {
-    /// Where each attended position's K (and V) values start, in position
-    /// order: walked block by block, with no division per position.
-    fn rows(&self) -> impl Iterator<Item = usize> + '_ {
-        let (bs, hd) = (self.kv.block_size, self.head_dim);
-        self.table
-            .iter()
-            .flat_map(move |&b| {
-                let first = ((b as usize * self.kv.n_kv_heads + self.kv_head) * bs) * hd;
-                (0..bs).map(move |o| first + o * hd)
-            })
-            .take(self.n_ctx)
+impl TileJob<'_> {
+    fn group(&self) -> usize {
+        self.shape.n_heads / self.shape.n_kv_heads
+    }
+
+    fn queries(&self) -> usize {
+        self.tokens * self.group()
+    }
+
+    /// Positions query `j` attends to.
+    fn n_ctx(&self, j: usize) -> usize {
+        self.first_pos + j / self.group() + 1
+    }
+
+    /// Query `j`'s `head_dim` values.
+    fn query(&self, j: usize) -> &[f32] {
+        let (group, hd) = (self.group(), self.shape.head_dim);
+        let at = (j / group) * self.shape.n_heads * hd + (self.kv_head * group + j % group) * hd;
+        &self.q[at..at + hd]
+    }
+
+    /// Where position `p`'s block starts, for this KV head: K is stored
+    /// `[head_dim][block_size]` per block and head (a dimension's values of
+    /// consecutive positions side by side), V `[block_size][head_dim]`.
+    fn block_base(&self, p: usize) -> usize {
+        let bs = self.kv.block_size;
+        (self.table[p / bs] as usize * self.kv.n_kv_heads + self.kv_head) * bs * self.shape.head_dim
     }
 
     fn scale(&self) -> f32 {
-        1.0 / (self.head_dim as f32).sqrt()
+        1.0 / (self.shape.head_dim as f32).sqrt()
+    }
+
+    /// The AVX2 kernel takes 8 positions and 8 dimensions at a time.
+    #[cfg(target_arch = "x86_64")]
+    fn fits_wide(&self) -> bool {
+        self.shape.head_dim.is_multiple_of(8) && self.kv.block_size.is_multiple_of(8)
     }
 }
 
-/// Turns each head's row of scores (`[head][n]`) into softmax weights.
-fn softmax_rows(scores: &mut [f32], n: usize) {
-    for row in scores.chunks_exact_mut(n) {
+/// Turns each query's row of scores (`stride` apart, the first `n(j)` of
+/// each) into softmax weights.
+fn softmax_rows(scores: &mut [f32], stride: usize, n: impl Fn(usize) -> usize) {
+    for (j, row) in scores.chunks_exact_mut(stride).enumerate() {
+        let row = &mut row[..n(j)];
         let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut sum = 0f32;
         for s in row.iter_mut() {
@@ -187,170 +259,38 @@ fn softmax_rows(scores: &mut [f32], n: usize) {
     }
 }
 
-fn attend_group_portable(job: &GroupJob, o: &mut [f32]) {
-    let (hd, n) = (job.head_dim, job.n_ctx);
-    let heads = job.q.len() / hd;
+/// Each query on its own: a score is a fused multiply-add over dimensions
+/// in order, a weighted sum of V one over positions in order.
+fn attend_tile_portable(job: &TileJob, o: &mut [f32]) {
+    let (hd, bs) = (job.shape.head_dim, job.kv.block_size);
     let scale = job.scale();
-    let mut row = vec![0f32; hd];
-    let mut scores = vec![0f32; heads * n];
-    for (p, r) in job.rows().enumerate() {
-        job.kv.k[r..r + hd].convert_to_f32_slice(&mut row);
-        for h in 0..heads {
-            scores[h * n + p] = dot(&job.q[h * hd..(h + 1) * hd], &row) * scale;
+    let n_max = job.n_ctx(job.queries() - 1);
+    let mut scores = vec![0f32; job.queries() * n_max];
+    for j in 0..job.queries() {
+        let q = job.query(j);
+        for p in 0..job.n_ctx(j) {
+            let at = job.block_base(p) + p % bs;
+            let dot = (0..hd).fold(0f32, |acc, i| q[i].mul_add(job.kv.k[at + i * bs].to_f32(), acc));
+            scores[j * n_max + p] = dot * scale;
         }
     }
-    softmax_rows(&mut scores, n);
-    o.fill(0.0);
-    for (p, r) in job.rows().enumerate() {
-        job.kv.v[r..r + hd].convert_to_f32_slice(&mut row);
-        for h in 0..heads {
-            let w = scores[h * n + p];
-            o[h * hd..(h + 1) * hd].iter_mut().zip(&row).for_each(|(a, x)| *a += w * x);
-        }
-    }
-}
-
-/// Heads handled together by the AVX2 kernel: their accumulators stay in
-/// registers (four heads x one 8-lane vector each, plus the row).
-#[cfg(target_arch = "x86_64")]
-const WIDE_HEADS: usize = 4;
-
-/// How many positions ahead the AVX2 kernel prefetches K rows.
-#[cfg(target_arch = "x86_64")]
-const PREFETCH_POSITIONS: usize = 4;
-
-/// Asks for every cache line of `row` to be brought in (a hint: no fault,
-/// no effect on results).
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn prefetch_row<const HINT: i32>(row: &[f16]) {
-    use std::arch::x86_64::_mm_prefetch;
-    // 32 f16 values per 64-byte line.
-    for line in row.chunks(32) {
-        // SAFETY: prefetching is a hint and never faults; the address is in `row`.
-        unsafe { _mm_prefetch::<HINT>(line.as_ptr() as *const i8) };
-    }
-}
-
-/// Grouped attention with F16C widening fused into 8-wide FMAs. Scores: each
-/// K row is widened once for all heads of the group, and each head's dot
-/// product runs on two accumulators. Weighted sum of V: 8 dimensions at a
-/// time over all positions, each head's sum held in a register.
-///
-/// # Safety
-/// The CPU must support AVX2, FMA and F16C.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn attend_group_avx2(job: &GroupJob, o: &mut [f32]) {
-    use std::arch::x86_64::*;
-    let (hd, n) = (job.head_dim, job.n_ctx);
-    let heads = job.q.len() / hd;
-    let wide = hd / 8 * 8;
-    let scale = job.scale();
-    let mut row = vec![0f32; hd];
-    let mut scores = vec![0f32; heads * n];
-    let rows: Vec<usize> = job.rows().collect();
-    for (p, &r) in rows.iter().enumerate() {
-        // The K row a few positions on, into L1; this V row, into L2 for the
-        // weighted sum below. Blocks lie anywhere in memory, so the hardware
-        // prefetcher alone stalls at every block boundary.
-        if let Some(&ahead) = rows.get(p + PREFETCH_POSITIONS) {
-            prefetch_row::<_MM_HINT_T0>(&job.kv.k[ahead..ahead + hd]);
-        }
-        prefetch_row::<_MM_HINT_T1>(&job.kv.v[r..r + hd]);
-        let k = &job.kv.k[r..r + hd];
-        let mut i = 0;
-        while i < wide {
-            // SAFETY: i + 8 <= wide <= hd bounds the load from `k` and the store to `row`.
-            unsafe {
-                let x = _mm256_cvtph_ps(_mm_loadu_si128(k.as_ptr().add(i) as *const __m128i));
-                _mm256_storeu_ps(row.as_mut_ptr().add(i), x);
-            }
-            i += 8;
-        }
-        for j in wide..hd {
-            row[j] = k[j].to_f32();
-        }
-        for h in 0..heads {
-            let q = &job.q[h * hd..(h + 1) * hd];
-            let (mut a, mut b) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-            let mut i = 0;
-            while i + 16 <= wide {
-                // SAFETY: i + 16 <= wide <= hd bounds the four loads.
-                unsafe {
-                    a = _mm256_fmadd_ps(_mm256_loadu_ps(q.as_ptr().add(i)), _mm256_loadu_ps(row.as_ptr().add(i)), a);
-                    b = _mm256_fmadd_ps(
-                        _mm256_loadu_ps(q.as_ptr().add(i + 8)),
-                        _mm256_loadu_ps(row.as_ptr().add(i + 8)),
-                        b,
-                    );
-                }
-                i += 16;
-            }
-            if i < wide {
-                // SAFETY: i + 8 <= wide <= hd bounds both loads.
-                unsafe {
-                    a = _mm256_fmadd_ps(_mm256_loadu_ps(q.as_ptr().add(i)), _mm256_loadu_ps(row.as_ptr().add(i)), a);
-                }
-            }
-            let v = _mm256_add_ps(a, b);
-            let h4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-            let h2 = _mm_add_ps(h4, _mm_movehl_ps(h4, h4));
-            let mut sum = _mm_cvtss_f32(_mm_add_ss(h2, _mm_shuffle_ps(h2, h2, 1)));
-            for j in wide..hd {
-                sum += q[j] * row[j];
-            }
-            scores[h * n + p] = sum * scale;
-        }
-    }
-    softmax_rows(&mut scores, n);
-    o.fill(0.0);
-    for first in (0..heads).step_by(WIDE_HEADS) {
-        let tile = WIDE_HEADS.min(heads - first);
-        let mut d = 0;
-        while d < wide {
-            let mut acc = [_mm256_setzero_ps(); WIDE_HEADS];
-            for (p, &r) in rows.iter().enumerate() {
-                // SAFETY: d + 8 <= wide <= hd bounds the load within the row.
-                let v = unsafe { _mm256_cvtph_ps(_mm_loadu_si128(job.kv.v.as_ptr().add(r + d) as *const __m128i)) };
-                for (t, a) in acc.iter_mut().enumerate().take(tile) {
-                    *a = _mm256_fmadd_ps(_mm256_set1_ps(scores[(first + t) * n + p]), v, *a);
-                }
-            }
-            for (t, a) in acc.iter().enumerate().take(tile) {
-                // SAFETY: d + 8 <= hd bounds the store within head `first + t`'s output.
-                unsafe { _mm256_storeu_ps(o.as_mut_ptr().add((first + t) * hd + d), *a) };
-            }
-            d += 8;
-        }
-        for (p, &r) in rows.iter().enumerate() {
-            for j in wide..hd {
-                let x = job.kv.v[r + j].to_f32();
-                for t in 0..tile {
-                    o[(first + t) * hd + j] += scores[(first + t) * n + p] * x;
-                }
+    softmax_rows(&mut scores, n_max, |j| job.n_ctx(j));
+    for (j, out) in o.chunks_exact_mut(hd).enumerate() {
+        out.fill(0.0);
+        for p in 0..job.n_ctx(j) {
+            let at = job.block_base(p) + (p % bs) * hd;
+            let w = scores[j * n_max + p];
+            for (a, x) in out.iter_mut().zip(&job.kv.v[at..at + hd]) {
+                *a = w.mul_add(x.to_f32(), *a);
             }
         }
     }
 }
 
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // Eight independent lanes let the compiler vectorize without reassociation flags.
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    let mut s: f32 = acc.iter().sum();
-    for (x, y) in ra.iter().zip(rb) {
-        s += x * y;
-    }
-    s
-}
+#[cfg(target_arch = "x86_64")]
+mod wide;
+#[cfg(target_arch = "x86_64")]
+use wide::attend_tile_avx2;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -380,6 +320,51 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn a_query_gets_the_same_bits_in_a_tile_alone_and_from_either_kernel() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let shape = AttnShape { n_heads: 9, n_kv_heads: 3, head_dim: 64 };
+        let (kv_dim, qd, len) = (3 * 64, 9 * 64, 53);
+        let mut store = KvStore::new(1, 8, 16, kv_dim, 64);
+        let table: Vec<u32> = vec![5, 1, 7, 2];
+        for p in 0..len {
+            let k: Vec<f32> = (0..kv_dim).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let v: Vec<f32> = (0..kv_dim).map(|_| rng.random_range(-1.0..1.0)).collect();
+            store.write(0, store.slot(&table, p).unwrap(), &k, &v);
+        }
+        // A chunk of 21 consecutive positions (tiles of 8, 8 and 5), all at once...
+        let pos: Vec<usize> = (len - 21..len).collect();
+        let q: Vec<f32> = (0..pos.len() * qd).map(|_| rng.random_range(-2.0..2.0)).collect();
+        let tables = vec![table.as_slice(); pos.len()];
+        #[cfg(target_arch = "x86_64")]
+        let wide =
+            is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c");
+        #[cfg(not(target_arch = "x86_64"))]
+        let wide = false;
+        let mut outs = Vec::new();
+        for use_wide in [false, wide] {
+            let mut together = vec![0f32; q.len()];
+            attention_impl(use_wide, shape, &q, store.layer(0), &tables, &pos, &mut together);
+            // ...and each token alone, as decode steps see it.
+            for (t, &p) in pos.iter().enumerate() {
+                let mut alone = vec![0f32; qd];
+                attention_impl(
+                    use_wide,
+                    shape,
+                    &q[t * qd..(t + 1) * qd],
+                    store.layer(0),
+                    &tables[..1],
+                    &[p],
+                    &mut alone,
+                );
+                let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&alone), bits(&together[t * qd..(t + 1) * qd]), "token {t} wide={use_wide}");
+            }
+            outs.push(together);
+        }
+        assert!(outs[0].iter().zip(&outs[1]).all(|(a, b)| a.to_bits() == b.to_bits()), "the kernels agree");
     }
 
     #[test]
