@@ -11,6 +11,9 @@
 //! context, so the context is part of what a figure means. Each decode point
 //! also records per-step times and the KV waste (allocated but unfilled
 //! slots) at the end of its run, so the CLI can report them.
+//!
+//! `weigh`: prefills and decode steps timed in turns, for the pool's
+//! calibration (what a prompt token weighs against a generated one).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -94,24 +97,12 @@ pub fn run(model: &Arc<Model>, spec: &Spec) -> Result<BenchReport, EngineError> 
     let mut points = Vec::new();
     for &b in batches {
         let ids: Vec<u64> = (1..=b as u64).collect();
-        let p: Vec<u32> = (0..context as u32).map(|i| (i * 31 + b as u32 * 101) % vocab).collect();
-        eng.add_sequence(ids[0], &p)?;
-        let first =
-            eng.step(&StepBatch { entries: vec![StepEntry { seq: ids[0], tokens: p, logits: Logits::Last }] })?;
-        let token = first.outputs.first().map(|o| argmax(&o.logits)).unwrap_or(0);
-        for &id in &ids[1..] {
-            eng.copy_sequence(ids[0], id)?;
-        }
-        // Every sequence decodes the prompt's next token first.
-        let mut next: Vec<(u64, u32)> = ids.iter().map(|&seq| (seq, token)).collect();
+        let mut next = decoding_batch(&mut eng, &ids, context)?;
         let t0 = Instant::now();
         let mut step_ms_max = 0f64;
         for _ in 0..decode_steps {
             let t_step = Instant::now();
-            let entries =
-                next.iter().map(|&(seq, t)| StepEntry { seq, tokens: vec![t], logits: Logits::Last }).collect();
-            let out = eng.step(&StepBatch { entries })?;
-            next = out.outputs.iter().map(|o| (o.seq, argmax(&o.logits))).collect();
+            decode_step(&mut eng, &mut next)?;
             step_ms_max = step_ms_max.max(t_step.elapsed().as_secs_f64() * 1e3);
         }
         let decode_s = t0.elapsed().as_secs_f64();
@@ -136,4 +127,109 @@ pub fn run(model: &Arc<Model>, spec: &Spec) -> Result<BenchReport, EngineError> 
         prefill_steps,
         decode: points,
     })
+}
+
+/// Sequences `ids`, each holding `context` tokens of context (one prompt
+/// prefilled, its K/V copied into each), ready to decode: each with the
+/// token it feeds next.
+pub(crate) fn decoding_batch(eng: &mut Engine, ids: &[u64], context: usize) -> Result<Vec<(u64, u32)>, EngineError> {
+    let Some(&first_id) = ids.first() else { return Ok(Vec::new()) };
+    let vocab = eng.model().config.vocab_size as u32;
+    let p: Vec<u32> = (0..context.max(1) as u32).map(|i| (i * 31 + ids.len() as u32 * 101) % vocab).collect();
+    eng.add_sequence(first_id, &p)?;
+    let first = eng.step(&StepBatch { entries: vec![StepEntry { seq: first_id, tokens: p, logits: Logits::Last }] })?;
+    let token = first.outputs.first().map(|o| argmax(&o.logits)).unwrap_or(0);
+    for &id in &ids[1..] {
+        eng.copy_sequence(first_id, id)?;
+    }
+    // Every sequence decodes the prompt's next token first.
+    Ok(ids.iter().map(|&seq| (seq, token)).collect())
+}
+
+/// One greedy decode step of every sequence in `next`, which then holds
+/// their following tokens.
+pub(crate) fn decode_step(eng: &mut Engine, next: &mut Vec<(u64, u32)>) -> Result<(), EngineError> {
+    let entries = next.iter().map(|&(seq, t)| StepEntry { seq, tokens: vec![t], logits: Logits::Last }).collect();
+    let out = eng.step(&StepBatch { entries })?;
+    *next = out.outputs.iter().map(|o| (o.seq, argmax(&o.logits))).collect();
+    Ok(())
+}
+
+/// What `weigh` times.
+#[derive(Debug, Clone, Copy)]
+pub struct WeighSpec {
+    /// Prompt tokens of each timed prefill (a prompt of its own each turn).
+    pub prompt_tokens: usize,
+    /// Prompt tokens per prefill step at most.
+    pub prefill_chunk: usize,
+    /// Sequences decoding together.
+    pub batch: usize,
+    /// Tokens of context each decoding sequence holds before the first turn.
+    pub context: usize,
+    pub turns: usize,
+    pub decode_steps_per_turn: usize,
+}
+
+/// What a `weigh` run timed, in total.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Weighing {
+    pub prefill_tokens: usize,
+    pub prefill_s: f64,
+    pub decode_tokens: usize,
+    pub decode_s: f64,
+}
+
+impl Weighing {
+    pub fn prefill_tokens_per_s(&self) -> f64 {
+        self.prefill_tokens as f64 / self.prefill_s
+    }
+
+    pub fn decode_tokens_per_s(&self) -> f64 {
+        self.decode_tokens as f64 / self.decode_s
+    }
+}
+
+/// Times prompt tokens against generated ones in turns: each turn prefills
+/// a prompt of its own (in steps of `prefill_chunk`), then runs
+/// `decode_steps_per_turn` decode steps of `batch` sequences. A shared
+/// machine that speeds up or slows down during the run moves both figures
+/// alike, so their ratio (what a prompt token weighs) holds still where
+/// one prefill timed before all the decode steps would not.
+pub fn weigh(model: &Arc<Model>, spec: &WeighSpec) -> Result<Weighing, EngineError> {
+    let c = &model.config;
+    let per_token = KvStore::bytes_per_block(c.n_layers, 1, c.kv_dim());
+    let decoded = spec.turns * spec.decode_steps_per_turn;
+    let need_tokens = spec.prompt_tokens + 16 + spec.batch * (spec.context + decoded + 16);
+    let cfg = EngineConfig {
+        block_size: 16,
+        kv_budget_bytes: need_tokens * per_token + (64 << 20),
+        prefix_caching: false,
+        ..EngineConfig::default()
+    };
+    let mut eng = Engine::new(model.clone(), cfg)?;
+    let ids: Vec<u64> = (1..=spec.batch.max(1) as u64).collect();
+    let mut next = decoding_batch(&mut eng, &ids, spec.context)?;
+    let vocab = c.vocab_size as u32;
+    let mut w = Weighing { prefill_tokens: 0, prefill_s: 0.0, decode_tokens: 0, decode_s: 0.0 };
+    for turn in 0..spec.turns {
+        let prompt: Vec<u32> =
+            (0..spec.prompt_tokens as u32).map(|i| (i * 7919 + 13 + turn as u32 * 1009) % vocab).collect();
+        eng.add_sequence(0, &prompt)?;
+        let t0 = Instant::now();
+        let chunks: Vec<&[u32]> = prompt.chunks(spec.prefill_chunk.max(1)).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let logits = if i + 1 == chunks.len() { Logits::Last } else { Logits::None };
+            eng.step(&StepBatch { entries: vec![StepEntry { seq: 0, tokens: chunk.to_vec(), logits }] })?;
+        }
+        w.prefill_s += t0.elapsed().as_secs_f64();
+        w.prefill_tokens += prompt.len();
+        eng.remove_sequence(0)?;
+        let t0 = Instant::now();
+        for _ in 0..spec.decode_steps_per_turn {
+            decode_step(&mut eng, &mut next)?;
+        }
+        w.decode_s += t0.elapsed().as_secs_f64();
+        w.decode_tokens += next.len() * spec.decode_steps_per_turn;
+    }
+    Ok(w)
 }

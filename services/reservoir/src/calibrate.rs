@@ -8,7 +8,9 @@
 //! unit. A prompt token weighs the time the engine takes to prefill it (in
 //! a 256-token prompt) over the time a generated token takes at that batch
 //! (seconds per prefill token x decode tokens/s), so a contract's rate buys
-//! the same compute whatever its prompts' lengths.
+//! the same compute whatever its prompts' lengths. Prefills and decode
+//! steps are timed in turns, and the weight is the median run's ratio, so a
+//! shared machine's changing speed moves both sides of it alike.
 //!
 //! The prefill rate a TTFT target allows for is measured on a long prompt
 //! (1,024 tokens, or what the model's context holds): attention makes each
@@ -26,18 +28,19 @@ use rust_decimal::prelude::FromPrimitive;
 
 /// Sequences decoded together while measuring.
 pub const CALIBRATION_BATCH: usize = 32;
-/// Decode steps timed per run (after one warm-up prefill): enough that one
-/// slow step on a shared machine moves the figure little.
-const CALIBRATION_STEPS: usize = 16;
+/// Turns per run: a prefill of `CALIBRATION_PROMPT_TOKENS`, then
+/// `CALIBRATION_STEPS_PER_TURN` decode steps (`reservoir_engine::bench::weigh`).
+/// Enough turns that one slow step on a shared machine moves a figure little.
+const CALIBRATION_TURNS: usize = 6;
+const CALIBRATION_STEPS_PER_TURN: usize = 4;
 /// Prompt tokens whose prefill sets a prompt token's weight, and tokens of
 /// context each sequence decodes from: a typical chat prompt's length.
 /// Attention's share of a step grows with the context; decoding from a
 /// near-empty one (as engine benchmarks usually do) would sell more than
 /// chat traffic gets.
 pub const CALIBRATION_PROMPT_TOKENS: usize = 256;
-/// Prompt tokens of the timed prefill (in steps of the worker's budget),
-/// whose whole rate is the one TTFT targets allow for; its first
-/// `CALIBRATION_PROMPT_TOKENS` give the weight.
+/// Prompt tokens of the timed long prefill (in steps of the worker's
+/// budget), whose rate is the one TTFT targets allow for.
 pub const ALLOWANCE_PROMPT_TOKENS: usize = 1024;
 /// Runs measured; the median of each figure is kept, so one run disturbed
 /// by another process on the machine neither inflates nor deflates what is
@@ -75,46 +78,47 @@ impl Calibration {
 
 /// Runs the engine briefly on `model`, prefilling in steps of at most
 /// `step_token_budget` tokens as a worker does. Blocking: call it from a
-/// blocking thread. Takes several seconds on SmolLM2-135M.
+/// blocking thread. Takes about 15 s on SmolLM2-135M.
 pub fn measure_model(model: &Arc<Model>, step_token_budget: usize) -> anyhow::Result<Calibration> {
-    let mut decode = Vec::with_capacity(CALIBRATION_RUNS);
-    let mut weight_prefill = Vec::with_capacity(CALIBRATION_RUNS);
+    let mut weighings = Vec::with_capacity(CALIBRATION_RUNS);
     let mut allowance_prefill = Vec::with_capacity(CALIBRATION_RUNS);
     // Room for the decode steps' tokens beyond the context.
-    let context_room = model.config.ctx_len.saturating_sub(CALIBRATION_STEPS + 16);
-    let spec = reservoir_engine::bench::Spec {
+    let context_room = model.config.ctx_len.saturating_sub(CALIBRATION_TURNS * CALIBRATION_STEPS_PER_TURN + 16);
+    let long = reservoir_engine::bench::Spec {
         prefill_tokens: ALLOWANCE_PROMPT_TOKENS.min(context_room),
         prefill_chunk: step_token_budget,
-        batches: &[CALIBRATION_BATCH],
-        decode_steps: CALIBRATION_STEPS,
-        decode_context: CALIBRATION_PROMPT_TOKENS.min(context_room),
+        batches: &[],
+        decode_steps: 0,
+        decode_context: 0,
+    };
+    let weigh = reservoir_engine::bench::WeighSpec {
+        prompt_tokens: CALIBRATION_PROMPT_TOKENS.min(context_room),
+        prefill_chunk: step_token_budget,
+        batch: CALIBRATION_BATCH,
+        context: CALIBRATION_PROMPT_TOKENS.min(context_room),
+        turns: CALIBRATION_TURNS,
+        decode_steps_per_turn: CALIBRATION_STEPS_PER_TURN,
     };
     for _ in 0..CALIBRATION_RUNS {
-        let report = reservoir_engine::bench::run(model, &spec).context("calibration run")?;
-        decode.extend(report.decode_tok_per_s.iter().map(|(_, tps)| *tps));
-        weight_prefill.push(rate_of_first(&report.prefill_steps, CALIBRATION_PROMPT_TOKENS));
+        let report = reservoir_engine::bench::run(model, &long).context("calibration run")?;
         allowance_prefill.push(report.prefill_tok_per_s);
+        let w = reservoir_engine::bench::weigh(model, &weigh).context("calibration run")?;
+        weighings.push((w.prefill_tokens_per_s(), w.decode_tokens_per_s()));
     }
-    let decode = median(decode).context("calibration produced no decode figure")?;
-    let weight_prefill = median(weight_prefill).context("calibration produced no prefill figure")?;
+    let (weight_prefill, decode) = typical_run(&weighings).context("calibration produced no figures")?;
     let allowance_prefill = median(allowance_prefill).context("calibration produced no prefill figure")?;
     let mut calibration = from_rates(weight_prefill, decode)?;
     calibration.prefill_tokens_per_s = whole_rate(allowance_prefill, "long prefill")?;
     Ok(calibration)
 }
 
-/// Prompt tokens/s over the first steps of a timed prefill that carry at
-/// least `tokens` tokens (all of them if it had fewer).
-fn rate_of_first(steps: &[(usize, f64)], tokens: usize) -> f64 {
-    let (mut carried, mut ms) = (0usize, 0f64);
-    for &(step_tokens, step_ms) in steps {
-        if carried >= tokens {
-            break;
-        }
-        carried += step_tokens;
-        ms += step_ms;
-    }
-    carried as f64 * 1e3 / ms
+/// Of runs' (prefill, decode) rates, the median decode rate, and a prefill
+/// rate that keeps the median run's ratio of the two: the weight is a
+/// ratio measured within one run, where both rates saw the same machine.
+fn typical_run(runs: &[(f64, f64)]) -> Option<(f64, f64)> {
+    let decode = median(runs.iter().map(|r| r.1).collect())?;
+    let ratio = median(runs.iter().map(|r| r.1 / r.0).collect())?;
+    Some((decode / ratio, decode))
 }
 
 /// A measured rate as the whole tokens/s recorded, rounded down (never sell
@@ -191,12 +195,15 @@ mod tests {
     }
 
     #[test]
-    fn the_weight_comes_from_the_first_steps_of_the_long_prefill() {
-        // 128-token steps, each slower than the one before.
-        let steps = [(128, 100.0), (128, 120.0), (128, 160.0), (128, 220.0)];
-        assert_eq!(rate_of_first(&steps, 256), 256.0 * 1e3 / 220.0);
-        assert_eq!(rate_of_first(&steps, 200), 256.0 * 1e3 / 220.0, "whole steps, as many as cover it");
-        assert_eq!(rate_of_first(&steps[..1], 256), 1280.0, "a shorter prefill: all of it");
+    fn the_weight_is_the_median_runs_ratio_not_a_ratio_of_medians() {
+        // (prefill, decode): the machine ran slow in the second run, fast in
+        // the third; within each run the ratio is what it is.
+        let runs = [(1000.0, 500.0), (600.0, 330.0), (1400.0, 680.0)];
+        let (prefill, decode) = typical_run(&runs).expect("figures");
+        assert_eq!(decode, 500.0);
+        // Ratios 0.5, 0.55, 0.486: the median is 0.5.
+        assert_eq!(decode / prefill, 0.5);
+        assert_eq!(typical_run(&[]), None);
     }
 
     #[test]
