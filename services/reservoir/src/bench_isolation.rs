@@ -9,11 +9,12 @@
 //! capacity at the premium tier, offer 70% of their rate: first alone, then
 //! with spot offered at 5x capacity, then the same load with the scheduler
 //! and the worker switched to plain first-come-first-served (no classes).
-//! The reserved trace offers exactly that work over the phase, its prompts
-//! counted in real tokens (`trace::generate_offering`), and each request
-//! goes to the tenant that has offered least so far; drawn by arrival rate
-//! alone, a 30 s sample of a long-tailed load offered anywhere from 70% to
-//! 96% of the rate in runs here.
+//! The reserved trace offers that work over the phase (as near as whole
+//! requests come), its prompts counted in real tokens
+//! (`trace::generate_offering`), and each request goes to the tenant that
+//! has offered least so far; drawn by arrival rate alone, a 30 s sample of
+//! a long-tailed load offered anywhere from 70% to 96% of the rate in runs
+//! here.
 //! Needs DATABASE_URL (`scripts/pg run -- reservoir bench isolation`).
 
 mod client;
