@@ -64,34 +64,14 @@ pub struct Spec<'a> {
 
 pub fn run(model: &Arc<Model>, spec: &Spec) -> Result<BenchReport, EngineError> {
     let Spec { prefill_tokens, prefill_chunk, batches, decode_steps, decode_context } = *spec;
-    let vocab = model.config.vocab_size as u32;
     let context = decode_context.max(1);
     let max_batch = batches.iter().copied().max().unwrap_or(1);
-    let c = &model.config;
-    let per_token = KvStore::bytes_per_block(c.n_layers, 1, c.kv_dim());
-    let need_tokens = (prefill_tokens + 16).max(max_batch * (context + decode_steps + 16));
-    let cfg = EngineConfig {
-        block_size: 16,
-        kv_budget_bytes: need_tokens * per_token + (64 << 20),
-        prefix_caching: false,
-        ..EngineConfig::default()
-    };
-    let mut eng = Engine::new(model.clone(), cfg)?;
+    let mut eng = bench_engine(model, (prefill_tokens + 16).max(max_batch * (context + decode_steps + 16)))?;
 
-    let prompt: Vec<u32> = (0..prefill_tokens as u32).map(|i| (i * 7919 + 13) % vocab).collect();
-    eng.add_sequence(0, &prompt)?;
-    let t0 = Instant::now();
-    let chunks: Vec<&[u32]> = prompt.chunks(prefill_chunk.max(1)).collect();
-    let mut prefill_steps = Vec::with_capacity(chunks.len());
-    for (i, chunk) in chunks.iter().enumerate() {
-        let logits = if i + 1 == chunks.len() { Logits::Last } else { Logits::None };
-        let t_step = Instant::now();
-        eng.step(&StepBatch { entries: vec![StepEntry { seq: 0, tokens: chunk.to_vec(), logits }] })?;
-        prefill_steps.push((chunk.len(), t_step.elapsed().as_secs_f64() * 1e3));
-    }
-    let prefill_s = t0.elapsed().as_secs_f64();
+    let prompt = bench_prompt(model, prefill_tokens, 0);
+    let prefill_steps = prefill_in_steps(&mut eng, &prompt, prefill_chunk)?;
+    let prefill_s = prefill_seconds(&prefill_steps);
     let prefill_tok_per_s = prefill_tokens as f64 / prefill_s;
-    eng.remove_sequence(0)?;
 
     let mut decode = Vec::new();
     let mut points = Vec::new();
@@ -127,6 +107,46 @@ pub fn run(model: &Arc<Model>, spec: &Spec) -> Result<BenchReport, EngineError> 
         prefill_steps,
         decode: points,
     })
+}
+
+/// An engine with room for `tokens` tokens of K/V (and some to spare), no
+/// prefix cache: every prompt is computed.
+fn bench_engine(model: &Arc<Model>, tokens: usize) -> Result<Engine, EngineError> {
+    let c = &model.config;
+    let per_token = KvStore::bytes_per_block(c.n_layers, 1, c.kv_dim());
+    let cfg = EngineConfig {
+        block_size: 16,
+        kv_budget_bytes: tokens * per_token + (64 << 20),
+        prefix_caching: false,
+        ..EngineConfig::default()
+    };
+    Engine::new(model.clone(), cfg)
+}
+
+/// A prompt of `tokens` tokens; another `variant` gives another prompt.
+fn bench_prompt(model: &Model, tokens: usize, variant: u32) -> Vec<u32> {
+    let vocab = model.config.vocab_size as u32;
+    (0..tokens as u32).map(|i| (i * 7919 + 13 + variant * 1009) % vocab).collect()
+}
+
+/// Prefills `prompt` as sequence 0 in steps of at most `chunk` tokens, then
+/// removes it; answers each step's (tokens, ms).
+fn prefill_in_steps(eng: &mut Engine, prompt: &[u32], chunk: usize) -> Result<Vec<(usize, f64)>, EngineError> {
+    eng.add_sequence(0, prompt)?;
+    let chunks: Vec<&[u32]> = prompt.chunks(chunk.max(1)).collect();
+    let mut steps = Vec::with_capacity(chunks.len());
+    for (i, chunk) in chunks.iter().enumerate() {
+        let logits = if i + 1 == chunks.len() { Logits::Last } else { Logits::None };
+        let t_step = Instant::now();
+        eng.step(&StepBatch { entries: vec![StepEntry { seq: 0, tokens: chunk.to_vec(), logits }] })?;
+        steps.push((chunk.len(), t_step.elapsed().as_secs_f64() * 1e3));
+    }
+    eng.remove_sequence(0)?;
+    Ok(steps)
+}
+
+fn prefill_seconds(steps: &[(usize, f64)]) -> f64 {
+    steps.iter().map(|(_, ms)| ms).sum::<f64>() / 1e3
 }
 
 /// Sequences `ids`, each holding `context` tokens of context (one prompt
@@ -196,34 +216,16 @@ impl Weighing {
 /// alike, so their ratio (what a prompt token weighs) holds still where
 /// one prefill timed before all the decode steps would not.
 pub fn weigh(model: &Arc<Model>, spec: &WeighSpec) -> Result<Weighing, EngineError> {
-    let c = &model.config;
-    let per_token = KvStore::bytes_per_block(c.n_layers, 1, c.kv_dim());
     let decoded = spec.turns * spec.decode_steps_per_turn;
-    let need_tokens = spec.prompt_tokens + 16 + spec.batch * (spec.context + decoded + 16);
-    let cfg = EngineConfig {
-        block_size: 16,
-        kv_budget_bytes: need_tokens * per_token + (64 << 20),
-        prefix_caching: false,
-        ..EngineConfig::default()
-    };
-    let mut eng = Engine::new(model.clone(), cfg)?;
+    let mut eng = bench_engine(model, spec.prompt_tokens + 16 + spec.batch * (spec.context + decoded + 16))?;
     let ids: Vec<u64> = (1..=spec.batch.max(1) as u64).collect();
     let mut next = decoding_batch(&mut eng, &ids, spec.context)?;
-    let vocab = c.vocab_size as u32;
     let mut w = Weighing { prefill_tokens: 0, prefill_s: 0.0, decode_tokens: 0, decode_s: 0.0 };
     for turn in 0..spec.turns {
-        let prompt: Vec<u32> =
-            (0..spec.prompt_tokens as u32).map(|i| (i * 7919 + 13 + turn as u32 * 1009) % vocab).collect();
-        eng.add_sequence(0, &prompt)?;
-        let t0 = Instant::now();
-        let chunks: Vec<&[u32]> = prompt.chunks(spec.prefill_chunk.max(1)).collect();
-        for (i, chunk) in chunks.iter().enumerate() {
-            let logits = if i + 1 == chunks.len() { Logits::Last } else { Logits::None };
-            eng.step(&StepBatch { entries: vec![StepEntry { seq: 0, tokens: chunk.to_vec(), logits }] })?;
-        }
-        w.prefill_s += t0.elapsed().as_secs_f64();
+        let prompt = bench_prompt(model, spec.prompt_tokens, turn as u32);
+        let steps = prefill_in_steps(&mut eng, &prompt, spec.prefill_chunk)?;
+        w.prefill_s += prefill_seconds(&steps);
         w.prefill_tokens += prompt.len();
-        eng.remove_sequence(0)?;
         let t0 = Instant::now();
         for _ in 0..spec.decode_steps_per_turn {
             decode_step(&mut eng, &mut next)?;

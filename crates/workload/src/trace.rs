@@ -90,6 +90,15 @@ pub struct TraceRequest {
 }
 
 impl TraceSpec {
+    /// Request `index` of the trace, sent at `at_us`: its prompt's length,
+    /// its `max_tokens` and its text, drawn in that order.
+    fn draw(&self, rng: &mut ChaCha8Rng, index: usize, at_us: u64) -> TraceRequest {
+        let prompt_words = self.prompt.draw(rng);
+        let max_tokens = log_uniform(rng, self.max_tokens_min, self.max_tokens_max);
+        let prompt = prompt_text(rng, &self.tag, index, prompt_words);
+        TraceRequest { index, at_us, prompt_words, max_tokens, prompt }
+    }
+
     fn check(&self) -> Result<(), WorkloadError> {
         let rate_ok = self.requests_per_s.is_finite() && self.requests_per_s > 0.0;
         let prompt = &self.prompt;
@@ -124,11 +133,7 @@ pub fn generate(spec: &TraceSpec) -> Result<Vec<TraceRequest>, WorkloadError> {
         if at_us >= spec.duration_us as f64 || out.len() >= TRACE_REQUESTS_MAX {
             break;
         }
-        let index = out.len();
-        let prompt_words = spec.prompt.draw(&mut rng);
-        let max_tokens = log_uniform(&mut rng, spec.max_tokens_min, spec.max_tokens_max);
-        let prompt = prompt_text(&mut rng, &spec.tag, index, prompt_words);
-        out.push(TraceRequest { index, at_us: at_us as u64, prompt_words, max_tokens, prompt });
+        out.push(spec.draw(&mut rng, out.len(), at_us as u64));
     }
     Ok(out)
 }
@@ -148,8 +153,8 @@ pub fn generate_offering(
     work: f64,
     cost: impl Fn(&TraceRequest) -> f64,
 ) -> Result<Vec<TraceRequest>, WorkloadError> {
-    let spec_ok = TraceSpec { requests_per_s: 1.0, ..spec.clone() };
-    spec_ok.check()?;
+    // Checked as `generate` checks it, less the unused arrival rate.
+    TraceSpec { requests_per_s: 1.0, ..spec.clone() }.check()?;
     if !work.is_finite() || work < 0.0 || spec.duration_us == 0 {
         return Err(WorkloadError::Invalid(format!("{work} of work over {} us", spec.duration_us)));
     }
@@ -157,11 +162,7 @@ pub fn generate_offering(
     let mut out = Vec::new();
     let mut offered = 0.0;
     while offered < work && out.len() < TRACE_REQUESTS_MAX {
-        let index = out.len();
-        let prompt_words = spec.prompt.draw(&mut rng);
-        let max_tokens = log_uniform(&mut rng, spec.max_tokens_min, spec.max_tokens_max);
-        let prompt = prompt_text(&mut rng, &spec.tag, index, prompt_words);
-        let request = TraceRequest { index, at_us: 0, prompt_words, max_tokens, prompt };
+        let request = spec.draw(&mut rng, out.len(), 0);
         let c = cost(&request).max(0.0);
         if offered + c - work > work - offered {
             break;
