@@ -24,9 +24,11 @@
 //!
 //! Steps are mixed: what budget a reserved prompt leaves goes to lower-class
 //! decodes and prompts in the same step, so the pool never idles between
-//! small steps; while reserved prompts fill the budget, spot waits. Beside
-//! reserved or burst decodes, spot gets at most `spot_tokens_beside_decodes`
-//! tokens, so those decodes keep a step's pace short.
+//! small steps; while reserved prompts fill the budget, spot waits. The
+//! budget is in prompt tokens, a decode counting `decode_cost` of them (it
+//! costs the engine about that much more: logits over the vocabulary and
+//! attention over its whole context), so a step lasts about as long
+//! whatever its mix, and the decodes in it get a token at that pace.
 //!
 //! Block accounting assumes a sequence holds exactly
 //! `ceil(tokens_in_cache / block_size)` blocks (the worker never allocates
@@ -43,15 +45,12 @@ pub const NO_DEADLINE: u64 = u64::MAX;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PlannerConfig {
-    /// Tokens fed to the engine in one step at most (prefill chunks and decodes).
+    /// What one step may carry, in prompt tokens (a decode counts
+    /// `decode_cost`): what bounds a step's duration.
     pub step_token_budget: usize,
     pub block_size: usize,
-    /// Spot tokens a step carries at most beside reserved or burst decodes:
-    /// a decode gets one token per step, so a step full of spot prompt
-    /// would slow those decodes to its own pace (below a tier's decode
-    /// floor, and they stay in the batch longer, taking the budget of the
-    /// next reserved prompt). Without such decodes spot gets the budget.
-    pub spot_tokens_beside_decodes: usize,
+    /// What a decode takes of the budget, in prompt tokens (at least 1).
+    pub decode_cost: usize,
 }
 
 /// A sequence that holds KV blocks.
@@ -141,7 +140,8 @@ impl Planner {
         let cfg = PlannerConfig {
             step_token_budget: cfg.step_token_budget.max(1),
             block_size: cfg.block_size.max(1),
-            spot_tokens_beside_decodes: cfg.spot_tokens_beside_decodes,
+            // A decode costing more than a whole step would never run.
+            decode_cost: cfg.decode_cost.clamp(1, cfg.step_token_budget.max(1)),
         };
         Planner { cfg }
     }
@@ -181,14 +181,10 @@ impl Planner {
         let budget = self.cfg.step_token_budget;
         let mut st = Step { slots, free: free_blocks, budget, plan: Plan::default(), open: true, promised: 0 };
         for class in PriorityClass::ALL {
-            // Decodes scheduled so far are reserved or burst ones.
-            if *class == PriorityClass::Spot && st.slots.iter().any(|s| s.scheduled.is_some() && s.seq.pending == 1) {
-                st.budget = st.budget.min(self.cfg.spot_tokens_beside_decodes);
-            }
             // 1. The class's decodes.
             for i in 0..st.slots.len() {
                 let seq = st.slots[i].seq;
-                if seq.class == *class && seq.pending == 1 && st.budget > 0 {
+                if seq.class == *class && seq.pending == 1 && st.budget >= self.cfg.decode_cost {
                     self.decode(&mut st, i);
                 }
             }
@@ -250,7 +246,7 @@ impl Planner {
         }
         if st.slots[i].alive && need <= st.available() {
             st.free -= need;
-            st.budget -= 1;
+            st.budget -= self.cfg.decode_cost;
             st.slots[i].scheduled = Some((1, need));
         }
     }
@@ -356,7 +352,7 @@ impl Planner {
         st.free += self.blocks_for(s.seq.computed);
         if let Some((n, blocks)) = s.scheduled.take() {
             st.free += blocks;
-            st.budget += n;
+            st.budget += if s.seq.pending == 1 { self.cfg.decode_cost } else { n };
         }
         st.plan.preempt.push(s.seq.id);
     }

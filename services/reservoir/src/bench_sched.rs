@@ -30,11 +30,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Median microseconds of one planner step with `queued` waiting sequences.
 fn planner_step_us(queued: usize) -> f64 {
     // The worker's own step budget.
-    let step_token_budget = reservoir_worker::WorkerSettings::default().step_token_budget;
+    let settings = reservoir_worker::WorkerSettings::default();
     let planner = Planner::new(PlannerConfig {
-        step_token_budget,
+        step_token_budget: settings.step_token_budget,
         block_size: 16,
-        spot_tokens_beside_decodes: step_token_budget,
+        decode_cost: settings.decode_token_cost,
     });
     let running: Vec<Running> = (0..RUNNING)
         .map(|i| Running {

@@ -56,17 +56,17 @@ pub struct WorkerSettings {
     pub kv_budget_bytes: usize,
     /// Requests in the worker at once, queued or running (RESOURCE_EXHAUSTED beyond).
     pub queue_capacity: usize,
-    /// Tokens one engine step carries at most (prefill chunks and decodes).
-    /// A step cannot be cut short, so this bounds how long a new request
-    /// waits for the step in progress; too small, and steps carry too little
-    /// to keep the pool busy. 128 (a step of about 0.35 s of prefill on a
-    /// 2-core machine with SmolLM2-135M) served both reserved latency and
-    /// spot throughput best of 64, 128, 256 and 512 in `bench isolation`
-    /// (see the README).
+    /// What one engine step carries at most, in prompt tokens, a decode
+    /// counting `decode_token_cost` of them (`PlannerConfig`). It sets a
+    /// step's duration, which is both how long a new request waits for the
+    /// step in progress and the pace at which every running decode gets its
+    /// tokens; too small, and steps carry too little to keep the pool busy.
     pub step_token_budget: usize,
-    /// Spot tokens a step carries at most beside reserved or burst decodes
-    /// (`PlannerConfig::spot_tokens_beside_decodes`).
-    pub spot_tokens_beside_decodes: usize,
+    /// What a decode costs the engine, in prompt tokens: the inverse of the
+    /// model's measured prompt weight (0.46 to 0.52 in calibrations on a
+    /// 2-core machine with SmolLM2-135M: a decode costs about 2 prompt
+    /// tokens), rounded.
+    pub decode_token_cost: usize,
     /// The worker's name in the scheduler, metrics and usage records. When
     /// unset, the worker names itself (its host name and random letters,
     /// `register::own_id`), so identical replicas are distinct workers.
@@ -88,8 +88,8 @@ impl Default for WorkerSettings {
             model_id: "smollm2-135m-instruct".into(),
             kv_budget_bytes: 256 << 20,
             queue_capacity: 256,
-            step_token_budget: 128,
-            spot_tokens_beside_decodes: 64,
+            step_token_budget: 96,
+            decode_token_cost: 2,
             id: None,
             scheduler_url: None,
             advertise_url: None,
@@ -126,12 +126,15 @@ pub async fn build<B: InferenceBackend>(
     if settings.step_token_budget == 0 || settings.step_token_budget > info.max_batch_tokens {
         anyhow::bail!("worker.step_token_budget must be in 1..={}", info.max_batch_tokens);
     }
+    if settings.decode_token_cost == 0 || settings.decode_token_cost > settings.step_token_budget {
+        anyhow::bail!("worker.decode_token_cost must be in 1..=worker.step_token_budget");
+    }
     let listener = TcpListener::bind(settings.listen).await?;
     let tokenizer = backend.tokenizer();
     let planner = Planner::new(PlannerConfig {
         step_token_budget: settings.step_token_budget,
         block_size: info.block_size,
-        spot_tokens_beside_decodes: settings.spot_tokens_beside_decodes,
+        decode_cost: settings.decode_token_cost,
     });
     let (jobs_tx, jobs_rx) = mpsc::channel(settings.queue_capacity);
     let (stats_tx, stats_rx) = watch::channel(step_loop::LoopStats {

@@ -6,7 +6,7 @@ use super::*;
 use PriorityClass::{Burst, Reserved, Spot};
 
 fn planner(budget: usize, block_size: usize) -> Planner {
-    Planner::new(PlannerConfig { step_token_budget: budget, block_size, spot_tokens_beside_decodes: budget })
+    Planner::new(PlannerConfig { step_token_budget: budget, block_size, decode_cost: 1 })
 }
 
 fn run(id: SeqId, class: PriorityClass, started: u64, computed: usize, pending: usize) -> Running {
@@ -207,7 +207,8 @@ mod props {
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
-        /// Whatever the input: the plan stays within the token budget and
+        /// Whatever the input: the plan stays within the token budget (a
+        /// decode counting its cost) and
         /// the free blocks, schedules each sequence at most once, never
         /// preempts reserved work for a lower class, and admits in class order.
         #[test]
@@ -216,9 +217,10 @@ mod props {
             waiting in proptest::collection::vec((class(), 1usize..40), 0..6),
             free in 0usize..20,
             budget in 1usize..64,
+            decode_cost in 1usize..4,
         ) {
             let bs = 4;
-            let p = planner(budget, bs);
+            let p = Planner::new(PlannerConfig { step_token_budget: budget, block_size: bs, decode_cost });
             let running: Vec<Running> = running.iter().enumerate()
                 .map(|(i, &(c, computed, pending))| Running { due: (i as u64 * 7) % 5, ..run(i as u64, c, i as u64, computed, pending) })
                 .collect();
@@ -237,7 +239,9 @@ mod props {
                 prop_assert!(!plan.preempt.contains(&e.id));
                 let start = running.iter().find(|r| r.id == e.id).map_or(0, |r| r.computed);
                 prop_assert!(e.end > start);
-                tokens += e.end - start;
+                // A decode (one token of a running sequence with one pending) costs more.
+                let decode = running.iter().any(|r| r.id == e.id && r.pending == 1);
+                tokens += if decode { decode_cost.min(budget) } else { e.end - start };
                 blocks += e.end.div_ceil(bs) - start.div_ceil(bs);
                 if let Some(r) = running.iter().find(|r| r.id == e.id) {
                     prop_assert!(e.end <= r.computed + r.pending);
@@ -266,19 +270,20 @@ mod props {
 }
 
 #[test]
-fn spot_is_held_to_its_share_beside_higher_class_decodes() {
-    let p = Planner::new(PlannerConfig { step_token_budget: 128, block_size: 16, spot_tokens_beside_decodes: 40 });
-    // A reserved decode in the step: spot's prompt gets 40 tokens, not the 127 left.
-    let running = [run(1, Reserved, 1, 50, 1), run(2, Spot, 2, 0, 500)];
+fn a_decode_takes_its_cost_of_the_budget_whatever_its_class() {
+    let p = Planner::new(PlannerConfig { step_token_budget: 128, block_size: 16, decode_cost: 3 });
+    // A reserved and a spot decode take 6 of 128: a spot prompt gets 122.
+    let running = [run(1, Reserved, 1, 50, 1), run(2, Spot, 2, 50, 1), run(3, Spot, 3, 0, 500)];
     let plan = p.next_step(&running, &[], 1000);
-    assert_eq!(plan.entries, vec![PlannedEntry { id: 1, end: 51 }, PlannedEntry { id: 2, end: 40 }]);
-    // A burst decode counts too.
-    let running = [run(1, Burst, 1, 50, 1), run(2, Spot, 2, 0, 500)];
-    assert_eq!(p.next_step(&running, &[], 1000).entries[1], PlannedEntry { id: 2, end: 40 });
-    // No higher-class decode: spot gets the whole budget.
-    let plan = p.next_step(&[run(2, Spot, 2, 0, 500)], &[], 1000);
-    assert_eq!(plan.entries, vec![PlannedEntry { id: 2, end: 128 }]);
-    // A reserved prompt (no decode) leaves spot the rest of the budget.
-    let plan = p.next_step(&[run(2, Spot, 2, 0, 500)], &[wait(3, Reserved, 28)], 1000);
-    assert_eq!(plan.entries, vec![PlannedEntry { id: 2, end: 100 }, PlannedEntry { id: 3, end: 28 }]);
+    assert_eq!(
+        plan.entries,
+        vec![PlannedEntry { id: 1, end: 51 }, PlannedEntry { id: 2, end: 51 }, PlannedEntry { id: 3, end: 122 }]
+    );
+    // A budget of 7 holds two decodes and one prompt token: the third decode waits.
+    let p = Planner::new(PlannerConfig { step_token_budget: 7, block_size: 16, decode_cost: 3 });
+    let running = [run(1, Reserved, 1, 50, 1), run(2, Spot, 2, 50, 1), run(3, Spot, 3, 50, 1), run(4, Spot, 4, 0, 9)];
+    assert_eq!(ids(&p.next_step(&running, &[], 1000).entries), vec![1, 2, 4]);
+    // A cost above the budget is held to it, so decodes still run one a step.
+    let p = Planner::new(PlannerConfig { step_token_budget: 2, block_size: 16, decode_cost: 5 });
+    assert_eq!(ids(&p.next_step(&running[..2], &[], 1000).entries), vec![1]);
 }
