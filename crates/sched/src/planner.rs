@@ -154,6 +154,12 @@ impl Planner {
         tokens.div_ceil(self.cfg.block_size)
     }
 
+    /// What `n` tokens of `seq` take of a step's budget: a decode (its one
+    /// pending token) counts `decode_cost`, a prompt token one.
+    fn budget_of(&self, seq: &Running, n: usize) -> usize {
+        if seq.pending == 1 { self.cfg.decode_cost } else { n }
+    }
+
     /// New blocks a sequence holding `computed` tokens needs for `n` more.
     fn grow(&self, computed: usize, n: usize) -> usize {
         self.blocks_for(computed + n) - self.blocks_for(computed)
@@ -184,7 +190,7 @@ impl Planner {
             // 1. The class's decodes.
             for i in 0..st.slots.len() {
                 let seq = st.slots[i].seq;
-                if seq.class == *class && seq.pending == 1 && st.budget >= self.cfg.decode_cost {
+                if seq.class == *class && seq.pending == 1 && st.budget >= self.budget_of(&seq, 1) {
                     self.decode(&mut st, i);
                 }
             }
@@ -246,7 +252,7 @@ impl Planner {
         }
         if st.slots[i].alive && need <= st.available() {
             st.free -= need;
-            st.budget -= self.cfg.decode_cost;
+            st.budget -= self.budget_of(&r, 1);
             st.slots[i].scheduled = Some((1, need));
         }
     }
@@ -352,7 +358,7 @@ impl Planner {
         st.free += self.blocks_for(s.seq.computed);
         if let Some((n, blocks)) = s.scheduled.take() {
             st.free += blocks;
-            st.budget += if s.seq.pending == 1 { self.cfg.decode_cost } else { n };
+            st.budget += self.budget_of(&s.seq, n);
         }
         st.plan.preempt.push(s.seq.id);
     }
