@@ -191,15 +191,18 @@ impl<B: InferenceBackend> StepLoop<B> {
     /// Between two layers of a step in progress: the prefill of requests of
     /// a class above the step's lowest runs now, in a step of its own, so a
     /// reserved request's first token does not wait for a long batch of spot
-    /// decodes. Decodes are left to the regular steps (they batch well).
+    /// decodes. Decodes are left to the regular steps (they batch well); a
+    /// prompt whose last chunk is a single token looks like one to the
+    /// planner, but its first token is still owed, so it runs here too.
     /// The planner sees only that work, so it preempts nothing else.
     /// Returns whether a step ran.
     fn cut_in(&mut self, below: PriorityClass, in_step: &HashSet<SeqId>) -> bool {
         let higher = |c: PriorityClass| c < below;
+        let first_token_owed = |id: &SeqId| self.seqs.get(id).is_some_and(|s| s.p.completed == 0);
         let running: Vec<Running> = self
             .running_views()
             .into_iter()
-            .filter(|r| higher(r.class) && r.pending > 1 && !in_step.contains(&r.id))
+            .filter(|r| higher(r.class) && (r.pending > 1 || first_token_owed(&r.id)) && !in_step.contains(&r.id))
             .collect();
         let waiting = self.waiting_views(higher);
         if running.is_empty() && waiting.is_empty() {

@@ -278,6 +278,31 @@ async fn reserved_prefill_cuts_into_a_spot_step_in_progress() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reserved_prompt_one_token_over_a_step_gets_its_first_token_in_the_cut_in_run() {
+    let m = model();
+    let (backend, gate) = gated(backend(&m, 16, 256));
+    let (mut client, _shutdown) = start(backend, 16, 8).await;
+    // The spot prompt fills one step; the reserved one is a step and one
+    // token, so its last chunk is a single token, which the planner cannot
+    // tell from a decode.
+    let with_tokens = |i, n| (1..64).map(|len| prompt(i, len)).find(|p| encode(p).len() == n).unwrap();
+    let (ps, pr) = (with_tokens(1, 8), with_tokens(2, 9));
+    let spot = client.generate(request("s", "spot", &ps, 2)).await.unwrap();
+    gate.wait_entered(1).await;
+    let reserved = client.generate(request("r", "reserved", &pr, 2)).await.unwrap();
+    gate.open();
+    let (spot, reserved) = (collect(spot).await, collect(reserved).await);
+    assert_eq!(spot.tokens, reference(&m, &encode(&ps), greedy(2)).0);
+    assert_eq!(reserved.tokens, reference(&m, &encode(&pr), greedy(2)).0);
+    // Both of the reserved prompt's chunks ran between the spot step's
+    // layers: its first token came before the spot step's.
+    let (s, r) = (gate.seq_of(&encode(&ps)), gate.seq_of(&encode(&pr)));
+    let finished = gate.finished();
+    let step_of = |id| finished.iter().position(|step| step.contains(&id)).unwrap();
+    assert!(step_of(r) < step_of(s), "{finished:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reserved_request_due_sooner_joins_a_cut_in_run_already_going() {
     let m = model();
     let (backend, gate) = gated(backend(&m, 16, 256));
