@@ -297,9 +297,7 @@ async fn a_reserved_prompt_one_token_over_a_step_gets_its_first_token_in_the_cut
     // Both of the reserved prompt's chunks ran between the spot step's
     // layers: its first token came before the spot step's.
     let (s, r) = (gate.seq_of(&encode(&ps)), gate.seq_of(&encode(&pr)));
-    let finished = gate.finished();
-    let step_of = |id| finished.iter().position(|step| step.contains(&id)).unwrap();
-    assert!(step_of(r) < step_of(s), "{finished:?}");
+    assert!(gate.step_of(r) < gate.step_of(s), "{:?}", gate.finished());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -325,9 +323,7 @@ async fn a_reserved_request_due_sooner_joins_a_cut_in_run_already_going() {
     // The short one, due first, ran in the next cut-in step and got its
     // first token before the long prompt was done.
     let (l, sh) = (gate.seq_of(&encode(&long)), gate.seq_of(&encode(&short)));
-    let finished = gate.finished();
-    let step_of = |id| finished.iter().position(|step| step.contains(&id)).unwrap();
-    assert!(step_of(sh) < step_of(l), "{finished:?}");
+    assert!(gate.step_of(sh) < gate.step_of(l), "{:?}", gate.finished());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -214,6 +214,12 @@ impl Gate {
         self.state.lock().unwrap().finished.clone()
     }
 
+    /// The index of the finished step that gave `id` its logits first.
+    pub fn step_of(&self, id: SeqId) -> usize {
+        let finished = self.finished();
+        finished.iter().position(|step| step.contains(&id)).unwrap_or_else(|| panic!("{id} never ran: {finished:?}"))
+    }
+
     pub fn log(&self) -> Vec<(bool, SeqId)> {
         self.state.lock().unwrap().log.clone()
     }
