@@ -18,6 +18,7 @@
 //! Needs DATABASE_URL (`scripts/pg run -- reservoir bench isolation`).
 
 mod client;
+mod engine_work;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -131,7 +132,7 @@ async fn run_in(
     for p in &PHASES {
         config.scheduler.fcfs = p.fcfs;
         let shutdown = Shutdown::new();
-        let gateway = platform(&config, url, &args.model, shutdown.clone()).await.context(p.label)?;
+        let (gateway, worker) = platform(&config, url, &args.model, shutdown.clone()).await.context(p.label)?;
         let http = reqwest::Client::new();
         // Also waits for the phase's worker: a model is listed once one serves it.
         let served = served(&http, &gateway, &mint(&config, "reserved-0")?).await.context(p.label)?;
@@ -148,12 +149,17 @@ async fn run_in(
         let Some((reserved, spot, served)) = &planned else { anyhow::bail!("no trace") };
         warm_up(&http, &gateway, &config, &loaded.tokenizer).await?;
         let spot: &[Planned] = if p.spot { spot } else { &[] };
+        let before = engine_work::read(&worker).await?;
+        let at_end = tokio::spawn(engine_work::read_at(worker, Instant::now() + phase));
         let observed = run_phase(&http, &gateway, reserved, spot, phase, straggler_wait).await;
-        let summary = report::summarize(&observed, served.weights, capacity, phase.as_secs_f64());
+        let after = at_end.await??;
+        let secs = phase.as_secs_f64();
+        let summary = report::summarize(&observed, served.weights, capacity, secs);
+        let engine = engine_work::share_of_capacity(before, after, served.weights, capacity, secs);
         print_misses(p.label, &observed, served.prefill_tokens_per_s);
         shutdown.trigger();
         tokio::time::sleep(Duration::from_millis(300)).await;
-        results.push((p.label, summary));
+        results.push((p.label, summary, engine));
     }
     print_results(&results);
     if args.quick {
@@ -197,8 +203,14 @@ fn mint(config: &Config, tenant: &str) -> anyhow::Result<String> {
 }
 
 /// Starts the services, with a usage spool of their own (the last phase's
-/// scheduler may still be shipping its own), and answers the gateway's URL.
-async fn platform(config: &Config, url: &str, model: &std::path::Path, shutdown: Shutdown) -> anyhow::Result<String> {
+/// scheduler may still be shipping its own), and answers the gateway's and
+/// the worker's URLs.
+async fn platform(
+    config: &Config,
+    url: &str,
+    model: &std::path::Path,
+    shutdown: Shutdown,
+) -> anyhow::Result<(String, String)> {
     let pool = db::connect(url, 16).await?;
     let backend = reservoir_worker::EngineBackend::load(model, config.worker.kv_budget_bytes)?;
     let mut config = config.clone();
@@ -209,13 +221,14 @@ async fn platform(config: &Config, url: &str, model: &std::path::Path, shutdown:
     let given = Given { pool: Some(pool), worker_backends: vec![backend] };
     let platform = reservoir_platform::build(config, &services, given).await?;
     let gateway = platform.endpoints.gateway.clone().ok_or_else(|| anyhow::anyhow!("no gateway built"))?;
+    let worker = platform.endpoints.workers.first().cloned().ok_or_else(|| anyhow::anyhow!("no worker built"))?;
     tokio::spawn(async move {
         if let Err(e) = platform.run_until_stopped(shutdown).await {
             tracing::error!(error = %e, "the platform stopped with an error");
         }
         let _ = std::fs::remove_dir_all(&spool);
     });
-    Ok(gateway)
+    Ok((gateway, worker))
 }
 
 /// The model's weights and prefill rate as `/v1/models` shows them to a
@@ -465,13 +478,13 @@ fn print_misses(label: &str, observed: &[Observed], prefill_tokens_per_s: u32) {
     }
 }
 
-fn print_results(results: &[(&str, PhaseSummary)]) {
+fn print_results(results: &[(&str, PhaseSummary, f64)]) {
     let pct = |x: f64| if x.is_nan() { "-".to_owned() } else { format!("{:.1}%", x * 100.0) };
     let ms = |s: &PhaseSummary, f: fn(&report::Quantiles) -> f64| {
         s.reserved_ttft_ms.as_ref().map_or("-".to_owned(), |q| format!("{:.0}", f(q)))
     };
     println!(
-        "\n{:<24} {:>9} {:>9} {:>9} {:>9} {:>10} {:>8} {:>10} {:>6} {:>11} {:>10} {:>8}",
+        "\n{:<24} {:>9} {:>9} {:>9} {:>9} {:>10} {:>8} {:>10} {:>6} {:>11} {:>10} {:>8} {:>8}",
         "phase",
         "reserved",
         "TTFT p50",
@@ -483,12 +496,13 @@ fn print_results(results: &[(&str, PhaseSummary)]) {
         "shed",
         "spot tok/s",
         "of left",
-        "util"
+        "util",
+        "engine"
     );
-    for (label, s) in results {
+    for (label, s, engine) in results {
         let spot = |x: String| if s.spot_requests == 0 { "-".to_owned() } else { x };
         println!(
-            "{label:<24} {:>9} {:>9} {:>9} {:>9} {:>10} {:>8} {:>10} {:>6} {:>11} {:>10} {:>8}",
+            "{label:<24} {:>9} {:>9} {:>9} {:>9} {:>10} {:>8} {:>10} {:>6} {:>11} {:>10} {:>8} {:>8}",
             s.reserved_requests,
             ms(s, |q| q.p50),
             ms(s, |q| q.p95),
@@ -500,9 +514,10 @@ fn print_results(results: &[(&str, PhaseSummary)]) {
             spot(format!("{:.1}", s.spot_goodput_per_s)),
             spot(pct(s.spot_share_of_left)),
             pct(s.utilization),
+            pct(*engine),
         );
     }
-    let p99 = |i: usize| results.get(i).and_then(|(_, s)| s.reserved_ttft_ms.map(|q| q.p99)).unwrap_or(f64::NAN);
+    let p99 = |i: usize| results.get(i).and_then(|(_, s, _)| s.reserved_ttft_ms.map(|q| q.p99)).unwrap_or(f64::NAN);
     println!(
         "\nreserved TTFT p99 under the flood / alone: {:.2}x; plain FCFS / alone: {:.2}x",
         p99(1) / p99(0),
@@ -515,16 +530,19 @@ fn print_results(results: &[(&str, PhaseSummary)]) {
          received over demanded (a request not served in full demanded its prompt and max_tokens). Shed: refused \
          or failed by the platform. Spot tok/s: useful spot work, weighted tokens/s; of left: over the capacity \
          reserved work left. Util: useful work (prompt tokens once, prefix-cache hits and failover recomputation \
-         not counted, plus generated tokens) over capacity, within the phase."
+         not counted, plus generated tokens) over capacity, within the phase. Engine: every token the engine \
+         computed during the phase (its own counters: work past the phase's edges and recomputation included, \
+         prefix-cache hits not), weighted, over capacity: how much of the calibrated capacity a busy engine \
+         computes on this traffic."
     );
     let mut json = serde_json::Map::new();
-    for (label, s) in results {
-        json.insert(label.replace([' ', ','], "_"), summary_json(s));
+    for (label, s, engine) in results {
+        json.insert(label.replace([' ', ','], "_"), summary_json(s, *engine));
     }
     println!("{}", Value::Object(json));
 }
 
-fn summary_json(s: &PhaseSummary) -> Value {
+fn summary_json(s: &PhaseSummary, engine: f64) -> Value {
     let r3 = |x: f64| if x.is_nan() { Value::Null } else { json!((x * 1000.0).round() / 1000.0) };
     json!({
         "reserved_requests": s.reserved_requests,
@@ -542,5 +560,6 @@ fn summary_json(s: &PhaseSummary) -> Value {
         "spot_share_of_left": r3(s.spot_share_of_left),
         "utilization": r3(s.utilization),
         "cached_prompt_share": r3(s.cached_prompt_share),
+        "engine_work_over_capacity": r3(engine),
     })
 }

@@ -215,6 +215,8 @@ pub fn stats(s: &LoopStats, model_id: &str, context_length: usize, queue_capacit
         context_length: u32_of(context_length),
         queue_capacity: u32_of(queue_capacity),
         preemptions,
+        prefilled_tokens: s.prefilled_tokens,
+        decoded_tokens: s.decoded_tokens,
     }
 }
 

@@ -44,6 +44,11 @@ pub struct LoopStats {
     pub generated_tokens_per_s: f64,
     /// Preemptions since start, by class (`class_index`).
     pub preemptions: [u64; 3],
+    /// Tokens the engine computed since start: prefilled (prompts, and
+    /// what preempted sequences recompute) and decoded (one token fed to a
+    /// sequence that holds K/V already). Prefix-cache hits are not computed.
+    pub prefilled_tokens: u64,
+    pub decoded_tokens: u64,
 }
 
 pub(crate) fn class_index(c: PriorityClass) -> usize {

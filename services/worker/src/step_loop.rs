@@ -73,6 +73,9 @@ pub(crate) struct StepLoop<B> {
     /// (when, tokens processed, tokens generated) per step.
     window: VecDeque<(Instant, usize, usize)>,
     preemptions: [u64; 3],
+    /// `LoopStats::prefilled_tokens` and `decoded_tokens`.
+    prefilled_tokens: u64,
+    decoded_tokens: u64,
     /// The planner's clock starts here: deadlines are microseconds since.
     epoch: Instant,
 }
@@ -105,6 +108,8 @@ impl<B: InferenceBackend> StepLoop<B> {
             next_start: 0,
             window: VecDeque::new(),
             preemptions: [0; 3],
+            prefilled_tokens: 0,
+            decoded_tokens: 0,
             epoch: Instant::now(),
         }
     }
@@ -353,7 +358,7 @@ impl<B: InferenceBackend> StepLoop<B> {
         for e in &batch.entries {
             if let Some(s) = self.seqs.get(&e.seq) {
                 let slot = &mut by_class[class_index(s.p.class)];
-                if e.tokens.len() == 1 && s.computed > 0 { slot.0 += 1 } else { slot.1 += e.tokens.len() }
+                if is_decode(e, s) { slot.0 += 1 } else { slot.1 += e.tokens.len() }
             }
         }
         by_class
@@ -445,6 +450,11 @@ impl<B: InferenceBackend> StepLoop<B> {
     fn apply(&mut self, batch: &StepBatch, out: StepOutput) {
         for e in &batch.entries {
             if let Some(s) = self.seqs.get_mut(&e.seq) {
+                if is_decode(e, s) {
+                    self.decoded_tokens += 1;
+                } else {
+                    self.prefilled_tokens += e.tokens.len() as u64;
+                }
                 s.computed += e.tokens.len();
                 s.prompt_done = s.prompt_done.max(s.computed.min(s.p.prompt_len));
             }
@@ -577,6 +587,15 @@ impl<B: InferenceBackend> StepLoop<B> {
             tokens_per_s: tokens as f64 / secs,
             generated_tokens_per_s: generated as f64 / secs,
             preemptions: self.preemptions,
+            prefilled_tokens: self.prefilled_tokens,
+            decoded_tokens: self.decoded_tokens,
         });
     }
+}
+
+/// Whether a step entry (before it runs) is a decode: one token fed to a
+/// sequence that holds K/V already, as the planner counts it (a prompt's
+/// one-token last chunk included: it costs the engine what a decode does).
+fn is_decode(e: &StepEntry, s: &Seq) -> bool {
+    e.tokens.len() == 1 && s.computed > 0
 }

@@ -39,6 +39,9 @@ async fn greedy_stream_equals_the_engines_own_generation() {
     for (got, want) in got.logprobs.iter().zip(&lps) {
         assert!((got.unwrap() - want).abs() < 1e-4, "{got:?} vs {want}");
     }
+    // The engine prefilled the prompt and fed back every generated token but the last.
+    let s = wait_idle(&mut client).await;
+    assert_eq!((s.prefilled_tokens, s.decoded_tokens), (text.len() as u64, 23));
 
     // Handed the prompt's tokens (as the scheduler counted them), the worker
     // uses them as they are: the same generation. Ids outside the vocabulary
@@ -357,6 +360,8 @@ async fn spot_is_preempted_for_reserved_and_still_finishes_correctly() {
     let s = wait_idle(&mut client).await;
     assert!(s.preemptions["spot"] >= 1, "{s:?}");
     assert_eq!(s.preemptions["reserved"], 0, "reserved is never preempted for spot");
+    // What the preempted spot recomputed is prefill work too: more than the three prompts.
+    assert!(s.prefilled_tokens > 3 * 16, "{s:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
