@@ -248,7 +248,7 @@ impl TileJob<'_> {
 fn softmax_rows(scores: &mut [f32], stride: usize, n: impl Fn(usize) -> usize) {
     for (j, row) in scores.chunks_exact_mut(stride).enumerate() {
         let row = &mut row[..n(j)];
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let max = max_of(row);
         let mut sum = 0f32;
         for s in row.iter_mut() {
             *s = (*s - max).exp();
@@ -257,6 +257,21 @@ fn softmax_rows(scores: &mut [f32], stride: usize, n: impl Fn(usize) -> usize) {
         let inv = 1.0 / sum;
         row.iter_mut().for_each(|s| *s *= inv);
     }
+}
+
+/// The largest of `xs` (finite scores): eight running maxima side by side,
+/// which the compiler keeps in one vector register (the maximum does not
+/// depend on the order it is taken in, so the result is the same bits).
+fn max_of(xs: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let mut chunks = xs.chunks_exact(8);
+    for chunk in &mut chunks {
+        for (m, &x) in lanes.iter_mut().zip(chunk) {
+            *m = m.max(x);
+        }
+    }
+    let tail = chunks.remainder().iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    lanes.into_iter().fold(tail, f32::max)
 }
 
 /// Each query on its own: a score is a fused multiply-add over dimensions
