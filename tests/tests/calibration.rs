@@ -3,7 +3,7 @@
 //! `/v1/models` show them, and usage is weighted by them (admission and
 //! metering read the same row).
 
-use reservoir_engine::test_support::{TinySpec, tiny_model};
+use reservoir_engine::test_support::{TinySpec, letter_tokenizer, tiny_model};
 use reservoir_platform::calibrate::Calibration;
 use reservoir_tests::{MIGRATOR, MODEL, Options, Platform};
 use rust_decimal::Decimal;
@@ -30,12 +30,17 @@ async fn calibration_records_measured_weights_that_the_apis_show_and_usage_uses(
     let (status, _) = p.call(reqwest::Method::PATCH, &format!("/admin/models/{MODEL}"), &admin, Some(patch)).await;
     assert_eq!(status, 200);
 
-    let model = tiny_model(&TinySpec::default()).expect("tiny model");
+    let spec = TinySpec::default();
+    let (model, tokenizer) = (tiny_model(&spec).expect("tiny model"), letter_tokenizer(spec.vocab).expect("tokenizer"));
     let id = MODEL.parse().expect("model id");
-    let measured = reservoir_platform::calibrate::calibrate(&p.pool, &id, model, 64).await.expect("calibrated");
+    let measured =
+        reservoir_platform::calibrate::calibrate(&p.pool, &id, model, tokenizer, 64).await.expect("calibrated");
     assert_eq!(measured.completion_weight, Decimal::ONE, "a generated token is the unit of capacity");
     assert!(measured.prompt_weight > Decimal::ZERO && measured.prompt_weight < Decimal::from(999), "{measured:?}");
     assert!(measured.tokens_per_s > 0 && measured.prefill_tokens_per_s > 0, "{measured:?}");
+    // Measured where chat traffic's work sits, as far as the model's context allows.
+    assert!(measured.at.decode_context > 0 && measured.at.prompt_tokens > 0, "{measured:?}");
+    assert!(measured.at.decode_context < spec.ctx_len && measured.at.prompt_tokens < spec.ctx_len, "{measured:?}");
 
     let tenant = p.tenant_token("sizer");
     let (status, catalog) = p.call(reqwest::Method::GET, "/v1/catalog", &tenant, None).await;

@@ -4,7 +4,9 @@
 //!   distinct prompts) that `reservoir bench isolation` sends;
 //! - `report`: the figures of a phase from what the client saw of each
 //!   request (TTFT quantiles, requests within target, delivered over
-//!   demanded, goodput and utilization as useful work).
+//!   demanded, goodput and utilization as useful work);
+//! - `shape`: where chat traffic's work sits (mean decode context, mean
+//!   prompt-token position), which calibration measures the engine at.
 //!
 //! A benchmark that flatters is a defect: the trace never repeats a prompt,
 //! and the report counts work in the unit capacity is sold in.
@@ -12,6 +14,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod report;
+pub mod shape;
 pub mod trace;
 
 #[derive(Debug, thiserror::Error, PartialEq)]

@@ -46,6 +46,22 @@ pub struct TraceSpec {
     pub max_tokens_max: u32,
 }
 
+impl TraceSpec {
+    /// Chat traffic: `Lengths::CHAT_PROMPTS`, `max_tokens` 16 to 256. What
+    /// `bench isolation` sends and what calibration measures the engine on.
+    pub fn chat(seed: u64, tag: &str, duration_us: u64, requests_per_s: f64) -> TraceSpec {
+        TraceSpec {
+            seed,
+            tag: tag.into(),
+            duration_us,
+            requests_per_s,
+            prompt: Lengths::CHAT_PROMPTS,
+            max_tokens_min: 16,
+            max_tokens_max: 256,
+        }
+    }
+}
+
 /// A log-normal length distribution truncated to `[min, max]`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Lengths {
@@ -226,15 +242,7 @@ mod tests {
     use super::*;
 
     fn spec(seed: u64, requests_per_s: f64, duration_s: u64) -> TraceSpec {
-        TraceSpec {
-            seed,
-            tag: "reserved".into(),
-            duration_us: duration_s * 1_000_000,
-            requests_per_s,
-            prompt: Lengths::CHAT_PROMPTS,
-            max_tokens_min: 16,
-            max_tokens_max: 256,
-        }
+        TraceSpec::chat(seed, "reserved", duration_s * 1_000_000, requests_per_s)
     }
 
     fn quantile(mut v: Vec<u32>, q: f64) -> u32 {

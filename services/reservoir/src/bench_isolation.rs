@@ -30,7 +30,7 @@ use reservoir_engine::tokenizer::{ChatMessage, Tokenizer, chat_prompt};
 use reservoir_platform::{Config, Given, Service};
 use reservoir_runtime::{Shutdown, db};
 use reservoir_workload::report::{self, Observed, PhaseSummary, Weights};
-use reservoir_workload::trace::{self, Lengths, TraceRequest, TraceSpec};
+use reservoir_workload::trace::{self, TraceRequest, TraceSpec};
 use serde_json::{Value, json};
 
 const MODEL: &str = "smollm2-135m-instruct";
@@ -119,6 +119,7 @@ async fn run_in(
         &pool,
         &model_id,
         loaded.model.clone(),
+        loaded.tokenizer.clone(),
         config.worker.step_token_budget,
     )
     .await?;
@@ -279,15 +280,8 @@ fn plan(
     capacity: f64,
     rate_each: u32,
 ) -> anyhow::Result<(Vec<Planned>, Vec<Planned>)> {
-    let spec = |tag: &str, seed: u64, requests_per_s: f64| TraceSpec {
-        seed,
-        tag: tag.into(),
-        duration_us: u64::try_from(phase.as_micros()).unwrap_or(u64::MAX),
-        requests_per_s,
-        prompt: Lengths::CHAT_PROMPTS,
-        max_tokens_min: 16,
-        max_tokens_max: 256,
-    };
+    let duration_us = u64::try_from(phase.as_micros()).unwrap_or(u64::MAX);
+    let spec = |tag: &str, seed: u64, requests_per_s: f64| TraceSpec::chat(seed, tag, duration_us, requests_per_s);
     let w = served.weights;
     let system = |index: usize, tenant: &str| format!("Request {index} of {tenant}. Answer at length.");
     let prompt_tokens = |system: &str, prompt: &str| {
@@ -425,15 +419,17 @@ fn print_setup(
     let prompts: Vec<f64> = reserved.iter().chain(spot).map(|p| f64::from(p.call.prompt_tokens)).collect();
     let q = |x: f64| report::quantile(&prompts, x).unwrap_or(f64::NAN);
     println!(
-        "calibrated: capacity {} weighted tokens/s (decode at batch {} from {} tokens of context), prefill {} tokens/s \
-         (a {}-token prompt); a prompt token weighs {}, a generated one {} (as /v1/models shows them)",
+        "calibrated where chat traffic's work sits: capacity {} weighted tokens/s (decode at batch {} from {} tokens \
+         of context), a prompt token weighs {} (prefill of a {}-token prompt), a generated one {} (as /v1/models \
+         shows them); TTFT allowance: prefill {} tokens/s (a {}-token prompt)",
         calibration.tokens_per_s,
         reservoir_platform::calibrate::CALIBRATION_BATCH,
-        reservoir_platform::calibrate::CALIBRATION_PROMPT_TOKENS,
+        calibration.at.decode_context,
+        w.prompt,
+        calibration.at.prompt_tokens,
+        w.completion,
         served.prefill_tokens_per_s,
         reservoir_platform::calibrate::ALLOWANCE_PROMPT_TOKENS,
-        w.prompt,
-        w.completion
     );
     println!(
         "trace: {} reserved requests ({RESERVED_TENANTS} tenants at {rate_each} weighted tokens/s each, {TIER}), \

@@ -4,13 +4,24 @@
 //!
 //! The unit of capacity is a generated token at the calibration batch:
 //! capacity is aggregate greedy decode throughput with 32 sequences decoding
-//! together, each from 256 tokens of context, and a completion token is the
-//! unit. A prompt token weighs the time the engine takes to prefill it (in
-//! a 256-token prompt) over the time a generated token takes at that batch
-//! (seconds per prefill token x decode tokens/s), so a contract's rate buys
-//! the same compute whatever its prompts' lengths. Prefills and decode
-//! steps are timed in turns, and the weight is the median run's ratio, so a
-//! shared machine's changing speed moves both sides of it alike.
+//! together, and a completion token is the unit. A prompt token weighs the
+//! time the engine takes to prefill it over the time a generated token takes
+//! at that batch (seconds per prefill token x decode tokens/s), so a
+//! contract's rate buys the same compute whatever its prompts' lengths.
+//! Prefills and decode steps are timed in turns, and the weight is the
+//! median run's ratio, so a shared machine's changing speed moves both sides
+//! of it alike.
+//!
+//! Attention makes a token cost more the more context it is computed from,
+//! so where the engine is measured decides what is sold. It is measured
+//! where chat traffic's work sits (`reservoir_workload::shape`, on
+//! `TraceSpec::chat` counted with this model's tokenizer and chat template):
+//! each decoding sequence holds the mean context a generated token is
+//! computed from (its prompt plus what came before it), and the timed
+//! prompt is as long as puts its tokens' mean position where the traffic's
+//! prompt tokens sit (the long tail holds most of them). A round "typical
+//! prompt" of 256 tokens decoded from 256 tokens of context sold about 5%
+//! more than a busy worker computes on that traffic.
 //!
 //! The prefill rate a TTFT target allows for is measured on a long prompt
 //! (1,024 tokens, or what the model's context holds): attention makes each
@@ -23,22 +34,24 @@ use std::sync::Arc;
 use anyhow::Context;
 use reservoir_domain::ModelId;
 use reservoir_engine::Model;
+use reservoir_engine::tokenizer::{ChatMessage, Tokenizer, chat_prompt};
+use reservoir_workload::shape::{TrafficShape, shape};
+use reservoir_workload::trace::TraceSpec;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::FromPrimitive;
 
 /// Sequences decoded together while measuring.
 pub const CALIBRATION_BATCH: usize = 32;
-/// Turns per run: a prefill of `CALIBRATION_PROMPT_TOKENS`, then
+/// Turns per run: a prefill of the traffic's equivalent prompt, then
 /// `CALIBRATION_STEPS_PER_TURN` decode steps (`reservoir_engine::bench::weigh`).
 /// Enough turns that one slow step on a shared machine moves a figure little.
 const CALIBRATION_TURNS: usize = 6;
 const CALIBRATION_STEPS_PER_TURN: usize = 4;
-/// Prompt tokens whose prefill sets a prompt token's weight, and tokens of
-/// context each sequence decodes from: a typical chat prompt's length.
-/// Attention's share of a step grows with the context; decoding from a
-/// near-empty one (as engine benchmarks usually do) would sell more than
-/// chat traffic gets.
-pub const CALIBRATION_PROMPT_TOKENS: usize = 256;
+/// Chat requests drawn to find where the traffic's work sits: enough that
+/// the long tail is there (the shape moves by under 1% between seeds).
+const SHAPE_SAMPLES: usize = 2_000;
+/// The same requests every time: the same model gets the same shape.
+const SHAPE_SEED: u64 = 0x5a11;
 /// Prompt tokens of the timed long prefill (in steps of the worker's
 /// budget), whose rate is the one TTFT targets allow for.
 pub const ALLOWANCE_PROMPT_TOKENS: usize = 1024;
@@ -62,6 +75,30 @@ pub struct Calibration {
     pub prompt_weight: Decimal,
     /// What a generated token costs: 1, the unit of capacity.
     pub completion_weight: Decimal,
+    /// Where it was measured (`from_rates` leaves both at 0).
+    pub at: MeasuredAt,
+}
+
+/// Where the engine was measured, in tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MeasuredAt {
+    /// Context each sequence of the calibration batch decoded from, on
+    /// average over the timed steps.
+    pub decode_context: usize,
+    /// Length of the prompt whose prefill set the prompt weight.
+    pub prompt_tokens: usize,
+}
+
+/// Where chat traffic's work sits for this model: prompts counted with its
+/// tokenizer and chat template, as the gateway counts them.
+pub fn chat_traffic_shape(tokenizer: &Tokenizer) -> anyhow::Result<TrafficShape> {
+    let chat = TraceSpec::chat(SHAPE_SEED, "calibration", 1_000_000, 1.0);
+    // With the short system message most clients send.
+    let system = ChatMessage::new("system", "You are a helpful assistant.");
+    let counted = |r: &reservoir_workload::trace::TraceRequest| {
+        chat_prompt(tokenizer, &[system.clone(), ChatMessage::new("user", &r.prompt)]).len()
+    };
+    Ok(shape(&chat, SHAPE_SAMPLES, counted)?)
 }
 
 impl Calibration {
@@ -77,9 +114,15 @@ impl Calibration {
 }
 
 /// Runs the engine briefly on `model`, prefilling in steps of at most
-/// `step_token_budget` tokens as a worker does. Blocking: call it from a
-/// blocking thread. Takes about 15 s on SmolLM2-135M.
-pub fn measure_model(model: &Arc<Model>, step_token_budget: usize) -> anyhow::Result<Calibration> {
+/// `step_token_budget` tokens as a worker does, where chat traffic's work
+/// sits (`chat_traffic_shape`). Blocking: call it from a blocking thread.
+/// Takes about 15 s on SmolLM2-135M.
+pub fn measure_model(
+    model: &Arc<Model>,
+    tokenizer: &Tokenizer,
+    step_token_budget: usize,
+) -> anyhow::Result<Calibration> {
+    let traffic = chat_traffic_shape(tokenizer)?;
     let mut weighings = Vec::with_capacity(CALIBRATION_RUNS);
     let mut allowance_prefill = Vec::with_capacity(CALIBRATION_RUNS);
     // Room for the decode steps' tokens beyond the context.
@@ -91,11 +134,16 @@ pub fn measure_model(model: &Arc<Model>, step_token_budget: usize) -> anyhow::Re
         decode_steps: 0,
         decode_context: 0,
     };
+    let at = MeasuredAt {
+        decode_context: traffic.decode_context_tokens().min(context_room),
+        prompt_tokens: traffic.equivalent_prompt_tokens().min(context_room),
+    };
     let weigh = reservoir_engine::bench::WeighSpec {
-        prompt_tokens: CALIBRATION_PROMPT_TOKENS.min(context_room),
+        prompt_tokens: at.prompt_tokens,
         prefill_chunk: step_token_budget,
         batch: CALIBRATION_BATCH,
-        context: CALIBRATION_PROMPT_TOKENS.min(context_room),
+        // Starting below the mean by half of what the timed steps add.
+        context: at.decode_context.saturating_sub(CALIBRATION_TURNS * CALIBRATION_STEPS_PER_TURN / 2).max(1),
         turns: CALIBRATION_TURNS,
         decode_steps_per_turn: CALIBRATION_STEPS_PER_TURN,
     };
@@ -109,6 +157,7 @@ pub fn measure_model(model: &Arc<Model>, step_token_budget: usize) -> anyhow::Re
     let allowance_prefill = median(allowance_prefill).context("calibration produced no prefill figure")?;
     let mut calibration = from_rates(weight_prefill, decode)?;
     calibration.prefill_tokens_per_s = whole_rate(allowance_prefill, "long prefill")?;
+    calibration.at = at;
     Ok(calibration)
 }
 
@@ -151,6 +200,7 @@ pub fn from_rates(prefill_tokens_per_s: f64, decode_tokens_per_s: f64) -> anyhow
         prefill_tokens_per_s: whole_prefill,
         prompt_weight,
         completion_weight: Decimal::ONE,
+        at: MeasuredAt::default(),
     })
 }
 
@@ -167,9 +217,10 @@ pub async fn calibrate(
     pool: &sqlx::PgPool,
     id: &ModelId,
     model: Arc<Model>,
+    tokenizer: Arc<Tokenizer>,
     step_token_budget: usize,
 ) -> anyhow::Result<Calibration> {
-    let calibration = tokio::task::spawn_blocking(move || measure_model(&model, step_token_budget))
+    let calibration = tokio::task::spawn_blocking(move || measure_model(&model, &tokenizer, step_token_budget))
         .await
         .context("calibration stopped")??;
     reservoir_contracts::record_calibration(pool, id, &calibration.measured()).await?;

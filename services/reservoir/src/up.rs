@@ -177,7 +177,15 @@ async fn calibrate_pool(config: &Config, pool: &sqlx::PgPool, model: &ModelId) -
             return "configured (calibration failed)".into();
         }
     };
-    match reservoir_platform::calibrate::calibrate(pool, model, loaded.model, config.worker.step_token_budget).await {
+    match reservoir_platform::calibrate::calibrate(
+        pool,
+        model,
+        loaded.model,
+        loaded.tokenizer,
+        config.worker.step_token_budget,
+    )
+    .await
+    {
         Ok(c) => format!(
             "{} weighted tokens/s (prefill {} tokens/s; a prompt token weighs {}, a generated one {}), measured on start",
             c.tokens_per_s, c.prefill_tokens_per_s, c.prompt_weight, c.completion_weight
