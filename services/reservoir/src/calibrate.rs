@@ -50,7 +50,7 @@ pub const CALIBRATION_BATCH: usize = 32;
 const CALIBRATION_TURNS: usize = 6;
 const CALIBRATION_STEPS_PER_TURN: usize = 4;
 /// Chat requests drawn to find where the traffic's work sits: enough that
-/// the long tail is there (the shape moves by under 1% between seeds).
+/// the long tail (prompts near 1,000 tokens) is in the sample.
 const SHAPE_SAMPLES: usize = 2_000;
 /// The same requests every time: the same model gets the same shape.
 const SHAPE_SEED: u64 = 0x5a11;
@@ -93,7 +93,7 @@ pub struct MeasuredAt {
 
 /// Where chat traffic's work sits for this model: prompts counted with its
 /// tokenizer and chat template, as the gateway counts them.
-pub fn chat_traffic_shape(tokenizer: &Tokenizer) -> anyhow::Result<TrafficShape> {
+fn chat_traffic_shape(tokenizer: &Tokenizer) -> anyhow::Result<TrafficShape> {
     let chat = TraceSpec::chat(SHAPE_SEED, "calibration", 1_000_000, 1.0);
     // With the short system message most clients send.
     let system = ChatMessage::new("system", "You are a helpful assistant.");

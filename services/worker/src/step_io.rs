@@ -2,8 +2,10 @@
 //! way in, the signals the loop checks between steps, and the load figures
 //! it publishes.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
 
 use reservoir_domain::PriorityClass;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
@@ -56,5 +58,46 @@ pub(crate) fn class_index(c: PriorityClass) -> usize {
         PriorityClass::Reserved => 0,
         PriorityClass::Burst => 1,
         PriorityClass::Spot => 2,
+    }
+}
+
+/// Window over which tokens/s are reported.
+const RATE_WINDOW: Duration = Duration::from_secs(5);
+
+/// What the engine has computed: tokens/s over the last `RATE_WINDOW`, and
+/// totals since start (`LoopStats::prefilled_tokens`, `decoded_tokens`).
+#[derive(Default)]
+pub(crate) struct Throughput {
+    /// (when, tokens processed, tokens generated) per step.
+    window: VecDeque<(Instant, usize, usize)>,
+    prefilled: u64,
+    decoded: u64,
+}
+
+impl Throughput {
+    /// One step entry's tokens, before the step's totals (`step`).
+    pub fn count(&mut self, decode: bool, tokens: usize) {
+        if decode {
+            self.decoded += 1;
+        } else {
+            self.prefilled += tokens as u64;
+        }
+    }
+
+    /// A step's tokens processed and generated.
+    pub fn step(&mut self, tokens: usize, generated: usize) {
+        self.window.push_back((Instant::now(), tokens, generated));
+    }
+
+    /// (tokens/s processed, tokens/s generated) over the window, and the
+    /// (prefilled, decoded) totals since start.
+    pub fn read(&mut self) -> ((f64, f64), (u64, u64)) {
+        let now = Instant::now();
+        while self.window.front().is_some_and(|(t, _, _)| now.duration_since(*t) > RATE_WINDOW) {
+            self.window.pop_front();
+        }
+        let (tokens, generated) = self.window.iter().fold((0, 0), |(a, b), (_, t, g)| (a + t, b + g));
+        let secs = RATE_WINDOW.as_secs_f64();
+        ((tokens as f64 / secs, generated as f64 / secs), (self.prefilled, self.decoded))
     }
 }

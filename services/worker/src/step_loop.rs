@@ -26,14 +26,11 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use crate::backend::InferenceBackend;
 use crate::cancels::Cancels;
 use crate::request::{Event, FinishReason, Prepared, TokenLogprobs, Usage};
-pub(crate) use crate::step_io::{Job, LoopStats, Signals, class_index};
+pub(crate) use crate::step_io::{Job, LoopStats, Signals, Throughput, class_index};
 use reservoir_sched::planner::{NO_DEADLINE, Plan, Planner, Running, Waiting};
 
 /// A sampled token, with its logprobs when the request asked for them.
 type Pick = Result<(u32, Option<Sampled>), EngineError>;
-
-/// Window over which tokens/s are reported.
-const RATE_WINDOW: Duration = Duration::from_secs(5);
 
 struct Seq {
     p: Prepared,
@@ -70,12 +67,8 @@ pub(crate) struct StepLoop<B> {
     running: Vec<SeqId>,
     next_id: SeqId,
     next_start: u64,
-    /// (when, tokens processed, tokens generated) per step.
-    window: VecDeque<(Instant, usize, usize)>,
+    throughput: Throughput,
     preemptions: [u64; 3],
-    /// `LoopStats::prefilled_tokens` and `decoded_tokens`.
-    prefilled_tokens: u64,
-    decoded_tokens: u64,
     /// The planner's clock starts here: deadlines are microseconds since.
     epoch: Instant,
 }
@@ -106,10 +99,8 @@ impl<B: InferenceBackend> StepLoop<B> {
             running: Vec::new(),
             next_id: 1,
             next_start: 0,
-            window: VecDeque::new(),
+            throughput: Throughput::default(),
             preemptions: [0; 3],
-            prefilled_tokens: 0,
-            decoded_tokens: 0,
             epoch: Instant::now(),
         }
     }
@@ -450,11 +441,7 @@ impl<B: InferenceBackend> StepLoop<B> {
     fn apply(&mut self, batch: &StepBatch, out: StepOutput) {
         for e in &batch.entries {
             if let Some(s) = self.seqs.get_mut(&e.seq) {
-                if is_decode(e, s) {
-                    self.decoded_tokens += 1;
-                } else {
-                    self.prefilled_tokens += e.tokens.len() as u64;
-                }
+                self.throughput.count(is_decode(e, s), e.tokens.len());
                 s.computed += e.tokens.len();
                 s.prompt_done = s.prompt_done.max(s.computed.min(s.p.prompt_len));
             }
@@ -465,7 +452,7 @@ impl<B: InferenceBackend> StepLoop<B> {
                 generated += 1;
             }
         }
-        self.window.push_back((Instant::now(), out.n_tokens, generated));
+        self.throughput.step(out.n_tokens, generated);
     }
 
     /// Each sequence's next token (with its logprob when asked for), in the
@@ -569,13 +556,8 @@ impl<B: InferenceBackend> StepLoop<B> {
     }
 
     fn publish(&mut self) {
-        let now = Instant::now();
-        while self.window.front().is_some_and(|(t, _, _)| now.duration_since(*t) > RATE_WINDOW) {
-            self.window.pop_front();
-        }
-        let (tokens, generated) = self.window.iter().fold((0, 0), |(a, b), (_, t, g)| (a + t, b + g));
+        let ((tokens_per_s, generated_tokens_per_s), (prefilled_tokens, decoded_tokens)) = self.throughput.read();
         let e = self.backend.stats();
-        let secs = RATE_WINDOW.as_secs_f64();
         self.stats.send_replace(LoopStats {
             running: self.running.len(),
             waiting: self.seqs.len() - self.running.len(),
@@ -584,11 +566,11 @@ impl<B: InferenceBackend> StepLoop<B> {
             block_size: e.block_size,
             kv_waste: e.kv_waste,
             prefix_hit_rate: e.prefix_hit_rate,
-            tokens_per_s: tokens as f64 / secs,
-            generated_tokens_per_s: generated as f64 / secs,
+            tokens_per_s,
+            generated_tokens_per_s,
             preemptions: self.preemptions,
-            prefilled_tokens: self.prefilled_tokens,
-            decoded_tokens: self.decoded_tokens,
+            prefilled_tokens,
+            decoded_tokens,
         });
     }
 }
