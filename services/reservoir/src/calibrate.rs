@@ -20,10 +20,10 @@
 //! computed from (its prompt plus what came before it), and the timed
 //! prompt is as long as puts its tokens' mean position where the traffic's
 //! prompt tokens sit (the long tail holds most of them). A round "typical
-//! prompt" of 256 tokens decoded from 256 tokens of context timed a
-//! generated token about 11% and a prompt token about 8% cheaper than they
-//! are in that traffic (a fit of step times; README), so it sold capacity
-//! a busy worker does not have.
+//! prompt" of 256 tokens decoded from 256 tokens of context timed both
+//! kinds of token cheaper than they are in that traffic (its decodes hold
+//! more context, its prompt tokens sit later), so it sold capacity a busy
+//! worker does not have.
 //!
 //! The prefill rate a TTFT target allows for is measured on a long prompt
 //! (1,024 tokens, or what the model's context holds): attention makes each
