@@ -6,7 +6,9 @@
 //!   request (TTFT quantiles, requests within target, delivered over
 //!   demanded, goodput and utilization as useful work);
 //! - `shape`: where chat traffic's work sits (mean decode context, mean
-//!   prompt-token position), which calibration measures the engine at.
+//!   prompt-token position), which calibration measures the engine at;
+//! - `targets`: the targets the scheduler is held to on those figures, and
+//!   whether a run met them.
 //!
 //! A benchmark that flatters is a defect: the trace never repeats a prompt,
 //! and the report counts work in the unit capacity is sold in.
@@ -15,6 +17,7 @@
 
 pub mod report;
 pub mod shape;
+pub mod targets;
 pub mod trace;
 
 #[derive(Debug, thiserror::Error, PartialEq)]

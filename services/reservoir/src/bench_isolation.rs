@@ -15,10 +15,15 @@
 //! has offered least so far; drawn by arrival rate alone, a 30 s sample of
 //! a long-tailed load offered anywhere from 70% to 96% of the rate in runs
 //! here.
+//! Each run ends with the targets it met (`reservoir_workload::targets`);
+//! `--runs N` repeats the whole measurement, calibration included, and
+//! prints how many runs in a row met every target.
 //! Needs DATABASE_URL (`scripts/pg run -- reservoir bench isolation`).
 
 mod client;
 mod engine_work;
+mod pace;
+mod print;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,6 +35,7 @@ use reservoir_engine::tokenizer::{ChatMessage, Tokenizer, chat_prompt};
 use reservoir_platform::{Config, Given, Service};
 use reservoir_runtime::{Shutdown, db};
 use reservoir_workload::report::{self, Observed, PhaseSummary, Weights};
+use reservoir_workload::targets::{self, Check};
 use reservoir_workload::trace::{self, TraceRequest, TraceSpec};
 use serde_json::{Value, json};
 
@@ -50,9 +56,13 @@ pub struct Args {
     /// more instead of 60 (finishes within about a minute).
     #[arg(long)]
     quick: bool,
-    /// The trace's seed: the same seed sends the same requests.
+    /// The trace's seed: the same seed sends the same requests (in every run).
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Whole measurements, one after another, each with its own
+    /// calibration and database.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    runs: u32,
     #[arg(long, default_value = ".reservoir/models/SmolLM2-135M-Instruct.Q4_1.gguf")]
     model: PathBuf,
 }
@@ -69,6 +79,15 @@ struct Planned {
     call: client::Call,
 }
 
+/// A phase's figures: the report's, the engine's work over capacity, and
+/// the machine's pace just before and after it (`pace`; not with --quick).
+struct PhaseResult {
+    label: &'static str,
+    summary: PhaseSummary,
+    engine: f64,
+    pace: Option<(f64, f64)>,
+}
+
 struct Phase {
     label: &'static str,
     fcfs: bool,
@@ -82,6 +101,21 @@ const PHASES: [Phase; 3] = [
 ];
 
 pub async fn run(config: &Config, args: &Args) -> anyhow::Result<()> {
+    let mut all = Vec::new();
+    for run in 1..=args.runs {
+        if args.runs > 1 {
+            println!("\nrun {run} of {}", args.runs);
+        }
+        all.push(run_once(config, args).await?);
+    }
+    if args.runs > 1 {
+        print::runs(&all);
+    }
+    Ok(())
+}
+
+/// One whole measurement, in a database of its own; answers its targets.
+async fn run_once(config: &Config, args: &Args) -> anyhow::Result<Vec<Check>> {
     let phase = Duration::from_secs(if args.quick { 8 } else { 30 });
     // Reserved requests still running at the end of a phase are waited for
     // this long; what they did not get by then counts as not delivered.
@@ -102,7 +136,7 @@ async fn run_in(
     url: &str,
     phase: Duration,
     straggler_wait: Duration,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<Check>> {
     let pool = db::connect(url, 4).await?;
     db::migrate(&pool).await?;
     // As in `reservoir serve worker` (the worker runs in this process here).
@@ -130,6 +164,10 @@ async fn run_in(
     let mut config = bench_config(config)?;
     let mut planned: Option<(Vec<Planned>, Vec<Planned>, Served)> = None;
     let mut results = Vec::new();
+    // The machine's pace: a short run of calibration's work, first right
+    // after calibration, then after each phase (`pace`).
+    let pace_at = |w: Weights| pace::measure(loaded.model.clone(), calibration.at, config.worker.step_token_budget, w);
+    let mut paces: Option<(f64, f64)> = None;
     for p in &PHASES {
         config.scheduler.fcfs = p.fcfs;
         let shutdown = Shutdown::new();
@@ -144,7 +182,11 @@ async fn run_in(
         // shows, and sent again in every phase.
         if planned.is_none() {
             let (reserved, spot) = plan(&config, args.seed, &served, &loaded.tokenizer, phase, capacity, rate_each)?;
-            print_setup(&calibration, &served, rate_each, phase, &reserved, &spot, capacity);
+            print::setup(&calibration, &served, rate_each, phase, &reserved, &spot, capacity);
+            if !args.quick {
+                let first = pace_at(served.weights).await?;
+                paces = Some((first, first));
+            }
             planned = Some((reserved, spot, served));
         }
         let Some((reserved, spot, served)) = &planned else { anyhow::bail!("no trace") };
@@ -157,12 +199,21 @@ async fn run_in(
         let secs = phase.as_secs_f64();
         let summary = report::summarize(&observed, served.weights, capacity, secs);
         let engine = engine_work::share_of_capacity(before, after, served.weights, capacity, secs);
-        print_misses(p.label, &observed, served.prefill_tokens_per_s);
+        print::misses(p.label, &observed, served.prefill_tokens_per_s);
         shutdown.trigger();
         tokio::time::sleep(Duration::from_millis(300)).await;
-        results.push((p.label, summary, engine));
+        let mut pace = None;
+        if let Some((first, last)) = paces {
+            let now = pace_at(served.weights).await?;
+            pace = Some((last / first, now / first));
+            paces = Some((first, now));
+        }
+        results.push(PhaseResult { label: p.label, summary, engine, pace });
     }
-    print_results(&results);
+    print::results(&results);
+    let [alone, flood, ..] = results.as_slice() else { anyhow::bail!("a run has three phases") };
+    let checks = targets::check(&alone.summary, &flood.summary);
+    print::targets(&checks);
     if args.quick {
         println!(
             "--quick: phases of {} s hold few reserved requests, so their p95 and p99 are the slowest one or two, \
@@ -170,7 +221,7 @@ async fn run_in(
             phase.as_secs()
         );
     }
-    Ok(())
+    Ok(checks)
 }
 
 /// The configuration every phase's platform starts from: loopback ports, a
@@ -400,162 +451,4 @@ async fn warm_up(http: &reqwest::Client, gateway: &str, config: &Config, tokeniz
         t.await?;
     }
     Ok(())
-}
-
-fn print_setup(
-    calibration: &reservoir_platform::calibrate::Calibration,
-    served: &Served,
-    rate_each: u32,
-    phase: Duration,
-    reserved: &[Planned],
-    spot: &[Planned],
-    capacity: f64,
-) {
-    let w = served.weights;
-    let demand = |p: &[Planned]| -> f64 {
-        p.iter().map(|p| f64::from(p.call.prompt_tokens) * w.prompt + f64::from(p.call.max_tokens) * w.completion).sum()
-    };
-    let secs = phase.as_secs_f64();
-    let prompts: Vec<f64> = reserved.iter().chain(spot).map(|p| f64::from(p.call.prompt_tokens)).collect();
-    let q = |x: f64| report::quantile(&prompts, x).unwrap_or(f64::NAN);
-    println!(
-        "calibrated where chat traffic's work sits: capacity {} weighted tokens/s (decode at batch {} from {} tokens \
-         of context), a prompt token weighs {} (prefill of a {}-token prompt), a generated one {} (as /v1/models \
-         shows them); TTFT allowance: prefill {} tokens/s (a {}-token prompt)",
-        calibration.tokens_per_s,
-        reservoir_platform::calibrate::CALIBRATION_BATCH,
-        calibration.at.decode_context,
-        w.prompt,
-        calibration.at.prompt_tokens,
-        w.completion,
-        served.prefill_tokens_per_s,
-        reservoir_platform::calibrate::ALLOWANCE_PROMPT_TOKENS,
-    );
-    println!(
-        "trace: {} reserved requests ({RESERVED_TENANTS} tenants at {rate_each} weighted tokens/s each, {TIER}), \
-         offering {:.0}% of their rate; {} spot requests offering {:.1}x capacity; phases of {secs} s",
-        reserved.len(),
-        demand(reserved) / secs / (f64::from(rate_each) * RESERVED_TENANTS as f64) * 100.0,
-        spot.len(),
-        demand(spot) / secs / capacity,
-    );
-    println!(
-        "prompt tokens (chat template included) p50 {:.0}, p90 {:.0}, p99 {:.0}, max {:.0}; max_tokens 16 to 256 \
-         (EOS banned: each request generates all of them)",
-        q(0.5),
-        q(0.9),
-        q(0.99),
-        q(1.0)
-    );
-}
-
-/// The reserved tenants' requests of a phase that missed their TTFT target,
-/// so a miss can be traced to its prompt's length, to the reserved prompts
-/// ahead of it (sent before, due no later, still without a first token:
-/// any order that met their targets ran them first), or to the class it was
-/// served in (beyond the contract's rate, a request is burst or spot). When
-/// those prompts and its own need longer than its target at the measured
-/// prefill rate, no order of that work could have met every target.
-fn print_misses(label: &str, observed: &[Observed], prefill_tokens_per_s: u32) {
-    let missed: Vec<&Observed> =
-        observed.iter().filter(|o| o.reserved && o.ttft_ms.is_none_or(|t| t > o.ttft_target_ms)).collect();
-    for o in missed {
-        let ttft = o.ttft_ms.map_or("no token".to_owned(), |t| format!("TTFT {t:.0} ms"));
-        let class = o.served_as.as_deref().unwrap_or("unknown");
-        let (ahead, ahead_tokens) = o.reserved_prompts_ahead(observed);
-        let need_ms = (ahead_tokens + u64::from(o.prompt_tokens)) as f64 * 1e3 / f64::from(prefill_tokens_per_s.max(1));
-        let verdict = if need_ms > o.ttft_target_ms { "more than its target" } else { "within its target" };
-        println!(
-            "{label}: missed: {} prompt tokens, max_tokens {}, {ttft} against a target of {:.0} ms, served as {class}; \
-             {ahead} reserved prompts ahead ({ahead_tokens} tokens): with its own, {need_ms:.0} ms at the measured \
-             prefill rate, {verdict}",
-            o.prompt_tokens, o.max_tokens, o.ttft_target_ms
-        );
-    }
-}
-
-fn print_results(results: &[(&str, PhaseSummary, f64)]) {
-    let pct = |x: f64| if x.is_nan() { "-".to_owned() } else { format!("{:.1}%", x * 100.0) };
-    let ms = |s: &PhaseSummary, f: fn(&report::Quantiles) -> f64| {
-        s.reserved_ttft_ms.as_ref().map_or("-".to_owned(), |q| format!("{:.0}", f(q)))
-    };
-    println!(
-        "\n{:<24} {:>9} {:>9} {:>9} {:>9} {:>10} {:>8} {:>10} {:>6} {:>11} {:>10} {:>8} {:>8}",
-        "phase",
-        "reserved",
-        "TTFT p50",
-        "p95",
-        "p99 ms",
-        "in target",
-        "decode",
-        "delivered",
-        "shed",
-        "spot tok/s",
-        "of left",
-        "util",
-        "engine"
-    );
-    for (label, s, engine) in results {
-        let spot = |x: String| if s.spot_requests == 0 { "-".to_owned() } else { x };
-        println!(
-            "{label:<24} {:>9} {:>9} {:>9} {:>9} {:>10} {:>8} {:>10} {:>6} {:>11} {:>10} {:>8} {:>8}",
-            s.reserved_requests,
-            ms(s, |q| q.p50),
-            ms(s, |q| q.p95),
-            ms(s, |q| q.p99),
-            pct(s.reserved_within_target),
-            s.reserved_decode_tokens_per_s_p50.map_or("-".to_owned(), |t| format!("{t:.1}")),
-            pct(s.reserved_delivered_over_demanded),
-            s.reserved_shed,
-            spot(format!("{:.1}", s.spot_goodput_per_s)),
-            spot(pct(s.spot_share_of_left)),
-            pct(s.utilization),
-            pct(*engine),
-        );
-    }
-    let p99 = |i: usize| results.get(i).and_then(|(_, s, _)| s.reserved_ttft_ms.map(|q| q.p99)).unwrap_or(f64::NAN);
-    println!(
-        "\nreserved TTFT p99 under the flood / alone: {:.2}x; plain FCFS / alone: {:.2}x",
-        p99(1) / p99(0),
-        p99(2) / p99(0)
-    );
-    println!(
-        "TTFT: client-side, sending to first token, reserved requests that got one. In target: first token within \
-         the premium tier's 1 s + prompt tokens / measured prefill rate (none: a miss). Decode: median of the \
-         reserved requests' tokens/s after their first (the premium floor is 6). Delivered: weighted tokens \
-         received over demanded (a request not served in full demanded its prompt and max_tokens). Shed: refused \
-         or failed by the platform. Spot tok/s: useful spot work, weighted tokens/s; of left: over the capacity \
-         reserved work left. Util: useful work (prompt tokens once, prefix-cache hits and failover recomputation \
-         not counted, plus generated tokens) over capacity, within the phase. Engine: every token the engine \
-         computed during the phase (its own counters: work past the phase's edges and recomputation included, \
-         prefix-cache hits not), weighted, over capacity: how much of the calibrated capacity a busy engine \
-         computes on this traffic."
-    );
-    let mut json = serde_json::Map::new();
-    for (label, s, engine) in results {
-        json.insert(label.replace([' ', ','], "_"), summary_json(s, *engine));
-    }
-    println!("{}", Value::Object(json));
-}
-
-fn summary_json(s: &PhaseSummary, engine: f64) -> Value {
-    let r3 = |x: f64| if x.is_nan() { Value::Null } else { json!((x * 1000.0).round() / 1000.0) };
-    json!({
-        "reserved_requests": s.reserved_requests,
-        "reserved_ttft_ms_p50": s.reserved_ttft_ms.map(|q| q.p50.round()),
-        "reserved_ttft_ms_p95": s.reserved_ttft_ms.map(|q| q.p95.round()),
-        "reserved_ttft_ms_p99": s.reserved_ttft_ms.map(|q| q.p99.round()),
-        "reserved_within_target": r3(s.reserved_within_target),
-        "reserved_decode_tokens_per_s_p50": s.reserved_decode_tokens_per_s_p50.map(r3),
-        "reserved_delivered_ratio": r3(s.reserved_delivered_over_demanded),
-        "reserved_shed": s.reserved_shed,
-        "reserved_without_token": s.reserved_without_token,
-        "spot_requests": s.spot_requests,
-        "spot_shed": s.spot_shed,
-        "spot_goodput_tokens_per_s": r3(s.spot_goodput_per_s),
-        "spot_share_of_left": r3(s.spot_share_of_left),
-        "utilization": r3(s.utilization),
-        "cached_prompt_share": r3(s.cached_prompt_share),
-        "engine_work_over_capacity": r3(engine),
-    })
 }

@@ -140,15 +140,7 @@ pub fn measure_model(
         decode_context: traffic.decode_context_tokens().min(context_room),
         prompt_tokens: traffic.equivalent_prompt_tokens().min(context_room),
     };
-    let weigh = reservoir_engine::bench::WeighSpec {
-        prompt_tokens: at.prompt_tokens,
-        prefill_chunk: step_token_budget,
-        batch: CALIBRATION_BATCH,
-        // Starting below the mean by half of what the timed steps add.
-        context: at.decode_context.saturating_sub(CALIBRATION_TURNS * CALIBRATION_STEPS_PER_TURN / 2).max(1),
-        turns: CALIBRATION_TURNS,
-        decode_steps_per_turn: CALIBRATION_STEPS_PER_TURN,
-    };
+    let weigh = weigh_spec(at, step_token_budget, CALIBRATION_TURNS);
     for _ in 0..CALIBRATION_RUNS {
         let report = reservoir_engine::bench::run(model, &long).context("calibration run")?;
         allowance_prefill.push(report.prefill_tok_per_s);
@@ -161,6 +153,21 @@ pub fn measure_model(
     calibration.prefill_tokens_per_s = whole_rate(allowance_prefill, "long prefill")?;
     calibration.at = at;
     Ok(calibration)
+}
+
+/// What one calibration run times where the traffic's work sits (`at`):
+/// `turns` turns of a prefill of the equivalent prompt, in steps of the
+/// worker's budget, then decode steps of the calibration batch.
+pub fn weigh_spec(at: MeasuredAt, step_token_budget: usize, turns: usize) -> reservoir_engine::bench::WeighSpec {
+    reservoir_engine::bench::WeighSpec {
+        prompt_tokens: at.prompt_tokens,
+        prefill_chunk: step_token_budget,
+        batch: CALIBRATION_BATCH,
+        // Starting below the mean by half of what the timed steps add.
+        context: at.decode_context.saturating_sub(turns * CALIBRATION_STEPS_PER_TURN / 2).max(1),
+        turns,
+        decode_steps_per_turn: CALIBRATION_STEPS_PER_TURN,
+    }
 }
 
 /// Of runs' (prefill, decode) rates, the median decode rate, and a prefill
