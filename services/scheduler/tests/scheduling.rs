@@ -252,7 +252,9 @@ async fn requests_are_classified_streamed_exactly_and_metered_once(pool: PgPool)
     assert!(metrics.contains(r#"reservoir_scheduler_admitted_total{class="reserved"} 2"#), "{metrics}");
     assert!(metrics.contains(r#"reservoir_scheduler_admitted_total{class="burst"} 1"#), "{metrics}");
     assert!(metrics.contains(r#"reservoir_scheduler_ttft_seconds_count{class="spot"}"#), "{metrics}");
-    assert!(metrics.contains("reservoir_scheduler_queue_depth"), "{metrics}");
+    // Nothing waits now; the gauge says so per model and class.
+    let depth = format!(r#"reservoir_scheduler_queue_depth{{class="reserved",model="{MODEL}"}} 0"#);
+    assert!(metrics.contains(&depth), "{metrics}");
 }
 
 async fn reserve(p: &mut Platform, tenant: &str, rate_tokens_per_s: u32, allow_burst: bool) -> uuid::Uuid {

@@ -27,7 +27,8 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new_custom(Some("reservoir_scheduler".into()), None)?;
-        let queue_depth = IntGaugeVec::new(Opts::new("queue_depth", "Requests waiting, per class"), &["class"])?;
+        let queue_depth =
+            IntGaugeVec::new(Opts::new("queue_depth", "Requests waiting, per model and class"), &["model", "class"])?;
         let admitted = IntCounterVec::new(Opts::new("admitted_total", "Requests admitted, per class"), &["class"])?;
         let shed = IntCounterVec::new(Opts::new("shed_total", "Requests shed (429), per class"), &["class"])?;
         let deadline_passed = IntCounterVec::new(

@@ -191,9 +191,9 @@ pub async fn dispatch_loop(shared: Arc<Shared>, shutdown: Shutdown) {
         let dispatched = {
             let mut core = shared.core.lock().await;
             let dispatched = core.dispatch(now, |class| shared.in_flight_cap(class));
-            for class in PriorityClass::ALL {
-                let depth = i64::try_from(core.queue_depth(*class)).unwrap_or(i64::MAX);
-                shared.metrics.queue_depth.with_label_values(&[class.as_str()]).set(depth);
+            for (model, class, depth) in core.queue_depths() {
+                let depth = i64::try_from(depth).unwrap_or(i64::MAX);
+                shared.metrics.queue_depth.with_label_values(&[model, class.as_str()]).set(depth);
             }
             dispatched
         };

@@ -321,9 +321,20 @@ impl Core {
         Some(lease_of(&self.workers, index, &self.wake))
     }
 
-    /// Requests waiting per class, all models together.
-    pub fn queue_depth(&self, class: PriorityClass) -> usize {
-        self.queues.values().map(|q| q.len(class)).sum()
+    /// Requests of `model` waiting in `class`.
+    pub fn queue_depth(&self, model: &str, class: PriorityClass) -> usize {
+        self.queues.get(model).map_or(0, |q| q.len(class))
+    }
+
+    /// Waiting requests of every model that has had requests queued, per
+    /// class, sorted by model.
+    pub fn queue_depths(&self) -> Vec<(&str, PriorityClass, usize)> {
+        let mut models: Vec<(&String, &ClassQueues<Pending>)> = self.queues.iter().collect();
+        models.sort_by_key(|(model, _)| *model);
+        models
+            .into_iter()
+            .flat_map(|(model, q)| PriorityClass::ALL.iter().map(move |&class| (model.as_str(), class, q.len(class))))
+            .collect()
     }
 
     /// Forgets the buckets that are full: one made afresh on the contract's

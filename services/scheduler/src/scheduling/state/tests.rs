@@ -98,7 +98,12 @@ async fn a_request_goes_only_to_a_worker_of_its_model_and_one_model_never_blocks
     // and waits, without holding up A's queue.
     let first = core.dispatch(0, |_| 1);
     assert_eq!(placed(&first), vec![("r1".to_owned(), "a0".to_owned())]);
-    assert_eq!(core.queue_depth(PriorityClass::Reserved), 3);
+    // B's two wait, and A's second; per model, as the queue_depth gauge shows them.
+    assert_eq!((core.queue_depth(A, PriorityClass::Reserved), core.queue_depth(B, PriorityClass::Reserved)), (1, 2));
+    let depths = core.queue_depths();
+    assert!(depths.contains(&(A, PriorityClass::Reserved, 1)) && depths.contains(&(B, PriorityClass::Reserved, 2)));
+    assert!(depths.contains(&(B, PriorityClass::Spot, 0)), "{depths:?}");
+    assert_eq!(core.queue_depth("model-never-asked-for", PriorityClass::Reserved), 0);
     // A worker of B arrives: B's requests go there, never to a0.
     add_worker(&mut core, "b0", B, &metrics);
     let second = core.dispatch(0, |_| 4);
@@ -136,7 +141,7 @@ async fn a_reserved_request_past_its_deadline_leaves_the_queue_unserved() {
     assert_eq!((*class, pending.request.request_id.as_str()), (PriorityClass::Reserved, "late"));
     assert_eq!(shed.reason, ShedReason::DeadlinePassed);
     assert!(shed.retry_after_s >= 1);
-    assert_eq!(core.queue_depth(PriorityClass::Reserved), 1);
+    assert_eq!(core.queue_depth(A, PriorityClass::Reserved), 1);
 }
 
 #[tokio::test]
