@@ -327,14 +327,12 @@ impl Core {
     }
 
     /// Waiting requests of every model that has had requests queued, per
-    /// class, sorted by model.
-    pub fn queue_depths(&self) -> Vec<(&str, PriorityClass, usize)> {
-        let mut models: Vec<(&String, &ClassQueues<Pending>)> = self.queues.iter().collect();
-        models.sort_by_key(|(model, _)| *model);
-        models
-            .into_iter()
+    /// class. Read on every pass of the dispatch loop: nothing is collected
+    /// or sorted.
+    pub fn queue_depths(&self) -> impl Iterator<Item = (&str, PriorityClass, usize)> + '_ {
+        self.queues
+            .iter()
             .flat_map(|(model, q)| PriorityClass::ALL.iter().map(move |&class| (model.as_str(), class, q.len(class))))
-            .collect()
     }
 
     /// Forgets the buckets that are full: one made afresh on the contract's

@@ -100,7 +100,7 @@ async fn a_request_goes_only_to_a_worker_of_its_model_and_one_model_never_blocks
     assert_eq!(placed(&first), vec![("r1".to_owned(), "a0".to_owned())]);
     // B's two wait, and A's second; per model, as the queue_depth gauge shows them.
     assert_eq!((core.queue_depth(A, PriorityClass::Reserved), core.queue_depth(B, PriorityClass::Reserved)), (1, 2));
-    let depths = core.queue_depths();
+    let depths: Vec<_> = core.queue_depths().collect();
     assert!(depths.contains(&(A, PriorityClass::Reserved, 1)) && depths.contains(&(B, PriorityClass::Reserved, 2)));
     assert!(depths.contains(&(B, PriorityClass::Spot, 0)), "{depths:?}");
     assert_eq!(core.queue_depth("model-never-asked-for", PriorityClass::Reserved), 0);
