@@ -175,17 +175,26 @@ impl<B: InferenceBackend> StepLoop<B> {
     }
 
     fn step_once(&mut self) {
-        // The planner puts each class's work before the next class's, so a
-        // reserved prompt waiting now leads this step; one that arrives while
-        // the step runs cuts in between its layers (`run_yielding`).
+        // A reserved prompt that arrives while a step runs cuts in between
+        // its layers (`run_yielding`); one that arrived between two steps is
+        // owed the same, or its prefill would go a chunk per regular step
+        // behind the decodes there, and whether it came a millisecond before
+        // or after a step began would decide its first token. Only reserved
+        // work runs so: burst does not go ahead of reserved decodes.
+        if self.lowest_below_reserved(self.seqs.keys()).is_some() && self.cut_in(PriorityClass::Burst, &HashSet::new())
+        {
+            return;
+        }
+        // The planner puts each class's work before the next class's.
         let running = self.running_views();
         let waiting = self.waiting_views(|_| true);
         let plan = self.planner.next_step(&running, &waiting, self.backend.free_blocks());
         self.execute(plan, None);
     }
 
-    /// Between two layers of a step in progress: the prefill of requests of
-    /// a class above the step's lowest runs now, in a step of its own, so a
+    /// Between two layers of a step in progress (`in_step` holds its
+    /// sequences), or before a regular step (`in_step` empty): the prefill
+    /// of requests of a class above `below` runs now, in a step of its own, so a
     /// reserved request's first token does not wait for a long batch of spot
     /// decodes. Decodes are left to the regular steps (they batch well); a
     /// prompt whose last chunk is a single token looks like one to the
@@ -262,6 +271,8 @@ impl<B: InferenceBackend> StepLoop<B> {
         // Fields are computed only when debug logging is on: not on the hot path otherwise.
         tracing::debug!(
             cut_in = cutting_into.is_some(),
+            // A cut-in with no step in progress ran before a regular step.
+            pausing = cutting_into.is_some_and(|s| !s.is_empty()),
             entries = batch.entries.len(),
             tokens = batch.entries.iter().map(|e| e.tokens.len()).sum::<usize>(),
             by_class = ?self.tokens_by_class(&batch),

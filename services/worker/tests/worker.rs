@@ -304,6 +304,36 @@ async fn a_reserved_prompt_one_token_over_a_step_gets_its_first_token_in_the_cut
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reserved_prompt_that_arrives_between_steps_runs_ahead_of_the_decodes() {
+    let m = model();
+    let (backend, gate) = gated(backend(&m, 16, 256));
+    // 8 tokens a step, a decode counting 2.
+    let (mut client, _shutdown) = start(backend, 16, 8).await;
+    let with_tokens = |i, n| (1..64).map(|len| prompt(i, len)).find(|p| encode(p).len() == n).unwrap();
+    let (p0, ps, pr) = (with_tokens(1, 8), with_tokens(2, 8), with_tokens(3, 12));
+    // A reserved step (it never pauses) is held at the gate when a spot
+    // request and a 12-token reserved prompt arrive: the loop takes them in
+    // after it, between two steps.
+    let first = client.generate(request("r0", "reserved", &p0, 8)).await.unwrap();
+    gate.wait_entered(1).await;
+    let spot = client.generate(request("s", "spot", &ps, 4)).await.unwrap();
+    let reserved = client.generate(request("r", "reserved", &pr, 2)).await.unwrap();
+    gate.open();
+    let (first, spot, reserved) = (collect(first).await, collect(spot).await, collect(reserved).await);
+    for (got, p, n) in [(&first, &p0, 8), (&spot, &ps, 4), (&reserved, &pr, 2)] {
+        assert_eq!(got.tokens, reference(&m, &encode(p), greedy(n)).0, "prompt {p}");
+    }
+    // Its two chunks ran as a cut-in would have (a step of their own each),
+    // not a chunk per regular step beside the reserved decode: the step
+    // that gave it its first token gave no one else a token.
+    let (r0, r) = (gate.seq_of(&encode(&p0)), gate.seq_of(&encode(&pr)));
+    let finished = gate.finished();
+    assert_eq!(finished[1], Vec::<SeqId>::new(), "{finished:?}");
+    assert_eq!(finished[2], vec![r], "{finished:?}");
+    assert!(finished[3].contains(&r0), "{finished:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reserved_request_due_sooner_joins_a_cut_in_run_already_going() {
     let m = model();
     let (backend, gate) = gated(backend(&m, 16, 256));
