@@ -67,6 +67,11 @@ pub fn check(alone: &PhaseSummary, flood: &PhaseSummary) -> Vec<Check> {
     ]
 }
 
+/// Whether a run met every one of its targets.
+pub fn all_held(checks: &[Check]) -> bool {
+    checks.iter().all(|c| c.held)
+}
+
 /// The most consecutive runs that met every target.
 pub fn longest_streak(all_held: &[bool]) -> usize {
     let mut best = 0;
@@ -111,7 +116,7 @@ mod tests {
         let alone = phase(1000.0, 1.0, f64::NAN, 0.4);
         let flood = phase(1200.0, 0.99, 0.8, 0.9);
         let checks = check(&alone, &flood);
-        assert!(checks.iter().all(|c| c.held), "{checks:?}");
+        assert!(all_held(&checks), "{checks:?}");
         assert_eq!(checks[0].shown, "1.20x");
         assert_eq!(checks[5].shown, "90.0%");
     }
@@ -121,7 +126,8 @@ mod tests {
         let alone = phase(1000.0, 1.0, f64::NAN, 0.4);
         let slow = check(&alone, &phase(1210.0, 1.0, 0.9, 0.95));
         assert_eq!(held(&slow)[0], ("TTFT p99 flood/alone", false));
-        assert!(slow[1..].iter().all(|c| c.held));
+        assert!(all_held(&slow[1..]));
+        assert!(!all_held(&slow));
         // In target and delivered take the worse phase.
         let mut late_alone = alone.clone();
         late_alone.reserved_within_target = 0.98;

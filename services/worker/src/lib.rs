@@ -63,9 +63,9 @@ pub struct WorkerSettings {
     /// tokens; too small, and steps carry too little to keep the pool busy.
     pub step_token_budget: usize,
     /// What a decode costs the engine, in prompt tokens: the inverse of the
-    /// model's measured prompt weight (0.46 to 0.52 in calibrations on a
-    /// 2-core machine with SmolLM2-135M: a decode costs about 2 prompt
-    /// tokens), rounded.
+    /// model's measured prompt weight (0.46 to 0.55 in calibrations on one
+    /// 2-core machine with SmolLM2-135M, 0.60 to 0.66 on a slower one: a
+    /// decode costs about 1.6 to 2 prompt tokens), rounded.
     pub decode_token_cost: usize,
     /// The worker's name in the scheduler, metrics and usage records. When
     /// unset, the worker names itself (its host name and random letters,

@@ -178,7 +178,7 @@ fn summary_json(PhaseResult { summary: s, engine, pace, .. }: &PhaseResult) -> V
 pub fn targets(checks: &[Check]) {
     let each: Vec<String> =
         checks.iter().map(|c| format!("{} {} {}", c.name, c.shown, if c.held { "held" } else { "MISSED" })).collect();
-    let all = checks.iter().all(|c| c.held);
+    let all = targets::all_held(checks);
     println!("targets: {}; {}", each.join(", "), if all { "every target held" } else { "not every target held" });
 }
 
@@ -198,7 +198,7 @@ pub fn runs(all: &[Vec<Check>]) {
         for (c, width) in checks.iter().zip(&widths) {
             row += &format!(" {:>width$}", format!("{}{}", c.shown, if c.held { "" } else { " MISSED" }));
         }
-        let every = checks.iter().all(|c| c.held);
+        let every = targets::all_held(checks);
         held.push(every);
         println!("{row} {:>6}", if every { "held" } else { "no" });
     }
