@@ -79,12 +79,13 @@ struct Planned {
     call: client::Call,
 }
 
-/// A phase's figures: the report's, the engine's work over capacity, and
-/// the machine's pace just before and after it (`pace`; not with --quick).
+/// A phase's figures: the report's, what the engine did (its work over
+/// capacity, how busy it was), and the machine's pace just before and
+/// after it (`pace`; not with --quick).
 struct PhaseResult {
     label: &'static str,
     summary: PhaseSummary,
-    engine: f64,
+    engine: engine_work::EngineWork,
     pace: Option<(f64, f64)>,
 }
 
@@ -198,7 +199,7 @@ async fn run_in(
         let after = at_end.await??;
         let secs = phase.as_secs_f64();
         let summary = report::summarize(&observed, served.weights, capacity, secs);
-        let engine = engine_work::share_of_capacity(before, after, served.weights, capacity, secs);
+        let engine = engine_work::between(before, after, served.weights, capacity, secs);
         print::misses(p.label, &observed, served.prefill_tokens_per_s);
         shutdown.trigger();
         tokio::time::sleep(Duration::from_millis(300)).await;

@@ -217,6 +217,7 @@ pub fn stats(s: &LoopStats, model_id: &str, context_length: usize, queue_capacit
         preemptions,
         prefilled_tokens: s.prefilled_tokens,
         decoded_tokens: s.decoded_tokens,
+        step_seconds: s.step_seconds,
     }
 }
 

@@ -51,6 +51,8 @@ pub struct LoopStats {
     /// sequence that holds K/V already). Prefix-cache hits are not computed.
     pub prefilled_tokens: u64,
     pub decoded_tokens: u64,
+    /// Seconds spent in engine steps since start (`Throughput::busy`).
+    pub step_seconds: f64,
 }
 
 pub(crate) fn class_index(c: PriorityClass) -> usize {
@@ -72,9 +74,21 @@ pub(crate) struct Throughput {
     window: VecDeque<(Instant, usize, usize)>,
     prefilled: u64,
     decoded: u64,
+    in_steps: Duration,
 }
 
 impl Throughput {
+    /// Time spent in a step. A step that pauses for cut-in steps counts
+    /// with them, so they are not counted again.
+    pub fn busy(&mut self, step: Duration) {
+        self.in_steps += step;
+    }
+
+    /// Seconds spent in steps since start.
+    pub fn step_seconds(&self) -> f64 {
+        self.in_steps.as_secs_f64()
+    }
+
     /// One step entry's tokens, before the step's totals (`step`).
     pub fn count(&mut self, decode: bool, tokens: usize) {
         if decode {

@@ -268,11 +268,15 @@ impl<B: InferenceBackend> StepLoop<B> {
             Some(_) => self.backend.step(&batch),
             None => self.run_yielding(&batch),
         };
+        let pausing = cutting_into.is_some_and(|s| !s.is_empty());
+        if !pausing {
+            self.throughput.busy(began.elapsed());
+        }
         // Fields are computed only when debug logging is on: not on the hot path otherwise.
         tracing::debug!(
             cut_in = cutting_into.is_some(),
             // A cut-in with no step in progress ran before a regular step.
-            pausing = cutting_into.is_some_and(|s| !s.is_empty()),
+            pausing,
             entries = batch.entries.len(),
             tokens = batch.entries.iter().map(|e| e.tokens.len()).sum::<usize>(),
             by_class = ?self.tokens_by_class(&batch),
@@ -582,6 +586,7 @@ impl<B: InferenceBackend> StepLoop<B> {
             preemptions: self.preemptions,
             prefilled_tokens,
             decoded_tokens,
+            step_seconds: self.throughput.step_seconds(),
         });
     }
 }

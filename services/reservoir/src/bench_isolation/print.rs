@@ -88,7 +88,7 @@ pub fn results(results: &[PhaseResult]) {
         s.reserved_ttft_ms.as_ref().map_or("-".to_owned(), |q| format!("{:.0}", f(q)))
     };
     println!(
-        "\n{:<24} {:>9} {:>9} {:>9} {:>9} {:>10} {:>8} {:>10} {:>6} {:>11} {:>10} {:>8} {:>8} {:>12}",
+        "\n{:<24} {:>9} {:>9} {:>9} {:>9} {:>10} {:>8} {:>10} {:>6} {:>11} {:>10} {:>8} {:>8} {:>6} {:>12}",
         "phase",
         "reserved",
         "TTFT p50",
@@ -102,12 +102,13 @@ pub fn results(results: &[PhaseResult]) {
         "of left",
         "util",
         "engine",
+        "busy",
         "pace"
     );
     for PhaseResult { label, summary: s, engine, pace } in results {
         let spot = |x: String| if s.spot_requests == 0 { "-".to_owned() } else { x };
         println!(
-            "{label:<24} {:>9} {:>9} {:>9} {:>9} {:>10} {:>8} {:>10} {:>6} {:>11} {:>10} {:>8} {:>8} {:>12}",
+            "{label:<24} {:>9} {:>9} {:>9} {:>9} {:>10} {:>8} {:>10} {:>6} {:>11} {:>10} {:>8} {:>8} {:>6} {:>12}",
             s.reserved_requests,
             ms(s, |q| q.p50),
             ms(s, |q| q.p95),
@@ -119,7 +120,8 @@ pub fn results(results: &[PhaseResult]) {
             spot(format!("{:.1}", s.spot_goodput_per_s)),
             spot(pct(s.spot_share_of_left)),
             pct(s.utilization),
-            pct(*engine),
+            pct(engine.share_of_capacity),
+            pct(engine.busy),
             pace.map_or("-".to_owned(), |(before, after)| format!("{before:.2}-{after:.2}x")),
         );
     }
@@ -139,7 +141,8 @@ pub fn results(results: &[PhaseResult]) {
          not counted, plus generated tokens) over capacity, within the phase. Engine: every token the engine \
          computed during the phase (its own counters: work past the phase's edges and recomputation included, \
          prefix-cache hits not), weighted, over capacity: how much of the calibrated capacity a busy engine \
-         computes on this traffic. Pace: a short run of calibration's work just before and just after the \
+         computes on this traffic. Busy: share of the phase the engine spent in steps (its own clock); engine \
+         over busy is how fast it ran while busy, against calibration. Pace: a short run of calibration's work just before and just after the \
          phase, with nothing else running, against the same run right after calibration (1.00x): the machine \
          the phase ran on (not measured with --quick)."
     );
@@ -168,7 +171,8 @@ fn summary_json(PhaseResult { summary: s, engine, pace, .. }: &PhaseResult) -> V
         "spot_share_of_left": r3(s.spot_share_of_left),
         "utilization": r3(s.utilization),
         "cached_prompt_share": r3(s.cached_prompt_share),
-        "engine_work_over_capacity": r3(*engine),
+        "engine_work_over_capacity": r3(engine.share_of_capacity),
+        "engine_busy": r3(engine.busy),
         "pace_before": pace.map(|p| r3(p.0)),
         "pace_after": pace.map(|p| r3(p.1)),
     })
