@@ -31,6 +31,8 @@ use reservoir_sched::planner::{NO_DEADLINE, Plan, Planner, Running, Waiting};
 
 mod cut_in;
 
+use cut_in::lowest_below_reserved;
+
 /// A sampled token, with its logprobs when the request asked for them.
 type Pick = Result<(u32, Option<Sampled>), EngineError>;
 
@@ -183,8 +185,8 @@ impl<B: InferenceBackend> StepLoop<B> {
         // behind the decodes there, and whether it came a millisecond before
         // or after a step began would decide its first token. Only reserved
         // work runs so: burst does not go ahead of reserved decodes.
-        if self.lowest_below_reserved(self.seqs.keys()).is_some() && self.cut_in(PriorityClass::Burst, &HashSet::new())
-        {
+        let classes = self.seqs.values().map(|s| s.p.class);
+        if lowest_below_reserved(classes).is_some() && self.cut_in(PriorityClass::Burst, &HashSet::new()) {
             return;
         }
         // The planner puts each class's work before the next class's.
@@ -194,10 +196,14 @@ impl<B: InferenceBackend> StepLoop<B> {
         self.execute(plan, None);
     }
 
+    /// The waiting sequences of the classes `keep` keeps; only their queues
+    /// are walked (a cut-in, looked for before every step, wants reserved
+    /// work alone).
     fn waiting_views(&self, keep: impl Fn(PriorityClass) -> bool) -> Vec<Waiting> {
-        self.waiting
+        PriorityClass::ALL
             .iter()
-            .flatten()
+            .filter(|&&class| keep(class))
+            .flat_map(|&class| &self.waiting[class_index(class)])
             .filter_map(|id| {
                 self.seqs.get(id).map(|s| Waiting {
                     id: *id,
@@ -206,7 +212,6 @@ impl<B: InferenceBackend> StepLoop<B> {
                     due: self.due(s),
                 })
             })
-            .filter(|w| keep(w.class))
             .collect()
     }
 

@@ -288,8 +288,7 @@ async fn a_reserved_prompt_one_token_over_a_step_gets_its_first_token_in_the_cut
     // The spot prompt fills one step; the reserved one is a step and one
     // token, so its last chunk is a single token, which the planner cannot
     // tell from a decode.
-    let with_tokens = |i, n| (1..64).map(|len| prompt(i, len)).find(|p| encode(p).len() == n).unwrap();
-    let (ps, pr) = (with_tokens(1, 8), with_tokens(2, 9));
+    let (ps, pr) = (prompt_with_tokens(1, 8), prompt_with_tokens(2, 9));
     let spot = client.generate(request("s", "spot", &ps, 2)).await.unwrap();
     gate.wait_entered(1).await;
     let reserved = client.generate(request("r", "reserved", &pr, 2)).await.unwrap();
@@ -309,8 +308,7 @@ async fn a_reserved_prompt_that_arrives_between_steps_runs_ahead_of_the_decodes(
     let (backend, gate) = gated(backend(&m, 16, 256));
     // 8 tokens a step, a decode counting 2.
     let (mut client, _shutdown) = start(backend, 16, 8).await;
-    let with_tokens = |i, n| (1..64).map(|len| prompt(i, len)).find(|p| encode(p).len() == n).unwrap();
-    let (p0, ps, pr) = (with_tokens(1, 8), with_tokens(2, 8), with_tokens(3, 12));
+    let (p0, ps, pr) = (prompt_with_tokens(1, 8), prompt_with_tokens(2, 8), prompt_with_tokens(3, 12));
     // A reserved step (it never pauses) is held at the gate when a spot
     // request and a 12-token reserved prompt arrive: the loop takes them in
     // after it, between two steps.

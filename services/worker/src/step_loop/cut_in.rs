@@ -45,7 +45,8 @@ impl<B: InferenceBackend> StepLoop<B> {
     /// step of reserved work only runs straight through.
     pub(super) fn run_yielding(&mut self, batch: &StepBatch) -> Result<StepOutput, EngineError> {
         let mut pending = self.backend.begin_step(batch)?;
-        if let Some(lowest) = self.lowest_below_reserved(batch.entries.iter().map(|e| &e.seq)) {
+        let classes = batch.entries.iter().filter_map(|e| self.seqs.get(&e.seq)).map(|s| s.p.class);
+        if let Some(lowest) = lowest_below_reserved(classes) {
             // Built when the step first pauses: most steps never do.
             let mut in_step: Option<HashSet<SeqId>> = None;
             let urgent = self.urgent.clone();
@@ -78,11 +79,11 @@ impl<B: InferenceBackend> StepLoop<B> {
         }
         self.backend.finish_step(pending)
     }
+}
 
-    /// The lowest class among `ids` when it is below reserved: the class
-    /// that higher-class prefills may cut in ahead of.
-    pub(super) fn lowest_below_reserved<'a>(&self, ids: impl IntoIterator<Item = &'a SeqId>) -> Option<PriorityClass> {
-        let lowest = ids.into_iter().filter_map(|id| self.seqs.get(id)).map(|s| s.p.class).max()?;
-        (lowest != PriorityClass::Reserved).then_some(lowest)
-    }
+/// The lowest of `classes` when it is below reserved: the class that
+/// higher-class prefills may cut in ahead of.
+pub(super) fn lowest_below_reserved(classes: impl IntoIterator<Item = PriorityClass>) -> Option<PriorityClass> {
+    let lowest = classes.into_iter().max()?;
+    (lowest != PriorityClass::Reserved).then_some(lowest)
 }

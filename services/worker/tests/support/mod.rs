@@ -145,6 +145,12 @@ pub fn prompt(i: usize, len: usize) -> String {
     (0..len).map(|j| (b'a' + ((i * 7 + j * 3) % 26) as u8) as char).collect()
 }
 
+/// Prompt `i` at the first of its lengths (up to 63 letters) that encodes
+/// to exactly `n` tokens.
+pub fn prompt_with_tokens(i: usize, n: usize) -> String {
+    (1..64).map(|len| prompt(i, len)).find(|p| encode(p).len() == n).expect("a prompt of that many tokens")
+}
+
 pub async fn stats(client: &mut Client) -> pb::WorkerStats {
     client.stats(pb::WorkerStatsRequest {}).await.unwrap().into_inner()
 }
