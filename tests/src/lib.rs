@@ -53,6 +53,9 @@ pub struct Options {
     /// Inference workers to run, each over a tiny seeded model (in-process
     /// gRPC servers; `reservoir up` runs real ones as child processes).
     pub workers: usize,
+    /// The model those workers run (a bigger one is slower: a prefill
+    /// long enough to act on a request while it runs).
+    pub worker_model: reservoir_engine::test_support::TinySpec,
 }
 
 impl Default for Options {
@@ -60,7 +63,13 @@ impl Default for Options {
         let gateway = reservoir_gateway::GatewaySettings::default();
         // Tests send bursts of thousands of requests; the limit has its own test.
         let rate_limit = reservoir_gateway::RateLimit { requests_per_s: 100_000, burst: 100_000 };
-        Options { auth: hs256_auth(), body_limit_bytes: gateway.body_limit_bytes, rate_limit, workers: 0 }
+        Options {
+            auth: hs256_auth(),
+            body_limit_bytes: gateway.body_limit_bytes,
+            rate_limit,
+            workers: 0,
+            worker_model: Default::default(),
+        }
     }
 }
 
@@ -123,7 +132,7 @@ impl Platform {
         if options.workers > 0 {
             services.push(Service::Worker);
         }
-        let worker_backends = (0..options.workers).map(|_| tiny_backend()).collect();
+        let worker_backends = (0..options.workers).map(|_| backend_of(&options.worker_model)).collect();
         let given = Given { pool: Some(pool.clone()), worker_backends };
         let platform = reservoir_platform::build(config, &services, given).await.expect("platform");
         let e = platform.endpoints.clone();
@@ -270,8 +279,13 @@ pub fn test_config(options: &Options, spool: &std::path::Path) -> Config {
 
 /// A worker backend over a tiny seeded model.
 pub fn tiny_backend() -> reservoir_worker::EngineBackend {
-    use reservoir_engine::test_support::{TinySpec, letter_tokenizer, tiny_model};
-    let model = tiny_model(&TinySpec::default()).expect("tiny model");
+    backend_of(&reservoir_engine::test_support::TinySpec::default())
+}
+
+/// A worker backend over the seeded model `spec` describes.
+pub fn backend_of(spec: &reservoir_engine::test_support::TinySpec) -> reservoir_worker::EngineBackend {
+    use reservoir_engine::test_support::{letter_tokenizer, tiny_model};
+    let model = tiny_model(spec).expect("tiny model");
     let engine = reservoir_engine::Engine::new(model, reservoir_engine::EngineConfig::default()).expect("engine");
     reservoir_worker::EngineBackend::new(engine, letter_tokenizer(TINY_VOCAB).expect("tokenizer"), 8192)
 }

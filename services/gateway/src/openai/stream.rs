@@ -60,7 +60,15 @@ pub fn events(
         };
         let mut usages = Vec::with_capacity(choices.len());
         // Dropping `merged` (on return or break) cancels the choices still running.
-        while let Some((index, item)) = merged.next().await {
+        loop {
+            // A client that leaves is noticed when it does (the server drops
+            // the response body), not at the next token: a prompt still being
+            // prefilled stops there, and no token is computed for nobody.
+            let next = tokio::select! {
+                next = merged.next() => next,
+                _ = tx.closed() => return,
+            };
+            let Some((index, item)) = next else { break };
             let Some(choice) = choices.get_mut(index) else { continue };
             let event = match item {
                 Ok(e) => e,
