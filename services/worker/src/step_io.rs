@@ -78,10 +78,15 @@ pub(crate) struct Throughput {
 }
 
 impl Throughput {
-    /// Time spent in a step. A step that pauses for cut-in steps counts
-    /// with them, so they are not counted again.
+    /// Time spent in a step (a step that paused for cut-in steps: without
+    /// theirs, which they count themselves).
     pub fn busy(&mut self, step: Duration) {
         self.in_steps += step;
+    }
+
+    /// Time spent in steps since start.
+    pub fn in_steps(&self) -> Duration {
+        self.in_steps
     }
 
     /// Seconds spent in steps since start.

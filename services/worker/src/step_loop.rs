@@ -246,14 +246,17 @@ impl<B: InferenceBackend> StepLoop<B> {
             return false;
         }
         let began = Instant::now();
+        let counted = self.throughput.in_steps();
         let result = match cutting_into {
             Some(_) => self.backend.step(&batch),
             None => self.run_yielding(&batch),
         };
+        // Each step counts its own time, as it ends: a step that paused for
+        // cut-ins counts its time without theirs, which they counted as they
+        // ran (a reading during a long cut-in run sees them).
+        let cut_ins = self.throughput.in_steps().saturating_sub(counted);
+        self.throughput.busy(began.elapsed().saturating_sub(cut_ins));
         let pausing = cutting_into.is_some_and(|s| !s.is_empty());
-        if !pausing {
-            self.throughput.busy(began.elapsed());
-        }
         // Fields are computed only when debug logging is on: not on the hot path otherwise.
         tracing::debug!(
             cut_in = cutting_into.is_some(),

@@ -281,6 +281,31 @@ async fn reserved_prefill_cuts_into_a_spot_step_in_progress() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cut_in_steps_are_counted_while_the_step_they_paused_waits() {
+    let m = model();
+    let (backend, gate) = gated(backend(&m, 16, 256));
+    let (mut client, _shutdown) = start(backend, 16, 8).await;
+    // A spot step is about to begin when a reserved prompt of two chunks
+    // arrives: the spot step pauses, the first chunk runs, the second is
+    // held at the gate.
+    let (ps, pr) = (prompt_with_tokens(1, 8), prompt_with_tokens(2, 12));
+    let spot = client.generate(request("s", "spot", &ps, 2)).await.unwrap();
+    gate.wait_entered(1).await;
+    let reserved = client.generate(request("r", "reserved", &pr, 2)).await.unwrap();
+    gate.allow(2);
+    gate.wait_entered(3).await;
+    // The first chunk's tokens and time are in the figures already, though
+    // the spot step it ran inside has not ended.
+    let s = stats(&mut client).await;
+    assert_eq!((s.prefilled_tokens, s.decoded_tokens), (8, 0), "{s:?}");
+    assert!(s.step_seconds > 0.0, "{s:?}");
+    gate.open();
+    let (spot, reserved) = (collect(spot).await, collect(reserved).await);
+    assert_eq!(spot.tokens, reference(&m, &encode(&ps), greedy(2)).0);
+    assert_eq!(reserved.tokens, reference(&m, &encode(&pr), greedy(2)).0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reserved_prompt_one_token_over_a_step_gets_its_first_token_in_the_cut_in_run() {
     let m = model();
     let (backend, gate) = gated(backend(&m, 16, 256));

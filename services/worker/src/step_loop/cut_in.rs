@@ -74,6 +74,9 @@ impl<B: InferenceBackend> StepLoop<B> {
                     if self.stopping.load(Ordering::Relaxed) || !self.cut_in(lowest, in_step) {
                         break;
                     }
+                    // Readers (the scheduler, a benchmark) see the cut-in's
+                    // work and time while the step it paused waits.
+                    self.publish();
                 }
             }
         }
