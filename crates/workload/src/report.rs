@@ -2,11 +2,17 @@
 //! request. Work is in capacity units (weighted tokens: prompt tokens x the
 //! prompt weight + generated tokens x the completion weight).
 //!
+//! - The window is measured in steady state: traffic starts a warm-up
+//!   before it, so the platform is as loaded at its start as at its end.
+//!   Requests sent during the warm-up count only for the work they got
+//!   within the window; every other figure is of requests sent within it.
 //! - Useful work counts each prompt token once, when its request's first
 //!   token arrives (its prefill is done), less what the prefix cache served,
-//!   and each generated token as it arrives; work after the window's end is
-//!   not counted, and a recomputation after a failover is invisible to the
-//!   client, so never counted.
+//!   and each generated token as it arrives, within the window: a prompt
+//!   prefilled before the window whose first token comes within it counts,
+//!   as one prefilled within it whose first token comes after does not, so
+//!   the two edges weigh alike. A recomputation after a failover is
+//!   invisible to the client, so never counted.
 //! - Delivered over demanded, as the platform meters it: a request served
 //!   in full demanded what it got; one refused, failed or cut demanded its
 //!   prompt and its `max_tokens`, and delivered what arrived.
@@ -41,6 +47,9 @@ pub struct Observed {
     pub served_as: Option<String>,
     /// When it was sent (to tell what was in flight before it).
     pub sent_at: Option<std::time::Instant>,
+    /// Sent during the warm-up, before the window: only its work within
+    /// the window counts.
+    pub warm_up: bool,
 }
 
 impl Observed {
@@ -139,7 +148,9 @@ fn delivered_and_demanded(o: &Observed, w: Weights) -> (f64, f64) {
 /// The phase's figures; `capacity_per_s` in weighted tokens/s, `window_s`
 /// the window's length.
 pub fn summarize(observed: &[Observed], w: Weights, capacity_per_s: f64, window_s: f64) -> PhaseSummary {
-    let (reserved, spot): (Vec<&Observed>, Vec<&Observed>) = observed.iter().partition(|o| o.reserved);
+    let (reserved_all, spot_all): (Vec<&Observed>, Vec<&Observed>) = observed.iter().partition(|o| o.reserved);
+    let (reserved, spot): (Vec<&Observed>, Vec<&Observed>) =
+        observed.iter().filter(|o| !o.warm_up).partition(|o| o.reserved);
     let ttfts: Vec<f64> = reserved.iter().filter_map(|o| o.ttft_ms).collect();
     let reserved_ttft_ms = match (quantile(&ttfts, 0.5), quantile(&ttfts, 0.95), quantile(&ttfts, 0.99)) {
         (Some(p50), Some(p95), Some(p99)) => Some(Quantiles { p50, p95, p99 }),
@@ -152,10 +163,11 @@ pub fn summarize(observed: &[Observed], w: Weights, capacity_per_s: f64, window_
     let per_s = |work: f64| if window_s > 0.0 { work / window_s } else { 0.0 };
     // Folded from +0.0: an empty `sum` of floats is -0.0, which prints as "-0".
     let work = |of: &[&Observed]| per_s(of.iter().fold(0.0, |total, o| total + useful_work(o, w)));
-    let (reserved_work_per_s, spot_goodput_per_s) = (work(&reserved), work(&spot));
+    let (reserved_work_per_s, spot_goodput_per_s) = (work(&reserved_all), work(&spot_all));
     let left = capacity_per_s - reserved_work_per_s;
-    let prompt_tokens: u64 = observed.iter().map(|o| u64::from(o.prompt_tokens)).sum();
-    let cached: u64 = observed.iter().map(|o| u64::from(o.cached_prompt_tokens.min(o.prompt_tokens))).sum();
+    let measured = || observed.iter().filter(|o| !o.warm_up);
+    let prompt_tokens: u64 = measured().map(|o| u64::from(o.prompt_tokens)).sum();
+    let cached: u64 = measured().map(|o| u64::from(o.cached_prompt_tokens.min(o.prompt_tokens))).sum();
     PhaseSummary {
         reserved_requests: reserved.len(),
         reserved_ttft_ms,
@@ -223,6 +235,26 @@ mod tests {
         assert_eq!(s.utilization, 0.82);
         assert_eq!(s.spot_share_of_left, 22.0 / 40.0);
         assert_eq!(s.cached_prompt_share, 40.0 / 400.0);
+    }
+
+    #[test]
+    fn a_warm_up_request_counts_for_its_work_within_the_window_and_nothing_else() {
+        // Sent before the window, first token within it, then cut.
+        let mut early = served(true, 100, 30, 9000.0);
+        early.warm_up = true;
+        early.finished = false;
+        early.completion_tokens_in_window = 20;
+        let mut early_spot = served(false, 100, 10, 5.0);
+        early_spot.warm_up = true;
+        early_spot.shed = true;
+        let within = served(true, 200, 20, 500.0);
+        let s = summarize(&[early, early_spot, within], W, 100.0, 2.0);
+        // Its work counts: (50 + 20) + (50 + 10) + (100 + 20) over 2 s...
+        assert_eq!((s.reserved_work_per_s, s.spot_goodput_per_s), (95.0, 30.0));
+        // ...but not its TTFT, target, delivery, shedding or count.
+        assert_eq!((s.reserved_requests, s.spot_requests, s.spot_shed), (1, 0, 0));
+        assert_eq!(s.reserved_ttft_ms, Some(Quantiles { p50: 500.0, p95: 500.0, p99: 500.0 }));
+        assert_eq!((s.reserved_within_target, s.reserved_delivered_over_demanded), (1.0, 1.0));
     }
 
     #[test]

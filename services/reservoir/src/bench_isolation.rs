@@ -15,6 +15,9 @@
 //! has offered least so far; drawn by arrival rate alone, a 30 s sample of
 //! a long-tailed load offered anywhere from 70% to 96% of the rate in runs
 //! here.
+//! Each phase sends its trace for a warm-up (5 s) and then the measured
+//! window (30 s): the platform is as loaded at the window's start as at
+//! its end (`Timing`).
 //! Each run ends with the targets it met (`reservoir_workload::targets`);
 //! `--runs N` repeats the whole measurement, calibration included, and
 //! prints how many runs in a row met every target.
@@ -73,6 +76,19 @@ struct Served {
     prefill_tokens_per_s: u32,
 }
 
+/// A phase's clock: traffic starts `warm_up` before the measured window,
+/// so the platform is as loaded at its start as at its end (a window that
+/// began on an idle pool would count the prompts prefilled within it whose
+/// first token came after its end, and none from before its start).
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    warm_up: Duration,
+    window: Duration,
+    /// Reserved requests still running at the end of the window are waited
+    /// for this long; what they did not get by then counts as not delivered.
+    straggler_wait: Duration,
+}
+
 /// A trace request made ready to send: its tenant, body and counts.
 struct Planned {
     at: Duration,
@@ -117,27 +133,22 @@ pub async fn run(config: &Config, args: &Args) -> anyhow::Result<()> {
 
 /// One whole measurement, in a database of its own; answers its targets.
 async fn run_once(config: &Config, args: &Args) -> anyhow::Result<Vec<Check>> {
-    let phase = Duration::from_secs(if args.quick { 8 } else { 30 });
-    // Reserved requests still running at the end of a phase are waited for
-    // this long; what they did not get by then counts as not delivered.
-    let straggler_wait = Duration::from_secs(if args.quick { 6 } else { 60 });
+    let timing = Timing {
+        warm_up: Duration::from_secs(if args.quick { 1 } else { 5 }),
+        window: Duration::from_secs(if args.quick { 8 } else { 30 }),
+        straggler_wait: Duration::from_secs(if args.quick { 6 } else { 60 }),
+    };
     let admin_url = config.database_url()?.to_owned();
     let name = format!("bench_isolation_{}", uuid::Uuid::new_v4().simple());
     let admin = db::connect(&admin_url, 2).await?;
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await?;
     let url = format!("{}/{name}", admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin_url));
-    let outcome = run_in(config, args, &url, phase, straggler_wait).await;
+    let outcome = run_in(config, args, &url, timing).await;
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&admin).await?;
     outcome
 }
 
-async fn run_in(
-    config: &Config,
-    args: &Args,
-    url: &str,
-    phase: Duration,
-    straggler_wait: Duration,
-) -> anyhow::Result<Vec<Check>> {
+async fn run_in(config: &Config, args: &Args, url: &str, timing: Timing) -> anyhow::Result<Vec<Check>> {
     let pool = db::connect(url, 4).await?;
     db::migrate(&pool).await?;
     // As in `reservoir serve worker` (the worker runs in this process here).
@@ -182,8 +193,8 @@ async fn run_in(
         // The trace is made once, from what the first phase's /v1/models
         // shows, and sent again in every phase.
         if planned.is_none() {
-            let (reserved, spot) = plan(&config, args.seed, &served, &loaded.tokenizer, phase, capacity, rate_each)?;
-            print::setup(&calibration, &served, rate_each, phase, &reserved, &spot, capacity);
+            let (reserved, spot) = plan(&config, args.seed, &served, &loaded.tokenizer, timing, capacity, rate_each)?;
+            print::setup(&calibration, &served, rate_each, timing, &reserved, &spot, capacity);
             if !args.quick {
                 let first = pace_at(served.weights).await?;
                 paces = Some((first, first));
@@ -193,11 +204,13 @@ async fn run_in(
         let Some((reserved, spot, served)) = &planned else { anyhow::bail!("no trace") };
         warm_up(&http, &gateway, &config, &loaded.tokenizer).await?;
         let spot: &[Planned] = if p.spot { spot } else { &[] };
-        let before = engine_work::read(&worker).await?;
-        let at_end = tokio::spawn(engine_work::read_at(worker, Instant::now() + phase));
-        let observed = run_phase(&http, &gateway, reserved, spot, phase, straggler_wait).await;
-        let after = at_end.await??;
-        let secs = phase.as_secs_f64();
+        let start = Instant::now();
+        let window = start + timing.warm_up..start + timing.warm_up + timing.window;
+        let at_start = tokio::spawn(engine_work::read_at(worker.clone(), window.start));
+        let at_end = tokio::spawn(engine_work::read_at(worker, window.end));
+        let observed = run_phase(&http, &gateway, reserved, spot, start, window, timing.straggler_wait).await;
+        let (before, after) = (at_start.await??, at_end.await??);
+        let secs = timing.window.as_secs_f64();
         let summary = report::summarize(&observed, served.weights, capacity, secs);
         let engine = engine_work::between(before, after, served.weights, capacity, secs);
         print::misses(p.label, &observed, served.prefill_tokens_per_s);
@@ -217,9 +230,9 @@ async fn run_in(
     print::targets(&checks);
     if args.quick {
         println!(
-            "--quick: phases of {} s hold few reserved requests, so their p95 and p99 are the slowest one or two, \
+            "--quick: windows of {} s hold few reserved requests, so their p95 and p99 are the slowest one or two, \
              not a tail; run without --quick for figures to compare.",
-            phase.as_secs()
+            timing.window.as_secs()
         );
     }
     Ok(checks)
@@ -328,11 +341,13 @@ fn plan(
     seed: u64,
     served: &Served,
     tokenizer: &Tokenizer,
-    phase: Duration,
+    timing: Timing,
     capacity: f64,
     rate_each: u32,
 ) -> anyhow::Result<(Vec<Planned>, Vec<Planned>)> {
-    let duration_us = u64::try_from(phase.as_micros()).unwrap_or(u64::MAX);
+    // Over the warm-up and the window alike.
+    let traffic = timing.warm_up + timing.window;
+    let duration_us = u64::try_from(traffic.as_micros()).unwrap_or(u64::MAX);
     let spec = |tag: &str, seed: u64, requests_per_s: f64| TraceSpec::chat(seed, tag, duration_us, requests_per_s);
     let w = served.weights;
     let system = |index: usize, tenant: &str| format!("Request {index} of {tenant}. Answer at length.");
@@ -346,7 +361,7 @@ fn plan(
         prompt_tokens(&system(r.index, "reserved-0"), &r.prompt) as f64 * w.prompt
             + f64::from(r.max_tokens) * w.completion
     };
-    let reserved_work = f64::from(rate_each) * RESERVED_TENANTS as f64 * RESERVED_OFFERED * phase.as_secs_f64();
+    let reserved_work = f64::from(rate_each) * RESERVED_TENANTS as f64 * RESERVED_OFFERED * traffic.as_secs_f64();
     let reserved = trace::generate_offering(&spec("reserved", seed, 1.0), reserved_work, cost)?;
     let mean_cost = trace::mean_cost(&spec("size", seed, 1.0), w.prompt, w.completion, 20_000);
     let spot = trace::generate(&spec("spot", seed.wrapping_add(1), capacity * SPOT_OFFERED / mean_cost))?;
@@ -389,20 +404,20 @@ fn plan(
     Ok((reserved, spot))
 }
 
-/// Sends every planned request at its time; spot requests still running at
-/// the end of the phase are cut (their clients leave), reserved ones are
-/// waited for up to `straggler_wait` more.
+/// Sends every planned request at its time from `start`; spot requests
+/// still running at the end of the window are cut (their clients leave),
+/// reserved ones are waited for up to `straggler_wait` more.
 async fn run_phase(
     http: &reqwest::Client,
     gateway: &str,
     reserved: &[Planned],
     spot: &[Planned],
-    phase: Duration,
+    start: Instant,
+    window: std::ops::Range<Instant>,
     straggler_wait: Duration,
 ) -> Vec<Observed> {
     let url = format!("{gateway}/v1/chat/completions");
-    let start = Instant::now();
-    let window_end = start + phase;
+    let window_end = window.end;
     let mut all: Vec<&Planned> = reserved.iter().chain(spot).collect();
     all.sort_by_key(|p| p.at);
     let mut tasks = Vec::with_capacity(all.len());
@@ -411,7 +426,8 @@ async fn run_phase(
         let cut_at = if p.call.reserved { window_end + straggler_wait } else { window_end };
         let call = p.call.clone();
         let (http, url) = (http.clone(), url.clone());
-        tasks.push(tokio::spawn(async move { client::run(&http, &url, call, window_end, cut_at).await }));
+        let window = window.clone();
+        tasks.push(tokio::spawn(async move { client::run(&http, &url, call, window, cut_at).await }));
     }
     let mut observed = Vec::with_capacity(tasks.len());
     for t in tasks {
@@ -445,7 +461,7 @@ async fn warm_up(http: &reqwest::Client, gateway: &str, config: &Config, tokeniz
         .into_iter()
         .map(|call| {
             let (http, url) = (http.clone(), url.clone());
-            tokio::spawn(async move { client::run(&http, &url, call, end, end).await })
+            tokio::spawn(async move { client::run(&http, &url, call, Instant::now()..end, end).await })
         })
         .collect();
     for t in tasks {

@@ -3,6 +3,7 @@
 //! at the first token, cut when the phase ends (spot) or the straggler wait
 //! does (reserved).
 
+use std::ops::Range;
 use std::time::Instant;
 
 use reservoir_workload::report::Observed;
@@ -41,9 +42,11 @@ pub fn body(model: &str, system: &str, prompt: &str, max_tokens: u32, banned: &[
 }
 
 /// Sends `call` to `url` and reads it until it ends or `cut_at`; tokens
-/// after `window_end` are counted apart.
-pub async fn run(http: &reqwest::Client, url: &str, call: Call, window_end: Instant, cut_at: Instant) -> Observed {
+/// within `window` are counted apart, and a request sent before it is
+/// warm-up.
+pub async fn run(http: &reqwest::Client, url: &str, call: Call, window: Range<Instant>, cut_at: Instant) -> Observed {
     let mut seen = Observed {
+        warm_up: Instant::now() < window.start,
         reserved: call.reserved,
         prompt_tokens: call.prompt_tokens,
         max_tokens: call.max_tokens,
@@ -81,7 +84,7 @@ pub async fn run(http: &reqwest::Client, url: &str, call: Call, window_end: Inst
                     if data == "[DONE]" {
                         return;
                     }
-                    observe(&mut seen, data, sent, window_end);
+                    observe(&mut seen, data, sent, &window);
                 }
             }
         }
@@ -91,7 +94,7 @@ pub async fn run(http: &reqwest::Client, url: &str, call: Call, window_end: Inst
     seen
 }
 
-fn observe(seen: &mut Observed, data: &str, sent: Instant, window_end: Instant) {
+fn observe(seen: &mut Observed, data: &str, sent: Instant, window: &Range<Instant>) {
     let Ok(event) = serde_json::from_str::<Value>(data) else { return };
     if event.get("error").is_some() {
         seen.shed = true;
@@ -116,11 +119,11 @@ fn observe(seen: &mut Observed, data: &str, sent: Instant, window_end: Instant) 
     let now = Instant::now();
     if seen.ttft_ms.is_none() {
         seen.ttft_ms = Some(now.duration_since(sent).as_secs_f64() * 1e3);
-        seen.first_token_in_window = now <= window_end;
+        seen.first_token_in_window = window.contains(&now);
     }
     seen.last_token_ms = Some(now.duration_since(sent).as_secs_f64() * 1e3);
     seen.completion_tokens += 1;
-    if now <= window_end {
+    if window.contains(&now) {
         seen.completion_tokens_in_window += 1;
     }
 }

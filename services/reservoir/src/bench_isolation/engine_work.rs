@@ -1,11 +1,11 @@
-//! What the engine computed during a phase, from the worker's own counters
-//! (`WorkerStats`): every token it prefilled or decoded, at the calibrated
-//! weights, whether or not its result reached a client within the phase
-//! (work past the phase's edges and recomputation after preemption count;
-//! prefix-cache hits are not computed). Over capacity, it says how much of
+//! What the engine computed during a phase's measured window, from the
+//! worker's own counters (`WorkerStats`): every token it prefilled or
+//! decoded, at the calibrated weights, whether or not its result reached a
+//! client within the window (work past its edges and recomputation after
+//! preemption count; prefix-cache hits are not computed). Over capacity, it says how much of
 //! the calibrated capacity a busy engine computes on this traffic; `util`
-//! says how much of the capacity went to useful work within the phase.
-//! The time the engine spent in steps over the phase says how busy it was:
+//! says how much of the capacity went to useful work within the window.
+//! The time the engine spent in steps over the window says how busy it was:
 //! an engine that computes less than the capacity while busy throughout
 //! ran slower than calibrated; one that idled was not given the work.
 
@@ -23,12 +23,12 @@ pub struct Totals {
     step_seconds: f64,
 }
 
-/// What the engine did in a phase.
+/// What the engine did in a phase's window.
 #[derive(Debug, Clone, Copy)]
 pub struct EngineWork {
     /// Weighted tokens computed per second over the capacity.
     pub share_of_capacity: f64,
-    /// Share of the phase spent in engine steps.
+    /// Share of the window spent in engine steps.
     pub busy: f64,
 }
 
@@ -38,7 +38,7 @@ pub async fn read(worker_url: &str) -> anyhow::Result<Totals> {
     Ok(Totals { prefilled: s.prefilled_tokens, decoded: s.decoded_tokens, step_seconds: s.step_seconds })
 }
 
-/// `read` at `at` (the end of a phase).
+/// `read` at `at` (the start or end of a window).
 pub async fn read_at(worker_url: String, at: Instant) -> anyhow::Result<Totals> {
     tokio::time::sleep_until(at.into()).await;
     read(&worker_url).await

@@ -2,19 +2,17 @@
 //! that missed their target, each phase's figures (a table and a JSON
 //! line), the machine's pace around each phase, and which targets a run met.
 
-use std::time::Duration;
-
 use reservoir_workload::report::{self, Observed, PhaseSummary};
 use reservoir_workload::targets::{self, Check};
 use serde_json::{Value, json};
 
-use super::{PhaseResult, Planned, RESERVED_TENANTS, Served, TIER};
+use super::{PhaseResult, Planned, RESERVED_TENANTS, Served, TIER, Timing};
 
 pub fn setup(
     calibration: &reservoir_platform::calibrate::Calibration,
     served: &Served,
     rate_each: u32,
-    phase: Duration,
+    timing: Timing,
     reserved: &[Planned],
     spot: &[Planned],
     capacity: f64,
@@ -23,7 +21,7 @@ pub fn setup(
     let demand = |p: &[Planned]| -> f64 {
         p.iter().map(|p| f64::from(p.call.prompt_tokens) * w.prompt + f64::from(p.call.max_tokens) * w.completion).sum()
     };
-    let secs = phase.as_secs_f64();
+    let secs = (timing.warm_up + timing.window).as_secs_f64();
     let prompts: Vec<f64> = reserved.iter().chain(spot).map(|p| f64::from(p.call.prompt_tokens)).collect();
     let q = |x: f64| report::quantile(&prompts, x).unwrap_or(f64::NAN);
     println!(
@@ -41,11 +39,15 @@ pub fn setup(
     );
     println!(
         "trace: {} reserved requests ({RESERVED_TENANTS} tenants at {rate_each} weighted tokens/s each, {TIER}), \
-         offering {:.0}% of their rate; {} spot requests offering {:.1}x capacity; phases of {secs} s",
+         offering {:.0}% of their rate; {} spot requests offering {:.1}x capacity; phases of {secs} s, measured \
+         over the last {} s (the first {} s bring the platform to its steady state: requests sent then count only \
+         for their work within the window)",
         reserved.len(),
         demand(reserved) / secs / (f64::from(rate_each) * RESERVED_TENANTS as f64) * 100.0,
         spot.len(),
         demand(spot) / secs / capacity,
+        timing.window.as_secs(),
+        timing.warm_up.as_secs(),
     );
     println!(
         "prompt tokens (chat template included) p50 {:.0}, p90 {:.0}, p99 {:.0}, max {:.0}; max_tokens 16 to 256 \
@@ -65,8 +67,10 @@ pub fn setup(
 /// those prompts and its own need longer than its target at the measured
 /// prefill rate, no order of that work could have met every target.
 pub fn misses(label: &str, observed: &[Observed], prefill_tokens_per_s: u32) {
-    let missed: Vec<&Observed> =
-        observed.iter().filter(|o| o.reserved && o.ttft_ms.is_none_or(|t| t > o.ttft_target_ms)).collect();
+    let missed: Vec<&Observed> = observed
+        .iter()
+        .filter(|o| o.reserved && !o.warm_up && o.ttft_ms.is_none_or(|t| t > o.ttft_target_ms))
+        .collect();
     for o in missed {
         let ttft = o.ttft_ms.map_or("no token".to_owned(), |t| format!("TTFT {t:.0} ms"));
         let class = o.served_as.as_deref().unwrap_or("unknown");
@@ -138,10 +142,10 @@ pub fn results(results: &[PhaseResult]) {
          received over demanded (a request not served in full demanded its prompt and max_tokens). Shed: refused \
          or failed by the platform. Spot tok/s: useful spot work, weighted tokens/s; of left: over the capacity \
          reserved work left. Util: useful work (prompt tokens once, prefix-cache hits and failover recomputation \
-         not counted, plus generated tokens) over capacity, within the phase. Engine: every token the engine \
-         computed during the phase (its own counters: work past the phase's edges and recomputation included, \
+         not counted, plus generated tokens) over capacity, within the window. Engine: every token the engine \
+         computed during the window (its own counters: work past its edges and recomputation included, \
          prefix-cache hits not), weighted, over capacity: how much of the calibrated capacity a busy engine \
-         computes on this traffic. Busy: share of the phase the engine spent in steps (its own clock); engine \
+         computes on this traffic. Busy: share of the window the engine spent in steps (its own clock); engine \
          over busy is how fast it ran while busy, against calibration. Pace: a short run of calibration's work just before and just after the \
          phase, with nothing else running, against the same run right after calibration (1.00x): the machine \
          the phase ran on (not measured with --quick)."
