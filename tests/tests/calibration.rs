@@ -34,7 +34,7 @@ async fn calibration_records_measured_weights_that_the_apis_show_and_usage_uses(
     let (model, tokenizer) = (tiny_model(&spec).expect("tiny model"), letter_tokenizer(spec.vocab).expect("tokenizer"));
     let id = MODEL.parse().expect("model id");
     let measured =
-        reservoir_platform::calibrate::calibrate(&p.pool, &id, model, tokenizer, 64).await.expect("calibrated");
+        reservoir_platform::calibrate::calibrate(&p.pool, &id, model, tokenizer, 64, 1).await.expect("calibrated");
     assert_eq!(measured.completion_weight, Decimal::ONE, "a generated token is the unit of capacity");
     assert!(measured.prompt_weight > Decimal::ZERO && measured.prompt_weight < Decimal::from(999), "{measured:?}");
     assert!(measured.tokens_per_s > 0 && measured.prefill_tokens_per_s > 0, "{measured:?}");

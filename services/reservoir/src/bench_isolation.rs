@@ -55,8 +55,9 @@ const TIER: Tier = Tier::Premium;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Phases of 8 s instead of 30 s, reserved stragglers cut after 6 s
-    /// more instead of 60 (finishes within about a minute).
+    /// Windows of 8 s after 1 s of warm-up instead of 30 s after 5,
+    /// reserved stragglers cut after 6 s more instead of 60, one
+    /// calibration run instead of three (finishes within about a minute).
     #[arg(long)]
     quick: bool,
     /// The trace's seed: the same seed sends the same requests (in every run).
@@ -167,6 +168,8 @@ async fn run_in(config: &Config, args: &Args, url: &str, timing: Timing) -> anyh
         loaded.model.clone(),
         loaded.tokenizer.clone(),
         config.worker.step_token_budget,
+        // One run with --quick (about half its time here), so figures are rougher.
+        if args.quick { 1 } else { reservoir_platform::calibrate::CALIBRATION_RUNS },
     )
     .await?;
     let capacity = f64::from(calibration.tokens_per_s);

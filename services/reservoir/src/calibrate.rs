@@ -60,7 +60,7 @@ pub const ALLOWANCE_PROMPT_TOKENS: usize = 1024;
 /// Runs measured; the median of each figure is kept, so one run disturbed
 /// by another process on the machine neither inflates nor deflates what is
 /// sold.
-const CALIBRATION_RUNS: usize = 3;
+pub const CALIBRATION_RUNS: usize = 3;
 /// Weights are kept in thousandths: the precision admission counts in
 /// (`reservoir_sched::Weights`), so every reader sees the same number.
 const WEIGHT_DECIMALS: u32 = 3;
@@ -117,16 +117,20 @@ impl Calibration {
 
 /// Runs the engine briefly on `model`, prefilling in steps of at most
 /// `step_token_budget` tokens as a worker does, where chat traffic's work
-/// sits (`chat_traffic_shape`). Blocking: call it from a blocking thread.
-/// Takes about 15 s on SmolLM2-135M.
+/// sits (`chat_traffic_shape`), `runs` times (at least once; the median of
+/// each figure is kept: `CALIBRATION_RUNS` for what is sold). Blocking:
+/// call it from a blocking thread. A run takes 5 to 13 s on SmolLM2-135M
+/// on the 2-core machines here.
 pub fn measure_model(
     model: &Arc<Model>,
     tokenizer: &Tokenizer,
     step_token_budget: usize,
+    runs: usize,
 ) -> anyhow::Result<Calibration> {
     let traffic = chat_traffic_shape(tokenizer)?;
-    let mut weighings = Vec::with_capacity(CALIBRATION_RUNS);
-    let mut allowance_prefill = Vec::with_capacity(CALIBRATION_RUNS);
+    let runs = runs.max(1);
+    let mut weighings = Vec::with_capacity(runs);
+    let mut allowance_prefill = Vec::with_capacity(runs);
     // Room for the decode steps' tokens beyond the context.
     let context_room = model.config.ctx_len.saturating_sub(CALIBRATION_TURNS * CALIBRATION_STEPS_PER_TURN + 16);
     let long = reservoir_engine::bench::Spec {
@@ -141,7 +145,7 @@ pub fn measure_model(
         prompt_tokens: traffic.equivalent_prompt_tokens().min(context_room),
     };
     let weigh = weigh_spec(at, step_token_budget, CALIBRATION_TURNS);
-    for _ in 0..CALIBRATION_RUNS {
+    for _ in 0..runs {
         let report = reservoir_engine::bench::run(model, &long).context("calibration run")?;
         allowance_prefill.push(report.prefill_tok_per_s);
         let w = reservoir_engine::bench::weigh(model, &weigh).context("calibration run")?;
@@ -219,17 +223,18 @@ fn median(mut runs: Vec<f64>) -> Option<f64> {
 }
 
 /// Measures `model` (prefilling in steps of `step_token_budget` tokens, the
-/// workers' `worker.step_token_budget`) and records the figures as `id`'s
-/// capacity, prefill rate and weights. Nothing is recorded when the
-/// measurement fails.
+/// workers' `worker.step_token_budget`; `runs` runs, `measure_model`) and
+/// records the figures as `id`'s capacity, prefill rate and weights.
+/// Nothing is recorded when the measurement fails.
 pub async fn calibrate(
     pool: &sqlx::PgPool,
     id: &ModelId,
     model: Arc<Model>,
     tokenizer: Arc<Tokenizer>,
     step_token_budget: usize,
+    runs: usize,
 ) -> anyhow::Result<Calibration> {
-    let calibration = tokio::task::spawn_blocking(move || measure_model(&model, &tokenizer, step_token_budget))
+    let calibration = tokio::task::spawn_blocking(move || measure_model(&model, &tokenizer, step_token_budget, runs))
         .await
         .context("calibration stopped")??;
     reservoir_contracts::record_calibration(pool, id, &calibration.measured()).await?;

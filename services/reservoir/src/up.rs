@@ -183,6 +183,7 @@ async fn calibrate_pool(config: &Config, pool: &sqlx::PgPool, model: &ModelId) -
         loaded.model,
         loaded.tokenizer,
         config.worker.step_token_budget,
+        reservoir_platform::calibrate::CALIBRATION_RUNS,
     )
     .await
     {
