@@ -165,7 +165,7 @@ pub fn summarize(observed: &[Observed], w: Weights, capacity_per_s: f64, window_
     let work = |of: &[&Observed]| per_s(of.iter().fold(0.0, |total, o| total + useful_work(o, w)));
     let (reserved_work_per_s, spot_goodput_per_s) = (work(&reserved_all), work(&spot_all));
     let left = capacity_per_s - reserved_work_per_s;
-    let measured = || observed.iter().filter(|o| !o.warm_up);
+    let measured = || reserved.iter().chain(&spot);
     let prompt_tokens: u64 = measured().map(|o| u64::from(o.prompt_tokens)).sum();
     let cached: u64 = measured().map(|o| u64::from(o.cached_prompt_tokens.min(o.prompt_tokens))).sum();
     PhaseSummary {

@@ -2,9 +2,10 @@
 //! worker's own counters (`WorkerStats`): every token it prefilled or
 //! decoded, at the calibrated weights, whether or not its result reached a
 //! client within the window (work past its edges and recomputation after
-//! preemption count; prefix-cache hits are not computed). Over capacity, it says how much of
-//! the calibrated capacity a busy engine computes on this traffic; `util`
-//! says how much of the capacity went to useful work within the window.
+//! preemption count; prefix-cache hits are not computed). Over capacity,
+//! it says how much of the calibrated capacity a busy engine computes on
+//! this traffic; `util` says how much of the capacity went to useful work
+//! within the window.
 //! The time the engine spent in steps over the window says how busy it was:
 //! an engine that computes less than the capacity while busy throughout
 //! ran slower than calibrated; one that idled was not given the work.
